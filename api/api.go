@@ -1,0 +1,288 @@
+// Package api is drover's REST API under /api/v1, used by the CLI and any
+// UI. Every route but /healthz needs a bearer token.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/drover/drover/deployments"
+	"github.com/drover/drover/pipelines"
+)
+
+// Ledger is the part of the store the API reads and writes.
+type Ledger interface {
+	App(ctx context.Context, name string) (pipelines.App, error)
+	Apps(ctx context.Context) ([]pipelines.App, error)
+	Release(ctx context.Context, app string, version int) (pipelines.Release, error)
+	Releases(ctx context.Context, app string, limit int) ([]pipelines.Release, error)
+	CurrentRelease(ctx context.Context, app string) (pipelines.Release, error)
+	FindBuild(ctx context.Context, repo, commit string) (deployments.Build, error)
+	ConfigVars(ctx context.Context, app string) (pipelines.ConfigVars, error)
+	SetConfigVars(ctx context.Context, app string, set map[string]string, unset []string) (pipelines.ConfigVars, error)
+}
+
+// Server holds the API's dependencies.
+type Server struct {
+	Ledger Ledger
+	// Tokens are the bearer tokens allowed to call the API.
+	Tokens []string
+	Logger *slog.Logger
+}
+
+// Register mounts /healthz and /api/v1 on r.
+func (s *Server) Register(r *gin.Engine) {
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	v1 := r.Group("/api/v1", s.auth)
+	v1.GET("/apps", s.listApps)
+	v1.GET("/apps/:app", s.getApp)
+	v1.GET("/apps/:app/releases", s.listReleases)
+	v1.GET("/apps/:app/releases/:version", s.getRelease)
+	v1.GET("/apps/:app/releases/:version/build", s.getBuild)
+	v1.GET("/apps/:app/config", s.getConfig)
+	v1.PATCH("/apps/:app/config", s.patchConfig)
+}
+
+// Error is the body of every error answer.
+type Error struct {
+	Error ErrorBody `json:"error"`
+}
+
+// ErrorBody says what went wrong, with a stable code scripts can test.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func fail(c *gin.Context, status int, code, msg string) {
+	c.AbortWithStatusJSON(status, Error{Error: ErrorBody{Code: code, Message: msg}})
+}
+
+// failErr maps domain errors to HTTP status, here at the edge only.
+func (s *Server) failErr(c *gin.Context, err error) {
+	switch {
+	case errors.Is(err, pipelines.ErrNotFound):
+		fail(c, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, pipelines.ErrInvalid):
+		fail(c, http.StatusBadRequest, "invalid", err.Error())
+	case errors.Is(err, pipelines.ErrConflict):
+		fail(c, http.StatusConflict, "conflict", err.Error())
+	default:
+		s.logger().Error("api", "path", c.FullPath(), "error", err)
+		fail(c, http.StatusInternalServerError, "internal", "internal error; see drover's log")
+	}
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.Default()
+	}
+	return s.Logger
+}
+
+func (s *Server) auth(c *gin.Context) {
+	token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		fail(c, http.StatusUnauthorized, "unauthorized", "missing bearer token; set DROVER_TOKEN")
+		return
+	}
+	for _, t := range s.Tokens {
+		if t != "" && subtle.ConstantTimeCompare([]byte(t), []byte(token)) == 1 {
+			c.Next()
+			return
+		}
+	}
+	fail(c, http.StatusUnauthorized, "unauthorized", "invalid bearer token")
+}
+
+// RegionInfo is where an app runs in one region.
+type RegionInfo struct {
+	Region  string                 `json:"region"`
+	Release int                    `json:"release,omitempty"`
+	Status  pipelines.RegionStatus `json:"status,omitempty"`
+	URL     string                 `json:"url,omitempty"`
+}
+
+// AppInfo is an app with its current release and where it answers.
+type AppInfo struct {
+	pipelines.App
+	Current *pipelines.Release `json:"current_release,omitempty"`
+	Where   []RegionInfo       `json:"where"`
+}
+
+func (s *Server) appInfo(ctx context.Context, app pipelines.App) (AppInfo, error) {
+	info := AppInfo{App: app, Where: []RegionInfo{}}
+	cur, err := s.Ledger.CurrentRelease(ctx, app.Name)
+	if err != nil && !errors.Is(err, pipelines.ErrNotFound) {
+		return info, err
+	}
+	if err == nil {
+		info.Current = &cur
+	}
+	for _, region := range app.Regions {
+		ri := RegionInfo{Region: region}
+		if info.Current != nil {
+			for _, st := range cur.Regions {
+				if st.Region == region {
+					ri.Release, ri.Status, ri.URL = cur.Version, st.Status, st.URL
+				}
+			}
+		}
+		info.Where = append(info.Where, ri)
+	}
+	return info, nil
+}
+
+func (s *Server) listApps(c *gin.Context) {
+	apps, err := s.Ledger.Apps(c)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	out := []AppInfo{}
+	for _, app := range apps {
+		info, err := s.appInfo(c, app)
+		if err != nil {
+			s.failErr(c, err)
+			return
+		}
+		out = append(out, info)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) getApp(c *gin.Context) {
+	app, err := s.Ledger.App(c, c.Param("app"))
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	info, err := s.appInfo(c, app)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, info)
+}
+
+func (s *Server) listReleases(c *gin.Context) {
+	if _, err := s.Ledger.App(c, c.Param("app")); err != nil {
+		s.failErr(c, err)
+		return
+	}
+	limit, _ := strconv.Atoi(c.Query("limit"))
+	rs, err := s.Ledger.Releases(c, c.Param("app"), limit)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if rs == nil {
+		rs = []pipelines.Release{}
+	}
+	for i := range rs {
+		rs[i].Output = "" // kept for the one-release view, not the list
+	}
+	c.JSON(http.StatusOK, rs)
+}
+
+func (s *Server) release(c *gin.Context) (pipelines.Release, bool) {
+	v, err := pipelines.ParseVersion(c.Param("version"))
+	if err != nil {
+		s.failErr(c, err)
+		return pipelines.Release{}, false
+	}
+	r, err := s.Ledger.Release(c, c.Param("app"), v)
+	if err != nil {
+		s.failErr(c, err)
+		return r, false
+	}
+	return r, true
+}
+
+func (s *Server) getRelease(c *gin.Context) {
+	if r, ok := s.release(c); ok {
+		c.JSON(http.StatusOK, r)
+	}
+}
+
+func (s *Server) getBuild(c *gin.Context) {
+	r, ok := s.release(c)
+	if !ok {
+		return
+	}
+	app, err := s.Ledger.App(c, r.App)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	b, err := s.Ledger.FindBuild(c, app.Repo, r.Commit)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, b)
+}
+
+func (s *Server) getConfig(c *gin.Context) {
+	if _, err := s.Ledger.App(c, c.Param("app")); err != nil {
+		s.failErr(c, err)
+		return
+	}
+	cv, err := s.Ledger.ConfigVars(c, c.Param("app"))
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, cv)
+}
+
+// patchConfig sets the keys given with a string value and removes those
+// given as null; the new config reaches the app with its next release.
+func (s *Server) patchConfig(c *gin.Context) {
+	if _, err := s.Ledger.App(c, c.Param("app")); err != nil {
+		s.failErr(c, err)
+		return
+	}
+	var body map[string]*string
+	if err := c.ShouldBindJSON(&body); err != nil {
+		fail(c, http.StatusBadRequest, "invalid", "body must be a JSON object of KEY: \"value\" (or null to unset)")
+		return
+	}
+	set, unset := map[string]string{}, []string{}
+	for k, v := range body {
+		if !validEnvKey(k) {
+			fail(c, http.StatusBadRequest, "invalid", "config var name "+strconv.Quote(k)+" must be letters, digits and '_', not starting with a digit")
+			return
+		}
+		if v == nil {
+			unset = append(unset, k)
+		} else {
+			set[k] = *v
+		}
+	}
+	cv, err := s.Ledger.SetConfigVars(c, c.Param("app"), set, unset)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, cv)
+}
+
+func validEnvKey(k string) bool {
+	if k == "" || (k[0] >= '0' && k[0] <= '9') {
+		return false
+	}
+	for _, r := range k {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}

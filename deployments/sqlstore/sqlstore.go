@@ -1,0 +1,506 @@
+// Package sqlstore implements deployments.Store over database/sql. SQLite
+// (pure Go, modernc.org/sqlite) is the embedded default; the SQL is kept to
+// what PostgreSQL also speaks so production can move to it behind the same
+// interface.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/drover/drover/deployments"
+	"github.com/drover/drover/pipelines"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// maxOutput bounds stored build and release-phase output; the tail is kept,
+// since that is where failures show.
+const maxOutput = 1 << 20
+
+// Store is a deployments.Store on SQLite.
+type Store struct {
+	db  *sql.DB
+	now func() time.Time
+}
+
+var _ deployments.Store = (*Store)(nil)
+
+// OpenSQLite opens (creating if needed) the SQLite database at path and
+// migrates its schema.
+func OpenSQLite(ctx context.Context, path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create store dir: %w", err)
+	}
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	// One connection serialises writers, which is what SQLite does anyway,
+	// and makes "next version" allocation inside a transaction race-free.
+	db.SetMaxOpenConns(1)
+	s := &Store{db: db, now: func() time.Time { return time.Now().UTC() }}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS apps (
+	name       TEXT PRIMARY KEY,
+	pipeline   TEXT NOT NULL,
+	stage      TEXT NOT NULL,
+	repo       TEXT NOT NULL,
+	branch     TEXT NOT NULL,
+	regions    TEXT NOT NULL,
+	created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS releases (
+	app            TEXT NOT NULL,
+	version        INTEGER NOT NULL,
+	status         TEXT NOT NULL,
+	slug           TEXT NOT NULL,
+	commit_sha     TEXT NOT NULL,
+	config_version INTEGER NOT NULL,
+	formation      TEXT NOT NULL,
+	procfile       TEXT NOT NULL,
+	description    TEXT NOT NULL,
+	operation      TEXT NOT NULL,
+	reason         TEXT NOT NULL,
+	output         TEXT NOT NULL,
+	regions        TEXT NOT NULL,
+	created_at     TIMESTAMP NOT NULL,
+	updated_at     TIMESTAMP NOT NULL,
+	PRIMARY KEY (app, version)
+);
+CREATE INDEX IF NOT EXISTS releases_operation ON releases (app, operation);
+CREATE TABLE IF NOT EXISTS config_vars (
+	app        TEXT NOT NULL,
+	version    INTEGER NOT NULL,
+	vars       TEXT NOT NULL,
+	created_at TIMESTAMP NOT NULL,
+	PRIMARY KEY (app, version)
+);
+CREATE TABLE IF NOT EXISTS builds (
+	repo       TEXT NOT NULL,
+	commit_sha TEXT NOT NULL,
+	slug       TEXT NOT NULL,
+	buildpack  TEXT NOT NULL,
+	procfile   TEXT NOT NULL,
+	output     TEXT NOT NULL,
+	created_at TIMESTAMP NOT NULL,
+	PRIMARY KEY (repo, commit_sha)
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+	id          TEXT PRIMARY KEY,
+	event       TEXT NOT NULL,
+	received_at TIMESTAMP NOT NULL
+);
+`
+
+func (s *Store) migrate(ctx context.Context) error {
+	for _, stmt := range strings.Split(schema, ";") {
+		if strings.TrimSpace(stmt) == "" {
+			continue
+		}
+		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("%s: %w", strings.TrimSpace(stmt)[:30], err)
+		}
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func (s *Store) SyncApp(ctx context.Context, a pipelines.App) error {
+	regions, _ := json.Marshal(a.Regions)
+	_, err := s.db.ExecContext(ctx, `
+		INSERT INTO apps (name, pipeline, stage, repo, branch, regions, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET pipeline = excluded.pipeline, stage = excluded.stage,
+			repo = excluded.repo, branch = excluded.branch, regions = excluded.regions`,
+		a.Name, a.Pipeline, a.Stage, a.Repo, a.Branch, string(regions), s.now())
+	if err != nil {
+		return fmt.Errorf("sync app %q: %w", a.Name, err)
+	}
+	return nil
+}
+
+func (s *Store) App(ctx context.Context, name string) (pipelines.App, error) {
+	apps, err := s.queryApps(ctx, `WHERE name = ?`, name)
+	if err != nil {
+		return pipelines.App{}, err
+	}
+	if len(apps) == 0 {
+		return pipelines.App{}, fmt.Errorf("app %q: %w", name, pipelines.ErrNotFound)
+	}
+	return apps[0], nil
+}
+
+func (s *Store) Apps(ctx context.Context) ([]pipelines.App, error) {
+	return s.queryApps(ctx, `ORDER BY name`)
+}
+
+func (s *Store) queryApps(ctx context.Context, where string, args ...any) ([]pipelines.App, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, pipeline, stage, repo, branch, regions FROM apps `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list apps: %w", err)
+	}
+	defer rows.Close()
+	var out []pipelines.App
+	for rows.Next() {
+		var a pipelines.App
+		var regions string
+		if err := rows.Scan(&a.Name, &a.Pipeline, &a.Stage, &a.Repo, &a.Branch, &regions); err != nil {
+			return nil, fmt.Errorf("scan app: %w", err)
+		}
+		if err := json.Unmarshal([]byte(regions), &a.Regions); err != nil {
+			return nil, fmt.Errorf("app %q regions: %w", a.Name, err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+const releaseColumns = `app, version, status, slug, commit_sha, config_version, formation, procfile, description, operation, reason, output, regions, created_at, updated_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRelease(sc scanner) (pipelines.Release, error) {
+	var r pipelines.Release
+	var formation, procfile, regions string
+	err := sc.Scan(&r.App, &r.Version, &r.Status, &r.Slug, &r.Commit, &r.ConfigVersion, &formation, &procfile,
+		&r.Description, &r.Operation, &r.Reason, &r.Output, &regions, &r.CreatedAt, &r.UpdatedAt)
+	if err != nil {
+		return r, err
+	}
+	for _, f := range []struct {
+		data string
+		into any
+	}{{formation, &r.Formation}, {procfile, &r.Procfile}, {regions, &r.Regions}} {
+		if err := json.Unmarshal([]byte(f.data), f.into); err != nil {
+			return r, fmt.Errorf("release %s v%d: %w", r.App, r.Version, err)
+		}
+	}
+	return r, nil
+}
+
+func (s *Store) CreateRelease(ctx context.Context, nr deployments.NewRelease) (pipelines.Release, error) {
+	var out pipelines.Release
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if nr.Operation != "" {
+			r, err := scanRelease(tx.QueryRowContext(ctx,
+				`SELECT `+releaseColumns+` FROM releases WHERE app = ? AND operation = ?`, nr.App, nr.Operation))
+			if err == nil {
+				out = r
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		var version int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app = ?`, nr.App).Scan(&version); err != nil {
+			return err
+		}
+		now := s.now()
+		status := nr.Status
+		if status == "" {
+			status = pipelines.ReleasePending
+		}
+		states := make([]pipelines.RegionState, 0, len(nr.Regions))
+		for _, name := range nr.Regions {
+			states = append(states, pipelines.RegionState{Region: name, Status: pipelines.RegionPending, UpdatedAt: now})
+		}
+		formation, _ := json.Marshal(orEmpty(nr.Formation))
+		procfile, _ := json.Marshal(nr.Procfile)
+		regions, _ := json.Marshal(states)
+		_, err := tx.ExecContext(ctx, `INSERT INTO releases (`+releaseColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', ?, ?, ?)`,
+			nr.App, version, status, nr.Slug, nr.Commit, nr.ConfigVersion, string(formation), string(procfile),
+			nr.Description, nr.Operation, string(regions), now, now)
+		if err != nil {
+			return err
+		}
+		out, err = scanRelease(tx.QueryRowContext(ctx, `SELECT `+releaseColumns+` FROM releases WHERE app = ? AND version = ?`, nr.App, version))
+		return err
+	})
+	if err != nil {
+		return pipelines.Release{}, fmt.Errorf("create release of %q: %w", nr.App, err)
+	}
+	return out, nil
+}
+
+func orEmpty(f pipelines.Formation) pipelines.Formation {
+	if f == nil {
+		return pipelines.Formation{}
+	}
+	return f
+}
+
+func (s *Store) Release(ctx context.Context, app string, version int) (pipelines.Release, error) {
+	r, err := scanRelease(s.db.QueryRowContext(ctx, `SELECT `+releaseColumns+` FROM releases WHERE app = ? AND version = ?`, app, version))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("release %s v%d: %w", app, version, pipelines.ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("release %s v%d: %w", app, version, err)
+	}
+	return r, nil
+}
+
+func (s *Store) Releases(ctx context.Context, app string, limit int) ([]pipelines.Release, error) {
+	q := `SELECT ` + releaseColumns + ` FROM releases WHERE app = ? ORDER BY version DESC`
+	args := []any{app}
+	if limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("releases of %q: %w", app, err)
+	}
+	defer rows.Close()
+	var out []pipelines.Release
+	for rows.Next() {
+		r, err := scanRelease(rows)
+		if err != nil {
+			return nil, fmt.Errorf("releases of %q: %w", app, err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) CurrentRelease(ctx context.Context, app string) (pipelines.Release, error) {
+	r, err := scanRelease(s.db.QueryRowContext(ctx, `SELECT `+releaseColumns+` FROM releases WHERE app = ? AND status = ? ORDER BY version DESC LIMIT 1`,
+		app, pipelines.ReleaseSucceeded))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("current release of %q: %w", app, pipelines.ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("current release of %q: %w", app, err)
+	}
+	return r, nil
+}
+
+func (s *Store) FinishRelease(ctx context.Context, app string, version int, status pipelines.ReleaseStatus, reason string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var cur pipelines.ReleaseStatus
+		err := tx.QueryRowContext(ctx, `SELECT status FROM releases WHERE app = ? AND version = ?`, app, version).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("finish release %s v%d: %w", app, version, pipelines.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("finish release %s v%d: %w", app, version, err)
+		}
+		if cur == status {
+			return nil
+		}
+		if cur.Terminal() {
+			return fmt.Errorf("finish release %s v%d as %s: already %s: %w", app, version, status, cur, pipelines.ErrConflict)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE releases SET status = ?, reason = ?, updated_at = ? WHERE app = ? AND version = ?`,
+			status, reason, s.now(), app, version)
+		return err
+	})
+}
+
+func (s *Store) SetReleaseOutput(ctx context.Context, app string, version int, output string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE releases SET output = ?, updated_at = ? WHERE app = ? AND version = ?`,
+		tail(output), s.now(), app, version)
+	return mustAffect(res, err, "set output of release %s v%d", app, version)
+}
+
+func (s *Store) SetRegionState(ctx context.Context, app string, version int, st pipelines.RegionState) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var data string
+		err := tx.QueryRowContext(ctx, `SELECT regions FROM releases WHERE app = ? AND version = ?`, app, version).Scan(&data)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("region state of %s v%d: %w", app, version, pipelines.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		var states []pipelines.RegionState
+		if err := json.Unmarshal([]byte(data), &states); err != nil {
+			return err
+		}
+		if st.UpdatedAt.IsZero() {
+			st.UpdatedAt = s.now()
+		}
+		found := false
+		for i := range states {
+			if states[i].Region == st.Region {
+				if st.URL == "" {
+					st.URL = states[i].URL
+				}
+				states[i], found = st, true
+			}
+		}
+		if !found {
+			states = append(states, st)
+		}
+		out, _ := json.Marshal(states)
+		_, err = tx.ExecContext(ctx, `UPDATE releases SET regions = ?, updated_at = ? WHERE app = ? AND version = ?`, string(out), s.now(), app, version)
+		return err
+	})
+}
+
+func (s *Store) ConfigVars(ctx context.Context, app string) (pipelines.ConfigVars, error) {
+	return s.configVars(ctx, `SELECT version, vars FROM config_vars WHERE app = ? ORDER BY version DESC LIMIT 1`, app)
+}
+
+func (s *Store) ConfigVarsAt(ctx context.Context, app string, version int) (pipelines.ConfigVars, error) {
+	if version == 0 {
+		return pipelines.ConfigVars{Vars: map[string]string{}}, nil
+	}
+	cv, err := s.configVars(ctx, `SELECT version, vars FROM config_vars WHERE app = ? AND version = ?`, app, version)
+	if err == nil && cv.Version == 0 {
+		return cv, fmt.Errorf("config v%d of %q: %w", version, app, pipelines.ErrNotFound)
+	}
+	return cv, err
+}
+
+func (s *Store) configVars(ctx context.Context, q string, args ...any) (pipelines.ConfigVars, error) {
+	cv := pipelines.ConfigVars{Vars: map[string]string{}}
+	var data string
+	err := s.db.QueryRowContext(ctx, q, args...).Scan(&cv.Version, &data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return cv, nil
+	}
+	if err != nil {
+		return cv, fmt.Errorf("config vars: %w", err)
+	}
+	if err := json.Unmarshal([]byte(data), &cv.Vars); err != nil {
+		return cv, fmt.Errorf("config vars: %w", err)
+	}
+	return cv, nil
+}
+
+func (s *Store) SetConfigVars(ctx context.Context, app string, set map[string]string, unset []string) (pipelines.ConfigVars, error) {
+	var out pipelines.ConfigVars
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		cur := pipelines.ConfigVars{Vars: map[string]string{}}
+		var data string
+		err := tx.QueryRowContext(ctx, `SELECT version, vars FROM config_vars WHERE app = ? ORDER BY version DESC LIMIT 1`, app).Scan(&cur.Version, &data)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		default:
+			if err := json.Unmarshal([]byte(data), &cur.Vars); err != nil {
+				return err
+			}
+		}
+		for k, v := range set {
+			cur.Vars[k] = v
+		}
+		for _, k := range unset {
+			delete(cur.Vars, k)
+		}
+		cur.Version++
+		enc, _ := json.Marshal(cur.Vars)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO config_vars (app, version, vars, created_at) VALUES (?, ?, ?, ?)`,
+			app, cur.Version, string(enc), s.now()); err != nil {
+			return err
+		}
+		out = cur
+		return nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("set config vars of %q: %w", app, err)
+	}
+	return out, nil
+}
+
+func (s *Store) FindBuild(ctx context.Context, repo, commit string) (deployments.Build, error) {
+	b := deployments.Build{Repo: repo, Commit: commit}
+	var procfile string
+	err := s.db.QueryRowContext(ctx, `SELECT slug, buildpack, procfile, output, created_at FROM builds WHERE repo = ? AND commit_sha = ?`,
+		strings.ToLower(repo), commit).Scan(&b.Slug, &b.Buildpack, &procfile, &b.Output, &b.CreatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return b, fmt.Errorf("build of %s at %s: %w", repo, commit, pipelines.ErrNotFound)
+	}
+	if err != nil {
+		return b, fmt.Errorf("build of %s at %s: %w", repo, commit, err)
+	}
+	if err := json.Unmarshal([]byte(procfile), &b.Procfile); err != nil {
+		return b, fmt.Errorf("build of %s at %s: %w", repo, commit, err)
+	}
+	return b, nil
+}
+
+func (s *Store) RecordBuild(ctx context.Context, b deployments.Build) error {
+	procfile, _ := json.Marshal(b.Procfile)
+	created := b.CreatedAt
+	if created.IsZero() {
+		created = s.now()
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO builds (repo, commit_sha, slug, buildpack, procfile, output, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repo, commit_sha) DO NOTHING`,
+		strings.ToLower(b.Repo), b.Commit, b.Slug, b.Buildpack, string(procfile), tail(b.Output), created)
+	if err != nil {
+		return fmt.Errorf("record build of %s at %s: %w", b.Repo, b.Commit, err)
+	}
+	return nil
+}
+
+func (s *Store) RecordDelivery(ctx context.Context, id, event string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `INSERT INTO deliveries (id, event, received_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		id, event, s.now())
+	if err != nil {
+		return false, fmt.Errorf("record delivery %s: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("record delivery %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+func (s *Store) ForgetDelivery(ctx context.Context, id string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM deliveries WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("forget delivery %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func mustAffect(res sql.Result, err error, format string, args ...any) error {
+	if err != nil {
+		return fmt.Errorf(format+": %w", append(args, err)...)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf(format+": %w", append(args, pipelines.ErrNotFound)...)
+	}
+	return nil
+}
+
+func tail(s string) string {
+	if len(s) <= maxOutput {
+		return s
+	}
+	return "…" + s[len(s)-maxOutput:]
+}
+

@@ -1,0 +1,85 @@
+package deployments
+
+import (
+	"context"
+	"time"
+
+	"github.com/drover/drover/pipelines"
+)
+
+// NewRelease is what CreateRelease needs; the store assigns the version.
+type NewRelease struct {
+	App           string
+	Status        pipelines.ReleaseStatus
+	Slug          string
+	Commit        string
+	ConfigVersion int
+	Formation     pipelines.Formation
+	Procfile      pipelines.Procfile
+	Description   string
+	// Operation is the workflow that creates the release. A second call with
+	// the same App and Operation returns the release the first call made,
+	// so a retried activity never makes two releases.
+	Operation string
+	Regions   []string
+}
+
+// Build is a finished build of one commit of one repository.
+type Build struct {
+	Repo      string             `json:"repo"`
+	Commit    string             `json:"commit"`
+	Slug      string             `json:"slug"`
+	Buildpack string             `json:"buildpack"`
+	Procfile  pipelines.Procfile `json:"procfile"`
+	Output    string             `json:"output,omitempty"`
+	CreatedAt time.Time          `json:"created_at"`
+}
+
+// Store is the release ledger and everything it refers to. Methods that look
+// one thing up return an error wrapping pipelines.ErrNotFound when it does not exist.
+type Store interface {
+	// SyncApp records an app from the config, creating or updating it.
+	SyncApp(ctx context.Context, app pipelines.App) error
+	// App returns one app.
+	App(ctx context.Context, name string) (pipelines.App, error)
+	// Apps returns every app, sorted by name.
+	Apps(ctx context.Context) ([]pipelines.App, error)
+
+	// CreateRelease appends the next version to app's ledger, with every
+	// region pending. It is idempotent per (App, Operation).
+	CreateRelease(ctx context.Context, r NewRelease) (pipelines.Release, error)
+	// Release returns vN of app.
+	Release(ctx context.Context, app string, version int) (pipelines.Release, error)
+	// Releases returns app's ledger, newest first, at most limit (0: all).
+	Releases(ctx context.Context, app string, limit int) ([]pipelines.Release, error)
+	// CurrentRelease returns app's newest succeeded release.
+	CurrentRelease(ctx context.Context, app string) (pipelines.Release, error)
+	// FinishRelease sets a pending release's final status and reason.
+	// Finishing a release again with the same status is a no-op; changing a
+	// final status is ErrConflict, since the ledger is append-only.
+	FinishRelease(ctx context.Context, app string, version int, status pipelines.ReleaseStatus, reason string) error
+	// SetReleaseOutput keeps the release phase's output.
+	SetReleaseOutput(ctx context.Context, app string, version int, output string) error
+	// SetRegionState records where a release is in one region.
+	SetRegionState(ctx context.Context, app string, version int, st pipelines.RegionState) error
+
+	// ConfigVars returns app's newest config; version 0 with no vars if none was set.
+	ConfigVars(ctx context.Context, app string) (pipelines.ConfigVars, error)
+	// ConfigVarsAt returns app's config at a version (0: empty).
+	ConfigVarsAt(ctx context.Context, app string, version int) (pipelines.ConfigVars, error)
+	// SetConfigVars writes a new config version with set applied and unset removed.
+	SetConfigVars(ctx context.Context, app string, set map[string]string, unset []string) (pipelines.ConfigVars, error)
+
+	// FindBuild returns the build of repo at commit.
+	FindBuild(ctx context.Context, repo, commit string) (Build, error)
+	// RecordBuild keeps a build; recording the same repo and commit again keeps the first.
+	RecordBuild(ctx context.Context, b Build) error
+
+	// RecordDelivery notes a webhook delivery ID and reports whether it was new.
+	RecordDelivery(ctx context.Context, id, event string) (bool, error)
+	// ForgetDelivery removes a delivery ID whose work could not be started,
+	// so GitHub's redelivery of it is acted on.
+	ForgetDelivery(ctx context.Context, id string) error
+
+	Close() error
+}

@@ -1,0 +1,270 @@
+// Package devstack runs a Temporal server inside drover's own process, on a
+// SQLite file, so `drover dev` needs nothing installed. It is the only
+// package besides cmd/drover that imports go.temporal.io/server: linking it
+// makes a very large binary, and no unit test should pay for that.
+//
+// The options follow the Temporal CLI's dev server (temporalio/cli,
+// internal/devserver, MIT), written anew for drover.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"go.temporal.io/server/chasm/lib/activity"
+	"go.temporal.io/server/common/authorization"
+	"go.temporal.io/server/common/cluster"
+	"go.temporal.io/server/common/config"
+	"go.temporal.io/server/common/dynamicconfig"
+	"go.temporal.io/server/common/log"
+	"go.temporal.io/server/common/log/tag"
+	"go.temporal.io/server/common/membership/static"
+	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	"go.temporal.io/server/common/primitives"
+	sqliteschema "go.temporal.io/server/schema/sqlite"
+	"go.temporal.io/server/temporal"
+)
+
+// Namespace is the Temporal namespace drover's dev stack creates and uses.
+const Namespace = "default"
+
+const clusterName = "active"
+
+// Options configures the embedded server.
+type Options struct {
+	// DatabaseFile is the SQLite file; its schema is created on first start.
+	DatabaseFile string
+	// Host is the IP every service binds to; default 127.0.0.1. The server
+	// wants an IP, not a name.
+	Host string
+	// FrontendPort is the gRPC port clients and the Temporal CLI/UI use;
+	// 0 picks a free one.
+	FrontendPort int
+	// Logger receives the server's logs at Level and above.
+	Logger *slog.Logger
+	Level  slog.Level
+	// DynamicConfig overrides server dynamic config keys.
+	DynamicConfig map[string]any
+}
+
+// Server is a running embedded Temporal server.
+type Server struct {
+	server   temporal.Server
+	frontend string
+	level    *slog.LevelVar
+}
+
+// Start starts the server and returns once its frontend accepts calls.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if opts.DatabaseFile == "" {
+		return nil, errors.New("devstack: DatabaseFile is required")
+	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	ports, err := freePorts(opts.Host, 4)
+	if err != nil {
+		return nil, err
+	}
+	if opts.FrontendPort == 0 {
+		opts.FrontendPort = ports[0]
+	}
+	grpcPorts := map[primitives.ServiceName]int{
+		primitives.FrontendService: opts.FrontendPort,
+		primitives.HistoryService:  ports[1],
+		primitives.MatchingService: ports[2],
+		primitives.WorkerService:   ports[3],
+	}
+	httpPorts, err := freePorts(opts.Host, 1)
+	if err != nil {
+		return nil, err
+	}
+	frontend := net.JoinHostPort(opts.Host, strconv.Itoa(opts.FrontendPort))
+
+	sqlConf, err := prepareDatabase(opts.DatabaseFile)
+	if err != nil {
+		return nil, err
+	}
+	conf := &config.Config{}
+	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
+	conf.Global.Membership.BroadcastAddress = opts.Host
+	conf.Persistence.DefaultStore = "sqlite"
+	conf.Persistence.VisibilityStore = "sqlite"
+	conf.Persistence.NumHistoryShards = 1
+	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite": {SQL: sqlConf}}
+	conf.ClusterMetadata = &cluster.Config{
+		FailoverVersionIncrement: 10,
+		MasterClusterName:        clusterName,
+		CurrentClusterName:       clusterName,
+		ClusterInformation: map[string]cluster.ClusterInformation{
+			clusterName: {
+				Enabled:                true,
+				InitialFailoverVersion: 1,
+				RPCAddress:             frontend,
+				HTTPAddress:            net.JoinHostPort(opts.Host, strconv.Itoa(httpPorts[0])),
+				ClusterID:              "drover-dev",
+			},
+		},
+	}
+	conf.DCRedirectionPolicy.Policy = "noop"
+	conf.Services = map[string]config.Service{}
+	hosts := map[primitives.ServiceName]static.Hosts{}
+	for svc, port := range grpcPorts {
+		var s config.Service
+		s.RPC.GRPCPort = port
+		s.RPC.BindOnIP = opts.Host
+		if svc == primitives.FrontendService {
+			s.RPC.HTTPPort = httpPorts[0]
+		}
+		conf.Services[string(svc)] = s
+		hosts[svc] = static.SingleLocalHost(net.JoinHostPort(opts.Host, strconv.Itoa(port)))
+	}
+	conf.Archival.History.State = "disabled"
+	conf.Archival.Visibility.State = "disabled"
+	conf.NamespaceDefaults.Archival.History.State = "disabled"
+	conf.NamespaceDefaults.Archival.Visibility.State = "disabled"
+	conf.PublicClient.HostPort = frontend
+
+	level := &slog.LevelVar{}
+	level.Set(opts.Level)
+	logger := serverLogger{log: opts.Logger, level: level}
+	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
+	if err != nil {
+		return nil, fmt.Errorf("temporal authorizer: %w", err)
+	}
+	claimMapper, err := authorization.GetClaimMapperFromConfig(&conf.Global.Authorization, logger)
+	if err != nil {
+		return nil, fmt.Errorf("temporal claim mapper: %w", err)
+	}
+	dyn := dynamicconfig.StaticClient{
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
+		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+		dynamicconfig.EnableChasm.Key():                                  true,
+		activity.Enabled.Key():                                           true,
+		// The dev stack has one user and a SQLite file: let persistence go
+		// as fast as the file allows.
+		dynamicconfig.FrontendPersistenceMaxQPS.Key(): 10000,
+		dynamicconfig.HistoryPersistenceMaxQPS.Key():  45000,
+	}
+	for k, v := range opts.DynamicConfig {
+		dyn[dynamicconfig.MakeKey(k)] = v
+	}
+	srv, err := temporal.NewServer(
+		temporal.WithConfig(conf),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithStaticHosts(hosts),
+		temporal.WithLogger(logger),
+		temporal.WithAuthorizer(authorizer),
+		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
+		temporal.WithDynamicConfigClient(dyn),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("create temporal server: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("start temporal server on %s: %w", frontend, err)
+	}
+	return &Server{server: srv, frontend: frontend, level: level}, nil
+}
+
+// FrontendAddress is host:port of the frontend, for clients, the Temporal CLI
+// (`temporal --address`) and the Temporal UI.
+func (s *Server) FrontendAddress() string { return s.frontend }
+
+// Stop stops the server. The server logs warnings as it shuts down that say
+// nothing useful, so they are silenced first.
+func (s *Server) Stop() error {
+	s.level.Set(slog.LevelError + 4)
+	return s.server.Stop()
+}
+
+func prepareDatabase(file string) (*config.SQL, error) {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return nil, fmt.Errorf("create temporal data dir: %w", err)
+	}
+	conf := &config.SQL{
+		PluginName:   sqliteplugin.PluginName,
+		DatabaseName: file,
+		ConnectAttributes: map[string]string{
+			"mode": "rwc",
+			// WAL survives a killed process without losing committed
+			// writes, and NORMAL sync is durable against exactly that.
+			"journal_mode": "wal",
+			"synchronous":  "1",
+			"busy_timeout": "10000",
+		},
+	}
+	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+		if err := sqliteschema.SetupSchema(conf); err != nil {
+			return nil, fmt.Errorf("set up temporal schema in %s: %w", file, err)
+		}
+	}
+	ns, err := sqliteschema.NewNamespaceConfig(clusterName, Namespace, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("temporal namespace config: %w", err)
+	}
+	if err := sqliteschema.CreateNamespaces(conf, ns); err != nil {
+		return nil, fmt.Errorf("create temporal namespace %q: %w", Namespace, err)
+	}
+	return conf, nil
+}
+
+// freePorts asks the kernel for n free ports on host. They are released
+// before the server binds them, which is the usual small race of dev servers.
+func freePorts(host string, n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, fmt.Errorf("find a free port on %s: %w", host, err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}
+
+// serverLogger adapts slog to the server's logger interface.
+type serverLogger struct {
+	log   *slog.Logger
+	level *slog.LevelVar
+}
+
+var _ log.Logger = serverLogger{}
+
+func (l serverLogger) Debug(msg string, tags ...tag.Tag) { l.emit(slog.LevelDebug, msg, tags) }
+func (l serverLogger) Info(msg string, tags ...tag.Tag)  { l.emit(slog.LevelInfo, msg, tags) }
+func (l serverLogger) Warn(msg string, tags ...tag.Tag)  { l.emit(slog.LevelWarn, msg, tags) }
+func (l serverLogger) Error(msg string, tags ...tag.Tag) { l.emit(slog.LevelError, msg, tags) }
+func (l serverLogger) DPanic(msg string, tags ...tag.Tag) {
+	l.emit(slog.LevelError, msg, tags)
+}
+func (l serverLogger) Panic(msg string, tags ...tag.Tag) { l.emit(slog.LevelError, msg, tags) }
+func (l serverLogger) Fatal(msg string, tags ...tag.Tag) { l.emit(slog.LevelError, msg, tags) }
+
+func (l serverLogger) emit(level slog.Level, msg string, tags []tag.Tag) {
+	if level < l.level.Level() || !l.log.Enabled(context.Background(), level) {
+		return
+	}
+	attrs := make([]slog.Attr, len(tags))
+	for i, t := range tags {
+		attrs[i] = slog.Any(t.Key(), t.Value())
+	}
+	l.log.LogAttrs(context.Background(), level, msg, append([]slog.Attr{slog.String("component", "temporal")}, attrs...)...)
+}

@@ -1,0 +1,290 @@
+package pipelines
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Stage names a pipeline may have, in the order a build travels through them.
+const (
+	StageReview     = "review"
+	StageStaging    = "staging"
+	StageProduction = "production"
+)
+
+var stageOrder = []string{StageReview, StageStaging, StageProduction}
+
+// Region drivers.
+const (
+	DriverLocal = "local"
+	DriverNomad = "nomad"
+)
+
+// Config is a validated drover.yaml.
+type Config struct {
+	// File is where the config was read from, for error messages.
+	File      string
+	GitHub    GitHubConfig
+	Regions   map[string]RegionSpec
+	Pipelines map[string]Pipeline
+}
+
+// GitHubConfig holds how drover talks to GitHub and checks its webhooks.
+type GitHubConfig struct {
+	// WebhookSecret is the secret itself; prefer WebhookSecretEnv.
+	WebhookSecret string `yaml:"webhook_secret"`
+	// WebhookSecretEnv names the environment variable holding the secret.
+	WebhookSecretEnv string `yaml:"webhook_secret_env"`
+}
+
+// RegionSpec is one place apps run.
+type RegionSpec struct {
+	Name   string `yaml:"-"`
+	Driver string `yaml:"driver"`
+}
+
+// Pipeline is a repository's path to production.
+type Pipeline struct {
+	Name   string           `yaml:"-"`
+	Repo   string           `yaml:"repo"`
+	Stages map[string]Stage `yaml:"stages"`
+}
+
+// Stage is one step of a pipeline: the app it deploys to, the branch that
+// auto-deploys into it, and its regions in rollout order.
+type Stage struct {
+	Name    string   `yaml:"-"`
+	App     string   `yaml:"app"`
+	Branch  string   `yaml:"branch"`
+	Regions []string `yaml:"regions"`
+}
+
+// ConfigError is a validation failure, naming the file, the key and what is
+// wrong, e.g. `drover.yaml: pipelines.hello.stages.staging.regions[1]: unknown region "eu"`.
+type ConfigError struct {
+	File string
+	Key  string
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("%s: %s", e.File, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.File, e.Key, e.Msg)
+}
+
+// Is makes a ConfigError match ErrInvalid.
+func (e *ConfigError) Is(target error) bool { return target == ErrInvalid }
+
+// LoadConfig reads and validates a drover.yaml. Every error names the file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+type rawConfig struct {
+	GitHub    GitHubConfig          `yaml:"github"`
+	Regions   map[string]RegionSpec `yaml:"regions"`
+	Pipelines map[string]Pipeline   `yaml:"pipelines"`
+}
+
+// ParseConfig parses and validates config data; file is used in errors only.
+// Unknown keys are errors, so a typo never silently drops a setting.
+func ParseConfig(file string, data []byte) (*Config, error) {
+	var raw rawConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
+		return nil, &ConfigError{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	c := &Config{File: file, GitHub: raw.GitHub, Regions: raw.Regions, Pipelines: raw.Pipelines}
+	if c.Regions == nil {
+		c.Regions = map[string]RegionSpec{}
+	}
+	if c.Pipelines == nil {
+		c.Pipelines = map[string]Pipeline{}
+	}
+	for name, r := range c.Regions {
+		r.Name = name
+		c.Regions[name] = r
+	}
+	for name, p := range c.Pipelines {
+		p.Name = name
+		for sn, s := range p.Stages {
+			s.Name = sn
+			p.Stages[sn] = s
+		}
+		c.Pipelines[name] = p
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// nameRE keeps names valid as Nomad job IDs, DNS labels and directory names.
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+var repoRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
+
+// ValidName reports whether s can name an app, a region or a pipeline.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+func (c *Config) validate() error {
+	bad := func(key, format string, args ...any) error {
+		return &ConfigError{File: c.File, Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	if c.GitHub.WebhookSecret != "" && c.GitHub.WebhookSecretEnv != "" {
+		return bad("github", "set webhook_secret or webhook_secret_env, not both")
+	}
+	for _, name := range sortedKeys(c.Regions) {
+		r := c.Regions[name]
+		key := "regions." + name
+		if !ValidName(name) {
+			return bad(key, "region name must be lowercase letters, digits and '-'")
+		}
+		switch r.Driver {
+		case DriverLocal:
+		case "":
+			return bad(key+".driver", "missing; want %q", DriverLocal)
+		case DriverNomad:
+			return bad(key+".driver", "the nomad driver is not available in this version; use %q", DriverLocal)
+		default:
+			return bad(key+".driver", "unknown driver %q; want %q", r.Driver, DriverLocal)
+		}
+	}
+	apps := map[string]string{}
+	for _, pname := range sortedKeys(c.Pipelines) {
+		p := c.Pipelines[pname]
+		key := "pipelines." + pname
+		if !ValidName(pname) {
+			return bad(key, "pipeline name must be lowercase letters, digits and '-'")
+		}
+		if p.Repo == "" {
+			return bad(key+".repo", "missing; want owner/name")
+		}
+		if !repoRE.MatchString(p.Repo) {
+			return bad(key+".repo", "%q is not owner/name", p.Repo)
+		}
+		if len(p.Stages) == 0 {
+			return bad(key+".stages", "missing; want at least one of %s", strings.Join(stageOrder[1:], ", "))
+		}
+		branches := map[string]string{}
+		for _, sname := range sortedKeys(p.Stages) {
+			s := p.Stages[sname]
+			skey := key + ".stages." + sname
+			if sname != StageStaging && sname != StageProduction {
+				return bad(skey, "unknown stage; want %s or %s", StageStaging, StageProduction)
+			}
+			if s.App == "" {
+				return bad(skey+".app", "missing")
+			}
+			if !ValidName(s.App) {
+				return bad(skey+".app", "%q must be lowercase letters, digits and '-', at most 63", s.App)
+			}
+			if other, dup := apps[s.App]; dup {
+				return bad(skey+".app", "app %q is already used by %s", s.App, other)
+			}
+			apps[s.App] = skey
+			if len(s.Regions) == 0 {
+				return bad(skey+".regions", "missing; want a list of region names")
+			}
+			seen := map[string]bool{}
+			for i, r := range s.Regions {
+				if _, ok := c.Regions[r]; !ok {
+					return bad(fmt.Sprintf("%s.regions[%d]", skey, i), "unknown region %q; define it under regions", r)
+				}
+				if seen[r] {
+					return bad(fmt.Sprintf("%s.regions[%d]", skey, i), "region %q listed twice", r)
+				}
+				seen[r] = true
+			}
+			if s.Branch != "" {
+				if other, dup := branches[s.Branch]; dup {
+					return bad(skey+".branch", "branch %q already auto-deploys to stage %s", s.Branch, other)
+				}
+				branches[s.Branch] = sname
+			}
+		}
+	}
+	return nil
+}
+
+// WebhookSecret returns the webhook secret from the config or the environment
+// variable it names. It returns an error when none is set: go-github accepts
+// unsigned payloads when the secret is empty, so drover must never run so.
+func (c *Config) WebhookSecret(getenv func(string) string) (string, error) {
+	if c.GitHub.WebhookSecret != "" {
+		return c.GitHub.WebhookSecret, nil
+	}
+	if c.GitHub.WebhookSecretEnv != "" {
+		if v := getenv(c.GitHub.WebhookSecretEnv); v != "" {
+			return v, nil
+		}
+		return "", &ConfigError{File: c.File, Key: "github.webhook_secret_env",
+			Msg: fmt.Sprintf("environment variable %s is empty; set it to the secret of the GitHub webhook", c.GitHub.WebhookSecretEnv)}
+	}
+	return "", &ConfigError{File: c.File, Key: "github", Msg: "no webhook secret: set webhook_secret_env (or webhook_secret)"}
+}
+
+// StageForPush returns the pipeline and stage a push to repo's branch
+// auto-deploys to. Repository names compare case-insensitively, as GitHub's do.
+func (c *Config) StageForPush(repo, branch string) (Pipeline, Stage, bool) {
+	for _, pname := range sortedKeys(c.Pipelines) {
+		p := c.Pipelines[pname]
+		if !strings.EqualFold(p.Repo, repo) {
+			continue
+		}
+		for _, sname := range sortedKeys(p.Stages) {
+			if s := p.Stages[sname]; s.Branch != "" && s.Branch == branch {
+				return p, s, true
+			}
+		}
+	}
+	return Pipeline{}, Stage{}, false
+}
+
+// App returns the app of that name; ErrNotFound if no stage deploys to it.
+func (c *Config) App(name string) (App, error) {
+	for _, p := range c.Pipelines {
+		for _, s := range p.Stages {
+			if s.App == name {
+				return App{Name: s.App, Pipeline: p.Name, Stage: s.Name, Repo: p.Repo, Branch: s.Branch, Regions: s.Regions}, nil
+			}
+		}
+	}
+	return App{}, fmt.Errorf("app %q: %w", name, ErrNotFound)
+}
+
+// Apps returns every configured app, sorted by name.
+func (c *Config) Apps() []App {
+	var out []App
+	for _, p := range c.Pipelines {
+		for _, s := range p.Stages {
+			out = append(out, App{Name: s.App, Pipeline: p.Name, Stage: s.Name, Repo: p.Repo, Branch: s.Branch, Regions: s.Regions})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,115 @@
+package pipelines
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// ReleaseStatus is where a release is in its life. Releases are append-only:
+// only the status and region states of a release change after it is created.
+type ReleaseStatus string
+
+const (
+	ReleasePending    ReleaseStatus = "pending"
+	ReleaseSucceeded  ReleaseStatus = "succeeded"
+	ReleaseFailed     ReleaseStatus = "failed"
+	ReleaseSuperseded ReleaseStatus = "superseded"
+)
+
+// Terminal reports whether the status is final.
+func (s ReleaseStatus) Terminal() bool { return s != ReleasePending }
+
+// RegionStatus is where a release is in one region.
+type RegionStatus string
+
+const (
+	RegionPending    RegionStatus = "pending"
+	RegionRunning    RegionStatus = "running"
+	RegionSuccessful RegionStatus = "successful"
+	RegionFailed     RegionStatus = "failed"
+	RegionRolledBack RegionStatus = "rolled_back"
+)
+
+// RegionState is the state of one release in one region.
+type RegionState struct {
+	Region    string       `json:"region"`
+	Status    RegionStatus `json:"status"`
+	Message   string       `json:"message,omitempty"`
+	URL       string       `json:"url,omitempty"`
+	UpdatedAt time.Time    `json:"updated_at"`
+}
+
+// Release is vN of an app: what runs (slug), with what (config version and
+// formation), built from which commit.
+type Release struct {
+	App           string        `json:"app"`
+	Version       int           `json:"version"`
+	Status        ReleaseStatus `json:"status"`
+	Slug          string        `json:"slug,omitempty"`
+	Commit        string        `json:"commit,omitempty"`
+	ConfigVersion int           `json:"config_version"`
+	Formation     Formation     `json:"formation,omitempty"`
+	Procfile      Procfile      `json:"procfile,omitempty"`
+	Description   string        `json:"description,omitempty"`
+	// Operation is the ID of the workflow that made this release; retries of
+	// that workflow find their own release by it.
+	Operation string        `json:"operation,omitempty"`
+	Reason    string        `json:"reason,omitempty"`
+	Output    string        `json:"release_output,omitempty"`
+	Regions   []RegionState `json:"regions,omitempty"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+}
+
+// Name is the user-facing release name, "v7".
+func (r Release) Name() string { return fmt.Sprintf("v%d", r.Version) }
+
+// ParseVersion accepts "v7" or "7".
+func ParseVersion(s string) (int, error) {
+	var n int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(strings.ToLower(s), "v"), "%d", &n); err != nil || n < 1 {
+		return 0, fmt.Errorf("release %q: want vN with N ≥ 1: %w", s, ErrInvalid)
+	}
+	return n, nil
+}
+
+// Formation maps process type to instance count.
+type Formation map[string]int
+
+// DefaultFormation runs one instance of every long-running process type, as
+// `heroku local` does.
+func DefaultFormation(p Procfile) Formation {
+	f := Formation{}
+	for _, proc := range p.Services() {
+		f[proc.Type] = 1
+	}
+	return f
+}
+
+// Types returns the process types in sorted order.
+func (f Formation) Types() []string {
+	out := make([]string, 0, len(f))
+	for t := range f {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// App is a deployable unit: one stage of one pipeline.
+type App struct {
+	Name     string   `json:"name"`
+	Pipeline string   `json:"pipeline"`
+	Stage    string   `json:"stage"`
+	Repo     string   `json:"repo"`
+	Branch   string   `json:"branch,omitempty"`
+	Regions  []string `json:"regions"`
+}
+
+// ConfigVars are an app's environment at one version.
+type ConfigVars struct {
+	Version int               `json:"version"`
+	Vars    map[string]string `json:"vars"`
+}

@@ -1,0 +1,101 @@
+// Package regions defines the Region interface: the one way drover puts a
+// release into a place where apps run, watches it, takes it back out, and
+// runs one-off tasks there. Drivers live in subpackages: regions/local runs
+// processes on this machine for development and tests.
+package regions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/drover/drover/pipelines"
+)
+
+// Slug locates a release's slug for a driver: local drivers read Path,
+// remote schedulers fetch URL and check Digest.
+type Slug struct {
+	Digest string `json:"digest"`
+	Path   string `json:"path,omitempty"`
+	URL    string `json:"url,omitempty"`
+}
+
+// Deployment is everything a region needs to run one release of an app.
+type Deployment struct {
+	App       string              `json:"app"`
+	Release   int                 `json:"release"`
+	Slug      Slug                `json:"slug"`
+	Procfile  pipelines.Procfile  `json:"procfile"`
+	Formation pipelines.Formation `json:"formation"`
+	// Env holds the config vars. It is never logged.
+	Env map[string]string `json:"-"`
+	// Progress, when set, receives short human-readable steps; activities
+	// turn them into heartbeats and ledger messages.
+	Progress func(msg string) `json:"-"`
+}
+
+// Result says where a successful deployment answers.
+type Result struct {
+	// URL is where the web process answers in this region, if it has one.
+	URL     string `json:"url,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Task is a one-off command run from a release's slug, such as the release phase.
+type Task struct {
+	App     string            `json:"app"`
+	Release int               `json:"release"`
+	Name    string            `json:"name"`
+	Slug    Slug              `json:"slug"`
+	Command string            `json:"command"`
+	Env     map[string]string `json:"-"`
+}
+
+// TaskResult is how a task ended. A task that ran and exited non-zero is a
+// result, not an error.
+type TaskResult struct {
+	ExitCode int    `json:"exit_code"`
+	Output   string `json:"output"`
+}
+
+// Status is what a region runs for an app.
+type Status struct {
+	Release int    `json:"release"`
+	Slug    string `json:"slug,omitempty"`
+	URL     string `json:"url,omitempty"`
+	Running bool   `json:"running"`
+}
+
+// Region is one place apps run. Every method is idempotent, so activities
+// can retry it: deploying the release that already runs returns its result.
+type Region interface {
+	// Name is the region's key in drover.yaml.
+	Name() string
+	// Deploy makes d the running release of d.App and returns once it is
+	// healthy. On failure the previous release keeps serving and the error
+	// is a *DeployError saying why.
+	Deploy(ctx context.Context, d Deployment) (Result, error)
+	// Stop stops every process of app in this region. Stopping an app that
+	// does not run is not an error.
+	Stop(ctx context.Context, app string) error
+	// RunTask runs t to completion.
+	RunTask(ctx context.Context, t Task) (TaskResult, error)
+	// Status reports what runs for app; Running is false when nothing does.
+	Status(ctx context.Context, app string) (Status, error)
+}
+
+// DeployError is a deployment that ran and failed: the release did not
+// become healthy. Retrying the same deployment will not help.
+type DeployError struct {
+	Region  string
+	App     string
+	Release int
+	Reason  string
+}
+
+func (e *DeployError) Error() string {
+	return fmt.Sprintf("deploy %s v%d in region %s: %s", e.App, e.Release, e.Region, e.Reason)
+}
+
+// ErrUnavailable marks a region that could not be reached; callers retry.
+var ErrUnavailable = errors.New("region unavailable")

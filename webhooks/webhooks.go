@@ -1,0 +1,198 @@
+// Package webhooks receives GitHub's webhooks: it checks their signature,
+// parses them, and turns the ones drover acts on into workflow starts and
+// signals. It answers fast; the work happens in workflows.
+package webhooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/go-github/v60/github"
+
+	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/workflows"
+)
+
+// MaxBodyBytes is GitHub's own cap on webhook payloads; larger bodies are
+// refused with 413 before anything reads them.
+const MaxBodyBytes = 25 << 20
+
+// Deployer queues a deploy of a commit to an app.
+type Deployer interface {
+	Deploy(ctx context.Context, app string, req workflows.DeployRequest) error
+}
+
+// Deliveries remembers webhook delivery IDs so a redelivery is answered
+// without doing anything twice.
+type Deliveries interface {
+	RecordDelivery(ctx context.Context, id, event string) (bool, error)
+	ForgetDelivery(ctx context.Context, id string) error
+}
+
+// Handler serves POST /webhooks/github.
+type Handler struct {
+	config     *pipelines.Config
+	secret     []byte
+	deployer   Deployer
+	deliveries Deliveries
+	logger     *slog.Logger
+}
+
+// New returns a Handler. It refuses an empty secret: go-github's
+// ValidatePayload accepts unsigned payloads when the secret is empty.
+func New(cfg *pipelines.Config, secret string, d Deployer, deliveries Deliveries, logger *slog.Logger) (*Handler, error) {
+	if secret == "" {
+		return nil, errors.New("webhooks: empty webhook secret; refusing to accept unsigned payloads")
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Handler{config: cfg, secret: []byte(secret), deployer: d, deliveries: deliveries, logger: logger}, nil
+}
+
+// Register mounts the handler on r.
+func (h *Handler) Register(r gin.IRoutes) {
+	r.POST("/webhooks/github", h.Serve)
+}
+
+type answer struct {
+	Status    string `json:"status"`
+	Message   string `json:"message,omitempty"`
+	App       string `json:"app,omitempty"`
+	Commit    string `json:"commit,omitempty"`
+	Operation string `json:"operation,omitempty"`
+}
+
+// Serve handles one delivery: headers into the logger, the signature before
+// anything reads the body, then parsing and dispatch.
+func (h *Handler) Serve(c *gin.Context) {
+	event := c.GetHeader(github.EventTypeHeader)
+	delivery := c.GetHeader(github.DeliveryIDHeader)
+	log := h.logger.With("event", event, "delivery", delivery)
+
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+	payload, err := github.ValidatePayload(c.Request, h.secret)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			log.Warn("webhook body too large")
+			c.JSON(http.StatusRequestEntityTooLarge, answer{Status: "rejected", Message: fmt.Sprintf("body larger than %d bytes", MaxBodyBytes)})
+			return
+		}
+		log.Warn("webhook signature invalid", "error", err)
+		c.JSON(http.StatusUnauthorized, answer{Status: "rejected", Message: "invalid or missing X-Hub-Signature-256"})
+		return
+	}
+	if event == "" {
+		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: "missing X-GitHub-Event header"})
+		return
+	}
+	switch event {
+	case "ping":
+		c.JSON(http.StatusOK, answer{Status: "pong"})
+	case "push":
+		var ev github.PushEvent
+		if err := parse(event, payload, &ev); err != nil {
+			log.Warn("malformed webhook", "error", err)
+			c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: err.Error()})
+			return
+		}
+		h.push(c, log, delivery, &ev)
+	default:
+		c.JSON(http.StatusAccepted, answer{Status: "ignored", Message: fmt.Sprintf("drover does not act on %q events", event)})
+	}
+}
+
+func parse(event string, payload []byte, into any) error {
+	ev, err := github.ParseWebHook(event, payload)
+	if err != nil {
+		return fmt.Errorf("parse %s payload: %w", event, err)
+	}
+	switch dst := into.(type) {
+	case *github.PushEvent:
+		p, ok := ev.(*github.PushEvent)
+		if !ok || p.GetRepo().GetFullName() == "" {
+			return fmt.Errorf("parse %s payload: no repository.full_name", event)
+		}
+		*dst = *p
+	}
+	return nil
+}
+
+func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *github.PushEvent) {
+	repo := ev.GetRepo().GetFullName()
+	branch, isBranch := strings.CutPrefix(ev.GetRef(), "refs/heads/")
+	commit := ev.GetAfter()
+	switch {
+	case !isBranch:
+		c.JSON(http.StatusOK, answer{Status: "ignored", Message: fmt.Sprintf("%s is not a branch", ev.GetRef())})
+		return
+	case ev.GetDeleted() || strings.Trim(commit, "0") == "":
+		c.JSON(http.StatusOK, answer{Status: "ignored", Message: fmt.Sprintf("branch %s was deleted", branch)})
+		return
+	}
+	pipeline, stage, ok := h.config.StageForPush(repo, branch)
+	if !ok {
+		c.JSON(http.StatusOK, answer{Status: "ignored", Message: fmt.Sprintf("no stage of any pipeline auto-deploys %s branch %s", repo, branch)})
+		return
+	}
+	if ev.GetRepo().GetCloneURL() == "" {
+		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: "push payload has no repository.clone_url"})
+		return
+	}
+	out := answer{App: stage.App, Commit: commit, Operation: workflows.DeployWorkflowID(stage.App, commit)}
+	if delivery != "" && h.deliveries != nil {
+		fresh, err := h.deliveries.RecordDelivery(c, delivery, "push")
+		if err != nil {
+			log.Error("record delivery", "error", err)
+			c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not record the delivery; redeliver it"})
+			return
+		}
+		if !fresh {
+			out.Status, out.Message = "duplicate", "delivery "+delivery+" was already received; nothing started"
+			c.JSON(http.StatusOK, out)
+			return
+		}
+	}
+	req := workflows.DeployRequest{
+		Repo: pipeline.Repo, CloneURL: ev.GetRepo().GetCloneURL(), Commit: commit, Regions: stage.Regions,
+		Description: describe(ev, branch),
+	}
+	if err := h.deployer.Deploy(c, stage.App, req); err != nil {
+		log.Error("queue deploy", "app", stage.App, "commit", commit, "error", err)
+		if delivery != "" && h.deliveries != nil {
+			if ferr := h.deliveries.ForgetDelivery(c, delivery); ferr != nil {
+				log.Error("forget delivery", "error", ferr)
+			}
+		}
+		c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not queue the deploy; redeliver the webhook once drover's worker is back"})
+		return
+	}
+	log.Info("deploy queued", "app", stage.App, "commit", commit, "pipeline", pipeline.Name, "stage", stage.Name)
+	out.Status = "accepted"
+	c.JSON(http.StatusAccepted, out)
+}
+
+func describe(ev *github.PushEvent, branch string) string {
+	msg := ev.GetHeadCommit().GetMessage()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	who := ev.GetPusher().GetName()
+	if who == "" {
+		who = ev.GetSender().GetLogin()
+	}
+	d := "push to " + branch
+	if who != "" {
+		d += " by " + who
+	}
+	if msg != "" {
+		d += ": " + msg
+	}
+	return d
+}

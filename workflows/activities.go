@@ -1,0 +1,463 @@
+package workflows
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/drover/drover/deployments"
+	"github.com/drover/drover/deployments/slugs"
+	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/regions"
+)
+
+// Builder turns a commit into a slug.
+type Builder interface {
+	Build(ctx context.Context, in slugs.BuildInput, out io.Writer) (slugs.BuildResult, error)
+}
+
+// SlugPaths finds a slug's file by digest.
+type SlugPaths interface {
+	Path(digest string) (string, error)
+}
+
+// RegionSet finds a region by its name in drover.yaml.
+type RegionSet interface {
+	Region(name string) (regions.Region, error)
+}
+
+// Activities are the steps workflows run. Each is idempotent: a retry finds
+// what an earlier attempt did and carries on from there.
+type Activities struct {
+	Store   deployments.Store
+	Builder Builder
+	Slugs   SlugPaths
+	Regions RegionSet
+	Logger  *slog.Logger
+	// HeartbeatEvery is how often long activities heartbeat; default 2s.
+	HeartbeatEvery time.Duration
+}
+
+// Error types that retry policies name as non-retryable.
+const (
+	errInvalid      = "Invalid"
+	errDeployFailed = "DeployFailed"
+	errReleasePhase = "ReleasePhaseFailed"
+)
+
+// permanent marks errors no retry can fix as non-retryable; others go back
+// to Temporal to be retried.
+func permanent(err error) error {
+	var de *regions.DeployError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &de):
+		return temporal.NewNonRetryableApplicationError(de.Reason, errDeployFailed, err)
+	case errors.Is(err, pipelines.ErrInvalid), errors.Is(err, pipelines.ErrNotFound):
+		return temporal.NewNonRetryableApplicationError(err.Error(), errInvalid, err)
+	}
+	return err
+}
+
+// heartbeat keeps a long activity alive in Temporal's eyes, reporting the
+// latest progress message, until stop is called.
+func (a *Activities) heartbeat(ctx context.Context) (report func(string), stop func()) {
+	every := a.HeartbeatEvery
+	if every <= 0 {
+		every = 2 * time.Second
+	}
+	var mu sync.Mutex
+	last := ""
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				mu.Lock()
+				msg := last
+				mu.Unlock()
+				activity.RecordHeartbeat(ctx, msg)
+			}
+		}
+	}()
+	var once sync.Once
+	return func(msg string) {
+			mu.Lock()
+			last = msg
+			mu.Unlock()
+		}, func() {
+			once.Do(func() { close(done) })
+		}
+}
+
+func (a *Activities) logger() *slog.Logger {
+	if a.Logger == nil {
+		return slog.Default()
+	}
+	return a.Logger
+}
+
+// BuildInput names the commit to build.
+type BuildInput struct {
+	App      string
+	Repo     string
+	CloneURL string
+	Commit   string
+}
+
+// BuildResult is the slug built from the commit.
+type BuildResult struct {
+	Slug      string
+	Buildpack string
+	Procfile  pipelines.Procfile
+	// Reused is true when an earlier build of the same commit was found.
+	Reused bool
+}
+
+// Build builds the commit into a slug, or finds the slug an earlier build of
+// the same commit made. Broken code or a broken Procfile is non-retryable.
+func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildResult, error) {
+	if b, err := a.Store.FindBuild(ctx, in.Repo, in.Commit); err == nil {
+		if _, err := a.Slugs.Path(b.Slug); err == nil {
+			return BuildResult{Slug: b.Slug, Buildpack: b.Buildpack, Procfile: b.Procfile, Reused: true}, nil
+		}
+	} else if !errors.Is(err, pipelines.ErrNotFound) {
+		return BuildResult{}, err
+	}
+	report, stop := a.heartbeat(ctx)
+	defer stop()
+	var out bytes.Buffer
+	w := &progressWriter{w: &out, report: report}
+	res, err := a.Builder.Build(ctx, slugs.BuildInput{CloneURL: in.CloneURL, Commit: in.Commit}, w)
+	if err != nil {
+		a.logger().Warn("build failed", "app", in.App, "commit", in.Commit, "error", err)
+		return BuildResult{}, permanent(fmt.Errorf("build %s at %s: %w", in.Repo, short(in.Commit), err))
+	}
+	if err := a.Store.RecordBuild(ctx, deployments.Build{Repo: in.Repo, Commit: in.Commit, Slug: res.Digest,
+		Buildpack: res.Buildpack, Procfile: res.Procfile, Output: out.String()}); err != nil {
+		return BuildResult{}, err
+	}
+	return BuildResult{Slug: res.Digest, Buildpack: res.Buildpack, Procfile: res.Procfile}, nil
+}
+
+// progressWriter keeps build output and reports its latest line as progress.
+type progressWriter struct {
+	w      io.Writer
+	report func(string)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	if line := strings.TrimSpace(string(b)); line != "" {
+		if i := strings.LastIndexByte(line, '\n'); i >= 0 {
+			line = line[i+1:]
+		}
+		p.report(line)
+	}
+	return p.w.Write(b)
+}
+
+// CreateReleaseInput describes a new release.
+type CreateReleaseInput struct {
+	App         string
+	Slug        string
+	Commit      string
+	Procfile    pipelines.Procfile
+	Description string
+	Operation   string
+	Regions     []string
+}
+
+// CreateReleaseResult names the release and the one it replaces.
+type CreateReleaseResult struct {
+	Version int
+	// Previous is the version that ran before (0: none), which a failed
+	// rollout goes back to.
+	Previous int
+	// HasReleasePhase is true when the Procfile has a release command.
+	HasReleasePhase bool
+}
+
+// CreateRelease appends a pending release with the app's current config
+// vars and formation (new process types start at one instance).
+func (a *Activities) CreateRelease(ctx context.Context, in CreateReleaseInput) (CreateReleaseResult, error) {
+	cv, err := a.Store.ConfigVars(ctx, in.App)
+	if err != nil {
+		return CreateReleaseResult{}, err
+	}
+	formation := pipelines.DefaultFormation(in.Procfile)
+	prev := 0
+	cur, err := a.Store.CurrentRelease(ctx, in.App)
+	switch {
+	case err == nil:
+		prev = cur.Version
+		for typ := range formation {
+			if n, ok := cur.Formation[typ]; ok {
+				formation[typ] = n
+			}
+		}
+	case !errors.Is(err, pipelines.ErrNotFound):
+		return CreateReleaseResult{}, err
+	}
+	r, err := a.Store.CreateRelease(ctx, deployments.NewRelease{
+		App: in.App, Slug: in.Slug, Commit: in.Commit, ConfigVersion: cv.Version, Formation: formation,
+		Procfile: in.Procfile, Description: in.Description, Operation: in.Operation, Regions: in.Regions,
+	})
+	if err != nil {
+		return CreateReleaseResult{}, err
+	}
+	// A retry after the release was created must not see its own release
+	// as the previous one.
+	if prev >= r.Version {
+		prev = 0
+		if rs, err := a.Store.Releases(ctx, in.App, 0); err == nil {
+			for _, old := range rs {
+				if old.Version < r.Version && old.Status == pipelines.ReleaseSucceeded {
+					prev = old.Version
+					break
+				}
+			}
+		}
+	}
+	_, hasRelease := in.Procfile.Command(pipelines.ReleaseProcess)
+	return CreateReleaseResult{Version: r.Version, Previous: prev, HasReleasePhase: hasRelease}, nil
+}
+
+// ReleasePhaseInput names the release whose release command runs, and where.
+type ReleasePhaseInput struct {
+	App     string
+	Version int
+	Region  string
+}
+
+// ReleasePhaseResult says how the release command ended.
+type ReleasePhaseResult struct {
+	ExitCode int
+}
+
+// releasePhaseDone starts the kept output of a release phase that exited 0,
+// so a retry after a crash does not run migrations twice.
+const releasePhaseDone = "release phase exited with code 0"
+
+// ReleasePhase runs the Procfile's release command once from the release's
+// slug with its config vars, and keeps its output in the ledger. A non-zero
+// exit is a non-retryable failure.
+func (a *Activities) ReleasePhase(ctx context.Context, in ReleasePhaseInput) (ReleasePhaseResult, error) {
+	rel, err := a.Store.Release(ctx, in.App, in.Version)
+	if err != nil {
+		return ReleasePhaseResult{}, permanent(err)
+	}
+	if strings.HasPrefix(rel.Output, releasePhaseDone) {
+		return ReleasePhaseResult{}, nil
+	}
+	cmd, ok := rel.Procfile.Command(pipelines.ReleaseProcess)
+	if !ok {
+		return ReleasePhaseResult{}, nil
+	}
+	region, err := a.Regions.Region(in.Region)
+	if err != nil {
+		return ReleasePhaseResult{}, permanent(err)
+	}
+	slug, env, err := a.slugAndEnv(ctx, rel)
+	if err != nil {
+		return ReleasePhaseResult{}, err
+	}
+	_, stop := a.heartbeat(ctx)
+	defer stop()
+	res, err := region.RunTask(ctx, regions.Task{App: in.App, Release: in.Version, Name: pipelines.ReleaseProcess,
+		Slug: slug, Command: cmd, Env: env})
+	if err != nil {
+		return ReleasePhaseResult{}, fmt.Errorf("release phase of %s v%d in %s: %w", in.App, in.Version, in.Region, err)
+	}
+	out := fmt.Sprintf("release phase exited with code %d\n%s", res.ExitCode, res.Output)
+	if err := a.Store.SetReleaseOutput(ctx, in.App, in.Version, out); err != nil {
+		return ReleasePhaseResult{}, err
+	}
+	if res.ExitCode != 0 {
+		msg := fmt.Sprintf("release command %q exited with code %d: %s", cmd, res.ExitCode, lastLines(res.Output, 5))
+		return ReleasePhaseResult{ExitCode: res.ExitCode}, temporal.NewNonRetryableApplicationError(msg, errReleasePhase, nil)
+	}
+	return ReleasePhaseResult{}, nil
+}
+
+func (a *Activities) slugAndEnv(ctx context.Context, rel pipelines.Release) (regions.Slug, map[string]string, error) {
+	path, err := a.Slugs.Path(rel.Slug)
+	if err != nil {
+		return regions.Slug{}, nil, permanent(fmt.Errorf("slug of %s v%d: %w", rel.App, rel.Version, err))
+	}
+	cv, err := a.Store.ConfigVarsAt(ctx, rel.App, rel.ConfigVersion)
+	if err != nil {
+		return regions.Slug{}, nil, err
+	}
+	return regions.Slug{Digest: rel.Slug, Path: path}, cv.Vars, nil
+}
+
+// DeployRegionInput names a release and the region to put it in.
+type DeployRegionInput struct {
+	App     string
+	Version int
+	Region  string
+}
+
+// DeployRegionResult is where the release answers in the region.
+type DeployRegionResult struct {
+	URL string
+}
+
+// DeployRegion makes the release run in one region and records the region's
+// state in the ledger as it goes. A release that does not become healthy is
+// a non-retryable failure; a region that cannot be reached is retried.
+func (a *Activities) DeployRegion(ctx context.Context, in DeployRegionInput) (DeployRegionResult, error) {
+	rel, err := a.Store.Release(ctx, in.App, in.Version)
+	if err != nil {
+		return DeployRegionResult{}, permanent(err)
+	}
+	region, err := a.Regions.Region(in.Region)
+	if err != nil {
+		return DeployRegionResult{}, permanent(err)
+	}
+	d, err := a.Deployment(ctx, rel)
+	if err != nil {
+		return DeployRegionResult{}, err
+	}
+	if err := a.setRegion(ctx, rel, in.Region, pipelines.RegionRunning, "deploying", ""); err != nil {
+		return DeployRegionResult{}, err
+	}
+	report, stop := a.heartbeat(ctx)
+	defer stop()
+	d.Progress = report
+	res, err := region.Deploy(ctx, d)
+	if err != nil {
+		var de *regions.DeployError
+		if errors.As(err, &de) {
+			if serr := a.setRegion(ctx, rel, in.Region, pipelines.RegionFailed, de.Reason, ""); serr != nil {
+				return DeployRegionResult{}, serr
+			}
+		}
+		return DeployRegionResult{}, permanent(err)
+	}
+	if err := a.setRegion(ctx, rel, in.Region, pipelines.RegionSuccessful, res.Message, res.URL); err != nil {
+		return DeployRegionResult{}, err
+	}
+	return DeployRegionResult{URL: res.URL}, nil
+}
+
+func (a *Activities) setRegion(ctx context.Context, rel pipelines.Release, region string, st pipelines.RegionStatus, msg, url string) error {
+	return a.Store.SetRegionState(ctx, rel.App, rel.Version, pipelines.RegionState{Region: region, Status: st, Message: msg, URL: url})
+}
+
+// RevertRegionInput names a region to put back on the release it ran before.
+type RevertRegionInput struct {
+	App string
+	// Failed is the release being taken out.
+	Failed int
+	// To is the release to go back to; 0 means the app ran nothing there
+	// before, so it is stopped.
+	To     int
+	Region string
+}
+
+// RevertRegion puts a region back on the previous release (or stops the app
+// if there was none) and marks the failed release rolled back there.
+func (a *Activities) RevertRegion(ctx context.Context, in RevertRegionInput) error {
+	region, err := a.Regions.Region(in.Region)
+	if err != nil {
+		return permanent(err)
+	}
+	failed, err := a.Store.Release(ctx, in.App, in.Failed)
+	if err != nil {
+		return permanent(err)
+	}
+	msg := "stopped: no earlier release"
+	if in.To == 0 {
+		if err := region.Stop(ctx, in.App); err != nil {
+			return fmt.Errorf("stop %s in %s: %w", in.App, in.Region, err)
+		}
+	} else {
+		prev, err := a.Store.Release(ctx, in.App, in.To)
+		if err != nil {
+			return permanent(err)
+		}
+		d, err := a.Deployment(ctx, prev)
+		if err != nil {
+			return err
+		}
+		report, stop := a.heartbeat(ctx)
+		defer stop()
+		d.Progress = report
+		if _, err := region.Deploy(ctx, d); err != nil {
+			return fmt.Errorf("roll %s in %s back to %s: %w", in.App, in.Region, prev.Name(), err)
+		}
+		msg = "rolled back to " + prev.Name()
+	}
+	return a.setRegion(ctx, failed, in.Region, pipelines.RegionRolledBack, msg, "")
+}
+
+// FinishReleaseInput is a release's final status.
+type FinishReleaseInput struct {
+	App     string
+	Version int
+	Status  pipelines.ReleaseStatus
+	Reason  string
+}
+
+// FinishRelease records a release's final status.
+func (a *Activities) FinishRelease(ctx context.Context, in FinishReleaseInput) error {
+	return permanentConflict(a.Store.FinishRelease(ctx, in.App, in.Version, in.Status, in.Reason))
+}
+
+func permanentConflict(err error) error {
+	if errors.Is(err, pipelines.ErrConflict) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), errInvalid, err)
+	}
+	return permanent(err)
+}
+
+// RecordSupersededInput is a queued push that a newer push replaced.
+type RecordSupersededInput struct {
+	App          string
+	Commit       string
+	SupersededBy string
+	Operation    string
+}
+
+// RecordSuperseded writes a superseded push into the ledger, so users see
+// that it was seen and why it did not deploy.
+func (a *Activities) RecordSuperseded(ctx context.Context, in RecordSupersededInput) (int, error) {
+	r, err := a.Store.CreateRelease(ctx, deployments.NewRelease{App: in.App, Status: pipelines.ReleaseSuperseded,
+		Commit: in.Commit, Operation: in.Operation, Description: "superseded by " + short(in.SupersededBy) + " before it deployed"})
+	if err != nil {
+		return 0, err
+	}
+	return r.Version, nil
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}

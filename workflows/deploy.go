@@ -1,0 +1,160 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drover/drover/pipelines"
+)
+
+// DeployInput is a commit to build and roll out to an app.
+type DeployInput struct {
+	App      string
+	Repo     string
+	CloneURL string
+	Commit   string
+	// Regions in rollout order.
+	Regions     []string
+	Description string
+}
+
+// DeployResult is the release a deploy made.
+type DeployResult struct {
+	Version int
+	Status  pipelines.ReleaseStatus
+	Reason  string
+	URLs    []RegionURL
+}
+
+// RegionURL is where the app answers in one region.
+type RegionURL struct {
+	Region string
+	URL    string
+}
+
+// a is the nil receiver workflows name activities through.
+var a *Activities
+
+func shortOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 200 * time.Millisecond, MaximumInterval: 10 * time.Second, MaximumAttempts: 20,
+			NonRetryableErrorTypes: []string{errInvalid},
+		},
+	}
+}
+
+func longOptions(timeout, heartbeat time.Duration, attempts int32) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: timeout,
+		// A worker that dies mid-step (drover killed) is noticed after one
+		// heartbeat timeout, and the step retried on the next worker.
+		HeartbeatTimeout: heartbeat,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: attempts,
+			NonRetryableErrorTypes: []string{errInvalid, errDeployFailed, errReleasePhase},
+		},
+	}
+}
+
+// DeployWorkflow builds a commit, creates a release, runs its release
+// phase, and rolls it out region by region. If a region fails, every region
+// already moved goes back to the previous release and the release fails.
+func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) {
+	log := workflow.GetLogger(ctx)
+	short := workflow.WithActivityOptions(ctx, shortOptions())
+	if len(in.Regions) == 0 {
+		return DeployResult{}, temporal.NewNonRetryableApplicationError("app "+in.App+" has no regions", errInvalid, nil)
+	}
+
+	var build BuildResult
+	bctx := workflow.WithActivityOptions(ctx, longOptions(30*time.Minute, 15*time.Second, 3))
+	if err := workflow.ExecuteActivity(bctx, a.Build, BuildInput{App: in.App, Repo: in.Repo, CloneURL: in.CloneURL, Commit: in.Commit}).Get(ctx, &build); err != nil {
+		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
+	}
+
+	info := workflow.GetInfo(ctx)
+	var rel CreateReleaseResult
+	if err := workflow.ExecuteActivity(short, a.CreateRelease, CreateReleaseInput{
+		App: in.App, Slug: build.Slug, Commit: in.Commit, Procfile: build.Procfile, Description: in.Description,
+		Operation: info.WorkflowExecution.ID + "@" + info.WorkflowExecution.RunID, Regions: in.Regions,
+	}).Get(ctx, &rel); err != nil {
+		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
+	}
+	res := DeployResult{Version: rel.Version}
+
+	// fail records the release as failed even when the workflow itself is
+	// being cancelled, so the ledger never keeps a release pending forever.
+	fail := func(err error) (DeployResult, error) {
+		res.Status, res.Reason = pipelines.ReleaseFailed, reason(err)
+		dctx, _ := workflow.NewDisconnectedContext(short)
+		if ferr := workflow.ExecuteActivity(dctx, a.FinishRelease, FinishReleaseInput{
+			App: in.App, Version: rel.Version, Status: pipelines.ReleaseFailed, Reason: res.Reason,
+		}).Get(dctx, nil); ferr != nil {
+			log.Error("record failed release", "app", in.App, "version", rel.Version, "error", ferr)
+		}
+		return res, err
+	}
+
+	if rel.HasReleasePhase {
+		rctx := workflow.WithActivityOptions(ctx, longOptions(30*time.Minute, 15*time.Second, 3))
+		if err := workflow.ExecuteActivity(rctx, a.ReleasePhase, ReleasePhaseInput{App: in.App, Version: rel.Version, Region: in.Regions[0]}).Get(ctx, nil); err != nil {
+			return fail(fmt.Errorf("release phase: %w", err))
+		}
+	}
+
+	dctx := workflow.WithActivityOptions(ctx, longOptions(15*time.Minute, 15*time.Second, 5))
+	var touched []string
+	for _, region := range in.Regions {
+		var out DeployRegionResult
+		err := workflow.ExecuteActivity(dctx, a.DeployRegion, DeployRegionInput{App: in.App, Version: rel.Version, Region: region}).Get(ctx, &out)
+		if err != nil {
+			err = fmt.Errorf("region %s: %w", region, err)
+			revertAll(ctx, in.App, rel.Version, rel.Previous, touched)
+			return fail(err)
+		}
+		touched = append(touched, region)
+		res.URLs = append(res.URLs, RegionURL{Region: region, URL: out.URL})
+	}
+
+	if err := workflow.ExecuteActivity(short, a.FinishRelease, FinishReleaseInput{
+		App: in.App, Version: rel.Version, Status: pipelines.ReleaseSucceeded,
+	}).Get(ctx, nil); err != nil {
+		return fail(err)
+	}
+	res.Status = pipelines.ReleaseSucceeded
+	return res, nil
+}
+
+// revertAll puts every touched region back on the previous release, newest
+// first, on a disconnected context so a cancelled deploy still cleans up.
+// A region that cannot be reverted is logged: the others still go back.
+func revertAll(ctx workflow.Context, app string, failed, to int, touched []string) {
+	rctx, _ := workflow.NewDisconnectedContext(ctx)
+	rctx = workflow.WithActivityOptions(rctx, longOptions(15*time.Minute, 15*time.Second, 10))
+	for i := len(touched) - 1; i >= 0; i-- {
+		if err := workflow.ExecuteActivity(rctx, a.RevertRegion, RevertRegionInput{App: app, Failed: failed, To: to, Region: touched[i]}).Get(rctx, nil); err != nil {
+			workflow.GetLogger(ctx).Error("revert region", "app", app, "region", touched[i], "error", err)
+		}
+	}
+}
+
+// reason is the human part of a workflow error: the innermost application
+// error's message, wrapped in the step that failed.
+func reason(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		msg := appErr.Message()
+		if prefix, _, ok := strings.Cut(err.Error(), ": activity error"); ok {
+			return prefix + ": " + msg
+		}
+		return msg
+	}
+	return err.Error()
+}

@@ -1,0 +1,42 @@
+// Package workflows holds drover's Temporal workflows and the activities
+// they run. Workflows decide the order of things; activities do the I/O
+// through the interfaces held by Activities.
+package workflows
+
+import (
+	"fmt"
+	"strings"
+)
+
+// TaskQueue is the task queue drover's worker polls.
+const TaskQueue = "drover"
+
+// SignalDeploy asks an app's queue to deploy a commit.
+const SignalDeploy = "deploy"
+
+// QueryQueue returns what an app's queue is running and holding.
+const QueryQueue = "queue"
+
+// AppWorkflowID is the ID of the one long-lived workflow that orders every
+// change to app.
+func AppWorkflowID(app string) string { return "app/" + app }
+
+// ParseAppWorkflowID returns the app of an AppWorkflowID.
+func ParseAppWorkflowID(id string) (string, bool) {
+	app, ok := strings.CutPrefix(id, "app/")
+	return app, ok && app != "" && !strings.Contains(app, "/")
+}
+
+// DeployWorkflowID is the business key of deploying commit to app: a second
+// request for the same pair finds the first.
+func DeployWorkflowID(app, commit string) string { return fmt.Sprintf("deploy/%s/%s", app, commit) }
+
+// ParseDeployWorkflowID returns the app and commit of a DeployWorkflowID.
+func ParseDeployWorkflowID(id string) (app, commit string, ok bool) {
+	rest, ok := strings.CutPrefix(id, "deploy/")
+	if !ok {
+		return "", "", false
+	}
+	app, commit, ok = strings.Cut(rest, "/")
+	return app, commit, ok && app != "" && commit != ""
+}

@@ -1,0 +1,10 @@
+package workflows
+
+import "go.temporal.io/sdk/worker"
+
+// Register registers every workflow and the activities with w.
+func Register(w worker.Registry, acts *Activities) {
+	w.RegisterWorkflow(AppWorkflow)
+	w.RegisterWorkflow(DeployWorkflow)
+	w.RegisterActivity(acts)
+}
