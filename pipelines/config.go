@@ -107,7 +107,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
-		return nil, &ConfigError{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		return nil, &ConfigError{File: file, Msg: yamlMessage(err)}
 	}
 	c := &Config{File: file, GitHub: raw.GitHub, Regions: raw.Regions, Pipelines: raw.Pipelines}
 	if c.Regions == nil {
@@ -132,6 +132,22 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// fieldRE rewrites yaml.v3's "field x not found in type pipelines.rawConfig",
+// which names our Go types, into words about the file.
+var fieldRE = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+func yamlMessage(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			msgs[i] = fieldRE.ReplaceAllString(m, "unknown key $1")
+		}
+		return strings.Join(msgs, "; ")
+	}
+	return strings.TrimPrefix(err.Error(), "yaml: ")
 }
 
 // nameRE keeps names valid as Nomad job IDs, DNS labels and directory names.

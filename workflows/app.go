@@ -38,6 +38,10 @@ type AppStatus struct {
 // on the deploy workflow ID, which also refuses a second deploy of a commit.
 const maxSeen = 200
 
+// idleTimeout ends an AppWorkflow that has had nothing to do for a day, so
+// apps nobody pushes to keep no open workflow.
+const idleTimeout = 24 * time.Hour
+
 // AppWorkflow is the one workflow per app that orders every change to it:
 // one operation at a time, each as a child workflow. Pushes that arrive
 // while one runs wait; only the newest waiting push deploys and the older
@@ -108,9 +112,25 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 			if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 				return workflow.NewContinueAsNewError(ctx, AppWorkflow, in)
 			}
-			var req DeployRequest
-			signals.Receive(ctx, &req)
-			enqueue(req)
+			// Wait for the next push, or end after a long idle spell: the
+			// next push starts a fresh queue with signal-with-start.
+			idle := false
+			tctx, cancelTimer := workflow.WithCancel(ctx)
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(signals, func(c workflow.ReceiveChannel, more bool) {
+				var req DeployRequest
+				c.Receive(ctx, &req)
+				enqueue(req)
+			})
+			sel.AddFuture(workflow.NewTimer(tctx, idleTimeout), func(workflow.Future) { idle = true })
+			sel.Select(ctx)
+			cancelTimer()
+			if idle {
+				drain()
+				if in.Queued == nil {
+					return nil
+				}
+			}
 			continue
 		}
 		req := *in.Queued

@@ -1,0 +1,488 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/drover/drover/api"
+	"github.com/drover/drover/pipelines"
+)
+
+// TestMain lets the test binary stand in for the drover binary, so the
+// kill test runs the real `drover dev` in a child process without a second
+// 200 MB link.
+func TestMain(m *testing.M) {
+	if args := os.Getenv("DROVER_E2E_CHILD_ARGS"); args != "" {
+		var argv []string
+		if err := json.Unmarshal([]byte(args), &argv); err != nil {
+			panic(err)
+		}
+		main2(argv)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func main2(args []string) {
+	os.Args = append([]string{"drover"}, args...)
+	main()
+}
+
+const webApp = `package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+)
+
+const greeting = %q
+
+func main() {
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%%s from %%s %%s\n", greeting, os.Getenv("DROVER_APP"), os.Getenv("DROVER_RELEASE"))
+	})
+	if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+`
+
+// gitRepo is a real git repository holding a small Go web app.
+type gitRepo struct {
+	t   *testing.T
+	dir string
+}
+
+func newGitRepo(t *testing.T) *gitRepo {
+	r := &gitRepo{t: t, dir: filepath.Join(t.TempDir(), "hello")}
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r.git("init", "-q", "-b", "main")
+	return r
+}
+
+func (r *gitRepo) git(args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", r.dir, "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commit writes the app with a greeting and a Procfile and commits it.
+func (r *gitRepo) commit(greeting, procfile string) string {
+	r.t.Helper()
+	files := map[string]string{
+		"go.mod":   "module example.com/web\n\ngo 1.22\n",
+		"main.go":  fmt.Sprintf(webApp, greeting),
+		"Procfile": procfile,
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(r.dir, name), []byte(body), 0o644); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	r.git("add", "-A")
+	r.git("commit", "-q", "-m", greeting)
+	return r.git("rev-parse", "HEAD")
+}
+
+const secretEnv = "DROVER_E2E_WEBHOOK_SECRET"
+
+// writeConfig writes the issue's drover.yaml, secret from secretEnv.
+func writeConfig(t *testing.T) string {
+	t.Helper()
+	cfg := strings.ReplaceAll(`github:
+  webhook_secret_env: DROVER_WEBHOOK_SECRET
+regions:
+  local-a: { driver: local }
+  local-b: { driver: local }
+pipelines:
+  hello:
+    repo: octo-org/hello
+    stages:
+      staging:    { app: hello-staging, branch: main, regions: [local-a, local-b] }
+      production: { app: hello, regions: [local-a, local-b] }
+`, "DROVER_WEBHOOK_SECRET", secretEnv)
+	path := filepath.Join(t.TempDir(), "drover.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// pushPayload is GitHub's own push example, pointed at the local repository.
+func pushPayload(t *testing.T, repoDir, commit string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "github", "push.payload.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	p["ref"], p["after"], p["deleted"] = "refs/heads/main", commit, false
+	repo := p["repository"].(map[string]any)
+	repo["full_name"], repo["clone_url"] = "octo-org/hello", "file://"+repoDir
+	out, _ := json.Marshal(p)
+	return out
+}
+
+type stack struct {
+	t      *testing.T
+	base   string
+	token  string
+	secret string
+}
+
+func (s *stack) push(ctx context.Context, delivery string, payload []byte) (int, string) {
+	s.t.Helper()
+	code, body, err := SendWebhook(ctx, s.base+"/webhooks/github", s.secret, "push", delivery, payload)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return code, string(body)
+}
+
+func (s *stack) get(ctx context.Context, path string, into any) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(into)
+}
+
+func (s *stack) releases(ctx context.Context, app string) []pipelines.Release {
+	s.t.Helper()
+	var rs []pipelines.Release
+	if err := s.get(ctx, "/api/v1/apps/"+app+"/releases", &rs); err != nil {
+		s.t.Fatal(err)
+	}
+	return rs
+}
+
+// waitRelease waits until vN of app is final and returns it.
+func (s *stack) waitRelease(ctx context.Context, app string, version int) pipelines.Release {
+	s.t.Helper()
+	for {
+		var r pipelines.Release
+		err := s.get(ctx, fmt.Sprintf("/api/v1/apps/%s/releases/v%d", app, version), &r)
+		if err == nil && r.Status.Terminal() {
+			return r
+		}
+		select {
+		case <-ctx.Done():
+			s.t.Fatalf("%s v%d not final: last %+v, %v", app, version, r, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func httpGet(url string) (string, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// answersEverywhere checks the app's web process answers want in every region.
+func (s *stack) answersEverywhere(ctx context.Context, app string, regions int, want string) {
+	s.t.Helper()
+	var info api.AppInfo
+	if err := s.get(ctx, "/api/v1/apps/"+app, &info); err != nil {
+		s.t.Fatal(err)
+	}
+	if len(info.Where) != regions {
+		s.t.Fatalf("%s runs in %d regions, want %d", app, len(info.Where), regions)
+	}
+	for _, w := range info.Where {
+		body, err := httpGet(w.URL)
+		if err != nil || !strings.Contains(body, want) {
+			s.t.Fatalf("GET %s (%s) = %q, %v; want %q", w.URL, w.Region, body, err, want)
+		}
+	}
+}
+
+func startDev(t *testing.T, ctx context.Context, config, data string) (*Dev, *stack) {
+	t.Helper()
+	t0 := time.Now()
+	d := &Dev{Options: DevOptions{Config: config, Data: data, Listen: "127.0.0.1:0", TemporalPort: 0}, Logger: newLogger(io.Discard, "error")}
+	if testing.Verbose() {
+		d.Logger = newLogger(os.Stderr, "warn")
+	}
+	if err := d.Start(ctx); err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
+	t.Logf("drover dev started in %v", time.Since(t0))
+	return d, &stack{t: t, base: "http://" + d.HTTPAddr, token: d.Token, secret: d.Secret}
+}
+
+func TestE2EPushToRunningApp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: starts the dev stack and builds apps; skipped by -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	t.Setenv(secretEnv, "e2e-secret")
+	config, data := writeConfig(t), t.TempDir()
+	repo := newGitRepo(t)
+	const procfile = "web: bin/web\nrelease: echo migrating $DROVER_RELEASE\n"
+
+	d, s := startDev(t, ctx, config, data)
+	stopped := false
+	defer func() {
+		if !stopped {
+			d.Close()
+		}
+	}()
+	if s.secret != "e2e-secret" {
+		t.Fatalf("secret = %q, want the one from $%s", s.secret, secretEnv)
+	}
+
+	c1 := repo.commit("first", procfile)
+	if code, body := s.push(ctx, "delivery-1", pushPayload(t, repo.dir, c1)); code != http.StatusAccepted {
+		t.Fatalf("push 1: %d %s", code, body)
+	}
+	v1 := s.waitRelease(ctx, "hello-staging", 1)
+	if v1.Status != pipelines.ReleaseSucceeded || v1.Commit != c1 || len(v1.Slug) != 64 {
+		t.Fatalf("v1 = %+v", v1)
+	}
+	if !strings.Contains(v1.Output, "migrating v1") {
+		t.Fatalf("release phase output = %q", v1.Output)
+	}
+	s.answersEverywhere(ctx, "hello-staging", 2, "first from hello-staging v1")
+
+	c2 := repo.commit("second", procfile)
+	p2 := pushPayload(t, repo.dir, c2)
+	if code, body := s.push(ctx, "delivery-2", p2); code != http.StatusAccepted {
+		t.Fatalf("push 2: %d %s", code, body)
+	}
+	v2 := s.waitRelease(ctx, "hello-staging", 2)
+	if v2.Status != pipelines.ReleaseSucceeded || v2.Commit != c2 || v2.Slug == v1.Slug {
+		t.Fatalf("v2 = %+v", v2)
+	}
+	s.answersEverywhere(ctx, "hello-staging", 2, "second from hello-staging v2")
+
+	// GitHub's redelivery of push 2, and the same commit pushed again under
+	// a new delivery ID, start nothing.
+	if code, body := s.push(ctx, "delivery-2", p2); code != http.StatusOK || !strings.Contains(body, "duplicate") {
+		t.Fatalf("redelivery: %d %s", code, body)
+	}
+	if code, body := s.push(ctx, "delivery-3", p2); code != http.StatusAccepted {
+		t.Fatalf("same commit, new delivery: %d %s", code, body)
+	}
+	time.Sleep(2 * time.Second)
+	if rs := s.releases(ctx, "hello-staging"); len(rs) != 2 {
+		t.Fatalf("after redeliveries: %d releases, want 2", len(rs))
+	}
+
+	// The CLI reads the same ledger.
+	t.Setenv("DROVER_URL", s.base)
+	t.Setenv("DROVER_TOKEN", s.token)
+	var out, errOut bytes.Buffer
+	if code := Run(ctx, []string{"releases", "hello-staging", "--json"}, Streams{Out: &out, Err: &errOut}); code != exitOK {
+		t.Fatalf("drover releases: exit %d: %s", code, errOut.String())
+	}
+	var list []map[string]any
+	if err := json.Unmarshal(out.Bytes(), &list); err != nil {
+		t.Fatalf("releases --json: %v\n%s", err, out.String())
+	}
+	if len(list) != 2 || list[0]["version"] != float64(2) || list[0]["status"] != "succeeded" || list[0]["slug"] != v2.Slug || list[0]["commit"] != c2 {
+		t.Fatalf("releases --json = %v", list)
+	}
+	out.Reset()
+	if code := Run(ctx, []string{"apps", "info", "hello-staging", "--json"}, Streams{Out: &out, Err: &errOut}); code != exitOK {
+		t.Fatalf("drover apps info: exit %d: %s", code, errOut.String())
+	}
+	var info api.AppInfo
+	if err := json.Unmarshal(out.Bytes(), &info); err != nil || len(info.Where) != 2 || !strings.HasPrefix(info.Where[0].URL, "http://") {
+		t.Fatalf("apps info --json = %s (%v)", out.String(), err)
+	}
+	if code := Run(ctx, []string{"apps", "info", "nope"}, Streams{Out: &out, Err: &errOut}); code != exitNotFound {
+		t.Fatalf("apps info of an unknown app: exit %d, want %d", code, exitNotFound)
+	}
+
+	// Restart on the same data dir: the ledger is intact and v2 serves again.
+	d.Close()
+	stopped = true
+	if _, err := httpGet(info.Where[0].URL); err == nil {
+		t.Fatal("app still answers after drover dev stopped")
+	}
+	d2, s2 := startDev(t, ctx, config, data)
+	defer d2.Close()
+	rs := s2.releases(ctx, "hello-staging")
+	if len(rs) != 2 || rs[0].Version != 2 || rs[0].Status != pipelines.ReleaseSucceeded || rs[1].Commit != c1 {
+		t.Fatalf("ledger after restart = %+v", rs)
+	}
+	s2.answersEverywhere(ctx, "hello-staging", 2, "second from hello-staging v2")
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startChild runs `drover dev` as a child process: the test binary itself.
+func startChild(t *testing.T, config, data, listen string, log io.Writer) *exec.Cmd {
+	t.Helper()
+	args, _ := json.Marshal([]string{"dev", "--config", config, "--data", data, "--listen", listen, "--temporal-port", "0", "--log-level", "warn"})
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "DROVER_E2E_CHILD_ARGS="+string(args))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+func waitHealthy(ctx context.Context, t *testing.T, base string) {
+	t.Helper()
+	for {
+		if body, err := httpGet(base + "/healthz"); err == nil && strings.Contains(body, "ok") {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("drover at %s never became healthy", base)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// appProcesses counts processes of app's web type, by their environment.
+func appProcesses(app string) int {
+	n := 0
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		env, err := os.ReadFile(filepath.Join("/proc", d.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		vars := strings.Split(string(env), "\x00")
+		hasApp, isWeb := false, false
+		for _, v := range vars {
+			hasApp = hasApp || v == "DROVER_APP="+app
+			isWeb = isWeb || strings.HasPrefix(v, "DYNO=web.")
+		}
+		if hasApp && isWeb {
+			n++
+		}
+	}
+	return n
+}
+
+func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs drover dev in a child process; skipped by -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	t.Setenv(secretEnv, "e2e-secret")
+	config, data := writeConfig(t), t.TempDir()
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	base := "http://" + listen
+	var log bytes.Buffer
+	defer func() {
+		if t.Failed() {
+			t.Logf("drover dev output:\n%s", log.String())
+		}
+	}()
+	token := func() string {
+		b, _ := os.ReadFile(filepath.Join(data, "admin-token"))
+		return strings.TrimSpace(string(b))
+	}
+
+	child := startChild(t, config, data, listen, &log)
+	waitHealthy(ctx, t, base)
+	s := &stack{t: t, base: base, token: token(), secret: "e2e-secret"}
+	repo := newGitRepo(t)
+	// The release phase takes long enough to be killed in the middle of.
+	c1 := repo.commit("survivor", "web: bin/web\nrelease: sleep 3\n")
+	if code, body := s.push(ctx, "d-1", pushPayload(t, repo.dir, c1)); code != http.StatusAccepted {
+		t.Fatalf("push: %d %s", code, body)
+	}
+	for {
+		if rs := s.releases(ctx, "hello-staging"); len(rs) == 1 && rs[0].Status == pipelines.ReleasePending {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("release v1 never became pending")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	t.Log("killed drover dev with SIGKILL while v1 was pending")
+
+	child = startChild(t, config, data, listen, &log)
+	defer func() {
+		child.Process.Signal(syscall.SIGKILL)
+		child.Wait()
+	}()
+	waitHealthy(ctx, t, base)
+	v1 := s.waitRelease(ctx, "hello-staging", 1)
+	if v1.Status != pipelines.ReleaseSucceeded || v1.Commit != c1 {
+		t.Fatalf("v1 after restart = %+v", v1)
+	}
+	if rs := s.releases(ctx, "hello-staging"); len(rs) != 1 {
+		t.Fatalf("%d releases after restart, want exactly 1", len(rs))
+	}
+	s.answersEverywhere(ctx, "hello-staging", 2, "survivor from hello-staging v1")
+	if n := appProcesses("hello-staging"); n != 2 {
+		t.Fatalf("%d web processes of hello-staging, want 2 (one per region)", n)
+	}
+
+	// SIGTERM stops drover dev cleanly, and its apps with it.
+	if err := child.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- child.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("drover dev exited with %v after SIGTERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("drover dev did not stop within 30s of SIGTERM")
+	}
+	if n := appProcesses("hello-staging"); n != 0 {
+		t.Fatalf("%d web processes left after drover dev stopped", n)
+	}
+}

@@ -1,0 +1,170 @@
+package sqlstore_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/drover/drover/deployments"
+	"github.com/drover/drover/deployments/sqlstore"
+	"github.com/drover/drover/pipelines"
+)
+
+func mustOpen(tb testing.TB, path string) *sqlstore.Store {
+	tb.Helper()
+	s, err := sqlstore.OpenSQLite(context.Background(), path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestLedger(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "drover.db")
+	s := mustOpen(t, path)
+	app := pipelines.App{Name: "hello-staging", Pipeline: "hello", Stage: "staging", Repo: "octo-org/hello", Branch: "main", Regions: []string{"a", "b"}}
+	if err := s.SyncApp(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CurrentRelease(ctx, app.Name); !errors.Is(err, pipelines.ErrNotFound) {
+		t.Fatalf("CurrentRelease of new app: %v, want ErrNotFound", err)
+	}
+	r1, err := s.CreateRelease(ctx, deployments.NewRelease{App: app.Name, Slug: "s1", Commit: "c1", Operation: "op1", Regions: app.Regions,
+		Formation: pipelines.Formation{"web": 1}, Procfile: pipelines.Procfile{{Type: "web", Command: "x"}}})
+	if err != nil || r1.Version != 1 || r1.Status != pipelines.ReleasePending || len(r1.Regions) != 2 {
+		t.Fatalf("first release = %+v, %v", r1, err)
+	}
+	again, err := s.CreateRelease(ctx, deployments.NewRelease{App: app.Name, Slug: "s1", Commit: "c1", Operation: "op1"})
+	if err != nil || again.Version != 1 {
+		t.Fatalf("retried CreateRelease made v%d, %v; want v1 again", again.Version, err)
+	}
+	if err := s.SetRegionState(ctx, app.Name, 1, pipelines.RegionState{Region: "a", Status: pipelines.RegionSuccessful, URL: "http://x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishRelease(ctx, app.Name, 1, pipelines.ReleaseSucceeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishRelease(ctx, app.Name, 1, pipelines.ReleaseSucceeded, ""); err != nil {
+		t.Fatalf("finishing twice with the same status: %v", err)
+	}
+	if err := s.FinishRelease(ctx, app.Name, 1, pipelines.ReleaseFailed, "x"); !errors.Is(err, pipelines.ErrConflict) {
+		t.Fatalf("changing a final status: %v, want ErrConflict", err)
+	}
+	r2, err := s.CreateRelease(ctx, deployments.NewRelease{App: app.Name, Slug: "s2", Commit: "c2", Operation: "op2"})
+	if err != nil || r2.Version != 2 {
+		t.Fatalf("second release = v%d, %v", r2.Version, err)
+	}
+	cur, err := s.CurrentRelease(ctx, app.Name)
+	if err != nil || cur.Version != 1 || cur.Regions[0].URL != "http://x" || cur.Formation["web"] != 1 {
+		t.Fatalf("current = %+v, %v; want v1 with its URL while v2 is pending", cur, err)
+	}
+	rs, err := s.Releases(ctx, app.Name, 0)
+	if err != nil || len(rs) != 2 || rs[0].Version != 2 {
+		t.Fatalf("Releases = %v, %v; want v2, v1", rs, err)
+	}
+	if _, err := s.Release(ctx, app.Name, 9); !errors.Is(err, pipelines.ErrNotFound) {
+		t.Fatalf("Release(v9): %v", err)
+	}
+
+	// Reopen: everything is still there.
+	s.Close()
+	s = mustOpen(t, path)
+	rs, err = s.Releases(ctx, app.Name, 0)
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("after reopen: %d releases, %v", len(rs), err)
+	}
+	got, err := s.App(ctx, app.Name)
+	if err != nil || got.Branch != "main" || len(got.Regions) != 2 {
+		t.Fatalf("App after reopen = %+v, %v", got, err)
+	}
+}
+
+func TestConcurrentReleasesGetDistinctVersions(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "drover.db"))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	versions := make(chan int, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := s.CreateRelease(ctx, deployments.NewRelease{App: "a", Operation: string(rune('a' + i))})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			versions <- r.Version
+		}()
+	}
+	wg.Wait()
+	close(versions)
+	seen := map[int]bool{}
+	for v := range versions {
+		if seen[v] {
+			t.Fatalf("version %d given twice", v)
+		}
+		seen[v] = true
+	}
+	if len(seen) != 20 {
+		t.Fatalf("%d versions, want 20", len(seen))
+	}
+}
+
+func TestConfigVars(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "drover.db"))
+	ctx := context.Background()
+	cv, err := s.ConfigVars(ctx, "a")
+	if err != nil || cv.Version != 0 || len(cv.Vars) != 0 {
+		t.Fatalf("empty config = %+v, %v", cv, err)
+	}
+	if _, err := s.SetConfigVars(ctx, "a", map[string]string{"A": "1", "B": "2"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cv, err = s.SetConfigVars(ctx, "a", map[string]string{"A": "3"}, []string{"B"})
+	if err != nil || cv.Version != 2 || cv.Vars["A"] != "3" || len(cv.Vars) != 1 {
+		t.Fatalf("v2 = %+v, %v", cv, err)
+	}
+	old, err := s.ConfigVarsAt(ctx, "a", 1)
+	if err != nil || old.Vars["A"] != "1" || old.Vars["B"] != "2" {
+		t.Fatalf("v1 = %+v, %v", old, err)
+	}
+	if _, err := s.ConfigVarsAt(ctx, "a", 7); !errors.Is(err, pipelines.ErrNotFound) {
+		t.Fatalf("v7: %v", err)
+	}
+}
+
+func TestBuildsAndDeliveries(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "drover.db"))
+	ctx := context.Background()
+	if _, err := s.FindBuild(ctx, "o/r", "c"); !errors.Is(err, pipelines.ErrNotFound) {
+		t.Fatalf("FindBuild before: %v", err)
+	}
+	b := deployments.Build{Repo: "O/R", Commit: "c", Slug: "d1", Buildpack: "go", Procfile: pipelines.Procfile{{Type: "web", Command: "x"}}, Output: "ok"}
+	if err := s.RecordBuild(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	b.Slug = "d2"
+	if err := s.RecordBuild(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.FindBuild(ctx, "o/r", "c")
+	if err != nil || got.Slug != "d1" || got.Procfile[0].Command != "x" {
+		t.Fatalf("FindBuild = %+v, %v; want the first build kept", got, err)
+	}
+	for i, want := range []bool{true, false} {
+		fresh, err := s.RecordDelivery(ctx, "d-1", "push")
+		if err != nil || fresh != want {
+			t.Fatalf("RecordDelivery #%d = %v, %v; want %v", i, fresh, err, want)
+		}
+	}
+	if err := s.ForgetDelivery(ctx, "d-1"); err != nil {
+		t.Fatal(err)
+	}
+	if fresh, _ := s.RecordDelivery(ctx, "d-1", "push"); !fresh {
+		t.Fatal("a forgotten delivery must be fresh again")
+	}
+}

@@ -1,0 +1,135 @@
+package pipelines_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/drover/drover/pipelines"
+)
+
+// issueConfig is the drover.yaml users' scripts rely on, byte for byte.
+const issueConfig = `github:
+  webhook_secret_env: DROVER_WEBHOOK_SECRET
+regions:
+  local-a: { driver: local }
+  local-b: { driver: local }
+pipelines:
+  hello:
+    repo: octo-org/hello
+    stages:
+      staging:    { app: hello-staging, branch: main, regions: [local-a] }
+      production: { app: hello, regions: [local-a, local-b] }
+`
+
+func TestParseConfigIssueExample(t *testing.T) {
+	c, err := pipelines.ParseConfig("drover.yaml", []byte(issueConfig))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	p, s, ok := c.StageForPush("octo-org/hello", "main")
+	if !ok || p.Name != "hello" || s.App != "hello-staging" || s.Name != pipelines.StageStaging {
+		t.Fatalf("StageForPush(main) = %+v %+v %v", p, s, ok)
+	}
+	if _, _, ok := c.StageForPush("Octo-Org/Hello", "main"); !ok {
+		t.Error("repository names must match case-insensitively, as GitHub's do")
+	}
+	if _, _, ok := c.StageForPush("octo-org/hello", "dev"); ok {
+		t.Error("branch dev must not deploy anywhere")
+	}
+	app, err := c.App("hello")
+	if err != nil || strings.Join(app.Regions, ",") != "local-a,local-b" || app.Stage != "production" {
+		t.Fatalf("App(hello) = %+v, %v", app, err)
+	}
+	if _, err := c.App("nope"); !errors.Is(err, pipelines.ErrNotFound) {
+		t.Fatalf("App(nope) err = %v, want ErrNotFound", err)
+	}
+	if got := len(c.Apps()); got != 2 {
+		t.Fatalf("Apps() = %d apps, want 2", got)
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	if _, err := pipelines.LoadConfig(filepath.Join("..", "examples", "drover.yaml")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	base := "regions:\n  a: { driver: local }\npipelines:\n  p:\n    repo: o/r\n    stages:\n"
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "regoins: {}\n", "drover.yaml: line 1: unknown key regoins"},
+		{"bad yaml", "regions: [\n", "drover.yaml: "},
+		{"missing driver", "regions:\n  a: {}\n", "drover.yaml: regions.a.driver: missing"},
+		{"unknown driver", "regions:\n  a: { driver: docker }\n", `regions.a.driver: unknown driver "docker"`},
+		{"bad region name", "regions:\n  A_B: { driver: local }\n", "regions.A_B: region name"},
+		{"missing repo", "pipelines:\n  p:\n    stages: {}\n", "pipelines.p.repo: missing"},
+		{"bad repo", "pipelines:\n  p:\n    repo: nope\n", `pipelines.p.repo: "nope" is not owner/name`},
+		{"no stages", "pipelines:\n  p:\n    repo: o/r\n", "pipelines.p.stages: missing"},
+		{"unknown stage", base + "      qa: { app: x, regions: [a] }\n", "pipelines.p.stages.qa: unknown stage"},
+		{"missing app", base + "      staging: { regions: [a] }\n", "pipelines.p.stages.staging.app: missing"},
+		{"bad app name", base + "      staging: { app: Hello_World, regions: [a] }\n", "pipelines.p.stages.staging.app: \"Hello_World\""},
+		{"no regions", base + "      staging: { app: x }\n", "pipelines.p.stages.staging.regions: missing"},
+		{"unknown region", base + "      staging: { app: x, regions: [a, eu] }\n", `pipelines.p.stages.staging.regions[1]: unknown region "eu"`},
+		{"region twice", base + "      staging: { app: x, regions: [a, a] }\n", `regions[1]: region "a" listed twice`},
+		{"app twice", base + "      staging: { app: x, regions: [a] }\n      production: { app: x, regions: [a] }\n", `app "x" is already used`},
+		{"branch twice", base + "      staging: { app: x, branch: main, regions: [a] }\n      production: { app: y, branch: main, regions: [a] }\n", `branch "main" already auto-deploys`},
+		{"two secrets", "github: { webhook_secret: a, webhook_secret_env: B }\n", "github: set webhook_secret or webhook_secret_env, not both"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := pipelines.ParseConfig("drover.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q does not contain %q", err, tt.want)
+			}
+			if !errors.Is(err, pipelines.ErrInvalid) {
+				t.Fatalf("error %v is not ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestWebhookSecret(t *testing.T) {
+	env := map[string]string{"SET": "s3cret"}
+	getenv := func(k string) string { return env[k] }
+	tests := []struct {
+		name, yaml, want, wantErr string
+	}{
+		{"inline", "github: { webhook_secret: inline }\n", "inline", ""},
+		{"from env", "github: { webhook_secret_env: SET }\n", "s3cret", ""},
+		{"env empty", "github: { webhook_secret_env: UNSET }\n", "", "environment variable UNSET is empty"},
+		{"none", "{}\n", "", "no webhook secret"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := pipelines.ParseConfig("drover.yaml", []byte(tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.WebhookSecret(getenv)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("= %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	_, err := pipelines.LoadConfig(filepath.Join(t.TempDir(), "drover.yaml"))
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("err = %v, want not exist", err)
+	}
+}

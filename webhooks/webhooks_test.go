@@ -1,0 +1,247 @@
+package webhooks_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/webhooks"
+	"github.com/drover/drover/workflows"
+)
+
+const secret = "It's a Secret to Everybody"
+
+var fixtures = filepath.Join("..", "..", "shared", "fixtures", "github")
+
+func mustFixture(tb testing.TB, name string) map[string]any {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(fixtures, name))
+	if err != nil {
+		tb.Fatalf("fixture %s: %v", name, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// mustPush is the real push payload, pointed at the configured repository.
+func mustPush(tb testing.TB, ref, after string) []byte {
+	tb.Helper()
+	p := mustFixture(tb, "push.payload.json")
+	p["ref"], p["after"], p["deleted"] = ref, after, false
+	repo := p["repository"].(map[string]any)
+	repo["full_name"], repo["clone_url"] = "octo-org/hello", "file:///tmp/hello"
+	b, _ := json.Marshal(p)
+	return b
+}
+
+func sign(body []byte, key string) string {
+	mac := hmac.New(sha256.New, []byte(key))
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+type call struct {
+	app string
+	req workflows.DeployRequest
+}
+
+type fakeDeployer struct {
+	mu    sync.Mutex
+	calls []call
+	err   error
+}
+
+func (d *fakeDeployer) Deploy(ctx context.Context, app string, req workflows.DeployRequest) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err != nil {
+		return d.err
+	}
+	d.calls = append(d.calls, call{app, req})
+	return nil
+}
+
+type memDeliveries struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (m *memDeliveries) RecordDelivery(ctx context.Context, id, event string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.seen[id] {
+		return false, nil
+	}
+	m.seen[id] = true
+	return true, nil
+}
+
+func (m *memDeliveries) ForgetDelivery(ctx context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.seen, id)
+	return nil
+}
+
+type server struct {
+	engine   *gin.Engine
+	deployer *fakeDeployer
+}
+
+func newServer(t *testing.T) *server {
+	t.Helper()
+	cfg, err := pipelines.LoadConfig(filepath.Join("..", "examples", "drover.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{deployer: &fakeDeployer{}}
+	h, err := webhooks.New(cfg, secret, s.deployer, &memDeliveries{seen: map[string]bool{}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gin.SetMode(gin.TestMode)
+	s.engine = gin.New()
+	h.Register(s.engine)
+	return s
+}
+
+func (s *server) send(event, delivery string, body []byte, signature string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/webhooks/github", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if event != "" {
+		req.Header.Set("X-GitHub-Event", event)
+	}
+	req.Header.Set("X-GitHub-Delivery", delivery)
+	if signature != "" {
+		req.Header.Set("X-Hub-Signature-256", signature)
+	}
+	w := httptest.NewRecorder()
+	s.engine.ServeHTTP(w, req)
+	return w
+}
+
+func TestNewRefusesEmptySecret(t *testing.T) {
+	if _, err := webhooks.New(&pipelines.Config{}, "", &fakeDeployer{}, nil, nil); err == nil {
+		t.Fatal("an empty secret must be refused: go-github accepts unsigned payloads then")
+	}
+}
+
+func TestWebhookAnswers(t *testing.T) {
+	const sha = "1111111111111111111111111111111111111111"
+	push := mustPush(t, "refs/heads/main", sha)
+	ping, _ := os.ReadFile(filepath.Join(fixtures, "ping.payload.json"))
+	tagDelete, _ := os.ReadFile(filepath.Join(fixtures, "push.payload.json"))
+	newBranch, _ := os.ReadFile(filepath.Join(fixtures, "push.with-new-branch.payload.json"))
+	checkRun, _ := os.ReadFile(filepath.Join(fixtures, "check_run.completed.payload.json"))
+	tests := []struct {
+		name      string
+		event     string
+		body      []byte
+		signature string
+		status    int
+		deploys   int
+		contains  string
+	}{
+		{"push deploys", "push", push, sign(push, secret), http.StatusAccepted, 1, `"app":"hello-staging"`},
+		{"wrong secret", "push", push, sign(push, "wrong"), http.StatusUnauthorized, 0, "X-Hub-Signature-256"},
+		{"no signature", "push", push, "", http.StatusUnauthorized, 0, "X-Hub-Signature-256"},
+		{"tampered body", "push", append(bytes.Clone(push[:len(push)-1]), ' ', '}'), sign(push, secret), http.StatusUnauthorized, 0, ""},
+		{"malformed json", "push", []byte(`{"ref":`), sign([]byte(`{"ref":`), secret), http.StatusBadRequest, 0, "parse push payload"},
+		{"no event header", "", push, sign(push, secret), http.StatusBadRequest, 0, "X-GitHub-Event"},
+		{"ping", "ping", ping, sign(ping, secret), http.StatusOK, 0, "pong"},
+		{"tag deleted", "push", tagDelete, sign(tagDelete, secret), http.StatusOK, 0, "not a branch"},
+		{"unconfigured repo", "push", newBranch, sign(newBranch, secret), http.StatusOK, 0, "no stage"},
+		{"other branch", "push", mustPush(t, "refs/heads/dev", sha), sign(mustPush(t, "refs/heads/dev", sha), secret), http.StatusOK, 0, "no stage"},
+		{"branch deleted", "push", mustPush(t, "refs/heads/main", strings.Repeat("0", 40)), sign(mustPush(t, "refs/heads/main", strings.Repeat("0", 40)), secret), http.StatusOK, 0, "deleted"},
+		{"event nobody handles", "check_run", checkRun, sign(checkRun, secret), http.StatusAccepted, 0, "ignored"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newServer(t)
+			w := s.send(tt.event, "d-"+tt.name, tt.body, tt.signature)
+			if w.Code != tt.status {
+				t.Fatalf("status = %d, want %d; body %s", w.Code, tt.status, w.Body)
+			}
+			if !strings.Contains(w.Body.String(), tt.contains) {
+				t.Fatalf("body %s does not contain %q", w.Body, tt.contains)
+			}
+			if len(s.deployer.calls) != tt.deploys {
+				t.Fatalf("deploys = %d, want %d", len(s.deployer.calls), tt.deploys)
+			}
+		})
+	}
+}
+
+func TestPushQueuesTheStage(t *testing.T) {
+	const sha = "2222222222222222222222222222222222222222"
+	s := newServer(t)
+	push := mustPush(t, "refs/heads/main", sha)
+	if w := s.send("push", "delivery-1", push, sign(push, secret)); w.Code != http.StatusAccepted {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	c := s.deployer.calls[0]
+	if c.app != "hello-staging" || c.req.Commit != sha || c.req.CloneURL != "file:///tmp/hello" ||
+		strings.Join(c.req.Regions, ",") != "local-a" || c.req.Repo != "octo-org/hello" {
+		t.Fatalf("deploy call = %+v", c)
+	}
+	if !strings.Contains(c.req.Description, "push to main by Codertocat") {
+		t.Fatalf("description = %q", c.req.Description)
+	}
+	// GitHub's redelivery carries the same delivery ID: nothing new starts.
+	w := s.send("push", "delivery-1", push, sign(push, secret))
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "duplicate") || len(s.deployer.calls) != 1 {
+		t.Fatalf("redelivery: %d %s, %d deploys", w.Code, w.Body, len(s.deployer.calls))
+	}
+}
+
+func TestPushWhenWorkflowsAreDownCanBeRedelivered(t *testing.T) {
+	const sha = "3333333333333333333333333333333333333333"
+	s := newServer(t)
+	s.deployer.err = errors.New("temporal unavailable")
+	push := mustPush(t, "refs/heads/main", sha)
+	if w := s.send("push", "d-1", push, sign(push, secret)); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status = %d, want 503", w.Code)
+	}
+	s.deployer.err = nil
+	if w := s.send("push", "d-1", push, sign(push, secret)); w.Code != http.StatusAccepted || len(s.deployer.calls) != 1 {
+		t.Fatalf("redelivery after outage: %d %s", w.Code, w.Body)
+	}
+}
+
+func TestBodyLargerThanGitHubsCapIs413(t *testing.T) {
+	s := newServer(t)
+	big := make([]byte, webhooks.MaxBodyBytes+1)
+	w := s.send("push", "d-big", big, sign(big, secret))
+	if w.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status = %d, want 413", w.Code)
+	}
+}
+
+func FuzzServe(f *testing.F) {
+	f.Add([]byte(`{"ref":"refs/heads/main","after":"abc","repository":{"full_name":"octo-org/hello"}}`), "push")
+	f.Add([]byte(`{`), "ping")
+	f.Fuzz(func(t *testing.T, body []byte, event string) {
+		s := newServer(t)
+		w := s.send(event, "fuzz", body, sign(body, secret))
+		if w.Code >= 500 {
+			t.Fatalf("status %d for %q", w.Code, body)
+		}
+	})
+}

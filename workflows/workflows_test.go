@@ -1,0 +1,385 @@
+package workflows_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/drover/drover/deployments/slugs"
+	"github.com/drover/drover/deployments/sqlstore"
+	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/regions"
+	"github.com/drover/drover/workflows"
+)
+
+const app = "hello-staging"
+
+// fakeBuilder builds every commit into a slug named after it.
+type fakeBuilder struct {
+	mu       sync.Mutex
+	builds   []string
+	procfile pipelines.Procfile
+	err      error
+}
+
+func (b *fakeBuilder) Build(ctx context.Context, in slugs.BuildInput, out io.Writer) (slugs.BuildResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.builds = append(b.builds, in.Commit)
+	fmt.Fprintf(out, "-----> building %s\n", in.Commit)
+	if b.err != nil {
+		return slugs.BuildResult{}, b.err
+	}
+	return slugs.BuildResult{Digest: digest(in.Commit), Procfile: b.procfile, Buildpack: "go"}, nil
+}
+
+func digest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+type fakeSlugs struct{}
+
+func (fakeSlugs) Path(d string) (string, error) { return "/slugs/" + d + ".tar.gz", nil }
+
+// fakeRegion records what it was asked to do and fails releases on demand.
+type fakeRegion struct {
+	name string
+	mu   sync.Mutex
+	// failRelease makes Deploy of that release fail with the reason.
+	failRelease map[int]string
+	deploys     []int
+	stops       int
+	tasks       []regions.Task
+	taskExit    int
+	running     int
+}
+
+func (r *fakeRegion) Name() string { return r.name }
+
+func (r *fakeRegion) Deploy(ctx context.Context, d regions.Deployment) (regions.Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deploys = append(r.deploys, d.Release)
+	if reason, ok := r.failRelease[d.Release]; ok {
+		return regions.Result{}, &regions.DeployError{Region: r.name, App: d.App, Release: d.Release, Reason: reason}
+	}
+	if d.Env["DROVER_RELEASE"] != fmt.Sprintf("v%d", d.Release) {
+		return regions.Result{}, fmt.Errorf("deployment env lacks DROVER_RELEASE: %v", d.Env)
+	}
+	r.running = d.Release
+	return regions.Result{URL: "http://" + r.name + ".test"}, nil
+}
+
+func (r *fakeRegion) Stop(ctx context.Context, app string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stops++
+	r.running = 0
+	return nil
+}
+
+func (r *fakeRegion) RunTask(ctx context.Context, t regions.Task) (regions.TaskResult, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tasks = append(r.tasks, t)
+	return regions.TaskResult{ExitCode: r.taskExit, Output: "migrating\n"}, nil
+}
+
+func (r *fakeRegion) Status(ctx context.Context, app string) (regions.Status, error) {
+	return regions.Status{Release: r.running, Running: r.running != 0}, nil
+}
+
+type regionMap map[string]*fakeRegion
+
+func (m regionMap) Region(name string) (regions.Region, error) {
+	if r, ok := m[name]; ok {
+		return r, nil
+	}
+	return nil, fmt.Errorf("region %q: %w", name, pipelines.ErrNotFound)
+}
+
+type fixture struct {
+	testsuite.WorkflowTestSuite
+	store   *sqlstore.Store
+	builder *fakeBuilder
+	regions regionMap
+	acts    *workflows.Activities
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "drover.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	f := &fixture{
+		store:   st,
+		builder: &fakeBuilder{procfile: pipelines.Procfile{{Type: "web", Command: "bin/web"}, {Type: "release", Command: "bin/migrate"}}},
+		regions: regionMap{"a": {name: "a"}, "b": {name: "b"}},
+	}
+	f.acts = &workflows.Activities{Store: st, Builder: f.builder, Slugs: fakeSlugs{}, Regions: f.regions, HeartbeatEvery: 50 * time.Millisecond}
+	return f
+}
+
+func (f *fixture) env() *testsuite.TestWorkflowEnvironment {
+	env := f.NewTestWorkflowEnvironment()
+	workflows.Register(env, f.acts)
+	return env
+}
+
+func (f *fixture) deploy(t *testing.T, commit string) (workflows.DeployResult, error) {
+	t.Helper()
+	env := f.env()
+	env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, Repo: "octo-org/hello", CloneURL: "file:///repo", Commit: commit, Regions: []string{"a", "b"}})
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("deploy did not complete")
+	}
+	var res workflows.DeployResult
+	err := env.GetWorkflowError()
+	if err == nil {
+		if gerr := env.GetWorkflowResult(&res); gerr != nil {
+			t.Fatal(gerr)
+		}
+	}
+	return res, err
+}
+
+func (f *fixture) release(t *testing.T, v int) pipelines.Release {
+	t.Helper()
+	r, err := f.store.Release(context.Background(), app, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func regionStatus(r pipelines.Release, region string) pipelines.RegionStatus {
+	for _, st := range r.Regions {
+		if st.Region == region {
+			return st.Status
+		}
+	}
+	return ""
+}
+
+func TestDeploySucceeds(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.store.SetConfigVars(context.Background(), app, map[string]string{"DATABASE_URL": "postgres://x"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.deploy(t, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version != 1 || res.Status != pipelines.ReleaseSucceeded || len(res.URLs) != 2 || res.URLs[1].URL != "http://b.test" {
+		t.Fatalf("result = %+v", res)
+	}
+	r := f.release(t, 1)
+	if r.Status != pipelines.ReleaseSucceeded || r.Slug != digest("c1") || r.Commit != "c1" || r.ConfigVersion != 1 {
+		t.Fatalf("ledger v1 = %+v", r)
+	}
+	for _, region := range []string{"a", "b"} {
+		if regionStatus(r, region) != pipelines.RegionSuccessful {
+			t.Errorf("region %s = %q", region, regionStatus(r, region))
+		}
+	}
+	if r.Formation["web"] != 1 {
+		t.Errorf("formation = %v, want web=1", r.Formation)
+	}
+	// The release phase ran once, in the first region, with the config vars.
+	a := f.regions["a"]
+	if len(a.tasks) != 1 || a.tasks[0].Command != "bin/migrate" || a.tasks[0].Env["DATABASE_URL"] != "postgres://x" || len(f.regions["b"].tasks) != 0 {
+		t.Fatalf("release phase tasks: a=%+v b=%+v", a.tasks, f.regions["b"].tasks)
+	}
+	if !strings.HasPrefix(r.Output, "release phase exited with code 0") {
+		t.Fatalf("release output = %q", r.Output)
+	}
+
+	// The same commit again reuses its build.
+	if _, err := f.deploy(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.builder.builds) != 1 {
+		t.Fatalf("builds = %v, want the slug of c1 reused", f.builder.builds)
+	}
+}
+
+func TestDeployBuildFailureMakesNoRelease(t *testing.T) {
+	f := newFixture(t)
+	f.builder.err = &pipelines.ProcfileError{Line: 2, Text: "web npm start", Msg: "expected"}
+	_, err := f.deploy(t, "c1")
+	if err == nil || !strings.Contains(err.Error(), "Procfile line 2") {
+		t.Fatalf("err = %v, want the Procfile line", err)
+	}
+	if len(f.builder.builds) != 1 {
+		t.Fatalf("a broken Procfile was built %d times; it must not be retried", len(f.builder.builds))
+	}
+	rs, _ := f.store.Releases(context.Background(), app, 0)
+	if len(rs) != 0 || len(f.regions["a"].deploys) != 0 {
+		t.Fatalf("releases %v, deploys %v; want none", rs, f.regions["a"].deploys)
+	}
+}
+
+func TestDeployReleasePhaseFailureChangesNoRegion(t *testing.T) {
+	f := newFixture(t)
+	f.regions["a"].taskExit = 3
+	_, err := f.deploy(t, "c1")
+	if err == nil || !strings.Contains(err.Error(), "exited with code 3") {
+		t.Fatalf("err = %v", err)
+	}
+	r := f.release(t, 1)
+	if r.Status != pipelines.ReleaseFailed || !strings.Contains(r.Reason, "exited with code 3") || !strings.Contains(r.Output, "migrating") {
+		t.Fatalf("ledger v1 = %+v", r)
+	}
+	if len(f.regions["a"].deploys)+len(f.regions["b"].deploys) != 0 {
+		t.Fatal("a region changed after the release phase failed")
+	}
+	if len(f.regions["a"].tasks) != 1 {
+		t.Fatalf("release phase ran %d times, want once", len(f.regions["a"].tasks))
+	}
+}
+
+func TestDeployRegionFailureRollsBackEarlierRegions(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.deploy(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	f.regions["b"].failRelease = map[int]string{2: "web.1 exited with code 1: listen tcp: address already in use"}
+	_, err := f.deploy(t, "c2")
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := f.regions["a"].deploys; fmt.Sprint(got) != "[1 2 1]" {
+		t.Fatalf("region a deploys = %v, want [1 2 1]: v2 then back to v1", got)
+	}
+	if f.regions["a"].running != 1 {
+		t.Fatalf("region a runs v%d, want v1", f.regions["a"].running)
+	}
+	if got := f.regions["b"].deploys; fmt.Sprint(got) != "[1 2]" {
+		t.Fatalf("region b deploys = %v; a failed deploy is not retried", got)
+	}
+	r := f.release(t, 2)
+	if r.Status != pipelines.ReleaseFailed || !strings.Contains(r.Reason, "region b") || !strings.Contains(r.Reason, "address already in use") {
+		t.Fatalf("v2 = %s %q", r.Status, r.Reason)
+	}
+	if regionStatus(r, "a") != pipelines.RegionRolledBack || regionStatus(r, "b") != pipelines.RegionFailed {
+		t.Fatalf("v2 regions = %+v", r.Regions)
+	}
+	cur, err := f.store.CurrentRelease(context.Background(), app)
+	if err != nil || cur.Version != 1 {
+		t.Fatalf("current = v%d, %v; want v1", cur.Version, err)
+	}
+}
+
+func TestFirstDeployFailureStopsEarlierRegions(t *testing.T) {
+	f := newFixture(t)
+	f.regions["b"].failRelease = map[int]string{1: "web never answered"}
+	if _, err := f.deploy(t, "c1"); err == nil {
+		t.Fatal("want failure")
+	}
+	if f.regions["a"].stops != 1 || f.regions["a"].running != 0 {
+		t.Fatalf("region a: stops=%d running=v%d; with no earlier release it must be stopped", f.regions["a"].stops, f.regions["a"].running)
+	}
+}
+
+func TestAppQueueSupersedesWaitingPushes(t *testing.T) {
+	f := newFixture(t)
+	env := f.env()
+	// Builds take a minute of workflow time, so pushes pile up behind c1.
+	env.OnActivity(f.acts.Build, mock.Anything, mock.Anything).After(time.Minute).Return(
+		func(ctx context.Context, in workflows.BuildInput) (workflows.BuildResult, error) {
+			f.builder.mu.Lock()
+			f.builder.builds = append(f.builder.builds, in.Commit)
+			f.builder.mu.Unlock()
+			return workflows.BuildResult{Slug: digest(in.Commit), Procfile: pipelines.Procfile{{Type: "web", Command: "bin/web"}}}, nil
+		})
+	push := func(c string) func() {
+		return func() {
+			env.SignalWorkflow(workflows.SignalDeploy, workflows.DeployRequest{Repo: "octo-org/hello", CloneURL: "file:///r", Commit: c, Regions: []string{"a"}})
+		}
+	}
+	env.RegisterDelayedCallback(push("c1"), 0)
+	env.RegisterDelayedCallback(push("c2"), 10*time.Second)
+	env.RegisterDelayedCallback(push("c1"), 15*time.Second) // redelivered: nothing new
+	env.RegisterDelayedCallback(push("c3"), 20*time.Second)
+	env.RegisterDelayedCallback(push("c4"), 30*time.Second)
+	env.RegisterDelayedCallback(push("c4"), 90*time.Second) // c4 is running now: nothing new
+	env.ExecuteWorkflow(workflows.AppWorkflow, workflows.AppInput{App: app})
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("app workflow did not end after its idle timeout")
+	}
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(f.builder.builds); got != "[c1 c4]" {
+		t.Fatalf("built %s, want [c1 c4]: c2 and c3 waited and were superseded", got)
+	}
+	rs, err := f.store.Releases(context.Background(), app, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i := len(rs) - 1; i >= 0; i-- {
+		got = append(got, fmt.Sprintf("%s:%s:%s", rs[i].Name(), rs[i].Commit, rs[i].Status))
+	}
+	want := "v1:c1:succeeded v2:c2:superseded v3:c3:superseded v4:c4:succeeded"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("ledger = %s\nwant     %s", strings.Join(got, " "), want)
+	}
+	if !strings.Contains(rs[1].Description, "superseded by c4") {
+		t.Fatalf("v3 description = %q", rs[1].Description)
+	}
+}
+
+func TestAppQueueRetriesAFailedCommitWhenPushedAgain(t *testing.T) {
+	f := newFixture(t)
+	f.regions["a"].failRelease = map[int]string{1: "boom"}
+	env := f.env()
+	push := func(c string) func() {
+		return func() {
+			env.SignalWorkflow(workflows.SignalDeploy, workflows.DeployRequest{Repo: "octo-org/hello", CloneURL: "file:///r", Commit: c, Regions: []string{"a"}})
+		}
+	}
+	env.RegisterDelayedCallback(push("c1"), 0)
+	env.RegisterDelayedCallback(push("c1"), time.Hour)
+	env.ExecuteWorkflow(workflows.AppWorkflow, workflows.AppInput{App: app})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	r := f.release(t, 2)
+	if r.Commit != "c1" || r.Status != pipelines.ReleaseSucceeded {
+		t.Fatalf("v2 = %+v; a failed commit pushed again must deploy again", r)
+	}
+}
+
+func TestIDsRoundTrip(t *testing.T) {
+	if a, ok := workflows.ParseAppWorkflowID(workflows.AppWorkflowID("hello")); !ok || a != "hello" {
+		t.Fatal("app ID")
+	}
+	a, c, ok := workflows.ParseDeployWorkflowID(workflows.DeployWorkflowID("hello", "abc"))
+	if !ok || a != "hello" || c != "abc" {
+		t.Fatal("deploy ID")
+	}
+	for _, bad := range []string{"", "app/", "app/a/b", "deploy/x"} {
+		if _, ok := workflows.ParseAppWorkflowID(bad); ok && bad != "deploy/x" {
+			t.Errorf("ParseAppWorkflowID(%q) ok", bad)
+		}
+		if _, _, ok := workflows.ParseDeployWorkflowID(bad); ok {
+			t.Errorf("ParseDeployWorkflowID(%q) ok", bad)
+		}
+	}
+	_ = errors.New
+}
