@@ -62,3 +62,61 @@ func TestStartRunsWorkflowsAndKeepsHistory(t *testing.T) {
 		t.Fatalf("after restart = %q", got)
 	}
 }
+
+func ping(ctx context.Context, s string) (string, error) { return s, nil }
+
+func pingWorkflow(ctx workflow.Context, s string) (string, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second})
+	var out string
+	err := workflow.ExecuteActivity(ctx, ping, s).Get(ctx, &out)
+	return out, err
+}
+
+// BenchmarkSequentialWorkflows measures one workflow with one activity,
+// start to result, one after another, on the embedded server: the latency
+// floor of every drover operation on the dev stack.
+func BenchmarkSequentialWorkflows(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		dyn  map[string]any
+	}{
+		{"defaults", nil},
+		{"one-partition", map[string]any{"matching.numTaskqueueReadPartitions": 1, "matching.numTaskqueueWritePartitions": 1}},
+		{"fast-forwarder", map[string]any{"matching.forwarderMaxRatePerSecond": 10000.0}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			srv, err := devstack.Start(ctx, devstack.Options{
+				DatabaseFile: filepath.Join(b.TempDir(), "temporal.db"), Logger: slog.New(slog.DiscardHandler),
+				DynamicConfig: tc.dyn,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Stop()
+			c, err := client.DialContext(ctx, client.Options{HostPort: srv.FrontendAddress(), Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			w := worker.New(c, "bench", worker.Options{})
+			w.RegisterWorkflow(pingWorkflow)
+			w.RegisterActivity(ping)
+			if err := w.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer w.Stop()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "bench"}, pingWorkflow, "x")
+				if err != nil {
+					b.Fatal(err)
+				}
+				var out string
+				if err := run.Get(ctx, &out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -147,7 +147,7 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 	}
 	out := answer{App: stage.App, Commit: commit, Operation: workflows.DeployWorkflowID(stage.App, commit)}
 	if delivery != "" && h.deliveries != nil {
-		fresh, err := h.deliveries.RecordDelivery(c, delivery, "push")
+		fresh, err := h.deliveries.RecordDelivery(c.Request.Context(), delivery, "push")
 		if err != nil {
 			log.Error("record delivery", "error", err)
 			c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not record the delivery; redeliver it"})
@@ -163,10 +163,10 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 		Repo: pipeline.Repo, CloneURL: ev.GetRepo().GetCloneURL(), Commit: commit, Regions: stage.Regions,
 		Description: describe(ev, branch),
 	}
-	if err := h.deployer.Deploy(c, stage.App, req); err != nil {
+	if err := h.deployer.Deploy(c.Request.Context(), stage.App, req); err != nil {
 		log.Error("queue deploy", "app", stage.App, "commit", commit, "error", err)
 		if delivery != "" && h.deliveries != nil {
-			if ferr := h.deliveries.ForgetDelivery(c, delivery); ferr != nil {
+			if ferr := h.deliveries.ForgetDelivery(context.WithoutCancel(c.Request.Context()), delivery); ferr != nil {
 				log.Error("forget delivery", "error", ferr)
 			}
 		}

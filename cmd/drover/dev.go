@@ -241,8 +241,10 @@ func (d *Dev) reconcile(ctx context.Context, acts *workflows.Activities) error {
 		}
 	}
 	for name, r := range d.regions {
+		// An app that cannot come back must not keep the others, or
+		// drover itself, down: say so and carry on.
 		if err := r.Reconcile(ctx, want[name]); err != nil {
-			return fmt.Errorf("restore apps in region %s: %w", name, err)
+			d.Logger.Error("restore apps", "region", name, "error", err)
 		}
 	}
 	return nil

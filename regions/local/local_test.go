@@ -1,0 +1,685 @@
+package local_test
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/regions"
+	"github.com/drover/drover/regions/local"
+)
+
+// slugPath is a slug holding ./server, built once from testdata/server.
+var slugPath string
+
+func TestMain(m *testing.M) { os.Exit(runTests(m)) }
+
+func runTests(m *testing.M) int {
+	tmp, err := os.MkdirTemp("", "local-region-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "server")
+	build := exec.Command("go", "build", "-o", bin, "./testdata/server")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build test server: %v\n%s", err, out)
+		return 1
+	}
+	slugPath = filepath.Join(tmp, "slug.tgz")
+	if err := writeSlug(slugPath, bin); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// writeSlug writes a tar.gz holding bin as ./server and a README.
+func writeSlug(path, bin string) error {
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zw, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	tw := tar.NewWriter(zw)
+	for _, e := range []struct {
+		name string
+		mode int64
+		data []byte
+	}{{"server", 0o755, data}, {"README", 0o644, []byte("test slug\n")}} {
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(e.data)), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(e.data); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return zw.Close()
+}
+
+// unpack is the Unpack the tests give the region: regular files of a tar.gz.
+func unpack(_ context.Context, slug, dir string) error {
+	f, err := os.Open(slug)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return err
+	}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if h.Typeflag != tar.TypeReg || !filepath.IsLocal(h.Name) {
+			return fmt.Errorf("unexpected entry %q", h.Name)
+		}
+		out, err := os.OpenFile(filepath.Join(dir, h.Name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, os.FileMode(h.Mode))
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(out, tr)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func testLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// newRegion opens a region on dir and closes it, stopping its apps, when
+// the test ends.
+func newRegion(t *testing.T, dir string, health time.Duration) *local.Region {
+	t.Helper()
+	r, err := local.New(local.Options{Name: "local-test", Dir: dir, HealthTimeout: health, Logger: testLogger(), Unpack: unpack})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(true); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return r
+}
+
+// webApp is release n of app running one ./server answering response.
+func webApp(app string, n int, response string) regions.Deployment {
+	return regions.Deployment{
+		App:       app,
+		Release:   n,
+		Slug:      regions.Slug{Digest: fmt.Sprintf("sha256:%s-%d", app, n), Path: slugPath},
+		Procfile:  pipelines.Procfile{{Type: "web", Command: "./server"}},
+		Formation: pipelines.Formation{"web": 1},
+		Env:       map[string]string{"RESPONSE": response},
+	}
+}
+
+func mustDeploy(t *testing.T, r *local.Region, d regions.Deployment) regions.Result {
+	t.Helper()
+	res, err := r.Deploy(context.Background(), d)
+	if err != nil {
+		t.Fatalf("Deploy %s v%d: %v", d.App, d.Release, err)
+	}
+	return res
+}
+
+var client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func get(url string) (string, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	return string(b), err
+}
+
+// mustAnswer GETs url and checks the body starts with want; it returns the
+// pid of the process that answered.
+func mustAnswer(t *testing.T, url, want string) int {
+	t.Helper()
+	body, err := get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(body, want+" ") {
+		t.Fatalf("GET %s = %q, want %q", url, body, want+" …")
+	}
+	return pidIn(t, body)
+}
+
+var pidRE = regexp.MustCompile(`pid=(\d+)`)
+
+func pidIn(t *testing.T, body string) int {
+	t.Helper()
+	m := pidRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no pid in %q", body)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	return pid
+}
+
+// gone reports whether pid has exited; a zombie has, and where pid 1 does
+// not reap orphans (some containers) it stays one.
+func gone(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return syscall.Kill(pid, 0) != nil
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(fields) > 0 && fields[0] == "Z"
+}
+
+func mustBeGone(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if gone(pid) {
+			return
+		}
+	}
+	t.Errorf("process %d still runs", pid)
+}
+
+func mustBeAlive(t *testing.T, pid int) {
+	t.Helper()
+	if gone(pid) {
+		t.Errorf("process %d is gone", pid)
+	}
+}
+
+// killAtEnd kills pid when the test ends, for processes a test leaves to
+// outlive their region.
+func killAtEnd(t *testing.T, pid int) {
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		opts local.Options
+	}{
+		{"no name", local.Options{Dir: dir, Unpack: unpack}},
+		{"no dir", local.Options{Name: "a", Unpack: unpack}},
+		{"no unpack", local.Options{Name: "a", Dir: dir}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := local.New(tt.opts); !errors.Is(err, pipelines.ErrInvalid) {
+				t.Errorf("New = %v, want ErrInvalid", err)
+			}
+		})
+	}
+	t.Run("dir in use", func(t *testing.T) {
+		newRegion(t, dir, 0)
+		if r, err := local.New(local.Options{Name: "b", Dir: dir, Unpack: unpack}); err == nil {
+			r.Close(true)
+			t.Fatal("second New on one dir succeeded")
+		}
+	})
+}
+
+func TestDeploySwitchesReleasesBehindOneURL(t *testing.T) {
+	t.Parallel()
+	r := newRegion(t, t.TempDir(), 10*time.Second)
+	ctx := context.Background()
+
+	var steps []string
+	d1 := webApp("shop", 1, "v1")
+	d1.Progress = func(msg string) { steps = append(steps, msg) }
+	res1 := mustDeploy(t, r, d1)
+	if !strings.HasPrefix(res1.URL, "http://127.0.0.1:") {
+		t.Fatalf("URL = %q", res1.URL)
+	}
+	pid1 := mustAnswer(t, res1.URL, "v1")
+	for _, want := range []string{"unpacking slug", "starting web.1 on port ", "web.1 answered HTTP 200"} {
+		if !containsPrefix(steps, want) {
+			t.Errorf("progress %q lacks %q", steps, want)
+		}
+	}
+
+	res2 := mustDeploy(t, r, webApp("shop", 2, "v2"))
+	if res2.URL != res1.URL {
+		t.Errorf("URL changed from %s to %s", res1.URL, res2.URL)
+	}
+	mustAnswer(t, res2.URL, "v2")
+	mustBeGone(t, pid1)
+
+	st, err := r.Status(ctx, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (regions.Status{Release: 2, Slug: "sha256:shop-2", URL: res1.URL, Running: true}); st != want {
+		t.Errorf("Status = %+v, want %+v", st, want)
+	}
+
+	// Rollback: an older release whose dir still exists.
+	res3 := mustDeploy(t, r, webApp("shop", 1, "v1 again"))
+	if res3.URL != res1.URL {
+		t.Errorf("URL changed from %s to %s", res1.URL, res3.URL)
+	}
+	mustAnswer(t, res3.URL, "v1 again")
+}
+
+func containsPrefix(list []string, prefix string) bool {
+	for _, s := range list {
+		if strings.HasPrefix(s, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestDeployIsIdempotent(t *testing.T) {
+	t.Parallel()
+	r := newRegion(t, t.TempDir(), 10*time.Second)
+	res1 := mustDeploy(t, r, webApp("shop", 1, "v1"))
+	pid1 := mustAnswer(t, res1.URL, "v1")
+
+	var steps []string
+	d := webApp("shop", 1, "v1")
+	d.Progress = func(msg string) { steps = append(steps, msg) }
+	res2 := mustDeploy(t, r, d)
+	if res2 != res1 {
+		t.Errorf("second Deploy = %+v, want %+v", res2, res1)
+	}
+	if pid2 := mustAnswer(t, res2.URL, "v1"); pid2 != pid1 {
+		t.Errorf("second Deploy restarted web: pid %d, was %d", pid2, pid1)
+	}
+	if containsPrefix(steps, "starting") {
+		t.Errorf("second Deploy started processes: %q", steps)
+	}
+}
+
+func TestDeployRoundRobinsOverWebInstances(t *testing.T) {
+	t.Parallel()
+	r := newRegion(t, t.TempDir(), 10*time.Second)
+	d := webApp("shop", 1, "v1")
+	d.Formation = pipelines.Formation{"web": 2}
+	res := mustDeploy(t, r, d)
+	pids := map[int]bool{}
+	for range 4 {
+		pids[mustAnswer(t, res.URL, "v1")] = true
+	}
+	if len(pids) != 2 {
+		t.Errorf("4 requests reached %d processes, want 2", len(pids))
+	}
+}
+
+func TestDeployWithoutWebHasNoURL(t *testing.T) {
+	t.Parallel()
+	r := newRegion(t, t.TempDir(), 10*time.Second)
+	d := webApp("jobs", 1, "")
+	d.Procfile = pipelines.Procfile{{Type: "worker", Command: "sleep 60"}}
+	d.Formation = pipelines.Formation{"worker": 1}
+	res := mustDeploy(t, r, d)
+	if res.URL != "" {
+		t.Errorf("URL = %q, want none", res.URL)
+	}
+	st, err := r.Status(context.Background(), "jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (regions.Status{Release: 1, Slug: "sha256:jobs-1", Running: true}); st != want {
+		t.Errorf("Status = %+v, want %+v", st, want)
+	}
+}
+
+func TestDeployFailureKeepsPreviousRelease(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		procfile   pipelines.Procfile
+		formation  pipelines.Formation
+		wantReason []string
+	}{
+		{
+			name:       "web exits",
+			procfile:   pipelines.Procfile{{Type: "web", Command: "echo starting; echo 'cannot connect to database' >&2; exit 1"}},
+			wantReason: []string{"web.1 exited with code 1: ", "starting\ncannot connect to database"},
+		},
+		{
+			name:       "web never listens",
+			procfile:   pipelines.Procfile{{Type: "web", Command: "echo $$ > \"$PIDFILE\"; echo warming up; exec sleep 60"}},
+			wantReason: []string{"web.1 did not answer HTTP on port ", "within 2s", "warming up"},
+		},
+		{
+			name: "worker exits",
+			// web starts late, so the worker's exit comes before web is healthy.
+			procfile:   pipelines.Procfile{{Type: "web", Command: "sleep 0.5; exec ./server"}, {Type: "worker", Command: "exit 7"}},
+			formation:  pipelines.Formation{"web": 1, "worker": 1},
+			wantReason: []string{"worker.1 exited with code 7"},
+		},
+		{
+			name:       "unknown process type",
+			procfile:   pipelines.Procfile{{Type: "web", Command: "./server"}},
+			formation:  pipelines.Formation{"web": 1, "clock": 1},
+			wantReason: []string{`process type "clock"`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRegion(t, t.TempDir(), 2*time.Second)
+			res1 := mustDeploy(t, r, webApp("shop", 1, "v1"))
+			pid1 := mustAnswer(t, res1.URL, "v1")
+
+			pidFile := filepath.Join(t.TempDir(), "pid")
+			d := webApp("shop", 2, "v2")
+			d.Procfile = tt.procfile
+			if tt.formation != nil {
+				d.Formation = tt.formation
+			}
+			d.Env["PIDFILE"] = pidFile
+			_, err := r.Deploy(context.Background(), d)
+			var de *regions.DeployError
+			if !errors.As(err, &de) {
+				t.Fatalf("Deploy = %v, want a DeployError", err)
+			}
+			if de.Region != "local-test" || de.App != "shop" || de.Release != 2 {
+				t.Errorf("DeployError = %+v", de)
+			}
+			for _, want := range tt.wantReason {
+				if !strings.Contains(de.Reason, want) {
+					t.Errorf("Reason = %q, want it to contain %q", de.Reason, want)
+				}
+			}
+			if b, err := os.ReadFile(pidFile); err == nil {
+				pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+				mustBeGone(t, pid)
+			}
+
+			if pid := mustAnswer(t, res1.URL, "v1"); pid != pid1 {
+				t.Errorf("v1 restarted: pid %d, was %d", pid, pid1)
+			}
+			st, err := r.Status(context.Background(), "shop")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Release != 1 || !st.Running {
+				t.Errorf("Status = %+v, want v1 running", st)
+			}
+		})
+	}
+}
+
+func TestRunTask(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := newRegion(t, dir, 10*time.Second)
+	tests := []struct {
+		name     string
+		command  string
+		wantCode int
+		wantOut  string
+	}{
+		{"succeeds", `echo "migrated $DATABASE_URL"; ls`, 0, "migrated postgres://db\nREADME\nserver\n"},
+		{"fails", "echo applying; echo 'relation exists' >&2; exit 3", 3, "applying\nrelation exists\n"},
+		{"killed by a signal", "kill -KILL $$", 128 + 9, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := r.RunTask(context.Background(), regions.Task{
+				App: "shop", Release: 1, Name: "release", Command: tt.command,
+				Slug: regions.Slug{Digest: "sha256:shop-1", Path: slugPath},
+				Env:  map[string]string{"DATABASE_URL": "postgres://db"},
+			})
+			if err != nil {
+				t.Fatalf("RunTask: %v", err)
+			}
+			if res.ExitCode != tt.wantCode || res.Output != tt.wantOut {
+				t.Errorf("RunTask = %+v, want exit %d output %q", res, tt.wantCode, tt.wantOut)
+			}
+		})
+	}
+	t.Run("cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		res, err := r.RunTask(ctx, regions.Task{
+			App: "shop", Release: 1, Command: "echo waiting; sleep 60 & wait",
+			Slug: regions.Slug{Digest: "sha256:shop-1", Path: slugPath},
+		})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("RunTask = %+v, %v; want DeadlineExceeded", res, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("cancelled task took %s", took)
+		}
+		if res.Output != "waiting\n" {
+			t.Errorf("Output = %q", res.Output)
+		}
+	})
+	t.Run("output is capped", func(t *testing.T) {
+		res, err := r.RunTask(context.Background(), regions.Task{
+			App: "shop", Release: 1, Command: "head -c 3000000 /dev/zero | tr '\\0' x; echo END",
+			Slug: regions.Slug{Digest: "sha256:shop-1", Path: slugPath},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Output) > 1<<20+100 || !strings.HasSuffix(res.Output, "xxxEND\n") || !strings.HasPrefix(res.Output, "[drover: output truncated") {
+			t.Errorf("Output: %d bytes ending %q", len(res.Output), res.Output[max(0, len(res.Output)-20):])
+		}
+	})
+	if entries, _ := os.ReadDir(filepath.Join(dir, "tasks")); len(entries) != 0 {
+		t.Errorf("task dirs left behind: %v", entries)
+	}
+}
+
+func TestStop(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := newRegion(t, dir, 10*time.Second)
+	ctx := context.Background()
+	res := mustDeploy(t, r, webApp("shop", 1, "v1"))
+	pid := mustAnswer(t, res.URL, "v1")
+
+	if err := r.Stop(ctx, "shop"); err != nil {
+		t.Fatal(err)
+	}
+	if body, err := get(res.URL); !isRefused(err) {
+		t.Errorf("after Stop, GET = %q, %v; want connection refused", body, err)
+	}
+	mustBeGone(t, pid)
+	if _, err := os.Stat(filepath.Join(dir, "apps", "shop")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state dir left: %v", err)
+	}
+	if st, err := r.Status(ctx, "shop"); err != nil || st != (regions.Status{}) {
+		t.Errorf("Status = %+v, %v; want zero", st, err)
+	}
+	for _, app := range []string{"shop", "never-deployed"} {
+		if err := r.Stop(ctx, app); err != nil {
+			t.Errorf("Stop(%s) = %v", app, err)
+		}
+	}
+}
+
+func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
+
+func TestConcurrentDeploysOfDifferentApps(t *testing.T) {
+	t.Parallel()
+	r := newRegion(t, t.TempDir(), 10*time.Second)
+	apps := []string{"a", "b", "c"}
+	urls := make([]string, len(apps))
+	var wg sync.WaitGroup
+	for i, app := range apps {
+		wg.Go(func() {
+			res, err := r.Deploy(context.Background(), webApp(app, 1, app))
+			if err != nil {
+				t.Errorf("Deploy %s: %v", app, err)
+			}
+			urls[i] = res.URL
+		})
+	}
+	wg.Wait()
+	for i, app := range apps {
+		if urls[i] != "" {
+			mustAnswer(t, urls[i], app)
+		}
+	}
+}
+
+// crashedRegion deploys ds in a region on dir and abandons it as a crash
+// would: its processes keep running. It returns the pid of each app's web.
+func crashedRegion(t *testing.T, dir string, ds ...regions.Deployment) (urls []string, pids []int) {
+	t.Helper()
+	a := newRegion(t, dir, 10*time.Second)
+	for _, d := range ds {
+		res := mustDeploy(t, a, d)
+		pid := mustAnswer(t, res.URL, d.Env["RESPONSE"])
+		killAtEnd(t, pid)
+		urls, pids = append(urls, res.URL), append(pids, pid)
+	}
+	if err := a.Close(false); err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range urls {
+		if _, err := get(u); !isRefused(err) {
+			t.Fatalf("proxy still answers after Close: %v", err)
+		}
+		mustBeAlive(t, pids[i])
+	}
+	return urls, pids
+}
+
+func TestReconcile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("adopts live processes", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		urls, pids := crashedRegion(t, dir, webApp("shop", 1, "v1"))
+		b := newRegion(t, dir, 10*time.Second)
+		var steps []string
+		d := webApp("shop", 1, "v1")
+		d.Progress = func(msg string) { steps = append(steps, msg) }
+		if err := b.Reconcile(ctx, []regions.Deployment{d}); err != nil {
+			t.Fatal(err)
+		}
+		if pid := mustAnswer(t, urls[0], "v1"); pid != pids[0] {
+			t.Errorf("web restarted: pid %d, was %d", pid, pids[0])
+		}
+		if !containsPrefix(steps, "adopted v1") {
+			t.Errorf("progress = %q", steps)
+		}
+		st, err := b.Status(ctx, "shop")
+		if err != nil || st.URL != urls[0] || !st.Running {
+			t.Errorf("Status = %+v, %v", st, err)
+		}
+		// The adopted release is replaced like any other.
+		res := mustDeploy(t, b, webApp("shop", 2, "v2"))
+		mustAnswer(t, res.URL, "v2")
+		mustBeGone(t, pids[0])
+	})
+
+	t.Run("restarts dead processes", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		urls, pids := crashedRegion(t, dir, webApp("shop", 1, "v1"))
+		syscall.Kill(pids[0], syscall.SIGKILL)
+		mustBeGone(t, pids[0])
+		b := newRegion(t, dir, 10*time.Second)
+		if err := b.Reconcile(ctx, []regions.Deployment{webApp("shop", 1, "v1")}); err != nil {
+			t.Fatal(err)
+		}
+		if pid := mustAnswer(t, urls[0], "v1"); pid == pids[0] {
+			t.Errorf("answered by the killed pid %d", pid)
+		}
+	})
+
+	t.Run("stops what is not wanted", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		urls, pids := crashedRegion(t, dir, webApp("shop", 1, "v1"), webApp("blog", 1, "blog v1"))
+		b := newRegion(t, dir, 10*time.Second)
+		if err := b.Reconcile(ctx, []regions.Deployment{webApp("shop", 2, "v2")}); err != nil {
+			t.Fatal(err)
+		}
+		mustBeGone(t, pids[0])
+		mustBeGone(t, pids[1])
+		mustAnswer(t, urls[0], "v2")
+		if _, err := get(urls[1]); !isRefused(err) {
+			t.Errorf("blog still answers: %v", err)
+		}
+		st, err := b.Status(ctx, "blog")
+		if err != nil || st.Running || st.Release != 0 {
+			t.Errorf("blog Status = %+v, %v; want nothing running", st, err)
+		}
+	})
+}
+
+func TestCloseStopsApps(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r, err := local.New(local.Options{Name: "local-test", Dir: dir, Logger: testLogger(), Unpack: unpack})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := mustDeploy(t, r, webApp("shop", 1, "v1"))
+	pid := mustAnswer(t, res.URL, "v1")
+	killAtEnd(t, pid)
+	if err := r.Close(true); err != nil {
+		t.Fatal(err)
+	}
+	mustBeGone(t, pid)
+	if _, err := r.Deploy(context.Background(), webApp("shop", 2, "v2")); !errors.Is(err, regions.ErrUnavailable) {
+		t.Errorf("Deploy after Close = %v, want ErrUnavailable", err)
+	}
+
+	// The next start brings the app back on its URL.
+	b := newRegion(t, dir, 10*time.Second)
+	if err := b.Reconcile(context.Background(), []regions.Deployment{webApp("shop", 1, "v1")}); err != nil {
+		t.Fatal(err)
+	}
+	mustAnswer(t, res.URL, "v1")
+}
