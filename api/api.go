@@ -148,7 +148,7 @@ func (s *Server) listApps(c *gin.Context) {
 	}
 	out := []AppInfo{}
 	for _, app := range apps {
-		info, err := s.appInfo(c, app)
+		info, err := s.appInfo(c.Request.Context(), app)
 		if err != nil {
 			s.failErr(c, err)
 			return
@@ -159,12 +159,12 @@ func (s *Server) listApps(c *gin.Context) {
 }
 
 func (s *Server) getApp(c *gin.Context) {
-	app, err := s.Ledger.App(c, c.Param("app"))
+	app, err := s.Ledger.App(c.Request.Context(), c.Param("app"))
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
-	info, err := s.appInfo(c, app)
+	info, err := s.appInfo(c.Request.Context(), app)
 	if err != nil {
 		s.failErr(c, err)
 		return
@@ -173,12 +173,12 @@ func (s *Server) getApp(c *gin.Context) {
 }
 
 func (s *Server) listReleases(c *gin.Context) {
-	if _, err := s.Ledger.App(c, c.Param("app")); err != nil {
+	if _, err := s.Ledger.App(c.Request.Context(), c.Param("app")); err != nil {
 		s.failErr(c, err)
 		return
 	}
 	limit, _ := strconv.Atoi(c.Query("limit"))
-	rs, err := s.Ledger.Releases(c, c.Param("app"), limit)
+	rs, err := s.Ledger.Releases(c.Request.Context(), c.Param("app"), limit)
 	if err != nil {
 		s.failErr(c, err)
 		return
@@ -198,7 +198,7 @@ func (s *Server) release(c *gin.Context) (pipelines.Release, bool) {
 		s.failErr(c, err)
 		return pipelines.Release{}, false
 	}
-	r, err := s.Ledger.Release(c, c.Param("app"), v)
+	r, err := s.Ledger.Release(c.Request.Context(), c.Param("app"), v)
 	if err != nil {
 		s.failErr(c, err)
 		return r, false
@@ -217,12 +217,12 @@ func (s *Server) getBuild(c *gin.Context) {
 	if !ok {
 		return
 	}
-	app, err := s.Ledger.App(c, r.App)
+	app, err := s.Ledger.App(c.Request.Context(), r.App)
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
-	b, err := s.Ledger.FindBuild(c, app.Repo, r.Commit)
+	b, err := s.Ledger.FindBuild(c.Request.Context(), app.Repo, r.Commit)
 	if err != nil {
 		s.failErr(c, err)
 		return
@@ -231,11 +231,11 @@ func (s *Server) getBuild(c *gin.Context) {
 }
 
 func (s *Server) getConfig(c *gin.Context) {
-	if _, err := s.Ledger.App(c, c.Param("app")); err != nil {
+	if _, err := s.Ledger.App(c.Request.Context(), c.Param("app")); err != nil {
 		s.failErr(c, err)
 		return
 	}
-	cv, err := s.Ledger.ConfigVars(c, c.Param("app"))
+	cv, err := s.Ledger.ConfigVars(c.Request.Context(), c.Param("app"))
 	if err != nil {
 		s.failErr(c, err)
 		return
@@ -246,7 +246,7 @@ func (s *Server) getConfig(c *gin.Context) {
 // patchConfig sets the keys given with a string value and removes those
 // given as null; the new config reaches the app with its next release.
 func (s *Server) patchConfig(c *gin.Context) {
-	if _, err := s.Ledger.App(c, c.Param("app")); err != nil {
+	if _, err := s.Ledger.App(c.Request.Context(), c.Param("app")); err != nil {
 		s.failErr(c, err)
 		return
 	}
@@ -267,7 +267,7 @@ func (s *Server) patchConfig(c *gin.Context) {
 			set[k] = *v
 		}
 	}
-	cv, err := s.Ledger.SetConfigVars(c, c.Param("app"), set, unset)
+	cv, err := s.Ledger.SetConfigVars(c.Request.Context(), c.Param("app"), set, unset)
 	if err != nil {
 		s.failErr(c, err)
 		return

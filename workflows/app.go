@@ -23,6 +23,8 @@ type AppInput struct {
 	App string
 	// Queued is the push waiting behind the running operation, if any.
 	Queued *DeployRequest
+	// Superseded are pushes replaced while waiting, not yet in the ledger.
+	Superseded []RecordSupersededInput
 	// Seen holds the commits already queued, running or deployed, newest
 	// last, so a redelivered push starts nothing.
 	Seen []string
@@ -85,16 +87,24 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 		}
 		remember(req.Commit)
 		if old := in.Queued; old != nil {
-			err := workflow.ExecuteActivity(short, a.RecordSuperseded, RecordSupersededInput{
+			in.Superseded = append(in.Superseded, RecordSupersededInput{
 				App: in.App, Commit: old.Commit, SupersededBy: req.Commit,
 				Operation: DeployWorkflowID(in.App, old.Commit) + "@superseded",
-			}).Get(ctx, nil)
-			if err != nil {
-				log.Error("record superseded push", "app", in.App, "commit", old.Commit, "error", err)
-			}
+			})
 		}
 		in.Queued = &req
 		status.Queued = req.Commit
+	}
+	// recordSuperseded writes the superseded pushes into the ledger. It runs
+	// between operations, so they are numbered after the release that was
+	// running when they arrived, in the order they came.
+	recordSuperseded := func() {
+		for _, sup := range in.Superseded {
+			if err := workflow.ExecuteActivity(short, a.RecordSuperseded, sup).Get(ctx, nil); err != nil {
+				log.Error("record superseded push", "app", in.App, "commit", sup.Commit, "error", err)
+			}
+		}
+		in.Superseded = nil
 	}
 	drain := func() {
 		var req DeployRequest
@@ -106,6 +116,7 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 
 	for {
 		drain()
+		recordSuperseded()
 		if in.Queued == nil {
 			// Idle: continue as new here, where nothing runs, once the
 			// history is long; every signal is drained first so none is lost.

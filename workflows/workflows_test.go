@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/drover/drover/deployments/slugs"
@@ -116,6 +118,7 @@ type fixture struct {
 	builder *fakeBuilder
 	regions regionMap
 	acts    *workflows.Activities
+	runs    int
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -130,7 +133,8 @@ func newFixture(t *testing.T) *fixture {
 		builder: &fakeBuilder{procfile: pipelines.Procfile{{Type: "web", Command: "bin/web"}, {Type: "release", Command: "bin/migrate"}}},
 		regions: regionMap{"a": {name: "a"}, "b": {name: "b"}},
 	}
-	f.acts = &workflows.Activities{Store: st, Builder: f.builder, Slugs: fakeSlugs{}, Regions: f.regions, HeartbeatEvery: 50 * time.Millisecond}
+	f.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	f.acts = &workflows.Activities{Store: st, Builder: f.builder, Slugs: fakeSlugs{}, Regions: f.regions, HeartbeatEvery: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
 	return f
 }
 
@@ -143,6 +147,10 @@ func (f *fixture) env() *testsuite.TestWorkflowEnvironment {
 func (f *fixture) deploy(t *testing.T, commit string) (workflows.DeployResult, error) {
 	t.Helper()
 	env := f.env()
+	// Each deploy has its own ID, as in production, where the ledger tells
+	// one deploy's release from another's by workflow ID and run.
+	f.runs++
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: fmt.Sprintf("%s#%d", workflows.DeployWorkflowID(app, commit), f.runs)})
 	env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, Repo: "octo-org/hello", CloneURL: "file:///repo", Commit: commit, Regions: []string{"a", "b"}})
 	if !env.IsWorkflowCompleted() {
 		t.Fatal("deploy did not complete")
@@ -381,5 +389,4 @@ func TestIDsRoundTrip(t *testing.T) {
 			t.Errorf("ParseDeployWorkflowID(%q) ok", bad)
 		}
 	}
-	_ = errors.New
 }

@@ -1,0 +1,99 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/drover/drover/api"
+	"github.com/drover/drover/deployments"
+	"github.com/drover/drover/deployments/sqlstore"
+	"github.com/drover/drover/pipelines"
+)
+
+const token = "t0ken"
+
+func newServer(t *testing.T) (*gin.Engine, *sqlstore.Store) {
+	t.Helper()
+	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "drover.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	if err := st.SyncApp(ctx, pipelines.App{Name: "hello", Pipeline: "hello", Stage: "staging", Repo: "o/r", Regions: []string{"a", "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := st.CreateRelease(ctx, deployments.NewRelease{App: "hello", Slug: strings.Repeat("a", 64), Commit: "c1", Regions: []string{"a", "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetRegionState(ctx, "hello", r.Version, pipelines.RegionState{Region: "a", Status: pipelines.RegionSuccessful, URL: "http://127.0.0.1:1"})
+	st.FinishRelease(ctx, "hello", r.Version, pipelines.ReleaseSucceeded, "")
+	gin.SetMode(gin.TestMode)
+	e := gin.New()
+	(&api.Server{Ledger: st, Tokens: []string{token}}).Register(e)
+	return e, st
+}
+
+func do(e *gin.Engine, method, path, auth, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	w := httptest.NewRecorder()
+	e.ServeHTTP(w, req)
+	return w
+}
+
+func TestAPI(t *testing.T) {
+	e, _ := newServer(t)
+	tests := []struct {
+		name, method, path, auth, body string
+		status                         int
+		contains                       string
+	}{
+		{"health needs no token", "GET", "/healthz", "", "", 200, `"ok"`},
+		{"no token", "GET", "/api/v1/apps", "", "", 401, `"code":"unauthorized"`},
+		{"wrong token", "GET", "/api/v1/apps", "Bearer nope", "", 401, "invalid bearer token"},
+		{"apps", "GET", "/api/v1/apps", "Bearer " + token, "", 200, `"name":"hello"`},
+		{"app info has URL", "GET", "/api/v1/apps/hello", "Bearer " + token, "", 200, `"url":"http://127.0.0.1:1"`},
+		{"unknown app", "GET", "/api/v1/apps/nope", "Bearer " + token, "", 404, `{"error":{"code":"not_found"`},
+		{"releases", "GET", "/api/v1/apps/hello/releases", "Bearer " + token, "", 200, `"version":1`},
+		{"releases of unknown app", "GET", "/api/v1/apps/nope/releases", "Bearer " + token, "", 404, "not_found"},
+		{"one release", "GET", "/api/v1/apps/hello/releases/v1", "Bearer " + token, "", 200, `"status":"succeeded"`},
+		{"bad version", "GET", "/api/v1/apps/hello/releases/vx", "Bearer " + token, "", 400, `"code":"invalid"`},
+		{"missing release", "GET", "/api/v1/apps/hello/releases/v9", "Bearer " + token, "", 404, "not_found"},
+		{"config set", "PATCH", "/api/v1/apps/hello/config", "Bearer " + token, `{"A":"1","B":"2"}`, 200, `"version":1`},
+		{"config bad key", "PATCH", "/api/v1/apps/hello/config", "Bearer " + token, `{"1A":"x"}`, 400, "config var name"},
+		{"config bad body", "PATCH", "/api/v1/apps/hello/config", "Bearer " + token, `[1]`, 400, "JSON object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := do(e, tt.method, tt.path, tt.auth, tt.body)
+			if w.Code != tt.status || !strings.Contains(w.Body.String(), tt.contains) {
+				t.Fatalf("%s %s = %d %s; want %d containing %q", tt.method, tt.path, w.Code, w.Body, tt.status, tt.contains)
+			}
+		})
+	}
+}
+
+func TestConfigPatchUnsets(t *testing.T) {
+	e, _ := newServer(t)
+	do(e, "PATCH", "/api/v1/apps/hello/config", "Bearer "+token, `{"A":"1","B":"2"}`)
+	w := do(e, "PATCH", "/api/v1/apps/hello/config", "Bearer "+token, `{"B":null}`)
+	var cv pipelines.ConfigVars
+	if err := json.Unmarshal(w.Body.Bytes(), &cv); err != nil || cv.Version != 2 || cv.Vars["A"] != "1" || len(cv.Vars) != 1 {
+		t.Fatalf("after unset: %s", w.Body)
+	}
+	w = do(e, "GET", "/api/v1/apps/hello/config", "Bearer "+token, "")
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"A":"1"`) {
+		t.Fatalf("get config: %d %s", w.Code, w.Body)
+	}
+}
