@@ -37,6 +37,10 @@ const Namespace = "default"
 
 const clusterName = "active"
 
+// clusterID is fixed so every start on one database file is the same
+// cluster; the server wants a UUID.
+const clusterID = "5b1c2d7e-8f3a-4c6b-9d2e-0a1b2c3d4e5f"
+
 // Options configures the embedded server.
 type Options struct {
 	// DatabaseFile is the SQLite file; its schema is created on first start.
@@ -112,7 +116,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 				InitialFailoverVersion: 1,
 				RPCAddress:             frontend,
 				HTTPAddress:            net.JoinHostPort(opts.Host, strconv.Itoa(httpPorts[0])),
-				ClusterID:              "drover-dev",
+				ClusterID:              clusterID,
 			},
 		},
 	}
@@ -181,10 +185,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 // (`temporal --address`) and the Temporal UI.
 func (s *Server) FrontendAddress() string { return s.frontend }
 
-// Stop stops the server. The server logs warnings as it shuts down that say
-// nothing useful, so they are silenced first.
+// Silence drops the server's logs from now on. Call it before stopping
+// clients and workers too: the server logs their going away as errors.
+func (s *Server) Silence() { s.level.Set(slog.LevelError + 4) }
+
+// Stop stops the server, silencing it first.
 func (s *Server) Stop() error {
-	s.level.Set(slog.LevelError + 4)
+	s.Silence()
 	return s.server.Stop()
 }
 

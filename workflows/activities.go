@@ -273,14 +273,14 @@ func (a *Activities) ReleasePhase(ctx context.Context, in ReleasePhaseInput) (Re
 	if err != nil {
 		return ReleasePhaseResult{}, permanent(err)
 	}
-	slug, env, err := a.slugAndEnv(ctx, rel)
+	d, err := a.Deployment(ctx, rel)
 	if err != nil {
 		return ReleasePhaseResult{}, err
 	}
 	_, stop := a.heartbeat(ctx)
 	defer stop()
 	res, err := region.RunTask(ctx, regions.Task{App: in.App, Release: in.Version, Name: pipelines.ReleaseProcess,
-		Slug: slug, Command: cmd, Env: env})
+		Slug: d.Slug, Command: cmd, Env: d.Env})
 	if err != nil {
 		return ReleasePhaseResult{}, fmt.Errorf("release phase of %s v%d in %s: %w", in.App, in.Version, in.Region, err)
 	}

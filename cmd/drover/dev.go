@@ -264,6 +264,9 @@ func (d *Dev) PrintBanner(w interface{ Write([]byte) (int, error) }) {
 // Close stops everything Start started, in reverse order. Local apps stop
 // too; the next start brings back each app's current release.
 func (d *Dev) Close() {
+	if d.temporal != nil {
+		d.temporal.Silence()
+	}
 	if d.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		d.http.Shutdown(ctx)

@@ -369,6 +369,23 @@ func startChild(t *testing.T, config, data, listen string, log io.Writer) *exec.
 	return cmd
 }
 
+// stopChild stops a drover dev child cleanly, so the apps it runs stop too,
+// and kills it if it will not.
+func stopChild(cmd *exec.Cmd) {
+	if cmd.ProcessState != nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
 func waitHealthy(ctx context.Context, t *testing.T, base string) {
 	t.Helper()
 	for {
@@ -383,11 +400,21 @@ func waitHealthy(ctx context.Context, t *testing.T, base string) {
 	}
 }
 
-// appProcesses counts processes of app's web type, by their environment.
-func appProcesses(app string) int {
+// appProcesses counts the running bin/web programs of app started from
+// data, found by their environment and working directory (the shell that
+// starts each one is not counted).
+func appProcesses(data, app string) int {
 	n := 0
 	dirs, _ := os.ReadDir("/proc")
 	for _, d := range dirs {
+		comm, err := os.ReadFile(filepath.Join("/proc", d.Name(), "comm"))
+		if err != nil || strings.TrimSpace(string(comm)) != "web" {
+			continue
+		}
+		cwd, err := os.Readlink(filepath.Join("/proc", d.Name(), "cwd"))
+		if err != nil || !strings.HasPrefix(cwd, data+string(filepath.Separator)) {
+			continue
+		}
 		env, err := os.ReadFile(filepath.Join("/proc", d.Name(), "environ"))
 		if err != nil {
 			continue
@@ -427,6 +454,7 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 	}
 
 	child := startChild(t, config, data, listen, &log)
+	defer func() { stopChild(child) }()
 	waitHealthy(ctx, t, base)
 	s := &stack{t: t, base: base, token: token(), secret: "e2e-secret"}
 	repo := newGitRepo(t)
@@ -451,10 +479,7 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 	t.Log("killed drover dev with SIGKILL while v1 was pending")
 
 	child = startChild(t, config, data, listen, &log)
-	defer func() {
-		child.Process.Signal(syscall.SIGKILL)
-		child.Wait()
-	}()
+	defer stopChild(child)
 	waitHealthy(ctx, t, base)
 	v1 := s.waitRelease(ctx, "hello-staging", 1)
 	if v1.Status != pipelines.ReleaseSucceeded || v1.Commit != c1 {
@@ -464,7 +489,7 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 		t.Fatalf("%d releases after restart, want exactly 1", len(rs))
 	}
 	s.answersEverywhere(ctx, "hello-staging", 2, "survivor from hello-staging v1")
-	if n := appProcesses("hello-staging"); n != 2 {
+	if n := appProcesses(data, "hello-staging"); n != 2 {
 		t.Fatalf("%d web processes of hello-staging, want 2 (one per region)", n)
 	}
 
@@ -482,7 +507,7 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("drover dev did not stop within 30s of SIGTERM")
 	}
-	if n := appProcesses("hello-staging"); n != 0 {
+	if n := appProcesses(data, "hello-staging"); n != 0 {
 		t.Fatalf("%d web processes left after drover dev stopped", n)
 	}
 }
