@@ -46,6 +46,7 @@ func (s *Server) Register(r *gin.Engine) {
 	v1.GET("/apps/:app/releases", s.listReleases)
 	v1.GET("/apps/:app/releases/:version", s.getRelease)
 	v1.GET("/apps/:app/releases/:version/build", s.getBuild)
+	v1.GET("/apps/:app/builds/:commit", s.getCommitBuild)
 	v1.GET("/apps/:app/config", s.getConfig)
 	v1.PATCH("/apps/:app/config", s.patchConfig)
 }
@@ -223,6 +224,22 @@ func (s *Server) getBuild(c *gin.Context) {
 		return
 	}
 	b, err := s.Ledger.FindBuild(c.Request.Context(), app.Repo, r.Commit)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, b)
+}
+
+// getCommitBuild shows the build of a commit, failed ones included: a
+// failed build makes no release, so this is where its output is read.
+func (s *Server) getCommitBuild(c *gin.Context) {
+	app, err := s.Ledger.App(c.Request.Context(), c.Param("app"))
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	b, err := s.Ledger.FindBuild(c.Request.Context(), app.Repo, c.Param("commit"))
 	if err != nil {
 		s.failErr(c, err)
 		return

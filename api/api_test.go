@@ -36,6 +36,9 @@ func newServer(t *testing.T) (*gin.Engine, *sqlstore.Store) {
 	}
 	st.SetRegionState(ctx, "hello", r.Version, pipelines.RegionState{Region: "a", Status: pipelines.RegionSuccessful, URL: "http://127.0.0.1:1"})
 	st.FinishRelease(ctx, "hello", r.Version, pipelines.ReleaseSucceeded, "")
+	if err := st.RecordBuild(ctx, deployments.Build{Repo: "o/r", Commit: "c1", Output: "compile error"}); err != nil {
+		t.Fatal(err)
+	}
 	gin.SetMode(gin.TestMode)
 	e := gin.New()
 	(&api.Server{Ledger: st, Tokens: []string{token}}).Register(e)
@@ -70,6 +73,8 @@ func TestAPI(t *testing.T) {
 		{"one release", "GET", "/api/v1/apps/hello/releases/v1", "Bearer " + token, "", 200, `"status":"succeeded"`},
 		{"bad version", "GET", "/api/v1/apps/hello/releases/vx", "Bearer " + token, "", 400, `"code":"invalid"`},
 		{"missing release", "GET", "/api/v1/apps/hello/releases/v9", "Bearer " + token, "", 404, "not_found"},
+		{"build of a commit", "GET", "/api/v1/apps/hello/builds/c1", "Bearer " + token, "", 200, `"output":"compile error"`},
+		{"build of unknown commit", "GET", "/api/v1/apps/hello/builds/c9", "Bearer " + token, "", 404, "not_found"},
 		{"config set", "PATCH", "/api/v1/apps/hello/config", "Bearer " + token, `{"A":"1","B":"2"}`, 200, `"version":1`},
 		{"config bad key", "PATCH", "/api/v1/apps/hello/config", "Bearer " + token, `{"1A":"x"}`, 400, "config var name"},
 		{"config bad body", "PATCH", "/api/v1/apps/hello/config", "Bearer " + token, `[1]`, 400, "JSON object"},

@@ -24,11 +24,12 @@ type NewRelease struct {
 	Regions   []string
 }
 
-// Build is a finished build of one commit of one repository.
+// Build is a finished build of one commit of one repository. A failed
+// build has no Slug; its Output says why.
 type Build struct {
 	Repo      string             `json:"repo"`
 	Commit    string             `json:"commit"`
-	Slug      string             `json:"slug"`
+	Slug      string             `json:"slug,omitempty"`
 	Buildpack string             `json:"buildpack"`
 	Procfile  pipelines.Procfile `json:"procfile"`
 	Output    string             `json:"output,omitempty"`
@@ -72,7 +73,8 @@ type Store interface {
 
 	// FindBuild returns the build of repo at commit.
 	FindBuild(ctx context.Context, repo, commit string) (Build, error)
-	// RecordBuild keeps a build; recording the same repo and commit again keeps the first.
+	// RecordBuild keeps a build. A successful build of a repo and commit is
+	// kept for good; a failed one is replaced by the next build of it.
 	RecordBuild(ctx context.Context, b Build) error
 
 	// RecordDelivery notes a webhook delivery ID and reports whether it was new.

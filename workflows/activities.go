@@ -133,11 +133,13 @@ type BuildResult struct {
 // Build builds the commit into a slug, or finds the slug an earlier build of
 // the same commit made. Broken code or a broken Procfile is non-retryable.
 func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildResult, error) {
-	if b, err := a.Store.FindBuild(ctx, in.Repo, in.Commit); err == nil {
-		if _, err := a.Slugs.Path(b.Slug); err == nil {
+	b, err := a.Store.FindBuild(ctx, in.Repo, in.Commit)
+	switch {
+	case err == nil && b.Slug != "":
+		if _, perr := a.Slugs.Path(b.Slug); perr == nil {
 			return BuildResult{Slug: b.Slug, Buildpack: b.Buildpack, Procfile: b.Procfile, Reused: true}, nil
 		}
-	} else if !errors.Is(err, pipelines.ErrNotFound) {
+	case err != nil && !errors.Is(err, pipelines.ErrNotFound):
 		return BuildResult{}, err
 	}
 	report, stop := a.heartbeat(ctx)
@@ -147,6 +149,11 @@ func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildResult, err
 	res, err := a.Builder.Build(ctx, slugs.BuildInput{CloneURL: in.CloneURL, Commit: in.Commit}, w)
 	if err != nil {
 		a.logger().Warn("build failed", "app", in.App, "commit", in.Commit, "error", err)
+		// The output of a failed build is what its author needs most.
+		fmt.Fprintf(&out, "\n !     Build failed: %v\n", err)
+		if rerr := a.Store.RecordBuild(context.WithoutCancel(ctx), deployments.Build{Repo: in.Repo, Commit: in.Commit, Output: out.String()}); rerr != nil {
+			a.logger().Error("record failed build", "commit", in.Commit, "error", rerr)
+		}
 		return BuildResult{}, permanent(fmt.Errorf("build %s at %s: %w", in.Repo, short(in.Commit), err))
 	}
 	if err := a.Store.RecordBuild(ctx, deployments.Build{Repo: in.Repo, Commit: in.Commit, Slug: res.Digest,

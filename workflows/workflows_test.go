@@ -239,6 +239,18 @@ func TestDeployBuildFailureMakesNoRelease(t *testing.T) {
 	if len(rs) != 0 || len(f.regions["a"].deploys) != 0 {
 		t.Fatalf("releases %v, deploys %v; want none", rs, f.regions["a"].deploys)
 	}
+	b, err := f.store.FindBuild(context.Background(), "octo-org/hello", "c1")
+	if err != nil || b.Slug != "" || !strings.Contains(b.Output, "building c1") || !strings.Contains(b.Output, "Procfile line 2") {
+		t.Fatalf("failed build kept as %+v, %v; want its output", b, err)
+	}
+	// Fixed and pushed again, the same commit builds again.
+	f.builder.err = nil
+	if _, err := f.deploy(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.builder.builds) != 2 {
+		t.Fatalf("builds = %v; a failed build must not be reused", f.builder.builds)
+	}
 }
 
 func TestDeployReleasePhaseFailureChangesNoRegion(t *testing.T) {

@@ -81,7 +81,7 @@ func (d *Dev) follow(ctx context.Context, out io.Writer, app, commit string) err
 				}
 				return nil
 			case pipelines.ReleaseFailed:
-				return &hintError{err: fmt.Errorf("%s %s failed: %s", app, r.Name(), r.Reason), hint: "`drover releases " + app + "` shows the ledger; the build output is at /api/v1/apps/" + app + "/releases/" + r.Name() + "/build"}
+				return &hintError{err: fmt.Errorf("%s %s failed: %s", app, r.Name(), r.Reason), hint: "`drover releases " + app + "` shows the ledger; the build output is at /api/v1/apps/" + app + "/builds/" + commit}
 			}
 		}
 		select {

@@ -447,7 +447,10 @@ func (s *Store) RecordBuild(ctx context.Context, b deployments.Build) error {
 		created = s.now()
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO builds (repo, commit_sha, slug, buildpack, procfile, output, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repo, commit_sha) DO NOTHING`,
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (repo, commit_sha) DO UPDATE SET slug = excluded.slug, buildpack = excluded.buildpack,
+			procfile = excluded.procfile, output = excluded.output, created_at = excluded.created_at
+		WHERE builds.slug = ''`,
 		strings.ToLower(b.Repo), b.Commit, b.Slug, b.Buildpack, string(procfile), tail(b.Output), created)
 	if err != nil {
 		return fmt.Errorf("record build of %s at %s: %w", b.Repo, b.Commit, err)

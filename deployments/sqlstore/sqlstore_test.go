@@ -143,6 +143,14 @@ func TestBuildsAndDeliveries(t *testing.T) {
 	if _, err := s.FindBuild(ctx, "o/r", "c"); !errors.Is(err, pipelines.ErrNotFound) {
 		t.Fatalf("FindBuild before: %v", err)
 	}
+	// A failed build is replaced by the next build of the commit ...
+	if err := s.RecordBuild(ctx, deployments.Build{Repo: "o/r", Commit: "c", Output: "compile error"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.FindBuild(ctx, "o/r", "c"); err != nil || got.Slug != "" || got.Output != "compile error" {
+		t.Fatalf("failed build = %+v, %v", got, err)
+	}
+	// ... and a successful one is kept for good.
 	b := deployments.Build{Repo: "O/R", Commit: "c", Slug: "d1", Buildpack: "go", Procfile: pipelines.Procfile{{Type: "web", Command: "x"}}, Output: "ok"}
 	if err := s.RecordBuild(ctx, b); err != nil {
 		t.Fatal(err)
