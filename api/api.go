@@ -115,7 +115,7 @@ type RegionInfo struct {
 type AppInfo struct {
 	pipelines.App
 	Current *pipelines.Release `json:"current_release,omitempty"`
-	Where   []RegionInfo       `json:"where"`
+	Where   []RegionInfo       `json:"region_status"`
 }
 
 func (s *Server) appInfo(ctx context.Context, app pipelines.App) (AppInfo, error) {

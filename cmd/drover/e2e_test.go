@@ -16,8 +16,13 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/drover/drover/api"
 	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/workflows"
 )
 
 // TestMain lets the test binary stand in for the drover binary, so the
@@ -293,6 +298,11 @@ func TestE2EPushToRunningApp(t *testing.T) {
 	}
 	s.answersEverywhere(ctx, "hello-staging", 2, "second from hello-staging v2")
 
+	if dir := os.Getenv("DROVER_SAVE_HISTORY"); dir != "" {
+		saveHistory(t, ctx, d, dir, "deploy.json", workflows.DeployWorkflowID("hello-staging", c2))
+		saveHistory(t, ctx, d, dir, "app.json", workflows.AppWorkflowID("hello-staging"))
+	}
+
 	// GitHub's redelivery of push 2, and the same commit pushed again under
 	// a new delivery ID, start nothing.
 	if code, body := s.push(ctx, "delivery-2", p2); code != http.StatusOK || !strings.Contains(body, "duplicate") {
@@ -345,6 +355,30 @@ func TestE2EPushToRunningApp(t *testing.T) {
 		t.Fatalf("ledger after restart = %+v", rs)
 	}
 	s2.answersEverywhere(ctx, "hello-staging", 2, "second from hello-staging v2")
+}
+
+// saveHistory writes a workflow's event history as JSON, the form the
+// workflows package's replay test reads:
+// DROVER_SAVE_HISTORY=$PWD/workflows/testdata go test -run TestE2EPushToRunningApp ./cmd/drover
+func saveHistory(t *testing.T, ctx context.Context, d *Dev, dir, name, id string) {
+	t.Helper()
+	h := &historypb.History{}
+	iter := d.client.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("saved %d events of %s to %s", len(h.Events), id, filepath.Join(dir, name))
 }
 
 func freePort(t *testing.T) int {
