@@ -1,7 +1,7 @@
-// Package sqlstore implements deployments.Store over database/sql. SQLite
-// (pure Go, modernc.org/sqlite) is the embedded default; the SQL is kept to
-// what PostgreSQL also speaks so production can move to it behind the same
-// interface.
+// Package sqlstore implements deployments.Store over database/sql, on
+// SQLite (pure Go, modernc.org/sqlite), the embedded default, and on
+// PostgreSQL (pgx), for production. The SQL is what both speak; the few
+// differences (placeholders, row locks) live in dialect.
 package sqlstore
 
 import (
@@ -18,17 +18,64 @@ import (
 	"github.com/drover/drover/deployments"
 	"github.com/drover/drover/pipelines"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver
 )
 
 // maxOutput bounds stored build and release-phase output; the tail is kept,
 // since that is where failures show.
 const maxOutput = 1 << 20
 
-// Store is a deployments.Store on SQLite.
+// Store is a deployments.Store on SQLite or PostgreSQL.
 type Store struct {
-	db  *sql.DB
-	now func() time.Time
+	db      *sql.DB
+	dialect dialect
+	now     func() time.Time
+}
+
+// dialect is what differs between the two databases.
+type dialect struct {
+	name string
+	// forUpdate locks the rows a read-modify-write transaction read.
+	// SQLite has one writer at a time and no such clause.
+	forUpdate string
+	// lockApp serialises writers of one app's version numbers.
+	lockApp string
+	// numbered placeholders ($1) instead of ?.
+	numbered bool
+}
+
+var (
+	sqliteDialect   = dialect{name: "sqlite"}
+	postgresDialect = dialect{name: "postgres", forUpdate: " FOR UPDATE", lockApp: `SELECT pg_advisory_xact_lock(hashtext(?))`, numbered: true}
+)
+
+// Open opens the store named by dsn: a postgres:// or postgresql:// URL
+// for PostgreSQL, anything else a SQLite file path.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return OpenPostgres(ctx, dsn)
+	}
+	return OpenSQLite(ctx, dsn)
+}
+
+// OpenPostgres connects to PostgreSQL at url and migrates its schema.
+func OpenPostgres(ctx context.Context, url string) (*Store, error) {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store: %w", err)
+	}
+	db.SetMaxOpenConns(10)
+	s := &Store{db: db, dialect: postgresDialect, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to postgres store: %w", err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate postgres store: %w", err)
+	}
+	return s, nil
 }
 
 var _ deployments.Store = (*Store)(nil)
@@ -47,7 +94,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	// One connection serialises writers, which is what SQLite does anyway,
 	// and makes "next version" allocation inside a transaction race-free.
 	db.SetMaxOpenConns(1)
-	s := &Store{db: db, now: func() time.Time { return time.Now().UTC() }}
+	s := &Store{db: db, dialect: sqliteDialect, now: func() time.Time { return time.Now().UTC() }}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("migrate store %s: %w", path, err)
@@ -113,7 +160,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		if strings.TrimSpace(stmt) == "" {
 			continue
 		}
-		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+		if _, err := s.conn().exec(ctx, stmt); err != nil {
 			return fmt.Errorf("%s: %w", strings.TrimSpace(stmt)[:30], err)
 		}
 	}
@@ -125,7 +172,7 @@ func (s *Store) Close() error { return s.db.Close() }
 
 func (s *Store) SyncApp(ctx context.Context, a pipelines.App) error {
 	regions, _ := json.Marshal(a.Regions)
-	_, err := s.db.ExecContext(ctx, `
+	_, err := s.conn().exec(ctx, `
 		INSERT INTO apps (name, pipeline, stage, repo, branch, regions, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET pipeline = excluded.pipeline, stage = excluded.stage,
 			repo = excluded.repo, branch = excluded.branch, regions = excluded.regions`,
@@ -152,7 +199,7 @@ func (s *Store) Apps(ctx context.Context) ([]pipelines.App, error) {
 }
 
 func (s *Store) queryApps(ctx context.Context, where string, args ...any) ([]pipelines.App, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, pipeline, stage, repo, branch, regions FROM apps `+where, args...)
+	rows, err := s.conn().query(ctx, `SELECT name, pipeline, stage, repo, branch, regions FROM apps `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list apps: %w", err)
 	}
@@ -197,9 +244,12 @@ func scanRelease(sc scanner) (pipelines.Release, error) {
 
 func (s *Store) CreateRelease(ctx context.Context, nr deployments.NewRelease) (pipelines.Release, error) {
 	var out pipelines.Release
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx conn) error {
+		if err := tx.lockApp(ctx, nr.App); err != nil {
+			return err
+		}
 		if nr.Operation != "" {
-			r, err := scanRelease(tx.QueryRowContext(ctx,
+			r, err := scanRelease(tx.queryRow(ctx,
 				`SELECT `+releaseColumns+` FROM releases WHERE app = ? AND operation = ?`, nr.App, nr.Operation))
 			if err == nil {
 				out = r
@@ -210,7 +260,7 @@ func (s *Store) CreateRelease(ctx context.Context, nr deployments.NewRelease) (p
 			}
 		}
 		var version int
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app = ?`, nr.App).Scan(&version); err != nil {
+		if err := tx.queryRow(ctx, `SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app = ?`, nr.App).Scan(&version); err != nil {
 			return err
 		}
 		now := s.now()
@@ -225,13 +275,13 @@ func (s *Store) CreateRelease(ctx context.Context, nr deployments.NewRelease) (p
 		formation, _ := json.Marshal(orEmpty(nr.Formation))
 		procfile, _ := json.Marshal(nr.Procfile)
 		regions, _ := json.Marshal(states)
-		_, err := tx.ExecContext(ctx, `INSERT INTO releases (`+releaseColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', ?, ?, ?)`,
+		_, err := tx.exec(ctx, `INSERT INTO releases (`+releaseColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', ?, ?, ?)`,
 			nr.App, version, status, nr.Slug, nr.Commit, nr.ConfigVersion, string(formation), string(procfile),
 			nr.Description, nr.Operation, string(regions), now, now)
 		if err != nil {
 			return err
 		}
-		out, err = scanRelease(tx.QueryRowContext(ctx, `SELECT `+releaseColumns+` FROM releases WHERE app = ? AND version = ?`, nr.App, version))
+		out, err = scanRelease(tx.queryRow(ctx, `SELECT `+releaseColumns+` FROM releases WHERE app = ? AND version = ?`, nr.App, version))
 		return err
 	})
 	if err != nil {
@@ -248,7 +298,7 @@ func orEmpty(f pipelines.Formation) pipelines.Formation {
 }
 
 func (s *Store) Release(ctx context.Context, app string, version int) (pipelines.Release, error) {
-	r, err := scanRelease(s.db.QueryRowContext(ctx, `SELECT `+releaseColumns+` FROM releases WHERE app = ? AND version = ?`, app, version))
+	r, err := scanRelease(s.conn().queryRow(ctx, `SELECT `+releaseColumns+` FROM releases WHERE app = ? AND version = ?`, app, version))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("release %s v%d: %w", app, version, pipelines.ErrNotFound)
 	}
@@ -265,7 +315,7 @@ func (s *Store) Releases(ctx context.Context, app string, limit int) ([]pipeline
 		q += ` LIMIT ?`
 		args = append(args, limit)
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.conn().query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("releases of %q: %w", app, err)
 	}
@@ -282,7 +332,7 @@ func (s *Store) Releases(ctx context.Context, app string, limit int) ([]pipeline
 }
 
 func (s *Store) CurrentRelease(ctx context.Context, app string) (pipelines.Release, error) {
-	r, err := scanRelease(s.db.QueryRowContext(ctx, `SELECT `+releaseColumns+` FROM releases WHERE app = ? AND status = ? ORDER BY version DESC LIMIT 1`,
+	r, err := scanRelease(s.conn().queryRow(ctx, `SELECT `+releaseColumns+` FROM releases WHERE app = ? AND status = ? ORDER BY version DESC LIMIT 1`,
 		app, pipelines.ReleaseSucceeded))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("current release of %q: %w", app, pipelines.ErrNotFound)
@@ -294,9 +344,9 @@ func (s *Store) CurrentRelease(ctx context.Context, app string) (pipelines.Relea
 }
 
 func (s *Store) FinishRelease(ctx context.Context, app string, version int, status pipelines.ReleaseStatus, reason string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx conn) error {
 		var cur pipelines.ReleaseStatus
-		err := tx.QueryRowContext(ctx, `SELECT status FROM releases WHERE app = ? AND version = ?`, app, version).Scan(&cur)
+		err := tx.queryRow(ctx, `SELECT status FROM releases WHERE app = ? AND version = ?`+tx.d.forUpdate, app, version).Scan(&cur)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("finish release %s v%d: %w", app, version, pipelines.ErrNotFound)
 		}
@@ -309,22 +359,22 @@ func (s *Store) FinishRelease(ctx context.Context, app string, version int, stat
 		if cur.Terminal() {
 			return fmt.Errorf("finish release %s v%d as %s: already %s: %w", app, version, status, cur, pipelines.ErrConflict)
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE releases SET status = ?, reason = ?, updated_at = ? WHERE app = ? AND version = ?`,
+		_, err = tx.exec(ctx, `UPDATE releases SET status = ?, reason = ?, updated_at = ? WHERE app = ? AND version = ?`,
 			status, reason, s.now(), app, version)
 		return err
 	})
 }
 
 func (s *Store) SetReleaseOutput(ctx context.Context, app string, version int, output string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE releases SET output = ?, updated_at = ? WHERE app = ? AND version = ?`,
+	res, err := s.conn().exec(ctx, `UPDATE releases SET output = ?, updated_at = ? WHERE app = ? AND version = ?`,
 		tail(output), s.now(), app, version)
 	return mustAffect(res, err, "set output of release %s v%d", app, version)
 }
 
 func (s *Store) SetRegionState(ctx context.Context, app string, version int, st pipelines.RegionState) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx conn) error {
 		var data string
-		err := tx.QueryRowContext(ctx, `SELECT regions FROM releases WHERE app = ? AND version = ?`, app, version).Scan(&data)
+		err := tx.queryRow(ctx, `SELECT regions FROM releases WHERE app = ? AND version = ?`+tx.d.forUpdate, app, version).Scan(&data)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("region state of %s v%d: %w", app, version, pipelines.ErrNotFound)
 		}
@@ -351,7 +401,7 @@ func (s *Store) SetRegionState(ctx context.Context, app string, version int, st 
 			states = append(states, st)
 		}
 		out, _ := json.Marshal(states)
-		_, err = tx.ExecContext(ctx, `UPDATE releases SET regions = ?, updated_at = ? WHERE app = ? AND version = ?`, string(out), s.now(), app, version)
+		_, err = tx.exec(ctx, `UPDATE releases SET regions = ?, updated_at = ? WHERE app = ? AND version = ?`, string(out), s.now(), app, version)
 		return err
 	})
 }
@@ -374,7 +424,7 @@ func (s *Store) ConfigVarsAt(ctx context.Context, app string, version int) (pipe
 func (s *Store) configVars(ctx context.Context, q string, args ...any) (pipelines.ConfigVars, error) {
 	cv := pipelines.ConfigVars{Vars: map[string]string{}}
 	var data string
-	err := s.db.QueryRowContext(ctx, q, args...).Scan(&cv.Version, &data)
+	err := s.conn().queryRow(ctx, q, args...).Scan(&cv.Version, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return cv, nil
 	}
@@ -389,10 +439,13 @@ func (s *Store) configVars(ctx context.Context, q string, args ...any) (pipeline
 
 func (s *Store) SetConfigVars(ctx context.Context, app string, set map[string]string, unset []string) (pipelines.ConfigVars, error) {
 	var out pipelines.ConfigVars
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx conn) error {
 		cur := pipelines.ConfigVars{Vars: map[string]string{}}
 		var data string
-		err := tx.QueryRowContext(ctx, `SELECT version, vars FROM config_vars WHERE app = ? ORDER BY version DESC LIMIT 1`, app).Scan(&cur.Version, &data)
+		if err := tx.lockApp(ctx, app); err != nil {
+			return err
+		}
+		err := tx.queryRow(ctx, `SELECT version, vars FROM config_vars WHERE app = ? ORDER BY version DESC LIMIT 1`, app).Scan(&cur.Version, &data)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
@@ -410,7 +463,7 @@ func (s *Store) SetConfigVars(ctx context.Context, app string, set map[string]st
 		}
 		cur.Version++
 		enc, _ := json.Marshal(cur.Vars)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO config_vars (app, version, vars, created_at) VALUES (?, ?, ?, ?)`,
+		if _, err := tx.exec(ctx, `INSERT INTO config_vars (app, version, vars, created_at) VALUES (?, ?, ?, ?)`,
 			app, cur.Version, string(enc), s.now()); err != nil {
 			return err
 		}
@@ -426,7 +479,7 @@ func (s *Store) SetConfigVars(ctx context.Context, app string, set map[string]st
 func (s *Store) FindBuild(ctx context.Context, repo, commit string) (deployments.Build, error) {
 	b := deployments.Build{Repo: repo, Commit: commit}
 	var procfile string
-	err := s.db.QueryRowContext(ctx, `SELECT slug, buildpack, procfile, output, created_at FROM builds WHERE repo = ? AND commit_sha = ?`,
+	err := s.conn().queryRow(ctx, `SELECT slug, buildpack, procfile, output, created_at FROM builds WHERE repo = ? AND commit_sha = ?`,
 		strings.ToLower(repo), commit).Scan(&b.Slug, &b.Buildpack, &procfile, &b.Output, &b.CreatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return b, fmt.Errorf("build of %s at %s: %w", repo, commit, pipelines.ErrNotFound)
@@ -446,7 +499,7 @@ func (s *Store) RecordBuild(ctx context.Context, b deployments.Build) error {
 	if created.IsZero() {
 		created = s.now()
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO builds (repo, commit_sha, slug, buildpack, procfile, output, created_at)
+	_, err := s.conn().exec(ctx, `INSERT INTO builds (repo, commit_sha, slug, buildpack, procfile, output, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (repo, commit_sha) DO UPDATE SET slug = excluded.slug, buildpack = excluded.buildpack,
 			procfile = excluded.procfile, output = excluded.output, created_at = excluded.created_at
@@ -459,7 +512,7 @@ func (s *Store) RecordBuild(ctx context.Context, b deployments.Build) error {
 }
 
 func (s *Store) RecordDelivery(ctx context.Context, id, event string) (bool, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO deliveries (id, event, received_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+	res, err := s.conn().exec(ctx, `INSERT INTO deliveries (id, event, received_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 		id, event, s.now())
 	if err != nil {
 		return false, fmt.Errorf("record delivery %s: %w", id, err)
@@ -472,22 +525,77 @@ func (s *Store) RecordDelivery(ctx context.Context, id, event string) (bool, err
 }
 
 func (s *Store) ForgetDelivery(ctx context.Context, id string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM deliveries WHERE id = ?`, id); err != nil {
+	if _, err := s.conn().exec(ctx, `DELETE FROM deliveries WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("forget delivery %s: %w", id, err)
 	}
 	return nil
 }
 
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+func (s *Store) tx(ctx context.Context, fn func(conn) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(conn{q: tx, d: s.dialect}); err != nil {
 		tx.Rollback()
 		return err
 	}
 	return tx.Commit()
+}
+
+// lockApp makes concurrent writers of app's numbered rows (releases,
+// config versions) take turns, so "next version" is never given twice.
+func (c conn) lockApp(ctx context.Context, app string) error {
+	if c.d.lockApp == "" {
+		return nil
+	}
+	_, err := c.exec(ctx, c.d.lockApp, app)
+	return err
+}
+
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// conn runs queries written with ? placeholders on either database.
+type conn struct {
+	q querier
+	d dialect
+}
+
+func (s *Store) conn() conn { return conn{q: s.db, d: s.dialect} }
+
+func (c conn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return c.q.ExecContext(ctx, c.d.rebind(q), args...)
+}
+
+func (c conn) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return c.q.QueryContext(ctx, c.d.rebind(q), args...)
+}
+
+func (c conn) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return c.q.QueryRowContext(ctx, c.d.rebind(q), args...)
+}
+
+// rebind turns ? placeholders into $1, $2, … for PostgreSQL. No query
+// here has a ? inside a string literal.
+func (d dialect) rebind(q string) string {
+	if !d.numbered {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func mustAffect(res sql.Result, err error, format string, args ...any) error {

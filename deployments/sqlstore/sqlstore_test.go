@@ -2,19 +2,74 @@ package sqlstore_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
+	neturl "net/url"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/drover/drover/deployments"
 	"github.com/drover/drover/deployments/sqlstore"
 	"github.com/drover/drover/pipelines"
 )
 
-func mustOpen(tb testing.TB, path string) *sqlstore.Store {
+// postgresEnv names a PostgreSQL URL to run every store test on as well;
+// .ci/run starts a server and sets it.
+const postgresEnv = "DROVER_TEST_POSTGRES_URL"
+
+// backends runs fn once per database: SQLite always, PostgreSQL when
+// postgresEnv is set, each on a fresh, empty database. open reopens the
+// same database, to check what survives a restart.
+func backends(t *testing.T, fn func(t *testing.T, open func() *sqlstore.Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "drover.db")
+		fn(t, func() *sqlstore.Store { return mustOpen(t, path) })
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := os.Getenv(postgresEnv)
+		if url == "" {
+			t.Skipf("%s is not set: the PostgreSQL store is not tested here (.ci/run sets it)", postgresEnv)
+		}
+		db := freshPostgresDB(t, url)
+		fn(t, func() *sqlstore.Store { return mustOpen(t, db) })
+	})
+}
+
+// freshPostgresDB creates an empty database for one test and drops it after.
+func freshPostgresDB(t *testing.T, url string) string {
+	t.Helper()
+	admin, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	name := fmt.Sprintf("drover_test_%d", time.Now().UnixNano())
+	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	t.Cleanup(func() {
+		a, err := sql.Open("pgx", url)
+		if err != nil {
+			return
+		}
+		defer a.Close()
+		a.Exec("DROP DATABASE " + name + " WITH (FORCE)")
+	})
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func mustOpen(tb testing.TB, dsn string) *sqlstore.Store {
 	tb.Helper()
-	s, err := sqlstore.OpenSQLite(context.Background(), path)
+	s, err := sqlstore.Open(context.Background(), dsn)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -22,10 +77,11 @@ func mustOpen(tb testing.TB, path string) *sqlstore.Store {
 	return s
 }
 
-func TestLedger(t *testing.T) {
+func TestLedger(t *testing.T) { backends(t, testLedger) }
+
+func testLedger(t *testing.T, open func() *sqlstore.Store) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "drover.db")
-	s := mustOpen(t, path)
+	s := open()
 	app := pipelines.App{Name: "hello-staging", Pipeline: "hello", Stage: "staging", Repo: "octo-org/hello", Branch: "main", Regions: []string{"a", "b"}}
 	if err := s.SyncApp(ctx, app); err != nil {
 		t.Fatal(err)
@@ -72,7 +128,7 @@ func TestLedger(t *testing.T) {
 
 	// Reopen: everything is still there.
 	s.Close()
-	s = mustOpen(t, path)
+	s = open()
 	rs, err = s.Releases(ctx, app.Name, 0)
 	if err != nil || len(rs) != 2 {
 		t.Fatalf("after reopen: %d releases, %v", len(rs), err)
@@ -84,7 +140,11 @@ func TestLedger(t *testing.T) {
 }
 
 func TestConcurrentReleasesGetDistinctVersions(t *testing.T) {
-	s := mustOpen(t, filepath.Join(t.TempDir(), "drover.db"))
+	backends(t, testConcurrentReleases)
+}
+
+func testConcurrentReleases(t *testing.T, open func() *sqlstore.Store) {
+	s := open()
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	versions := make(chan int, 20)
@@ -114,8 +174,10 @@ func TestConcurrentReleasesGetDistinctVersions(t *testing.T) {
 	}
 }
 
-func TestConfigVars(t *testing.T) {
-	s := mustOpen(t, filepath.Join(t.TempDir(), "drover.db"))
+func TestConfigVars(t *testing.T) { backends(t, testConfigVars) }
+
+func testConfigVars(t *testing.T, open func() *sqlstore.Store) {
+	s := open()
 	ctx := context.Background()
 	cv, err := s.ConfigVars(ctx, "a")
 	if err != nil || cv.Version != 0 || len(cv.Vars) != 0 {
@@ -137,8 +199,10 @@ func TestConfigVars(t *testing.T) {
 	}
 }
 
-func TestBuildsAndDeliveries(t *testing.T) {
-	s := mustOpen(t, filepath.Join(t.TempDir(), "drover.db"))
+func TestBuildsAndDeliveries(t *testing.T) { backends(t, testBuildsAndDeliveries) }
+
+func testBuildsAndDeliveries(t *testing.T, open func() *sqlstore.Store) {
+	s := open()
 	ctx := context.Background()
 	if _, err := s.FindBuild(ctx, "o/r", "c"); !errors.Is(err, pipelines.ErrNotFound) {
 		t.Fatalf("FindBuild before: %v", err)
