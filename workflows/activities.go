@@ -265,9 +265,9 @@ const releasePhaseDone = "release phase exited with code 0"
 // slug with its config vars, and keeps its output in the ledger. A non-zero
 // exit is a non-retryable failure.
 func (a *Activities) ReleasePhase(ctx context.Context, in ReleasePhaseInput) (ReleasePhaseResult, error) {
-	rel, err := a.Store.Release(ctx, in.App, in.Version)
+	rel, region, d, err := a.target(ctx, in.App, in.Version, in.Region)
 	if err != nil {
-		return ReleasePhaseResult{}, permanent(err)
+		return ReleasePhaseResult{}, err
 	}
 	if strings.HasPrefix(rel.Output, releasePhaseDone) {
 		return ReleasePhaseResult{}, nil
@@ -275,14 +275,6 @@ func (a *Activities) ReleasePhase(ctx context.Context, in ReleasePhaseInput) (Re
 	cmd, ok := rel.Procfile.Command(pipelines.ReleaseProcess)
 	if !ok {
 		return ReleasePhaseResult{}, nil
-	}
-	region, err := a.Regions.Region(in.Region)
-	if err != nil {
-		return ReleasePhaseResult{}, permanent(err)
-	}
-	d, err := a.Deployment(ctx, rel)
-	if err != nil {
-		return ReleasePhaseResult{}, err
 	}
 	_, stop := a.heartbeat(ctx)
 	defer stop()
@@ -300,6 +292,21 @@ func (a *Activities) ReleasePhase(ctx context.Context, in ReleasePhaseInput) (Re
 		return ReleasePhaseResult{ExitCode: res.ExitCode}, temporal.NewNonRetryableApplicationError(msg, errReleasePhase, nil)
 	}
 	return ReleasePhaseResult{}, nil
+}
+
+// target loads a release, the region it is going to, and what that region
+// needs to run it. A missing release or region is non-retryable.
+func (a *Activities) target(ctx context.Context, app string, version int, regionName string) (pipelines.Release, regions.Region, regions.Deployment, error) {
+	rel, err := a.Store.Release(ctx, app, version)
+	if err != nil {
+		return rel, nil, regions.Deployment{}, permanent(err)
+	}
+	region, err := a.Regions.Region(regionName)
+	if err != nil {
+		return rel, nil, regions.Deployment{}, permanent(err)
+	}
+	d, err := a.Deployment(ctx, rel)
+	return rel, region, d, err
 }
 
 func (a *Activities) slugAndEnv(ctx context.Context, rel pipelines.Release) (regions.Slug, map[string]string, error) {
@@ -330,15 +337,7 @@ type DeployRegionResult struct {
 // state in the ledger as it goes. A release that does not become healthy is
 // a non-retryable failure; a region that cannot be reached is retried.
 func (a *Activities) DeployRegion(ctx context.Context, in DeployRegionInput) (DeployRegionResult, error) {
-	rel, err := a.Store.Release(ctx, in.App, in.Version)
-	if err != nil {
-		return DeployRegionResult{}, permanent(err)
-	}
-	region, err := a.Regions.Region(in.Region)
-	if err != nil {
-		return DeployRegionResult{}, permanent(err)
-	}
-	d, err := a.Deployment(ctx, rel)
+	rel, region, d, err := a.target(ctx, in.App, in.Version, in.Region)
 	if err != nil {
 		return DeployRegionResult{}, err
 	}
