@@ -305,7 +305,7 @@ func (a *Activities) target(ctx context.Context, app string, version int, region
 	if err != nil {
 		return rel, nil, regions.Deployment{}, permanent(err)
 	}
-	d, err := a.Deployment(ctx, rel)
+	d, err := a.Deployment(ctx, rel, regionName)
 	return rel, region, d, err
 }
 
@@ -399,7 +399,7 @@ func (a *Activities) RevertRegion(ctx context.Context, in RevertRegionInput) err
 		if err != nil {
 			return permanent(err)
 		}
-		d, err := a.Deployment(ctx, prev)
+		d, err := a.Deployment(ctx, prev, in.Region)
 		if err != nil {
 			return err
 		}

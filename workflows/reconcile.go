@@ -7,20 +7,20 @@ import (
 	"github.com/drover/drover/regions"
 )
 
-// Deployment turns a release from the ledger into what a region runs: its
+// Deployment turns a release from the ledger into what region runs: its
 // slug, Procfile, formation and the config vars of its config version.
-func (a *Activities) Deployment(ctx context.Context, rel pipelines.Release) (regions.Deployment, error) {
+func (a *Activities) Deployment(ctx context.Context, rel pipelines.Release, region string) (regions.Deployment, error) {
 	slug, env, err := a.slugAndEnv(ctx, rel)
 	if err != nil {
 		return regions.Deployment{}, err
 	}
 	// Like Heroku's dyno metadata, every process can tell which app and
 	// release it belongs to.
-	vars := make(map[string]string, len(env)+3)
+	vars := make(map[string]string, len(env)+4)
 	for k, v := range env {
 		vars[k] = v
 	}
-	vars["DROVER_APP"], vars["DROVER_RELEASE"], vars["DROVER_COMMIT"] = rel.App, rel.Name(), rel.Commit
+	vars["DROVER_APP"], vars["DROVER_RELEASE"], vars["DROVER_COMMIT"], vars["DROVER_REGION"] = rel.App, rel.Name(), rel.Commit, region
 	return regions.Deployment{App: rel.App, Release: rel.Version, Slug: slug, Procfile: rel.Procfile,
 		Formation: rel.Formation, Env: vars}, nil
 }

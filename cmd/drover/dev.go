@@ -231,12 +231,12 @@ func (d *Dev) reconcile(ctx context.Context, acts *workflows.Activities) error {
 		if err != nil {
 			return err
 		}
-		dep, err := acts.Deployment(ctx, rel)
-		if err != nil {
-			d.Logger.Warn("cannot restore app", "app", app.Name, "release", rel.Version, "error", err)
-			continue
-		}
 		for _, region := range app.Regions {
+			dep, err := acts.Deployment(ctx, rel, region)
+			if err != nil {
+				d.Logger.Warn("cannot restore app", "app", app.Name, "release", rel.Version, "region", region, "error", err)
+				continue
+			}
 			want[region] = append(want[region], dep)
 		}
 	}

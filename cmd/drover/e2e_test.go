@@ -56,6 +56,11 @@ import (
 const greeting = %q
 
 func main() {
+	// A config var makes the app crash in one region, to test rollback.
+	if r := os.Getenv("CRASH_IN_REGION"); r != "" && r == os.Getenv("DROVER_REGION") {
+		fmt.Fprintln(os.Stderr, "crashing on purpose in", r)
+		os.Exit(1)
+	}
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%%s from %%s %%s\n", greeting, os.Getenv("DROVER_APP"), os.Getenv("DROVER_RELEASE"))
 	})
@@ -180,6 +185,22 @@ func (s *stack) get(ctx context.Context, path string, into any) error {
 		return fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, b)
 	}
 	return json.NewDecoder(resp.Body).Decode(into)
+}
+
+func (s *stack) patch(ctx context.Context, path, body string) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPatch, s.base+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("PATCH %s: %d %s", path, resp.StatusCode, b)
+	}
+	return nil
 }
 
 func (s *stack) releases(ctx context.Context, app string) []pipelines.Release {
@@ -342,6 +363,29 @@ func TestE2EPushToRunningApp(t *testing.T) {
 		t.Fatalf("apps info of an unknown app: exit %d, want %d", code, exitNotFound)
 	}
 
+	// A release that crashes in the second region: the first region goes
+	// back to v2, and v2 keeps serving everywhere.
+	if err := s.patch(ctx, "/api/v1/apps/hello-staging/config", `{"CRASH_IN_REGION":"local-b"}`); err != nil {
+		t.Fatal(err)
+	}
+	c3 := repo.commit("third", procfile)
+	if code, body := s.push(ctx, "delivery-4", pushPayload(t, repo.dir, c3)); code != http.StatusAccepted {
+		t.Fatalf("push 3: %d %s", code, body)
+	}
+	v3 := s.waitRelease(ctx, "hello-staging", 3)
+	if v3.Status != pipelines.ReleaseFailed || !strings.Contains(v3.Reason, "local-b") || !strings.Contains(v3.Reason, "crashing on purpose") {
+		t.Fatalf("v3 = %s %q; want failed in local-b with the app's own words", v3.Status, v3.Reason)
+	}
+	t.Logf("v3 failed as it should: %s", v3.Reason)
+	states := map[string]pipelines.RegionStatus{}
+	for _, st := range v3.Regions {
+		states[st.Region] = st.Status
+	}
+	if states["local-a"] != pipelines.RegionRolledBack || states["local-b"] != pipelines.RegionFailed {
+		t.Fatalf("v3 regions = %v", states)
+	}
+	s.answersEverywhere(ctx, "hello-staging", 2, "second from hello-staging v2")
+
 	// Restart on the same data dir: the ledger is intact and v2 serves again.
 	d.Close()
 	stopped = true
@@ -351,7 +395,7 @@ func TestE2EPushToRunningApp(t *testing.T) {
 	d2, s2 := startDev(t, ctx, config, data)
 	defer d2.Close()
 	rs := s2.releases(ctx, "hello-staging")
-	if len(rs) != 2 || rs[0].Version != 2 || rs[0].Status != pipelines.ReleaseSucceeded || rs[1].Commit != c1 {
+	if len(rs) != 3 || rs[1].Version != 2 || rs[1].Status != pipelines.ReleaseSucceeded || rs[2].Commit != c1 || rs[0].Status != pipelines.ReleaseFailed {
 		t.Fatalf("ledger after restart = %+v", rs)
 	}
 	s2.answersEverywhere(ctx, "hello-staging", 2, "second from hello-staging v2")
