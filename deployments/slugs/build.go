@@ -8,12 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/drover/drover/pipelines"
 )
@@ -44,15 +47,29 @@ type BuildResult struct {
 
 // Builder turns commits into slugs, like Heroku's slug compiler.
 //
-// Builds are reproducible, so a commit always yields the same digest: git
-// gives the same tree, Go compiles with -trimpath -buildvcs=false (no paths
-// of the build dir, no VCS stamp, and the same toolchain gives the same
-// bytes), and Pack writes a tarball with no time stamps or owners.
+// Builds are reproducible, so a commit always yields the same digest and
+// building it again (a retried activity, a second worker) adds nothing to
+// the store:
+//   - git gives the same tree for a commit, and .git (whose pack files and
+//     index differ from clone to clone) is removed before packing;
+//   - Go compiles with -trimpath, which drops the build directory (a fresh
+//     temporary one per build) and GOROOT from file names and debug info,
+//     and -buildvcs=false, which stops the toolchain stamping VCS state it
+//     might find in a directory above the work dir; the build ID is a hash
+//     of the inputs, so the same toolchain (GOTOOLCHAIN=local pins it to the
+//     worker's) makes the same bytes;
+//   - Pack writes entries in sorted order with fixed times, no owners and
+//     modes reduced to 0755/0644, behind a gzip header with no name or time.
+//
+// Node builds are as reproducible as npm makes them: npm ci from a lockfile
+// usually is, a build script that stamps the date is not.
 type Builder struct {
 	Store *Store
-	// WorkDir holds one scratch dir per build, removed afterwards.
+	// WorkDir holds one scratch dir per build, removed afterwards;
+	// os.TempDir() if empty.
 	WorkDir string
-	Logger  *slog.Logger
+	// Logger gets one line per build; nil logs nothing.
+	Logger *slog.Logger
 	// Env is added to the environment of build commands, e.g. GOCACHE.
 	Env []string
 }
@@ -62,15 +79,35 @@ var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 // Build fetches, compiles and packs in.Commit, writing progress lines to
 // out. Broken code, a broken Procfile or an unknown commit give an error
 // matching pipelines.ErrInvalid (retrying will not help); a repository that
-// cannot be reached gives a plain error.
+// cannot be reached gives a plain error. A Procfile that does not parse is
+// returned as the *pipelines.ProcfileError naming its line.
 func (b *Builder) Build(ctx context.Context, in BuildInput, out io.Writer) (BuildResult, error) {
 	if !shaRE.MatchString(in.Commit) {
 		return BuildResult{}, fmt.Errorf("commit %q: want a full 40-hex SHA: %w", in.Commit, pipelines.ErrInvalid)
 	}
-	if err := os.MkdirAll(b.WorkDir, 0o755); err != nil {
+	// No repository URL starts with "-"; refusing one means git can never
+	// read it as an option, "--" or not.
+	if in.CloneURL == "" || strings.HasPrefix(in.CloneURL, "-") {
+		return BuildResult{}, fmt.Errorf("clone URL %q: %w", redact(in.CloneURL), pipelines.ErrInvalid)
+	}
+	if b.Store == nil {
+		return BuildResult{}, errors.New("build: builder has no slug store")
+	}
+	log := b.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("commit", in.Commit, "url", redact(in.CloneURL))
+	start := time.Now()
+
+	workDir := b.WorkDir
+	if workDir == "" {
+		workDir = os.TempDir()
+	}
+	if err := os.MkdirAll(workDir, 0o755); err != nil {
 		return BuildResult{}, fmt.Errorf("build dir: %w", err)
 	}
-	work, err := os.MkdirTemp(b.WorkDir, in.Commit[:12]+"-")
+	work, err := os.MkdirTemp(workDir, in.Commit[:12]+"-")
 	if err != nil {
 		return BuildResult{}, fmt.Errorf("build dir: %w", err)
 	}
@@ -78,16 +115,35 @@ func (b *Builder) Build(ctx context.Context, in BuildInput, out io.Writer) (Buil
 	src := filepath.Join(work, "app")
 
 	fmt.Fprintf(out, "-----> Fetching %s at %s\n", redact(in.CloneURL), in.Commit[:12])
-	if err := b.fetch(ctx, in, src, out); err != nil {
+	if err := b.fetch(ctx, log, in, src); err != nil {
 		return BuildResult{}, err
 	}
 	pack, err := Detect(src)
 	if err != nil {
 		return BuildResult{}, err
 	}
-	procfile, err := b.compile(ctx, pack, src, out)
+	// A broken Procfile fails before a compile that could take minutes.
+	procfile, err := readProcfile(src)
 	if err != nil {
 		return BuildResult{}, err
+	}
+	defaultProcfile, err := b.compile(ctx, pack, src, out)
+	if err != nil {
+		return BuildResult{}, err
+	}
+	if procfile == nil {
+		if defaultProcfile == "" {
+			return BuildResult{}, fmt.Errorf("no Procfile at the repository root; add one with a line like `web: ./server`: %w", pipelines.ErrInvalid)
+		}
+		fmt.Fprintf(out, "-----> No Procfile; using %q\n", defaultProcfile)
+		if procfile, err = pipelines.ParseProcfile(strings.NewReader(defaultProcfile)); err != nil {
+			return BuildResult{}, err
+		}
+	}
+	// The slug carries the effective Procfile, so a defaulted one travels
+	// with it to every region.
+	if err := os.Remove(filepath.Join(src, "Procfile")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return BuildResult{}, fmt.Errorf("write Procfile: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(src, "Procfile"), []byte(procfile.String()), 0o644); err != nil {
 		return BuildResult{}, fmt.Errorf("write Procfile: %w", err)
@@ -95,59 +151,96 @@ func (b *Builder) Build(ctx context.Context, in BuildInput, out io.Writer) (Buil
 	fmt.Fprintf(out, "-----> Procfile declares types -> %s\n", procTypes(procfile))
 
 	fmt.Fprintln(out, "-----> Compressing slug")
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(Pack(ctx, src, pw)) }()
-	digest, err := b.Store.Put(ctx, pr)
-	pr.Close()
+	digest, size, err := b.store(ctx, src)
 	if err != nil {
-		return BuildResult{}, fmt.Errorf("pack slug: %w", err)
-	}
-	var size int64
-	if p, err := b.Store.Path(digest); err == nil {
-		if st, err := os.Stat(p); err == nil {
-			size = st.Size()
-		}
+		return BuildResult{}, err
 	}
 	fmt.Fprintf(out, "-----> Slug sha256:%s (%.1f MB)\n", digest, float64(size)/1e6)
+	log.Info("built slug", "buildpack", pack, "digest", digest, "size", size, "duration", time.Since(start))
 	return BuildResult{Digest: digest, Procfile: procfile, Buildpack: pack, Size: size}, nil
 }
 
-func (b *Builder) fetch(ctx context.Context, in BuildInput, dir string, out io.Writer) error {
+// store packs src straight into the store, without a second copy on disk.
+func (b *Builder) store(ctx context.Context, src string) (string, int64, error) {
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(Pack(ctx, src, pw))
+	}()
+	cr := &countingReader{r: pr}
+	digest, err := b.Store.Put(ctx, cr)
+	pr.Close() // unblocks Pack if Put gave up early
+	<-done     // Pack must be done reading src before the caller removes it
+	if err != nil {
+		return "", 0, fmt.Errorf("pack slug: %w", err)
+	}
+	return digest, cr.n, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// fetch checks out in.Commit into dir, without its .git.
+func (b *Builder) fetch(ctx context.Context, log *slog.Logger, in BuildInput, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	var auth []string
+	env := append(os.Environ(),
+		"GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true",
+		// ext:: and fd:: would run commands named by the URL.
+		"GIT_ALLOW_PROTOCOL=https:http:ssh:git:file",
+	)
 	if in.Token != "" && strings.HasPrefix(in.CloneURL, "https://") {
+		// Through the environment, not -c: argv is readable by every user
+		// of the machine, a process's environment only by its owner.
 		cred := base64.StdEncoding.EncodeToString([]byte("x-access-token:" + in.Token))
-		auth = []string{"-c", "http.extraHeader=Authorization: Basic " + cred}
+		env = append(env, "GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic "+cred)
 	}
-	git := func(args ...string) error {
-		cmd := exec.CommandContext(ctx, "git", append(append([]string{"-C", dir}, auth...), args...)...)
-		cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true")
-		var buf bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &buf, &buf
-		err := cmd.Run()
-		if err != nil {
-			// git prints the URL, never the header; the token stays out.
-			return fmt.Errorf("git %s: %w: %s", args[0], err, strings.TrimSpace(buf.String()))
+	git := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
+		cmd.Env = env
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			// git prints the URL, never the header, so the token stays out.
+			return "", fmt.Errorf("git %s: %w: %s", args[0], err, strings.TrimSpace(stderr.String()))
 		}
-		return nil
+		return strings.TrimSpace(stdout.String()), nil
 	}
-	if err := git("init", "-q"); err != nil {
-		return err
+	if _, err := git("init", "-q"); err != nil {
+		return fmt.Errorf("fetch: %w", err)
 	}
-	// Fetching one commit by SHA is the cheap path; servers that refuse
-	// unadvertised objects get a full fetch instead.
-	if err := git("fetch", "-q", "--depth", "1", in.CloneURL, in.Commit); err != nil {
-		if err2 := git("fetch", "-q", in.CloneURL, "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"); err2 != nil {
+	// Fetching the one commit by SHA is the cheap path, and protocol v2
+	// lets file:// and GitHub serve an unadvertised commit. Servers that
+	// refuse get a full fetch of every ref, pull request heads included.
+	if _, err := git("-c", "protocol.version=2", "fetch", "-q", "--depth", "1", "--", in.CloneURL, in.Commit); err != nil {
+		log.Debug("fetch by SHA failed; fetching every ref", "error", err)
+		if _, err2 := git("fetch", "-q", "--", in.CloneURL, "+refs/*:refs/remotes/origin/*"); err2 != nil {
 			return fmt.Errorf("fetch %s: %w", redact(in.CloneURL), err2)
 		}
 	}
-	if err := git("checkout", "-q", "--detach", in.Commit); err != nil {
+	if _, err := git("-c", "advice.detachedHead=false", "checkout", "-q", "--detach", in.Commit); err != nil {
 		return fmt.Errorf("commit %s not found in %s: %w: %w", in.Commit[:12], redact(in.CloneURL), err, pipelines.ErrInvalid)
 	}
+	head, err := git("rev-parse", "HEAD")
+	if err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	if head != in.Commit {
+		return fmt.Errorf("checked out %s, want %s", head, in.Commit)
+	}
+	// History is not part of the app, and would make slugs of one tree differ.
 	if err := os.RemoveAll(filepath.Join(dir, ".git")); err != nil {
-		return err
+		return fmt.Errorf("remove .git: %w", err)
 	}
 	return nil
 }
@@ -169,10 +262,9 @@ func Detect(dir string) (string, error) {
 	return "", fmt.Errorf("no buildpack fits: want go.mod (Go), package.json (Node) or a Procfile at the repository root: %w", pipelines.ErrInvalid)
 }
 
-// compile runs the buildpack and returns the effective Procfile: the
-// repository's, or the buildpack's default when it has none.
-func (b *Builder) compile(ctx context.Context, pack, dir string, out io.Writer) (pipelines.Procfile, error) {
-	var defaultProcfile string
+// compile runs the buildpack and returns its default Procfile, used when
+// the repository has none ("" if it has no default).
+func (b *Builder) compile(ctx context.Context, pack, dir string, out io.Writer) (string, error) {
 	switch pack {
 	case BuildpackGo:
 		fmt.Fprintln(out, "-----> Go app detected")
@@ -180,13 +272,21 @@ func (b *Builder) compile(ctx context.Context, pack, dir string, out io.Writer) 
 		if _, err := os.Stat(filepath.Join(dir, "vendor")); err != nil {
 			env = append(env, "GOFLAGS=-mod=mod")
 		}
+		before := dirNames(filepath.Join(dir, "bin"))
 		if err := b.run(ctx, dir, out, env, "go", "build", "-trimpath", "-buildvcs=false", "-o", "bin/", "./..."); err != nil {
-			return nil, err
+			return "", err
 		}
-		bins, _ := os.ReadDir(filepath.Join(dir, "bin"))
-		if len(bins) == 1 {
-			defaultProcfile = "web: bin/" + bins[0].Name()
+		// Only binaries this build made: a committed bin/ script is not one.
+		var built []string
+		for _, name := range dirNames(filepath.Join(dir, "bin")) {
+			if !slices.Contains(before, name) {
+				built = append(built, name)
+			}
 		}
+		if len(built) == 1 {
+			return "web: bin/" + built[0], nil
+		}
+		return "", nil
 	case BuildpackNode:
 		fmt.Fprintln(out, "-----> Node.js app detected")
 		install := []string{"npm", "ci"}
@@ -195,30 +295,49 @@ func (b *Builder) compile(ctx context.Context, pack, dir string, out io.Writer) 
 		}
 		env := []string{"npm_config_update_notifier=false", "npm_config_fund=false", "npm_config_audit=false"}
 		if err := b.run(ctx, dir, out, env, install[0], install[1:]...); err != nil {
-			return nil, err
+			return "", err
 		}
 		if hasNpmScript(dir, "build") {
 			if err := b.run(ctx, dir, out, env, "npm", "run", "build"); err != nil {
-				return nil, err
+				return "", err
 			}
 		}
-		defaultProcfile = "web: npm start"
-	case BuildpackProcfile:
-		fmt.Fprintln(out, "-----> Procfile app detected")
+		return "web: npm start", nil
 	}
+	fmt.Fprintln(out, "-----> Procfile app detected")
+	return "", nil
+}
 
-	f, err := os.Open(filepath.Join(dir, "Procfile"))
-	switch {
-	case err == nil:
-		defer f.Close()
-		return pipelines.ParseProcfile(f)
-	case !errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("read Procfile: %w", err)
-	case defaultProcfile != "":
-		fmt.Fprintf(out, "-----> No Procfile; using %q\n", defaultProcfile)
-		return pipelines.ParseProcfile(strings.NewReader(defaultProcfile))
+// readProcfile parses the repository's Procfile; nil if it has none.
+func readProcfile(dir string) (pipelines.Procfile, error) {
+	path := filepath.Join(dir, "Procfile")
+	info, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
 	}
-	return nil, fmt.Errorf("no Procfile at the repository root; add one with a line like `web: ./server`: %w", pipelines.ErrInvalid)
+	if err != nil {
+		return nil, fmt.Errorf("read Procfile: %w", err)
+	}
+	// A symlink could point at any file on the build machine, and parse
+	// errors quote the line they fail on into the build output.
+	if !info.Mode().IsRegular() {
+		return nil, &pipelines.ProcfileError{Msg: "must be a regular file, not a symlink or directory"}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read Procfile: %w", err)
+	}
+	defer f.Close()
+	return pipelines.ParseProcfile(f)
+}
+
+func dirNames(dir string) []string {
+	entries, _ := os.ReadDir(dir)
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	return names
 }
 
 // run runs one build command, streaming its output, and turns a failure

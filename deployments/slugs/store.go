@@ -44,8 +44,11 @@ func (s *Store) file(digest string) (string, error) {
 	return filepath.Join(s.dir, digest+".tar.gz"), nil
 }
 
-// Put stores the slug read from r and returns its digest. Storing the same
-// bytes twice keeps one file.
+// Put stores the slug read from r and returns its sha256 digest. It writes
+// to a temporary file in the store's own directory, so the final rename is
+// atomic and nobody ever sees half a slug under a digest. Storing the same
+// bytes twice keeps one file; two concurrent Puts of the same bytes rename
+// identical files over each other, which is harmless.
 func (s *Store) Put(ctx context.Context, r io.Reader) (string, error) {
 	tmp, err := os.CreateTemp(s.dir, ".put-*")
 	if err != nil {
@@ -74,11 +77,21 @@ func (s *Store) Put(ctx context.Context, r io.Reader) (string, error) {
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return "", fmt.Errorf("store slug %s: %w", digest, err)
 	}
+	// The rename is only durable once the directory is; a slug that
+	// vanished after a crash would break every release that names it.
+	if d, err := os.Open(s.dir); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return "", fmt.Errorf("store slug %s: %w", digest, err)
+		}
+	}
 	return digest, nil
 }
 
 // Path returns the file of a slug; an error wrapping pipelines.ErrNotFound
-// if the store does not have it.
+// if the store does not have it, and one wrapping pipelines.ErrInvalid if
+// digest is not 64 lowercase hex digits (it becomes a path and a URL).
 func (s *Store) Path(digest string) (string, error) {
 	p, err := s.file(digest)
 	if err != nil {
@@ -99,13 +112,21 @@ func (s *Store) Has(digest string) bool {
 	return err == nil
 }
 
-// Open opens a slug for reading.
+// Open opens a slug for reading; an error wrapping pipelines.ErrNotFound if
+// the store does not have it.
 func (s *Store) Open(digest string) (*os.File, error) {
-	p, err := s.Path(digest)
+	p, err := s.file(digest)
 	if err != nil {
 		return nil, err
 	}
-	return os.Open(p)
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("slug %s: %w", digest, pipelines.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open slug %s: %w", digest, err)
+	}
+	return f, nil
 }
 
 type readerCtx struct {

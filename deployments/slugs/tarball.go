@@ -90,9 +90,13 @@ func Pack(ctx context.Context, dir string, w io.Writer) error {
 	return zw.Close()
 }
 
-// Unpack extracts the slug at slugPath into dest. It refuses entries that
-// would land outside dest (absolute paths, "..", symlinks pointing out), so
-// a slug can never write anywhere else.
+// Unpack extracts the slug at slugPath into dest, which should be empty or
+// absent. It handles directories, regular files (keeping the exec bit) and
+// symlinks, and refuses anything that could reach outside dest: absolute
+// names, "..", entries under a symlink that leads out, symlinks whose target
+// resolves outside (checked again once everything is on disk, since a later
+// entry can complete a dangling link), duplicate entries, and other entry
+// types. On error dest may hold part of the slug; callers remove it.
 func Unpack(ctx context.Context, slugPath, dest string) error {
 	f, err := os.Open(slugPath)
 	if err != nil {
@@ -105,12 +109,20 @@ func Unpack(ctx context.Context, slugPath, dest string) error {
 	return nil
 }
 
+// errEscape is what every refusal wraps, so the messages stay uniform.
+var errEscape = errors.New("leads out of the slug")
+
 func unpack(ctx context.Context, r io.Reader, dest string) error {
-	dest, err := filepath.Abs(dest)
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		return err
+	}
+	// Compare against the real path: that is what the kernel resolves to.
+	root, err := filepath.EvalSymlinks(dest)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dest, 0o755); err != nil {
+	root, err = filepath.Abs(root)
+	if err != nil {
 		return err
 	}
 	zr, err := gzip.NewReader(r)
@@ -118,83 +130,161 @@ func unpack(ctx context.Context, r io.Reader, dest string) error {
 		return err
 	}
 	tr := tar.NewReader(zr)
-	inside := func(p string) bool {
-		return p == dest || strings.HasPrefix(p, dest+string(filepath.Separator))
-	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil
+			break
 		}
 		if err != nil {
 			return err
 		}
-		name := filepath.FromSlash(hdr.Name)
-		if filepath.IsAbs(name) || hasDotDot(hdr.Name) {
-			return fmt.Errorf("entry %q escapes the slug", hdr.Name)
-		}
-		target := filepath.Join(dest, name)
-		if !inside(target) {
-			return fmt.Errorf("entry %q escapes the slug", hdr.Name)
-		}
-		// A symlink in an earlier entry must not carry a later file out.
-		if parent, err := filepath.EvalSymlinks(filepath.Dir(target)); err == nil && !inside(parent) {
-			return fmt.Errorf("entry %q is under a symlink out of the slug", hdr.Name)
-		}
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
-			}
-			mode := os.FileMode(0o644)
-			if hdr.Mode&0o111 != 0 {
-				mode = 0o755
-			}
-			out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(out, tr)
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			link := hdr.Linkname
-			resolved := link
-			if !filepath.IsAbs(link) {
-				resolved = filepath.Join(filepath.Dir(target), link)
-			}
-			if filepath.IsAbs(link) || !inside(filepath.Clean(resolved)) {
-				return fmt.Errorf("symlink %q -> %q points out of the slug", hdr.Name, link)
-			}
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
-			}
-			os.Remove(target)
-			if err := os.Symlink(link, target); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("entry %q has unsupported type %q", hdr.Name, hdr.Typeflag)
+		if err := unpackEntry(root, hdr, tr); err != nil {
+			return err
 		}
 	}
+	// A symlink that was dangling when written can be completed by a later
+	// entry into one that leads out; only the finished tree can tell.
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink == 0 {
+			return err
+		}
+		if _, err := resolve(root, filepath.Dir(p), filepath.Base(p)); err != nil {
+			rel, _ := filepath.Rel(root, p)
+			return fmt.Errorf("symlink %q: %w", filepath.ToSlash(rel), err)
+		}
+		return nil
+	})
 }
 
-func hasDotDot(name string) bool {
+func unpackEntry(root string, hdr *tar.Header, body io.Reader) error {
+	rel, err := entryName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	if rel == "." {
+		return nil // the slug's own root, e.g. "./"
+	}
+	// Every write happens in a directory found by walking the tree as it
+	// is on disk, so a symlink from an earlier entry cannot carry it out.
+	dir, err := resolve(root, root, filepath.Dir(rel))
+	if err != nil {
+		return fmt.Errorf("entry %q: %w", hdr.Name, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	target := filepath.Join(dir, filepath.Base(rel))
+	existing, err := os.Lstat(target)
+	if err == nil && !(hdr.Typeflag == tar.TypeDir && existing.IsDir()) {
+		// Replacing an entry could re-point symlinks already checked.
+		return fmt.Errorf("entry %q: duplicate entry", hdr.Name)
+	}
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if err := os.Mkdir(target, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+	case tar.TypeReg:
+		mode := os.FileMode(0o644)
+		if hdr.Mode&0o111 != 0 {
+			mode = 0o755
+		}
+		// O_EXCL never follows a symlink at target.
+		out, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(out, body)
+		if err == nil {
+			err = out.Chmod(mode) // the umask must not eat the exec bit
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	case tar.TypeSymlink:
+		link := hdr.Linkname
+		if link == "" || filepath.IsAbs(link) {
+			return fmt.Errorf("symlink %q -> %q: %w", hdr.Name, link, errEscape)
+		}
+		if _, err := resolve(root, dir, link); err != nil {
+			return fmt.Errorf("symlink %q -> %q: %w", hdr.Name, link, err)
+		}
+		if err := os.Symlink(link, target); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("entry %q has unsupported type %q", hdr.Name, hdr.Typeflag)
+	}
+	return nil
+}
+
+// entryName turns a tar entry name into a clean relative path, refusing
+// absolute names and any "..", which no slug we pack ever has.
+func entryName(name string) (string, error) {
+	if name == "" || strings.HasPrefix(name, "/") || filepath.IsAbs(name) {
+		return "", fmt.Errorf("entry %q: %w", name, errEscape)
+	}
 	for _, part := range strings.Split(strings.ReplaceAll(name, "\\", "/"), "/") {
 		if part == ".." {
-			return true
+			return "", fmt.Errorf("entry %q: %w", name, errEscape)
 		}
 	}
-	return false
+	return filepath.Clean(filepath.FromSlash(name)), nil
+}
+
+// maxLinkHops is the kernel's own limit (MAXSYMLINKS on Linux).
+const maxLinkHops = 40
+
+// resolve walks rel from dir, a real directory inside root, the way the
+// kernel would: symlinks already on disk are followed, ".." goes to the real
+// parent. It returns the real path rel names and fails if any step leaves
+// root. Components that do not exist yet are taken as they are. Lexical
+// cleaning is not enough: "l/.." is not "." when l is a symlink.
+func resolve(root, dir, rel string) (string, error) {
+	cur := dir
+	pending := strings.Split(filepath.ToSlash(rel), "/")
+	hops := 0
+	for len(pending) > 0 {
+		c := pending[0]
+		pending = pending[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if cur == root {
+				return "", errEscape
+			}
+			cur = filepath.Dir(cur)
+			continue
+		}
+		next := filepath.Join(cur, c)
+		fi, err := os.Lstat(next)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			cur = next
+		case err != nil:
+			return "", err
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if hops++; hops > maxLinkHops {
+				return "", errors.New("too many levels of symlinks")
+			}
+			link, err := os.Readlink(next)
+			if err != nil {
+				return "", err
+			}
+			if filepath.IsAbs(link) {
+				return "", errEscape
+			}
+			pending = append(strings.Split(filepath.ToSlash(link), "/"), pending...)
+		default:
+			cur = next
+		}
+	}
+	return cur, nil
 }
