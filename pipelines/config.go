@@ -43,6 +43,9 @@ type GitHubConfig struct {
 	WebhookSecret string `yaml:"webhook_secret"`
 	// WebhookSecretEnv names the environment variable holding the secret.
 	WebhookSecretEnv string `yaml:"webhook_secret_env"`
+	// TokenEnv names the environment variable holding a GitHub token,
+	// used to fetch private repositories over https.
+	TokenEnv string `yaml:"token_env"`
 }
 
 // RegionSpec is one place apps run.
@@ -153,6 +156,8 @@ func yamlMessage(err error) string {
 // nameRE keeps names valid as Nomad job IDs, DNS labels and directory names.
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 var repoRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
 
 // ValidName reports whether s can name an app, a region or a pipeline.
@@ -164,6 +169,11 @@ func (c *Config) validate() error {
 	}
 	if c.GitHub.WebhookSecret != "" && c.GitHub.WebhookSecretEnv != "" {
 		return bad("github", "set webhook_secret or webhook_secret_env, not both")
+	}
+	for key, name := range map[string]string{"webhook_secret_env": c.GitHub.WebhookSecretEnv, "token_env": c.GitHub.TokenEnv} {
+		if name != "" && !envNameRE.MatchString(name) {
+			return bad("github."+key, "%q is not an environment variable name; name the variable, not its value", name)
+		}
 	}
 	for _, name := range sortedKeys(c.Regions) {
 		r := c.Regions[name]

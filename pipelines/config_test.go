@@ -78,6 +78,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"region twice", base + "      staging: { app: x, regions: [a, a] }\n", `regions[1]: region "a" listed twice`},
 		{"app twice", base + "      staging: { app: x, regions: [a] }\n      production: { app: x, regions: [a] }\n", `app "x" is already used`},
 		{"branch twice", base + "      staging: { app: x, branch: main, regions: [a] }\n      production: { app: y, branch: main, regions: [a] }\n", `branch "main" already auto-deploys`},
+		{"token instead of its name", "github: { token_env: ghp_abc-123 }\n", `github.token_env: "ghp_abc-123" is not an environment variable name`},
 		{"two secrets", "github: { webhook_secret: a, webhook_secret_env: B }\n", "github: set webhook_secret or webhook_secret_env, not both"},
 	}
 	for _, tt := range tests {

@@ -42,7 +42,11 @@ type Activities struct {
 	Builder Builder
 	Slugs   SlugPaths
 	Regions RegionSet
-	Logger  *slog.Logger
+	// GitToken authenticates https fetches of private repositories. It is
+	// held here, not passed through workflow inputs, so it never lands in a
+	// workflow history.
+	GitToken string
+	Logger   *slog.Logger
 	// HeartbeatEvery is how often long activities heartbeat; default 2s.
 	HeartbeatEvery time.Duration
 }
@@ -146,7 +150,7 @@ func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildResult, err
 	defer stop()
 	var out bytes.Buffer
 	w := &progressWriter{w: &out, report: report}
-	res, err := a.Builder.Build(ctx, slugs.BuildInput{CloneURL: in.CloneURL, Commit: in.Commit}, w)
+	res, err := a.Builder.Build(ctx, slugs.BuildInput{CloneURL: in.CloneURL, Commit: in.Commit, Token: a.GitToken}, w)
 	if err != nil {
 		a.logger().Warn("build failed", "app", in.App, "commit", in.Commit, "error", err)
 		// The output of a failed build is what its author needs most.

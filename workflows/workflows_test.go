@@ -31,6 +31,7 @@ const app = "hello-staging"
 type fakeBuilder struct {
 	mu       sync.Mutex
 	builds   []string
+	token    string
 	procfile pipelines.Procfile
 	err      error
 }
@@ -39,6 +40,7 @@ func (b *fakeBuilder) Build(ctx context.Context, in slugs.BuildInput, out io.Wri
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.builds = append(b.builds, in.Commit)
+	b.token = in.Token
 	fmt.Fprintf(out, "-----> building %s\n", in.Commit)
 	if b.err != nil {
 		return slugs.BuildResult{}, b.err
@@ -134,7 +136,8 @@ func newFixture(t *testing.T) *fixture {
 		regions: regionMap{"a": {name: "a"}, "b": {name: "b"}},
 	}
 	f.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
-	f.acts = &workflows.Activities{Store: st, Builder: f.builder, Slugs: fakeSlugs{}, Regions: f.regions, HeartbeatEvery: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+	f.acts = &workflows.Activities{Store: st, Builder: f.builder, Slugs: fakeSlugs{}, Regions: f.regions, HeartbeatEvery: 50 * time.Millisecond,
+		GitToken: "gh-token", Logger: slog.New(slog.DiscardHandler)}
 	return f
 }
 
@@ -203,6 +206,9 @@ func TestDeploySucceeds(t *testing.T) {
 		if regionStatus(r, region) != pipelines.RegionSuccessful {
 			t.Errorf("region %s = %q", region, regionStatus(r, region))
 		}
+	}
+	if f.builder.token != "gh-token" {
+		t.Errorf("build token = %q; the configured GitHub token must reach the fetch", f.builder.token)
 	}
 	if r.Formation["web"] != 1 {
 		t.Errorf("formation = %v, want web=1", r.Formation)

@@ -172,6 +172,11 @@ func (d *Dev) Start(ctx context.Context) error {
 		Regions: regionSet(d.regions),
 		Logger:  d.Logger,
 	}
+	if env := cfg.GitHub.TokenEnv; env != "" {
+		if acts.GitToken = os.Getenv(env); acts.GitToken == "" {
+			d.Logger.Warn("github.token_env names an empty variable; private repositories cannot be fetched", "variable", env)
+		}
+	}
 	if err := d.reconcile(ctx, acts); err != nil {
 		return err
 	}

@@ -614,4 +614,3 @@ func tail(s string) string {
 	}
 	return "…" + s[len(s)-maxOutput:]
 }
-
