@@ -52,6 +52,9 @@ apps on this machine, and the HTTP server for GitHub webhooks and the API.
 Everything is kept under --data; restart on the same dir to carry on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Example && !cmd.Flags().Changed("config") {
+				opts.Config = filepath.Join("examples", "drover.yaml")
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -69,9 +72,6 @@ Everything is kept under --data; restart on the same dir to carry on.`,
 }
 
 func runDev(ctx context.Context, opts *DevOptions, s Streams) error {
-	if opts.Example && !flagSet(opts.Config, "drover.yaml") {
-		opts.Config = filepath.Join("examples", "drover.yaml")
-	}
 	d := &Dev{Options: *opts, Logger: newLogger(s.Err, opts.LogLevel)}
 	if err := d.Start(ctx); err != nil {
 		d.Close()
@@ -88,10 +88,6 @@ func runDev(ctx context.Context, opts *DevOptions, s Streams) error {
 	fmt.Fprintln(s.Out, "stopping drover dev")
 	return nil
 }
-
-// flagSet reports whether a flag still holds its default, a stand-in for
-// cobra's Changed that keeps runDev free of the command.
-func flagSet(v, def string) bool { return v != def }
 
 func newLogger(w interface{ Write([]byte) (int, error) }, level string) *slog.Logger {
 	var l slog.Level

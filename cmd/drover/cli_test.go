@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDevFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want DevOptions
+	}{
+		{nil, DevOptions{Config: "drover.yaml", Data: ".drover", Listen: "127.0.0.1:8080", TemporalPort: 7233, LogLevel: "info"}},
+		{[]string{"--config", "x.yaml", "--data", "/d", "--listen", "127.0.0.1:0", "--temporal-port", "0", "--example"},
+			DevOptions{Config: "x.yaml", Data: "/d", Listen: "127.0.0.1:0", TemporalPort: 0, LogLevel: "info", Example: true}},
+		{[]string{"--example"}, DevOptions{Config: filepath.Join("examples", "drover.yaml"), Data: ".drover", Listen: "127.0.0.1:8080", TemporalPort: 7233, LogLevel: "info", Example: true}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var got *DevOptions
+			cmd := newDevCmd(Streams{Out: &bytes.Buffer{}, Err: &bytes.Buffer{}}, func(_ context.Context, o *DevOptions) error {
+				got = o
+				return nil
+			})
+			cmd.SetArgs(tt.args)
+			if err := cmd.Execute(); err != nil {
+				t.Fatal(err)
+			}
+			if *got != tt.want {
+				t.Fatalf("options = %+v, want %+v", *got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunExitCodesAndMessages(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "drover.yaml")
+	os.WriteFile(bad, []byte("regions:\n  a: { driver: docker }\n"), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"unknown flag", []string{"dev", "--nope"}, exitUsage, []string{"unknown flag: --nope", "see --help"}},
+		{"missing argument", []string{"releases"}, exitError, []string{"accepts 1 arg"}},
+		{"invalid config", []string{"dev", "--config", bad, "--data", t.TempDir()}, exitError,
+			[]string{bad + `: regions.a.driver: unknown driver "docker"`, "hint:"}},
+		{"missing config", []string{"dev", "--config", filepath.Join(t.TempDir(), "none.yaml"), "--data", t.TempDir()}, exitError,
+			[]string{"no such file", "hint: start from examples/drover.yaml"}},
+		{"drover not running", []string{"apps"}, exitError, []string{"reach drover at http://127.0.0.1:1", "hint: start it with `drover dev`"}},
+	}
+	t.Setenv("DROVER_URL", "http://127.0.0.1:1")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := Run(context.Background(), tt.args, Streams{Out: &out, Err: &errOut})
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tt.code, errOut.String())
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errOut.String(), w) {
+					t.Fatalf("stderr %q does not contain %q", errOut.String(), w)
+				}
+			}
+		})
+	}
+}
