@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"regexp"
 	"sort"
@@ -48,10 +49,37 @@ type GitHubConfig struct {
 	TokenEnv string `yaml:"token_env"`
 }
 
-// RegionSpec is one place apps run.
+// RegionSpec is one place apps run: a `local` region on this machine, or
+// a Nomad region.
 type RegionSpec struct {
 	Name   string `yaml:"-"`
 	Driver string `yaml:"driver"`
+	// Nomad holds the nomad driver's settings; ignored by local.
+	Nomad NomadSpec `yaml:",inline"`
+}
+
+// NomadSpec is how drover reaches one Nomad region and where apps run there.
+type NomadSpec struct {
+	// Address of the Nomad API, e.g. http://127.0.0.1:4646.
+	Address string `yaml:"address"`
+	// Region is Nomad's name for the region; default the key in drover.yaml.
+	Region      string   `yaml:"region"`
+	Namespace   string   `yaml:"namespace"`
+	Datacenters []string `yaml:"datacenters"`
+	NodePool    string   `yaml:"node_pool"`
+	// TokenEnv names the environment variable holding the ACL token; the
+	// token itself never goes in the file.
+	TokenEnv string `yaml:"token_env"`
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// TaskDriver runs processes: exec (default) or raw_exec (development).
+	TaskDriver string `yaml:"task_driver"`
+	// SlugURL is the base URL at which Nomad clients fetch slugs from
+	// drover; default drover's own listen address.
+	SlugURL string `yaml:"slug_url"`
+	// ServiceProvider registers web's service: nomad (default) or consul.
+	ServiceProvider string `yaml:"service_provider"`
 }
 
 // Pipeline is a repository's path to production.
@@ -183,12 +211,17 @@ func (c *Config) validate() error {
 		}
 		switch r.Driver {
 		case DriverLocal:
-		case "":
-			return bad(key+".driver", "missing; want %q", DriverLocal)
+			if r.Nomad.Address != "" {
+				return bad(key+".address", "only nomad regions have an address; set driver: nomad")
+			}
 		case DriverNomad:
-			return bad(key+".driver", "the nomad driver is not available in this version; use %q", DriverLocal)
+			if err := r.Nomad.validate(key, bad); err != nil {
+				return err
+			}
+		case "":
+			return bad(key+".driver", "missing; want %q or %q", DriverLocal, DriverNomad)
 		default:
-			return bad(key+".driver", "unknown driver %q; want %q", r.Driver, DriverLocal)
+			return bad(key+".driver", "unknown driver %q; want %q or %q", r.Driver, DriverLocal, DriverNomad)
 		}
 	}
 	apps := map[string]string{}
@@ -246,6 +279,53 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+func (n NomadSpec) validate(key string, bad func(key, format string, args ...any) error) error {
+	if n.Address == "" {
+		return bad(key+".address", "missing; want the Nomad API address, e.g. http://127.0.0.1:4646")
+	}
+	if u, err := url.Parse(n.Address); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return bad(key+".address", "%q is not an http(s) URL", n.Address)
+	}
+	if n.TokenEnv != "" && !envNameRE.MatchString(n.TokenEnv) {
+		return bad(key+".token_env", "%q is not an environment variable name; name the variable, not the token", n.TokenEnv)
+	}
+	switch n.TaskDriver {
+	case "", "exec", "raw_exec":
+	default:
+		return bad(key+".task_driver", "unknown task driver %q; want exec or raw_exec", n.TaskDriver)
+	}
+	switch n.ServiceProvider {
+	case "", "nomad", "consul":
+	default:
+		return bad(key+".service_provider", "unknown service provider %q; want nomad or consul", n.ServiceProvider)
+	}
+	if (n.CertFile == "") != (n.KeyFile == "") {
+		return bad(key, "set cert_file and key_file together")
+	}
+	if n.SlugURL != "" {
+		if u, err := url.Parse(n.SlugURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad(key+".slug_url", "%q is not an http(s) URL", n.SlugURL)
+		}
+	}
+	return nil
+}
+
+// NomadRegion is Nomad's own name for the region: Region, or the key.
+func (r RegionSpec) NomadRegion() string {
+	if r.Nomad.Region != "" {
+		return r.Nomad.Region
+	}
+	return r.Name
+}
+
+// Driver is the Nomad task driver apps run with: exec unless set.
+func (n NomadSpec) Driver() string {
+	if n.TaskDriver == "" {
+		return "exec"
+	}
+	return n.TaskDriver
 }
 
 // WebhookSecret returns the webhook secret from the config or the environment

@@ -51,6 +51,33 @@ func TestParseConfigIssueExample(t *testing.T) {
 	}
 }
 
+func TestNomadRegionConfig(t *testing.T) {
+	c, err := pipelines.ParseConfig("drover.yaml", []byte(`regions:
+  us-east:
+    driver: nomad
+    address: https://nomad.us-east.example.com:4646
+    region: use1
+    namespace: apps
+    datacenters: [dc1, dc2]
+    node_pool: web
+    token_env: NOMAD_TOKEN_US_EAST
+    ca_file: /etc/nomad/ca.pem
+    task_driver: raw_exec
+  dev: { driver: nomad, address: "http://127.0.0.1:4646" }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	us := c.Regions["us-east"]
+	if us.NomadRegion() != "use1" || us.Nomad.Namespace != "apps" || len(us.Nomad.Datacenters) != 2 || us.Nomad.Driver() != "raw_exec" || us.Nomad.TokenEnv != "NOMAD_TOKEN_US_EAST" {
+		t.Fatalf("us-east = %+v", us)
+	}
+	dev := c.Regions["dev"]
+	if dev.NomadRegion() != "dev" || dev.Nomad.Driver() != "exec" {
+		t.Fatalf("dev defaults = %+v (region %q, driver %q)", dev, dev.NomadRegion(), dev.Nomad.Driver())
+	}
+}
+
 func TestExampleConfigIsValid(t *testing.T) {
 	if _, err := pipelines.LoadConfig(filepath.Join("..", "examples", "drover.yaml")); err != nil {
 		t.Fatal(err)
@@ -66,6 +93,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad yaml", "regions: [\n", "drover.yaml: "},
 		{"missing driver", "regions:\n  a: {}\n", "drover.yaml: regions.a.driver: missing"},
 		{"unknown driver", "regions:\n  a: { driver: docker }\n", `regions.a.driver: unknown driver "docker"`},
+		{"nomad without address", "regions:\n  a: { driver: nomad }\n", "regions.a.address: missing"},
+		{"nomad bad address", "regions:\n  a: { driver: nomad, address: 127.0.0.1:4646 }\n", `regions.a.address: "127.0.0.1:4646" is not an http(s) URL`},
+		{"nomad token in file", "regions:\n  a: { driver: nomad, address: 'http://n:4646', token_env: 'abc-def-123' }\n", "regions.a.token_env: \"abc-def-123\" is not an environment variable name"},
+		{"nomad task driver", "regions:\n  a: { driver: nomad, address: 'http://n:4646', task_driver: docker }\n", `regions.a.task_driver: unknown task driver "docker"`},
+		{"nomad cert without key", "regions:\n  a: { driver: nomad, address: 'http://n:4646', cert_file: c.pem }\n", "regions.a: set cert_file and key_file together"},
+		{"local with address", "regions:\n  a: { driver: local, address: 'http://n:4646' }\n", "regions.a.address: only nomad regions"},
 		{"bad region name", "regions:\n  A_B: { driver: local }\n", "regions.A_B: region name"},
 		{"missing repo", "pipelines:\n  p:\n    stages: {}\n", "pipelines.p.repo: missing"},
 		{"bad repo", "pipelines:\n  p:\n    repo: nope\n", `pipelines.p.repo: "nope" is not owner/name`},

@@ -154,7 +154,11 @@ func (d *Dev) Start(ctx context.Context) error {
 		return err
 	}
 	d.regions = map[string]*local.Region{}
-	for name := range cfg.Regions {
+	for name, spec := range cfg.Regions {
+		if spec.Driver != pipelines.DriverLocal {
+			return &hintError{err: fmt.Errorf("%s: regions.%s: drover dev runs only %s regions so far", cfg.File, name, pipelines.DriverLocal),
+				hint: "use driver: local for drover dev"}
+		}
 		r, err := local.New(local.Options{Name: name, Dir: filepath.Join(data, "regions", name), Logger: d.Logger.With("region", name), Unpack: slugs.Unpack})
 		if err != nil {
 			return fmt.Errorf("region %s: %w", name, err)
