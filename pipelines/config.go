@@ -96,6 +96,44 @@ type Stage struct {
 	App     string   `yaml:"app"`
 	Branch  string   `yaml:"branch"`
 	Regions []string `yaml:"regions"`
+	Rollout Rollout  `yaml:"rollout"`
+}
+
+// What a rollout does when a region fails, in Nomad Enterprise multiregion's
+// words.
+const (
+	// FailAll puts every touched region back on the previous release,
+	// including regions that already succeeded. drover's default.
+	FailAll = "fail_all"
+	// FailLocal reverts only the failed region and carries on.
+	FailLocal = "fail_local"
+	// FailStop stops at the failed region (reverting it) and leaves the
+	// regions before it on the new release. drover.yaml says it as
+	// on_failure: "", as Nomad does; Policy names it.
+	FailStop = "stop"
+)
+
+// Rollout is how a stage's release moves through its regions: in listed
+// order, MaxParallel at a time.
+type Rollout struct {
+	MaxParallel int `yaml:"max_parallel"`
+	// OnFailure is nil when unset (FailAll); set to "" it means FailStop.
+	OnFailure *string `yaml:"on_failure"`
+}
+
+// Policy resolves the defaults: one region at a time, fail_all.
+func (r Rollout) Policy() (maxParallel int, onFailure string) {
+	maxParallel, onFailure = r.MaxParallel, FailAll
+	if maxParallel <= 0 {
+		maxParallel = 1
+	}
+	if r.OnFailure != nil {
+		onFailure = *r.OnFailure
+		if onFailure == "" {
+			onFailure = FailStop
+		}
+	}
+	return maxParallel, onFailure
 }
 
 // ConfigError is a validation failure, naming the file, the key and what is
@@ -269,6 +307,12 @@ func (c *Config) validate() error {
 					return bad(fmt.Sprintf("%s.regions[%d]", skey, i), "region %q listed twice", r)
 				}
 				seen[r] = true
+			}
+			if s.Rollout.MaxParallel < 0 {
+				return bad(skey+".rollout.max_parallel", "must be 1 or more (0 or unset: one region at a time)")
+			}
+			if f := s.Rollout.OnFailure; f != nil && *f != FailAll && *f != FailLocal && *f != "" {
+				return bad(skey+".rollout.on_failure", "unknown value %q; want fail_all, fail_local or \"\" (stop at the failed region)", *f)
 			}
 			if s.Branch != "" {
 				if other, dup := branches[s.Branch]; dup {

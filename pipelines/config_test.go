@@ -2,6 +2,7 @@ package pipelines_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,6 +113,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"app twice", base + "      staging: { app: x, regions: [a] }\n      production: { app: x, regions: [a] }\n", `app "x" is already used`},
 		{"branch twice", base + "      staging: { app: x, branch: main, regions: [a] }\n      production: { app: y, branch: main, regions: [a] }\n", `branch "main" already auto-deploys`},
 		{"token instead of its name", "github: { token_env: ghp_abc-123 }\n", `github.token_env: "ghp_abc-123" is not an environment variable name`},
+		{"bad max_parallel", base + "      staging: { app: x, regions: [a], rollout: { max_parallel: -1 } }\n", "pipelines.p.stages.staging.rollout.max_parallel: must be 1 or more"},
+		{"bad on_failure", base + "      staging: { app: x, regions: [a], rollout: { on_failure: fail_some } }\n", `pipelines.p.stages.staging.rollout.on_failure: unknown value "fail_some"`},
 		{"two secrets", "github: { webhook_secret: a, webhook_secret_env: B }\n", "github: set webhook_secret or webhook_secret_env, not both"},
 	}
 	for _, tt := range tests {
@@ -127,6 +130,30 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Fatalf("error %v is not ErrInvalid", err)
 			}
 		})
+	}
+}
+
+func TestRolloutPolicy(t *testing.T) {
+	base := "regions:\n  a: { driver: local }\npipelines:\n  p:\n    repo: o/r\n    stages:\n      staging: { app: x, regions: [a]%s }\n"
+	tests := []struct {
+		rollout   string
+		parallel  int
+		onFailure string
+	}{
+		{"", 1, pipelines.FailAll},
+		{", rollout: { max_parallel: 3 }", 3, pipelines.FailAll},
+		{", rollout: { on_failure: fail_local }", 1, pipelines.FailLocal},
+		{`, rollout: { on_failure: "" }`, 1, pipelines.FailStop},
+	}
+	for _, tt := range tests {
+		c, err := pipelines.ParseConfig("drover.yaml", []byte(fmt.Sprintf(base, tt.rollout)))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.rollout, err)
+		}
+		n, f := c.Pipelines["p"].Stages["staging"].Rollout.Policy()
+		if n != tt.parallel || f != tt.onFailure {
+			t.Errorf("%q: Policy() = %d, %q; want %d, %q", tt.rollout, n, f, tt.parallel, tt.onFailure)
+		}
 	}
 }
 

@@ -29,7 +29,9 @@ const (
 	RegionRunning    RegionStatus = "running"
 	RegionSuccessful RegionStatus = "successful"
 	RegionFailed     RegionStatus = "failed"
-	RegionRolledBack RegionStatus = "rolled_back"
+	// RegionReverted is a region put back on the previous release after
+	// the rollout failed elsewhere.
+	RegionReverted RegionStatus = "reverted"
 )
 
 // RegionState is the state of one release in one region.

@@ -159,9 +159,10 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 			return
 		}
 	}
+	parallel, onFailure := stage.Rollout.Policy()
 	req := workflows.DeployRequest{
 		Repo: pipeline.Repo, CloneURL: ev.GetRepo().GetCloneURL(), Commit: commit, Regions: stage.Regions,
-		Description: describe(ev, branch),
+		Description: describe(ev, branch), MaxParallel: parallel, OnFailure: onFailure,
 	}
 	if err := h.deployer.Deploy(c.Request.Context(), stage.App, req); err != nil {
 		log.Error("queue deploy", "app", stage.App, "commit", commit, "error", err)

@@ -413,9 +413,17 @@ func (a *Activities) RevertRegion(ctx context.Context, in RevertRegionInput) err
 		if _, err := region.Deploy(ctx, d); err != nil {
 			return fmt.Errorf("roll %s in %s back to %s: %w", in.App, in.Region, prev.Name(), err)
 		}
-		msg = "rolled back to " + prev.Name()
+		msg = "reverted to " + prev.Name()
 	}
-	return a.setRegion(ctx, failed, in.Region, pipelines.RegionRolledBack, msg, "")
+	// A region whose own deploy failed stays marked failed, with why, and
+	// says where it went; regions that had succeeded become reverted.
+	status := pipelines.RegionReverted
+	for _, st := range failed.Regions {
+		if st.Region == in.Region && st.Status == pipelines.RegionFailed {
+			status, msg = pipelines.RegionFailed, st.Message+"; "+msg
+		}
+	}
+	return a.setRegion(ctx, failed, in.Region, status, msg, "")
 }
 
 // FinishReleaseInput is a release's final status.

@@ -16,6 +16,9 @@ type DeployRequest struct {
 	Commit      string
 	Regions     []string
 	Description string
+	// MaxParallel and OnFailure are the stage's rollout policy.
+	MaxParallel int
+	OnFailure   string
 }
 
 // AppInput is the state an AppWorkflow carries across Continue-As-New.
@@ -158,7 +161,7 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 		})
 		child := workflow.ExecuteChildWorkflow(cctx, DeployWorkflow, DeployInput{
 			App: in.App, Repo: req.Repo, CloneURL: req.CloneURL, Commit: req.Commit,
-			Regions: req.Regions, Description: req.Description,
+			Regions: req.Regions, Description: req.Description, MaxParallel: req.MaxParallel, OnFailure: req.OnFailure,
 		})
 		done := false
 		for !done {

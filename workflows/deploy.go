@@ -21,6 +21,10 @@ type DeployInput struct {
 	// Regions in rollout order.
 	Regions     []string
 	Description string
+	// MaxParallel regions roll out at once (0: one at a time).
+	MaxParallel int
+	// OnFailure is pipelines.FailAll (also when empty), FailLocal or FailStop.
+	OnFailure string
 }
 
 // DeployResult is the release a deploy made.
@@ -109,38 +113,89 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 		}
 	}
 
-	dctx := workflow.WithActivityOptions(ctx, longOptions(15*time.Minute, 15*time.Second, 5))
-	var touched []string
-	for _, region := range in.Regions {
-		var out DeployRegionResult
-		err := workflow.ExecuteActivity(dctx, a.DeployRegion, DeployRegionInput{App: in.App, Version: rel.Version, Region: region}).Get(ctx, &out)
-		if err != nil {
-			err = fmt.Errorf("region %s: %w", region, err)
-			revertAll(ctx, in.App, rel.Version, rel.Previous, touched)
-			return fail(err)
-		}
-		touched = append(touched, region)
-		res.URLs = append(res.URLs, RegionURL{Region: region, URL: out.URL})
+	urls, failures, err := rollout(ctx, in, rel)
+	res.URLs = urls
+	if err != nil {
+		return fail(err)
 	}
-
+	reasonOK := ""
+	if len(failures) > 0 {
+		// fail_local: the release runs where it could; the ledger says
+		// where it could not.
+		reasonOK = "reverted in " + strings.Join(failures, "; ")
+	}
 	if err := workflow.ExecuteActivity(short, a.FinishRelease, FinishReleaseInput{
-		App: in.App, Version: rel.Version, Status: pipelines.ReleaseSucceeded,
+		App: in.App, Version: rel.Version, Status: pipelines.ReleaseSucceeded, Reason: reasonOK,
 	}).Get(ctx, nil); err != nil {
 		return fail(err)
 	}
-	res.Status = pipelines.ReleaseSucceeded
+	res.Status, res.Reason = pipelines.ReleaseSucceeded, reasonOK
 	return res, nil
 }
 
-// revertAll puts every touched region back on the previous release, newest
-// first, on a disconnected context so a cancelled deploy still cleans up.
-// A region that cannot be reverted is logged: the others still go back.
-func revertAll(ctx workflow.Context, app string, failed, to int, touched []string) {
+// rollout puts the release into the regions in listed order, MaxParallel
+// at a time, each wave's regions in parallel (futures over the sorted
+// slice of the wave, never a map). What a failure does depends on
+// OnFailure: fail_all reverts every region touched, the failed ones
+// included; fail_local reverts the failed region and carries on, returning
+// the failures it lived with; "" reverts the failed region and stops,
+// leaving earlier regions on the new release.
+func rollout(ctx workflow.Context, in DeployInput, rel CreateReleaseResult) (urls []RegionURL, failures []string, err error) {
+	dctx := workflow.WithActivityOptions(ctx, longOptions(15*time.Minute, 15*time.Second, 5))
+	parallel := in.MaxParallel
+	if parallel <= 0 {
+		parallel = 1
+	}
+	var touched []string
+	for start := 0; start < len(in.Regions); start += parallel {
+		wave := in.Regions[start:min(start+parallel, len(in.Regions))]
+		futures := make([]workflow.Future, len(wave))
+		for i, region := range wave {
+			futures[i] = workflow.ExecuteActivity(dctx, a.DeployRegion, DeployRegionInput{App: in.App, Version: rel.Version, Region: region})
+		}
+		var failed []string
+		var errs []string
+		for i, f := range futures {
+			var out DeployRegionResult
+			if err := f.Get(ctx, &out); err != nil {
+				failed = append(failed, wave[i])
+				errs = append(errs, fmt.Sprintf("region %s: %s", wave[i], reason(err)))
+				continue
+			}
+			touched = append(touched, wave[i])
+			urls = append(urls, RegionURL{Region: wave[i], URL: out.URL})
+		}
+		if len(failed) == 0 {
+			continue
+		}
+		failure := errors.New(strings.Join(errs, "; "))
+		switch in.OnFailure {
+		case pipelines.FailLocal:
+			revertAll(ctx, in.App, rel.Version, rel.Previous, failed)
+			failures = append(failures, errs...)
+		case pipelines.FailStop:
+			revertAll(ctx, in.App, rel.Version, rel.Previous, failed)
+			if len(touched) > 0 {
+				failure = fmt.Errorf("%w; stopped there: %s left on v%d", failure, strings.Join(touched, ", "), rel.Version)
+			}
+			return urls, failures, failure
+		default: // fail_all
+			revertAll(ctx, in.App, rel.Version, rel.Previous, append(touched, failed...))
+			return nil, failures, failure
+		}
+	}
+	return urls, failures, nil
+}
+
+// revertAll puts regions back on the previous release, last first, on a
+// disconnected context so a cancelled deploy still cleans up. A region that
+// cannot be reverted is logged: the others still go back.
+func revertAll(ctx workflow.Context, app string, failed, to int, regions []string) {
 	rctx, _ := workflow.NewDisconnectedContext(ctx)
 	rctx = workflow.WithActivityOptions(rctx, longOptions(15*time.Minute, 15*time.Second, 10))
-	for i := len(touched) - 1; i >= 0; i-- {
-		if err := workflow.ExecuteActivity(rctx, a.RevertRegion, RevertRegionInput{App: app, Failed: failed, To: to, Region: touched[i]}).Get(rctx, nil); err != nil {
-			workflow.GetLogger(ctx).Error("revert region", "app", app, "region", touched[i], "error", err)
+	for i := len(regions) - 1; i >= 0; i-- {
+		if err := workflow.ExecuteActivity(rctx, a.RevertRegion, RevertRegionInput{App: app, Failed: failed, To: to, Region: regions[i]}).Get(rctx, nil); err != nil {
+			workflow.GetLogger(ctx).Error("revert region", "app", app, "region", regions[i], "error", err)
 		}
 	}
 }

@@ -294,20 +294,110 @@ func TestDeployRegionFailureRollsBackEarlierRegions(t *testing.T) {
 	if f.regions["a"].running != 1 {
 		t.Fatalf("region a runs v%d, want v1", f.regions["a"].running)
 	}
-	if got := f.regions["b"].deploys; fmt.Sprint(got) != "[1 2]" {
-		t.Fatalf("region b deploys = %v; a failed deploy is not retried", got)
+	if got := f.regions["b"].deploys; fmt.Sprint(got) != "[1 2 1]" {
+		t.Fatalf("region b deploys = %v, want [1 2 1]: the failed v2 is not retried, and b is made sure of v1", got)
 	}
 	r := f.release(t, 2)
 	if r.Status != pipelines.ReleaseFailed || !strings.Contains(r.Reason, "region b") || !strings.Contains(r.Reason, "address already in use") {
 		t.Fatalf("v2 = %s %q", r.Status, r.Reason)
 	}
-	if regionStatus(r, "a") != pipelines.RegionRolledBack || regionStatus(r, "b") != pipelines.RegionFailed {
+	if regionStatus(r, "a") != pipelines.RegionReverted || regionStatus(r, "b") != pipelines.RegionFailed {
 		t.Fatalf("v2 regions = %+v", r.Regions)
 	}
 	cur, err := f.store.CurrentRelease(context.Background(), app)
 	if err != nil || cur.Version != 1 {
 		t.Fatalf("current = v%d, %v; want v1", cur.Version, err)
 	}
+}
+
+// TestRolloutStrategy runs 3 regions under each on_failure policy with the
+// failure in the first, middle and last region, and checks which release
+// each region ends on and what the ledger says.
+func TestRolloutStrategy(t *testing.T) {
+	regions := []string{"a", "b", "c"}
+	tests := []struct {
+		onFailure string
+		failIn    string
+		// ends is each region's release after v2's rollout, in a, b, c order.
+		ends string
+		// status is v2's final status; states its a, b, c region states.
+		status pipelines.ReleaseStatus
+		states string
+	}{
+		{pipelines.FailAll, "a", "1 1 1", pipelines.ReleaseFailed, "failed pending pending"},
+		{pipelines.FailAll, "b", "1 1 1", pipelines.ReleaseFailed, "reverted failed pending"},
+		{pipelines.FailAll, "c", "1 1 1", pipelines.ReleaseFailed, "reverted reverted failed"},
+		{pipelines.FailLocal, "a", "1 2 2", pipelines.ReleaseSucceeded, "failed successful successful"},
+		{pipelines.FailLocal, "b", "2 1 2", pipelines.ReleaseSucceeded, "successful failed successful"},
+		{pipelines.FailLocal, "c", "2 2 1", pipelines.ReleaseSucceeded, "successful successful failed"},
+		{pipelines.FailStop, "a", "1 1 1", pipelines.ReleaseFailed, "failed pending pending"},
+		{pipelines.FailStop, "b", "2 1 1", pipelines.ReleaseFailed, "successful failed pending"},
+		{pipelines.FailStop, "c", "2 2 1", pipelines.ReleaseFailed, "successful successful failed"},
+	}
+	for _, tt := range tests {
+		for _, parallel := range []int{1, 3} {
+			t.Run(fmt.Sprintf("%s/fail-in-%s/parallel-%d", tt.onFailure, tt.failIn, parallel), func(t *testing.T) {
+				f := newFixture(t)
+				f.regions["c"] = &fakeRegion{name: "c"}
+				run := func(commit string) error {
+					env := f.env()
+					f.runs++
+					env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: fmt.Sprintf("deploy-%d", f.runs)})
+					env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, Repo: "octo-org/hello", CloneURL: "file:///r",
+						Commit: commit, Regions: regions, MaxParallel: parallel, OnFailure: tt.onFailure})
+					return env.GetWorkflowError()
+				}
+				if err := run("c1"); err != nil {
+					t.Fatal(err)
+				}
+				f.regions[tt.failIn].failRelease = map[int]string{2: "web.1 exited with code 1"}
+				err := run("c2")
+				if (err != nil) != (tt.status == pipelines.ReleaseFailed) {
+					t.Fatalf("workflow error = %v, want failed=%v", err, tt.status == pipelines.ReleaseFailed)
+				}
+				var ends, states []string
+				v2 := f.release(t, 2)
+				for _, r := range regions {
+					ends = append(ends, fmt.Sprint(f.regions[r].running))
+					states = append(states, string(regionStatus(v2, r)))
+				}
+				want := tt.ends
+				wantStates := tt.states
+				if parallel == 3 && tt.onFailure != pipelines.FailLocal {
+					// One wave: every region is tried before the failure is known.
+					want, wantStates = parallelOutcome(tt.onFailure, tt.failIn, regions)
+				}
+				if got := strings.Join(ends, " "); got != want {
+					t.Errorf("regions a b c run %s, want %s", got, want)
+				}
+				if got := strings.Join(states, " "); got != wantStates {
+					t.Errorf("v2 region states %s, want %s", got, wantStates)
+				}
+				if v2.Status != tt.status {
+					t.Errorf("v2 %s (%s), want %s", v2.Status, v2.Reason, tt.status)
+				}
+				if !strings.Contains(v2.Reason, "region "+tt.failIn) {
+					t.Errorf("v2 reason %q does not name region %s", v2.Reason, tt.failIn)
+				}
+			})
+		}
+	}
+}
+
+// parallelOutcome is where regions end when all three roll in one wave.
+func parallelOutcome(onFailure, failIn string, regions []string) (ends, states string) {
+	var e, s []string
+	for _, r := range regions {
+		switch {
+		case r == failIn:
+			e, s = append(e, "1"), append(s, "failed")
+		case onFailure == pipelines.FailAll:
+			e, s = append(e, "1"), append(s, "reverted")
+		default: // stop: the wave's other regions already moved
+			e, s = append(e, "2"), append(s, "successful")
+		}
+	}
+	return strings.Join(e, " "), strings.Join(s, " ")
 }
 
 func TestFirstDeployFailureStopsEarlierRegions(t *testing.T) {

@@ -381,7 +381,7 @@ func TestE2EPushToRunningApp(t *testing.T) {
 	for _, st := range v3.Regions {
 		states[st.Region] = st.Status
 	}
-	if states["local-a"] != pipelines.RegionRolledBack || states["local-b"] != pipelines.RegionFailed {
+	if states["local-a"] != pipelines.RegionReverted || states["local-b"] != pipelines.RegionFailed {
 		t.Fatalf("v3 regions = %v", states)
 	}
 	s.answersEverywhere(ctx, "hello-staging", 2, "second from hello-staging v2")
