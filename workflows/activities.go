@@ -46,7 +46,10 @@ type Activities struct {
 	// held here, not passed through workflow inputs, so it never lands in a
 	// workflow history.
 	GitToken string
-	Logger   *slog.Logger
+	// SlugBaseURL returns the base URL at which a region's machines fetch
+	// slugs from drover, or "" for regions that read slug files directly.
+	SlugBaseURL func(region string) string
+	Logger      *slog.Logger
 	// HeartbeatEvery is how often long activities heartbeat; default 2s.
 	HeartbeatEvery time.Duration
 }

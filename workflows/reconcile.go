@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"strings"
 
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
@@ -21,6 +22,11 @@ func (a *Activities) Deployment(ctx context.Context, rel pipelines.Release, regi
 		vars[k] = v
 	}
 	vars["DROVER_APP"], vars["DROVER_RELEASE"], vars["DROVER_COMMIT"], vars["DROVER_REGION"] = rel.App, rel.Name(), rel.Commit, region
+	if a.SlugBaseURL != nil {
+		if base := a.SlugBaseURL(region); base != "" {
+			slug.URL = strings.TrimRight(base, "/") + "/slugs/" + rel.Slug + ".tar.gz"
+		}
+	}
 	return regions.Deployment{App: rel.App, Release: rel.Version, Slug: slug, Procfile: rel.Procfile,
 		Formation: rel.Formation, Env: vars}, nil
 }

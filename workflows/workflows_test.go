@@ -68,6 +68,7 @@ type fakeRegion struct {
 	tasks       []regions.Task
 	taskExit    int
 	running     int
+	lastSlug    regions.Slug
 }
 
 func (r *fakeRegion) Name() string { return r.name }
@@ -76,6 +77,7 @@ func (r *fakeRegion) Deploy(ctx context.Context, d regions.Deployment) (regions.
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.deploys = append(r.deploys, d.Release)
+	r.lastSlug = d.Slug
 	if reason, ok := r.failRelease[d.Release]; ok {
 		return regions.Result{}, &regions.DeployError{Region: r.name, App: d.App, Release: d.Release, Reason: reason}
 	}
@@ -191,9 +193,22 @@ func TestDeploySucceeds(t *testing.T) {
 	if _, err := f.store.SetConfigVars(context.Background(), app, map[string]string{"DATABASE_URL": "postgres://x"}, nil); err != nil {
 		t.Fatal(err)
 	}
+	// Region b fetches slugs over HTTP, as Nomad clients do.
+	f.acts.SlugBaseURL = func(region string) string {
+		if region == "b" {
+			return "http://drover.internal:8080/"
+		}
+		return ""
+	}
 	res, err := f.deploy(t, "c1")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got, want := f.regions["b"].lastSlug.URL, "http://drover.internal:8080/slugs/"+digest("c1")+".tar.gz"; got != want {
+		t.Errorf("region b slug URL = %q, want %q", got, want)
+	}
+	if got := f.regions["a"].lastSlug; got.URL != "" || got.Path == "" {
+		t.Errorf("region a slug = %+v, want a path and no URL", got)
 	}
 	if res.Version != 1 || res.Status != pipelines.ReleaseSucceeded || len(res.URLs) != 2 || res.URLs[1].URL != "http://b.test" {
 		t.Fatalf("result = %+v", res)

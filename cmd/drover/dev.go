@@ -209,6 +209,7 @@ func (d *Dev) Start(ctx context.Context) error {
 		return err
 	}
 	hooks.Register(engine)
+	api.RegisterSlugs(engine, artifacts)
 	(&api.Server{Ledger: d.store, Tokens: []string{d.Token}, Logger: d.Logger}).Register(engine)
 	ln, err := net.Listen("tcp", d.Options.Listen)
 	if err != nil {
