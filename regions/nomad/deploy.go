@@ -1,0 +1,318 @@
+package nomad
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+
+	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/regions"
+)
+
+// lookupPolls is how many poll intervals Deploy waits for Nomad to create the
+// deployment of a registered version before it also looks at allocations:
+// Nomad makes no deployment when nothing rolls (every count 0, or the
+// registered spec was unchanged).
+const lookupPolls = 5
+
+// Deploy registers d's job and watches its Nomad deployment to the end.
+//
+// It is idempotent: when the job already carries d's release and slug and
+// that version's deployment succeeded, it returns at once without
+// registering; when that deployment is still running, it watches it.
+// Registration enforces the job modify index read just before, so two
+// drovers cannot overwrite each other unseen: a lost race is retried once,
+// then returned as pipelines.ErrConflict.
+//
+// Errors: a slug without URL, or a job Nomad rejects, matches
+// pipelines.ErrInvalid; an unreachable region matches regions.ErrUnavailable;
+// a job of that name not made by drover matches pipelines.ErrConflict; a
+// deployment that failed or was cancelled is a *regions.DeployError whose
+// Reason says why, from the failed allocations' task events and stderr.
+func (r *Region) Deploy(ctx context.Context, d regions.Deployment) (regions.Result, error) {
+	progress := d.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	if d.Slug.URL == "" {
+		return regions.Result{}, fmt.Errorf("deploy %s v%d in region %s: slug has no URL; Nomad clients download slugs over HTTP (set slug_url): %w",
+			d.App, d.Release, r.spec.Name, pipelines.ErrInvalid)
+	}
+	job, err := Render(JobInput{Spec: r.spec, Deployment: d, Template: r.tmpl, Update: r.update})
+	if err != nil {
+		return regions.Result{}, fmt.Errorf("deploy %s v%d in region %s: %w", d.App, d.Release, r.spec.Name, err)
+	}
+
+	var resp *api.JobRegisterResponse
+	for attempt := 0; ; attempt++ {
+		cur, err := r.jobInfo(ctx, d.App)
+		if err != nil {
+			return regions.Result{}, err
+		}
+		if cur != nil && !managed(cur) {
+			return regions.Result{}, notManaged(r, d.App)
+		}
+		if cur != nil && carries(cur, d) {
+			dep, err := r.deploymentOf(ctx, d.App, deref(cur.Version))
+			if err != nil {
+				return regions.Result{}, err
+			}
+			if dep != nil {
+				switch dep.Status {
+				case api.DeploymentStatusSuccessful:
+					progress(fmt.Sprintf("v%d already runs", d.Release))
+					return r.result(ctx, d, dep), nil
+				case api.DeploymentStatusFailed, api.DeploymentStatusCancelled:
+					// Register again below: Nomad decides whether that
+					// changes anything, and the watch reports the outcome.
+				default:
+					progress(fmt.Sprintf("v%d is already rolling out", d.Release))
+					return r.watch(ctx, d, dep, progress)
+				}
+			}
+		}
+		var index uint64
+		if cur != nil {
+			index = deref(cur.JobModifyIndex)
+		}
+		progress(fmt.Sprintf("registering v%d", d.Release))
+		resp, err = r.register(ctx, job, index)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, pipelines.ErrConflict) && attempt == 0 {
+			r.log.Info("job changed while registering; reading it again", "app", d.App, "err", err)
+			continue
+		}
+		return regions.Result{}, err
+	}
+
+	// Which version did that register make? Nomad keeps the version when
+	// the spec did not change, so read it back rather than guess.
+	cur, err := r.jobInfo(ctx, d.App)
+	if err != nil {
+		return regions.Result{}, err
+	}
+	if cur == nil || !carries(cur, d) || deref(cur.JobModifyIndex) < resp.JobModifyIndex {
+		return regions.Result{}, fmt.Errorf("deploy %s v%d in region %s: job changed right after it was registered: %w",
+			d.App, d.Release, r.spec.Name, pipelines.ErrConflict)
+	}
+	return r.awaitRollout(ctx, d, cur, progress)
+}
+
+// carries reports whether job runs d's release and slug, and is not stopped.
+func carries(job *api.Job, d regions.Deployment) bool {
+	return job.Meta[MetaRelease] == strconv.Itoa(d.Release) && job.Meta[MetaSlug] == d.Slug.Digest && !deref(job.Stop)
+}
+
+// deploymentOf returns the deployment of version of the job, or nil.
+func (r *Region) deploymentOf(ctx context.Context, app string, version uint64) (*api.Deployment, error) {
+	dep, _, err := r.client.Jobs().LatestDeployment(app, r.queryOpts(ctx))
+	if err != nil && !isNotFound(err) {
+		return nil, r.wrap(ctx, fmt.Sprintf("read deployment of job %q", app), err)
+	}
+	return r.pickDeployment(ctx, app, version, dep)
+}
+
+// pickDeployment returns latest if it tracks version, or, when a later
+// version already superseded it (an auto-revert does that), the deployment
+// of version from the job's list.
+func (r *Region) pickDeployment(ctx context.Context, app string, version uint64, latest *api.Deployment) (*api.Deployment, error) {
+	if latest == nil || latest.JobVersion < version {
+		return nil, nil
+	}
+	if latest.JobVersion == version {
+		return latest, nil
+	}
+	deps, _, err := r.client.Jobs().Deployments(app, false, r.queryOpts(ctx))
+	if err != nil {
+		return nil, r.wrap(ctx, fmt.Sprintf("list deployments of job %q", app), err)
+	}
+	for _, dep := range deps {
+		if dep.JobVersion == version {
+			return dep, nil
+		}
+	}
+	return nil, nil
+}
+
+// awaitRollout waits for the deployment of job's version and watches it.
+// When Nomad makes none within lookupPolls poll intervals, it also accepts
+// the version's allocations all running as success, and a failed one as
+// failure.
+func (r *Region) awaitRollout(ctx context.Context, d regions.Deployment, job *api.Job, progress func(string)) (regions.Result, error) {
+	version := deref(job.Version)
+	msg := fmt.Sprintf("waiting for Nomad to schedule v%d (job version %d)", d.Release, version)
+	progress(msg)
+	beat := func() { progress(msg) }
+	lookupUntil := time.Now().Add(lookupPolls * r.poll)
+	var index uint64
+	for {
+		latest, qm, err := blocking(r.poll, beat, func() (*api.Deployment, *api.QueryMeta, error) {
+			return r.client.Jobs().LatestDeployment(d.App, r.blockingOpts(ctx, index, r.poll))
+		})
+		if err != nil && !isNotFound(err) {
+			return regions.Result{}, r.wrap(ctx, fmt.Sprintf("read deployment of job %q", d.App), err)
+		}
+		dep, err := r.pickDeployment(ctx, d.App, version, latest)
+		if err != nil {
+			return regions.Result{}, err
+		}
+		if dep != nil {
+			return r.watch(ctx, d, dep, progress)
+		}
+		if time.Now().After(lookupUntil) {
+			done, msg2, err := r.allocsSettled(ctx, d, job)
+			if err != nil || done {
+				if done {
+					return r.result(ctx, d, nil), nil
+				}
+				return regions.Result{}, err
+			}
+			msg = msg2
+			progress(msg)
+		}
+		if index, err = r.nextIndex(ctx, index, qm); err != nil {
+			return regions.Result{}, err
+		}
+	}
+}
+
+// allocsSettled judges a version Nomad made no deployment for by its
+// allocations: done when every group runs its count, a *regions.DeployError
+// when one failed, else a progress message.
+func (r *Region) allocsSettled(ctx context.Context, d regions.Deployment, job *api.Job) (bool, string, error) {
+	allocs, _, err := r.client.Jobs().Allocations(d.App, false, r.queryOpts(ctx))
+	if err != nil {
+		return false, "", r.wrap(ctx, fmt.Sprintf("list allocations of job %q", d.App), err)
+	}
+	version := deref(job.Version)
+	running := map[string]int{}
+	var failed []*api.AllocationListStub
+	for _, a := range allocs {
+		if a.JobVersion != version || a.DesiredStatus != api.AllocDesiredStatusRun {
+			continue
+		}
+		switch a.ClientStatus {
+		case api.AllocClientStatusRunning:
+			running[a.TaskGroup]++
+		case api.AllocClientStatusFailed, api.AllocClientStatusLost:
+			failed = append(failed, a)
+		}
+	}
+	if len(failed) > 0 {
+		return false, "", r.deployError(d, "allocations failed", r.failureSummary(ctx, failed))
+	}
+	done := true
+	var parts []string
+	for _, g := range job.TaskGroups {
+		want := deref(g.Count)
+		if running[deref(g.Name)] < want {
+			done = false
+		}
+		parts = append(parts, fmt.Sprintf("%s: %d/%d running", deref(g.Name), running[deref(g.Name)], want))
+	}
+	return done, strings.Join(parts, ", "), nil
+}
+
+// watch follows dep with blocking queries until it succeeds, fails or is
+// cancelled, reporting each group's healthy count.
+func (r *Region) watch(ctx context.Context, d regions.Deployment, dep *api.Deployment, progress func(string)) (regions.Result, error) {
+	index := dep.ModifyIndex
+	for {
+		switch dep.Status {
+		case api.DeploymentStatusSuccessful:
+			progress(deploymentProgress(dep))
+			return r.result(ctx, d, dep), nil
+		case api.DeploymentStatusFailed, api.DeploymentStatusCancelled:
+			return regions.Result{}, r.deploymentFailure(ctx, d, dep)
+		}
+		msg := deploymentProgress(dep)
+		progress(msg)
+		next, qm, err := blocking(r.poll, func() { progress(msg) }, func() (*api.Deployment, *api.QueryMeta, error) {
+			return r.client.Deployments().Info(dep.ID, r.blockingOpts(ctx, index, r.wait))
+		})
+		if err != nil {
+			return regions.Result{}, r.wrap(ctx, fmt.Sprintf("watch deployment %s of job %q", shortID(dep.ID), d.App), err)
+		}
+		if index, err = r.nextIndex(ctx, index, qm); err != nil {
+			return regions.Result{}, err
+		}
+		if next != nil {
+			dep = next
+		}
+	}
+}
+
+// deploymentProgress says how far each group is, e.g. "web: 1/2 healthy".
+func deploymentProgress(dep *api.Deployment) string {
+	groups := make([]string, 0, len(dep.TaskGroups))
+	for g := range dep.TaskGroups {
+		groups = append(groups, g)
+	}
+	sort.Strings(groups)
+	parts := make([]string, 0, len(groups))
+	for _, g := range groups {
+		s := dep.TaskGroups[g]
+		p := fmt.Sprintf("%s: %d/%d healthy", g, s.HealthyAllocs, s.DesiredTotal)
+		if s.UnhealthyAllocs > 0 {
+			p += fmt.Sprintf(", %d unhealthy", s.UnhealthyAllocs)
+		}
+		parts = append(parts, p)
+	}
+	if len(parts) == 0 {
+		return "deployment " + shortID(dep.ID) + " " + dep.Status
+	}
+	return strings.Join(parts, ", ")
+}
+
+// result is the Result of a successful rollout; dep is nil when Nomad made
+// no deployment.
+func (r *Region) result(ctx context.Context, d regions.Deployment, dep *api.Deployment) regions.Result {
+	msg := fmt.Sprintf("v%d running in %s", d.Release, r.spec.Name)
+	if dep != nil {
+		msg += fmt.Sprintf(" (deployment %s)", shortID(dep.ID))
+	}
+	res := regions.Result{Message: msg}
+	if d.Formation == nil || d.Formation[pipelines.WebProcess] > 0 {
+		if _, ok := d.Procfile.Command(pipelines.WebProcess); ok {
+			res.URL = r.webURL(ctx, d.App)
+		}
+	}
+	return res
+}
+
+// deploymentFailure explains a failed or cancelled deployment.
+func (r *Region) deploymentFailure(ctx context.Context, d regions.Deployment, dep *api.Deployment) error {
+	head := dep.StatusDescription
+	if head == "" {
+		head = "deployment " + dep.Status
+	}
+	allocs, _, err := r.client.Deployments().Allocations(dep.ID, r.queryOpts(ctx))
+	if err != nil {
+		r.log.Warn("list allocations of failed deployment", "deployment", dep.ID, "err", err)
+	}
+	return r.deployError(d, head, r.failureSummary(ctx, allocs))
+}
+
+func (r *Region) deployError(d regions.Deployment, head string, lines []string) *regions.DeployError {
+	reason := head
+	if len(lines) > 0 {
+		reason += ": " + strings.Join(lines, "; ")
+	}
+	return &regions.DeployError{Region: r.spec.Name, App: d.App, Release: d.Release, Reason: reason}
+}
+
+// shortID is the first block of a UUID, as the nomad CLI shows it.
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}

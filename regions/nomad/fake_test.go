@@ -1,0 +1,307 @@
+package nomad_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+)
+
+// fakeNomad answers the slice of Nomad's HTTP API the driver uses, with
+// bodies shaped as api's types (which mirror Nomad's own) and the
+// X-Nomad-Index header blocking queries rely on.
+type fakeNomad struct {
+	t   *testing.T
+	srv *httptest.Server
+
+	// wantRegion and wantNamespace must be on every request.
+	wantRegion, wantNamespace string
+
+	mu    sync.Mutex
+	index uint64
+	jobs  map[string]*api.Job
+	// registers holds each register request body as sent.
+	registers []map[string]any
+	// registerErr, when set, answers a register instead of the fake.
+	registerErr func(n int) (code int, body string)
+	// steps are the states of the deployment the next register creates,
+	// one per blocking query; ModifyIndex is assigned at register.
+	steps      []*api.Deployment
+	deployment []*api.Deployment // created deployments, oldest first
+	// depIndexes are the ?index= values seen on /v1/deployment/<id>.
+	depIndexes []uint64
+	depAllocs  []*api.AllocationListStub
+	// jobAllocs are successive answers to /v1/job/<id>/allocations; the
+	// last one repeats.
+	jobAllocs map[string][][]*api.AllocationListStub
+	allocs    map[string]*api.Allocation
+	logs      map[string]string // "<alloc>/<task>/<stdout|stderr>"
+	services  map[string][]*api.ServiceRegistration
+	deletes   []string // request URIs of DELETEs
+	// slowWatch holds each blocking deployment query open this long, as
+	// Nomad does until something changes.
+	slowWatch time.Duration
+	requests  []string
+}
+
+func newFakeNomad(t *testing.T) *fakeNomad {
+	t.Helper()
+	f := &fakeNomad{
+		t:             t,
+		wantRegion:    "europe",
+		wantNamespace: "apps",
+		index:         100,
+		jobs:          map[string]*api.Job{},
+		jobAllocs:     map[string][][]*api.AllocationListStub{},
+		allocs:        map[string]*api.Allocation{},
+		logs:          map[string]string{},
+		services:      map[string][]*api.ServiceRegistration{},
+	}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeNomad) nextIndex() uint64 { f.index++; return f.index }
+
+func (f *fakeNomad) reply(w http.ResponseWriter, index uint64, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Nomad-Index", strconv.FormatUint(index, 10))
+	w.Header().Set("X-Nomad-LastContact", "0")
+	w.Header().Set("X-Nomad-KnownLeader", "true")
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		f.t.Errorf("encode: %v", err)
+	}
+}
+
+func fail(w http.ResponseWriter, code int, msg string) {
+	http.Error(w, msg, code)
+}
+
+func (f *fakeNomad) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	q := r.URL.Query()
+	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
+	if q.Get("region") != f.wantRegion || q.Get("namespace") != f.wantNamespace {
+		f.t.Errorf("%s %s: region=%q namespace=%q, want %q and %q on every call",
+			r.Method, r.URL.RequestURI(), q.Get("region"), q.Get("namespace"), f.wantRegion, f.wantNamespace)
+	}
+	if got := r.Header.Get("X-Nomad-Token"); got != "secret" {
+		f.t.Errorf("%s %s: X-Nomad-Token = %q", r.Method, r.URL.RequestURI(), got)
+	}
+	path := r.URL.Path
+	switch {
+	case (r.Method == http.MethodPut || r.Method == http.MethodPost) && path == "/v1/jobs":
+		f.register(w, r)
+	case r.Method == http.MethodDelete && strings.HasPrefix(path, "/v1/job/"):
+		id := strings.TrimPrefix(path, "/v1/job/")
+		f.deletes = append(f.deletes, r.URL.RequestURI())
+		if _, ok := f.jobs[id]; !ok {
+			fail(w, http.StatusNotFound, "job not found")
+			return
+		}
+		delete(f.jobs, id)
+		f.reply(w, f.nextIndex(), api.JobDeregisterResponse{EvalID: "eval-stop", JobModifyIndex: f.index})
+	case strings.HasPrefix(path, "/v1/job/") && strings.HasSuffix(path, "/deployment"):
+		id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/job/"), "/deployment")
+		var latest *api.Deployment
+		for _, d := range f.deployment {
+			if d.JobID == id {
+				latest = f.depState(d.ID, 0)
+			}
+		}
+		f.reply(w, f.index, latest)
+	case strings.HasPrefix(path, "/v1/job/") && strings.HasSuffix(path, "/deployments"):
+		id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/job/"), "/deployments")
+		var out []*api.Deployment
+		for _, d := range f.deployment {
+			if d.JobID == id {
+				out = append(out, f.depState(d.ID, 0))
+			}
+		}
+		f.reply(w, f.index, out)
+	case strings.HasPrefix(path, "/v1/job/") && strings.HasSuffix(path, "/allocations"):
+		id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/job/"), "/allocations")
+		answers := f.jobAllocs[id]
+		var out []*api.AllocationListStub
+		if len(answers) > 0 {
+			out = answers[0]
+			if len(answers) > 1 {
+				f.jobAllocs[id] = answers[1:]
+			}
+		}
+		f.reply(w, f.nextIndex(), out)
+	case strings.HasPrefix(path, "/v1/job/"):
+		id := strings.TrimPrefix(path, "/v1/job/")
+		job, ok := f.jobs[id]
+		if !ok {
+			fail(w, http.StatusNotFound, "job not found")
+			return
+		}
+		f.reply(w, deref(job.ModifyIndex), job)
+	case strings.HasPrefix(path, "/v1/deployment/allocations/"):
+		f.reply(w, f.index, f.depAllocs)
+	case strings.HasPrefix(path, "/v1/deployment/"):
+		id := strings.TrimPrefix(path, "/v1/deployment/")
+		idx, _ := strconv.ParseUint(q.Get("index"), 10, 64)
+		f.depIndexes = append(f.depIndexes, idx)
+		if idx > 0 && f.slowWatch > 0 {
+			f.mu.Unlock()
+			time.Sleep(f.slowWatch)
+			f.mu.Lock()
+		}
+		if idx > 0 && q.Get("wait") == "" {
+			f.t.Errorf("blocking query without wait: %s", r.URL.RequestURI())
+		}
+		d := f.depState(id, idx)
+		if d == nil {
+			fail(w, http.StatusNotFound, "deployment not found")
+			return
+		}
+		f.reply(w, d.ModifyIndex, d)
+	case strings.HasPrefix(path, "/v1/allocation/"):
+		a, ok := f.allocs[strings.TrimPrefix(path, "/v1/allocation/")]
+		if !ok {
+			fail(w, http.StatusNotFound, "alloc not found")
+			return
+		}
+		f.reply(w, a.ModifyIndex, a)
+	case strings.HasPrefix(path, "/v1/node/"):
+		// Make the api client read logs through the server, as it does
+		// when drover cannot reach client nodes.
+		fail(w, http.StatusNotFound, "node not found")
+	case strings.HasPrefix(path, "/v1/client/fs/logs/"):
+		alloc := strings.TrimPrefix(path, "/v1/client/fs/logs/")
+		data, ok := f.logs[alloc+"/"+q.Get("task")+"/"+q.Get("type")]
+		if !ok {
+			fail(w, http.StatusNotFound, "log not found")
+			return
+		}
+		if q.Get("origin") != api.OriginEnd || q.Get("follow") != "false" {
+			f.t.Errorf("logs query %s: want the tail, not followed", r.URL.RequestURI())
+		}
+		// Nomad streams frames; send two to exercise reassembly.
+		half := len(data) / 2
+		for i, part := range []string{data[:half], data[half:]} {
+			file := fmt.Sprintf("alloc/logs/%s.%s.0", q.Get("task"), q.Get("type"))
+			if err := json.NewEncoder(w).Encode(api.StreamFrame{Offset: int64(i * half), Data: []byte(part), File: file}); err != nil {
+				f.t.Errorf("encode frame: %v", err)
+			}
+		}
+	case strings.HasPrefix(path, "/v1/service/"):
+		f.reply(w, f.index, f.services[strings.TrimPrefix(path, "/v1/service/")])
+	default:
+		f.t.Errorf("unexpected request %s %s", r.Method, r.URL.RequestURI())
+		fail(w, http.StatusNotFound, "no such endpoint")
+	}
+}
+
+// depState is the deployment as a blocking query at index sees it: the
+// first step newer than index, or the last step when none is (the wait
+// timed out).
+func (f *fakeNomad) depState(id string, index uint64) *api.Deployment {
+	var last *api.Deployment
+	for _, d := range f.deployment {
+		if d.ID != id {
+			continue
+		}
+		last = d
+		if d.ModifyIndex > index {
+			return d
+		}
+	}
+	return last
+}
+
+func (f *fakeNomad) register(w http.ResponseWriter, r *http.Request) {
+	var raw map[string]any
+	var req api.JobRegisterRequest
+	body := new(strings.Builder)
+	if err := json.NewDecoder(r.Body).Decode(&raw); err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	data, _ := json.Marshal(raw)
+	body.Write(data)
+	if err := json.Unmarshal(data, &req); err != nil || req.Job == nil {
+		fail(w, http.StatusBadRequest, "Job must be specified")
+		return
+	}
+	f.registers = append(f.registers, raw)
+	if f.registerErr != nil {
+		if code, msg := f.registerErr(len(f.registers)); code != 0 {
+			fail(w, code, msg)
+			return
+		}
+	}
+	id := *req.Job.ID
+	cur := f.jobs[id]
+	var curIndex uint64
+	if cur != nil {
+		curIndex = deref(cur.JobModifyIndex)
+	}
+	if req.EnforceIndex && req.JobModifyIndex != curIndex {
+		fail(w, http.StatusInternalServerError, fmt.Sprintf("%s %d: job exists with conflicting job modify index: %d",
+			api.RegisterEnforceIndexErrPrefix, req.JobModifyIndex, curIndex))
+		return
+	}
+	job := req.Job
+	var version uint64
+	if cur != nil {
+		version = deref(cur.Version) + 1
+	}
+	idx := f.nextIndex()
+	job.Version, job.JobModifyIndex, job.ModifyIndex = new(version), new(idx), new(idx)
+	job.Status = new("running")
+	f.jobs[id] = job
+	for _, s := range f.steps {
+		s.JobID, s.JobVersion, s.ModifyIndex = id, version, f.nextIndex()
+		f.deployment = append(f.deployment, s)
+	}
+	f.steps = nil
+	f.reply(w, idx, api.JobRegisterResponse{EvalID: "eval-1", EvalCreateIndex: idx, JobModifyIndex: idx})
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p != nil {
+		zero = *p
+	}
+	return zero
+}
+
+func (f *fakeNomad) snapshot() (registers []map[string]any, depIndexes []uint64, deletes []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]map[string]any(nil), f.registers...), append([]uint64(nil), f.depIndexes...), append([]string(nil), f.deletes...)
+}
+
+// steps builds a deployment's successive states for web×webCount.
+func steps(id string, webCount int, states ...string) []*api.Deployment {
+	out := make([]*api.Deployment, len(states))
+	for i, st := range states {
+		healthy := 0
+		if st == api.DeploymentStatusSuccessful {
+			healthy = webCount
+		} else if i > 0 && webCount > 1 {
+			healthy = 1
+		}
+		out[i] = &api.Deployment{
+			ID:        id,
+			Namespace: "apps",
+			Status:    st,
+			TaskGroups: map[string]*api.DeploymentState{
+				"web": {DesiredTotal: webCount, PlacedAllocs: webCount, HealthyAllocs: healthy, AutoRevert: true},
+			},
+		}
+	}
+	return out
+}

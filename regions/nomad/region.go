@@ -1,0 +1,294 @@
+// Package nomad is the regions.Region that runs apps on a HashiCorp Nomad
+// region through github.com/hashicorp/nomad/api.
+//
+// Each app is one service job named after the app (see Render), each one-off
+// task a batch job "<app>-<task>-v<release>" (see RenderReleaseJob). Every
+// job carries drover's meta (MetaRelease, MetaSlug, MetaManagedBy), so the
+// region itself says which release runs, and drover refuses to overwrite a
+// job it did not make.
+//
+// Every call names its region and namespace in its own Query- or
+// WriteOptions and carries the caller's context: the shared api.Client is
+// never re-pointed with SetRegion. Deployments are watched with blocking
+// queries; Deploy reports progress at least every PollInterval meanwhile so
+// the calling activity can heartbeat.
+package nomad
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+
+	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/regions"
+)
+
+// Defaults for Options.
+const (
+	DefaultPollInterval = 2 * time.Second
+	DefaultWaitTime     = 30 * time.Second
+)
+
+// MaxTaskOutput caps TaskResult.Output; the tail is kept.
+const MaxTaskOutput = 1 << 20
+
+// Nomad's job statuses (nomad/structs.JobStatus*; the api package has no
+// constants for them).
+const (
+	jobStatusRunning = "running"
+	jobStatusDead    = "dead"
+)
+
+// Options configure a Region.
+type Options struct {
+	// Token is the Nomad ACL token, read from spec.Nomad.TokenEnv by the caller.
+	Token  string
+	Logger *slog.Logger
+	// PollInterval is how often progress is reported during a blocking
+	// query, and how long to pause when a query returns without news;
+	// default 2s.
+	PollInterval time.Duration
+	// WaitTime bounds each blocking query; default 30s.
+	WaitTime time.Duration
+	// Template is the user's job template; see Render.
+	Template *api.Job
+	// Update tunes health and failure detection; zero fields take
+	// DefaultUpdatePolicy's values.
+	Update UpdatePolicy
+}
+
+// Region runs apps in one Nomad region. It is safe for concurrent use.
+type Region struct {
+	spec   pipelines.RegionSpec
+	region string // Nomad's name for the region
+	ns     string
+	client *api.Client
+	log    *slog.Logger
+	poll   time.Duration
+	wait   time.Duration
+	tmpl   *api.Job
+	update UpdatePolicy
+}
+
+var _ regions.Region = (*Region)(nil)
+
+// New returns a Region for spec. It does not contact Nomad. It returns an
+// error matching pipelines.ErrInvalid when spec has no address or its TLS
+// files cannot be loaded.
+func New(spec pipelines.RegionSpec, opts Options) (*Region, error) {
+	n := spec.Nomad
+	if n.Address == "" {
+		return nil, fmt.Errorf("nomad region %s: address is required: %w", spec.Name, pipelines.ErrInvalid)
+	}
+	cfg := &api.Config{Address: n.Address, SecretID: opts.Token}
+	if n.CAFile != "" || n.CertFile != "" || n.KeyFile != "" {
+		cfg.TLSConfig = &api.TLSConfig{CACert: n.CAFile, ClientCert: n.CertFile, ClientKey: n.KeyFile}
+	}
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("nomad region %s: client: %v: %w", spec.Name, err, pipelines.ErrInvalid)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	if opts.WaitTime <= 0 {
+		opts.WaitTime = DefaultWaitTime
+	}
+	return &Region{
+		spec:   spec,
+		region: spec.NomadRegion(),
+		ns:     n.Namespace,
+		client: client,
+		log:    opts.Logger.With("region", spec.Name),
+		poll:   opts.PollInterval,
+		wait:   opts.WaitTime,
+		tmpl:   opts.Template,
+		update: opts.Update.withDefaults(),
+	}, nil
+}
+
+// Name is the region's key in drover.yaml.
+func (r *Region) Name() string { return r.spec.Name }
+
+// writeOpts and queryOpts name the region and namespace on every call.
+func (r *Region) writeOpts(ctx context.Context) *api.WriteOptions {
+	return (&api.WriteOptions{Region: r.region, Namespace: r.ns}).WithContext(ctx)
+}
+
+func (r *Region) queryOpts(ctx context.Context) *api.QueryOptions {
+	return (&api.QueryOptions{Region: r.region, Namespace: r.ns}).WithContext(ctx)
+}
+
+// blockingOpts is a blocking query returning once Nomad's index passes index.
+func (r *Region) blockingOpts(ctx context.Context, index uint64, wait time.Duration) *api.QueryOptions {
+	return (&api.QueryOptions{Region: r.region, Namespace: r.ns, WaitIndex: index, WaitTime: wait}).WithContext(ctx)
+}
+
+// jobInfo returns the job with that ID, or nil if there is none.
+func (r *Region) jobInfo(ctx context.Context, id string) (*api.Job, error) {
+	job, _, err := r.client.Jobs().Info(id, r.queryOpts(ctx))
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, r.wrap(ctx, fmt.Sprintf("read job %q", id), err)
+	}
+	return job, nil
+}
+
+// register registers job, new (index 0) or replacing the version whose
+// JobModifyIndex is index; a lost race is an error matching
+// pipelines.ErrConflict.
+func (r *Region) register(ctx context.Context, job *api.Job, index uint64) (*api.JobRegisterResponse, error) {
+	resp, _, err := r.client.Jobs().RegisterOpts(job,
+		&api.RegisterOptions{EnforceIndex: true, ModifyIndex: index}, r.writeOpts(ctx))
+	if err != nil {
+		return nil, r.wrap(ctx, fmt.Sprintf("register job %q", *job.ID), err)
+	}
+	if resp.Warnings != "" {
+		r.log.Warn("nomad job warnings", "job", *job.ID, "warnings", resp.Warnings)
+	}
+	return resp, nil
+}
+
+// managed reports whether drover made job.
+func managed(job *api.Job) bool { return job.Meta[MetaManagedBy] == ManagedBy }
+
+func notManaged(r *Region, id string) error {
+	return fmt.Errorf("job %q in region %s exists and was not made by drover (meta %s is not %q); rename the app or remove the job: %w",
+		id, r.spec.Name, MetaManagedBy, ManagedBy, pipelines.ErrConflict)
+}
+
+// Stop deregisters and purges the app's job. A job that does not exist is
+// not an error.
+func (r *Region) Stop(ctx context.Context, app string) error {
+	_, _, err := r.client.Jobs().Deregister(app, true, r.writeOpts(ctx))
+	if err != nil && !isNotFound(err) {
+		return r.wrap(ctx, fmt.Sprintf("stop job %q", app), err)
+	}
+	return nil
+}
+
+// Status reports the release and slug the app's job carries. An app without
+// a job is Status{} with Running false.
+func (r *Region) Status(ctx context.Context, app string) (regions.Status, error) {
+	job, err := r.jobInfo(ctx, app)
+	if err != nil || job == nil {
+		return regions.Status{}, err
+	}
+	st := regions.Status{Slug: job.Meta[MetaSlug]}
+	st.Release, _ = strconv.Atoi(job.Meta[MetaRelease])
+	st.Running = deref(job.Status) == jobStatusRunning && !deref(job.Stop)
+	if st.Running && hasWeb(job) {
+		st.URL = r.webURL(ctx, app)
+	}
+	return st, nil
+}
+
+// hasWeb reports whether job runs at least one web allocation.
+func hasWeb(job *api.Job) bool {
+	for _, g := range job.TaskGroups {
+		if deref(g.Name) == pipelines.WebProcess && deref(g.Count) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// webURL is where web answers, from Nomad's service catalog; "" when the
+// service is registered elsewhere (consul) or not at all. A lookup failure
+// is logged, not returned: the URL is a courtesy.
+func (r *Region) webURL(ctx context.Context, app string) string {
+	if p := r.spec.Nomad.ServiceProvider; p != "" && p != DefaultServiceProvider {
+		return ""
+	}
+	regs, _, err := r.client.Services().Get(WebServiceName(app), r.queryOpts(ctx))
+	if err != nil {
+		if !isNotFound(err) {
+			r.log.Warn("look up web service", "app", app, "err", err)
+		}
+		return ""
+	}
+	sort.Slice(regs, func(i, j int) bool { return regs[i].ID < regs[j].ID })
+	for _, s := range regs {
+		if s.JobID == app && s.Address != "" && s.Port != 0 {
+			return fmt.Sprintf("http://%s:%d", s.Address, s.Port)
+		}
+	}
+	return ""
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// blocking runs one blocking query, calling beat every interval until it
+// returns, so a caller heartbeats while Nomad holds the query open. beat
+// runs on the caller's goroutine.
+func blocking[T any](every time.Duration, beat func(), call func() (T, *api.QueryMeta, error)) (T, *api.QueryMeta, error) {
+	type result struct {
+		v   T
+		qm  *api.QueryMeta
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, qm, err := call()
+		ch <- result{v, qm, err}
+	}()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case res := <-ch:
+			return res.v, res.qm, res.err
+		case <-t.C:
+			beat()
+		}
+	}
+}
+
+// nextIndex is the WaitIndex after a blocking query answered at last. When
+// the index did not move (the wait timed out, or the server does not block)
+// it pauses one poll interval so the loop never spins; when it went back
+// (a new leader, a restored snapshot) it starts over, as Nomad advises.
+func (r *Region) nextIndex(ctx context.Context, prev uint64, qm *api.QueryMeta) (uint64, error) {
+	var last uint64
+	if qm != nil {
+		last = qm.LastIndex
+	}
+	if last > prev {
+		return last, nil
+	}
+	if err := sleep(ctx, r.poll); err != nil {
+		return prev, err
+	}
+	if last < prev {
+		return 0, nil
+	}
+	return prev, nil
+}

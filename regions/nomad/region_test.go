@@ -1,0 +1,462 @@
+package nomad_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+
+	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/regions"
+	"github.com/drover/drover/regions/nomad"
+)
+
+// MustRegion returns a Region on f with fast polling.
+func MustRegion(tb testing.TB, address string) *nomad.Region {
+	tb.Helper()
+	s := spec(nil)
+	s.Nomad.Address = address
+	r, err := nomad.New(s, nomad.Options{PollInterval: 5 * time.Millisecond, WaitTime: 50 * time.Millisecond, Token: "secret"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// progressLog collects Progress messages.
+type progressLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (p *progressLog) add(m string) { p.mu.Lock(); p.msgs = append(p.msgs, m); p.mu.Unlock() }
+
+func (p *progressLog) has(sub string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.msgs {
+		if strings.Contains(m, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func webService(app string) []*api.ServiceRegistration {
+	return []*api.ServiceRegistration{{
+		ID: "_nomad-task-1", ServiceName: app + "-web", Namespace: "apps", JobID: app,
+		AllocID: "a1", Address: "10.0.0.7", Port: 23456,
+	}}
+}
+
+func TestDeployNewJobSucceeds(t *testing.T) {
+	f := newFakeNomad(t)
+	f.steps = steps("d1", 2, api.DeploymentStatusRunning, api.DeploymentStatusRunning, api.DeploymentStatusRunning, api.DeploymentStatusSuccessful)
+	f.services["hello-web"] = webService("hello")
+	r := MustRegion(t, f.srv.URL)
+	var p progressLog
+	d := deployment(pipelines.Formation{"web": 2, "worker": 0})
+	d.Progress = p.add
+
+	res, err := r.Deploy(ctx(t), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.URL != "http://10.0.0.7:23456" {
+		t.Errorf("URL = %q", res.URL)
+	}
+	regs, idx, _ := f.snapshot()
+	if len(regs) != 1 {
+		t.Fatalf("registers = %d, want 1", len(regs))
+	}
+	if regs[0]["EnforceIndex"] != true {
+		t.Errorf("EnforceIndex = %v, want true", regs[0]["EnforceIndex"])
+	}
+	if mi, ok := regs[0]["JobModifyIndex"]; ok && mi != float64(0) {
+		t.Errorf("JobModifyIndex = %v, want 0 for a new job", mi)
+	}
+	job := regs[0]["Job"].(map[string]any)
+	if job["ID"] != "hello" || job["Region"] != "europe" || job["Namespace"] != "apps" {
+		t.Errorf("job = %v/%v/%v", job["ID"], job["Region"], job["Namespace"])
+	}
+	// Blocking queries: each asks for news after the index it last saw.
+	if len(idx) < 3 {
+		t.Fatalf("deployment queries = %v, want one per state", idx)
+	}
+	for i := 1; i < len(idx); i++ {
+		if idx[i] <= idx[i-1] {
+			t.Errorf("?index= values %v do not increase", idx)
+			break
+		}
+	}
+	if !p.has("web: 1/2 healthy") || !p.has("web: 2/2 healthy") {
+		t.Errorf("progress = %q", p.msgs)
+	}
+}
+
+func TestDeployFailureSaysWhy(t *testing.T) {
+	f := newFakeNomad(t)
+	f.steps = steps("d1", 1, api.DeploymentStatusRunning, api.DeploymentStatusFailed)
+	f.steps[1].StatusDescription = "Failed due to unhealthy allocations - rolling back to job version 3"
+	f.depAllocs = []*api.AllocationListStub{
+		{
+			ID: "a-web", NodeID: "n1", Namespace: "apps", JobID: "hello", TaskGroup: "web",
+			DesiredStatus: api.AllocDesiredStatusRun, ClientStatus: api.AllocClientStatusFailed,
+			DeploymentStatus: &api.AllocDeploymentStatus{Healthy: new(false)},
+			TaskStates: map[string]*api.TaskState{"web": {State: "dead", Failed: true, Events: []*api.TaskEvent{
+				{Type: api.TaskReceived, DisplayMessage: "Task received by client"},
+				{Type: api.TaskStarted, DisplayMessage: "Task started by client"},
+				{Type: api.TaskTerminated, DisplayMessage: "Exit Code: 1", ExitCode: 1, Details: map[string]string{"exit_code": "1"}},
+				{Type: api.TaskNotRestarting, DisplayMessage: `Exceeded allowed attempts 1 in interval 30s and mode is "fail"`},
+			}}},
+		},
+		{
+			ID: "a-worker", NodeID: "n1", Namespace: "apps", JobID: "hello", TaskGroup: "worker",
+			DesiredStatus: api.AllocDesiredStatusRun, ClientStatus: api.AllocClientStatusFailed,
+			TaskStates: map[string]*api.TaskState{"worker": {State: "dead", Failed: true, Events: []*api.TaskEvent{
+				{Type: api.TaskReceived, DisplayMessage: "Task received by client"},
+				{Type: api.TaskArtifactDownloadFailed, DisplayMessage: "checksum mismatch"},
+			}}},
+		},
+		{ // healthy: not part of the story
+			ID: "a-web-ok", TaskGroup: "web", ClientStatus: api.AllocClientStatusRunning,
+			DeploymentStatus: &api.AllocDeploymentStatus{Healthy: new(true)},
+		},
+	}
+	f.logs["a-web/web/stderr"] = "booting\nlisten tcp: address already in use\n"
+	r := MustRegion(t, f.srv.URL)
+
+	_, err := r.Deploy(ctx(t), deployment(pipelines.Formation{"web": 1, "worker": 1}))
+	var de *regions.DeployError
+	if !errors.As(err, &de) {
+		t.Fatalf("err = %v, want *regions.DeployError", err)
+	}
+	for _, want := range []string{
+		"rolling back to job version 3",
+		"web: exit code 1: listen tcp: address already in use",
+		"worker: Failed Artifact Download: checksum mismatch",
+	} {
+		if !strings.Contains(de.Reason, want) {
+			t.Errorf("reason %q lacks %q", de.Reason, want)
+		}
+	}
+	t.Logf("reason: %s", de.Reason)
+	if de.Region != "eu" || de.App != "hello" || de.Release != 7 {
+		t.Errorf("DeployError = %+v", de)
+	}
+}
+
+func TestDeployHeartbeatsDuringBlockingQueries(t *testing.T) {
+	f := newFakeNomad(t)
+	f.steps = steps("d1", 1, api.DeploymentStatusRunning, api.DeploymentStatusSuccessful)
+	f.slowWatch = 60 * time.Millisecond
+	r := MustRegion(t, f.srv.URL) // PollInterval 5ms
+	var p progressLog
+	d := deployment(pipelines.Formation{"web": 1})
+	d.Progress = p.add
+	if _, err := r.Deploy(ctx(t), d); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, m := range p.msgs {
+		if m == "web: 0/1 healthy" {
+			n++
+		}
+	}
+	if n < 4 {
+		t.Errorf("progress while one 60ms query was open: %d calls, want one per 5ms poll interval; all: %q", n, p.msgs)
+	}
+}
+
+func TestDeployIsIdempotent(t *testing.T) {
+	f := newFakeNomad(t)
+	job, err := nomad.Render(nomad.JobInput{Spec: spec(nil), Deployment: deployment(pipelines.Formation{"web": 1})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Version, job.JobModifyIndex, job.ModifyIndex, job.Status = new(uint64(3)), new(uint64(50)), new(uint64(55)), new("running")
+	f.jobs["hello"] = job
+	f.deployment = []*api.Deployment{{ID: "d3", JobID: "hello", JobVersion: 3, Status: api.DeploymentStatusSuccessful, ModifyIndex: 56}}
+	f.services["hello-web"] = webService("hello")
+	r := MustRegion(t, f.srv.URL)
+
+	res, err := r.Deploy(ctx(t), deployment(pipelines.Formation{"web": 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if regs, _, _ := f.snapshot(); len(regs) != 0 {
+		t.Errorf("registered %d times; the release already runs", len(regs))
+	}
+	if res.URL != "http://10.0.0.7:23456" {
+		t.Errorf("URL = %q", res.URL)
+	}
+}
+
+func TestDeployUpdatesWithModifyIndex(t *testing.T) {
+	f := newFakeNomad(t)
+	old, _ := nomad.Render(nomad.JobInput{Spec: spec(nil), Deployment: deployment(nil)})
+	old.Meta[nomad.MetaRelease] = "6"
+	old.Version, old.JobModifyIndex, old.ModifyIndex = new(uint64(2)), new(uint64(42)), new(uint64(42))
+	f.jobs["hello"] = old
+	f.steps = steps("d2", 1, api.DeploymentStatusSuccessful)
+	r := MustRegion(t, f.srv.URL)
+	if _, err := r.Deploy(ctx(t), deployment(nil)); err != nil {
+		t.Fatal(err)
+	}
+	regs, _, _ := f.snapshot()
+	if len(regs) != 1 || regs[0]["JobModifyIndex"] != float64(42) {
+		t.Errorf("register JobModifyIndex = %v, want the current job's 42", regs[0]["JobModifyIndex"])
+	}
+}
+
+func TestDeployWithoutDeployment(t *testing.T) {
+	// Every process scaled to zero: Nomad makes no deployment, and that is
+	// success once nothing of the version needs to run.
+	f := newFakeNomad(t)
+	r := MustRegion(t, f.srv.URL)
+	res, err := r.Deploy(ctx(t), deployment(pipelines.Formation{"web": 0, "worker": 0}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.URL != "" {
+		t.Errorf("URL = %q for a stopped web", res.URL)
+	}
+}
+
+func TestDeployErrors(t *testing.T) {
+	closed := closedAddress()
+	tests := []struct {
+		name      string
+		setup     func(f *fakeNomad) string // returns the address to use
+		d         func() regions.Deployment
+		want      error
+		registers int
+	}{
+		{
+			name: "index conflict twice",
+			setup: func(f *fakeNomad) string {
+				f.registerErr = func(int) (int, string) {
+					return http.StatusInternalServerError, api.RegisterEnforceIndexErrPrefix + " 0: job exists with conflicting job modify index: 77"
+				}
+				return f.srv.URL
+			},
+			want:      pipelines.ErrConflict,
+			registers: 2,
+		},
+		{
+			name: "job spec rejected with 400",
+			setup: func(f *fakeNomad) string {
+				f.registerErr = func(int) (int, string) {
+					return http.StatusBadRequest, "1 error occurred:\n\t* Task group web validation failed: invalid port label"
+				}
+				return f.srv.URL
+			},
+			want:      pipelines.ErrInvalid,
+			registers: 1,
+		},
+		{
+			name: "job spec rejected by server validation",
+			setup: func(f *fakeNomad) string {
+				f.registerErr = func(int) (int, string) {
+					return http.StatusInternalServerError, "1 error occurred:\n\t* Task group web validation failed: 1 error occurred:\n\t* Missing network"
+				}
+				return f.srv.URL
+			},
+			want:      pipelines.ErrInvalid,
+			registers: 1,
+		},
+		{
+			name: "no leader",
+			setup: func(f *fakeNomad) string {
+				f.registerErr = func(int) (int, string) { return http.StatusInternalServerError, "No cluster leader" }
+				return f.srv.URL
+			},
+			want:      regions.ErrUnavailable,
+			registers: 1,
+		},
+		{
+			name:  "unreachable region",
+			setup: func(*fakeNomad) string { return closed },
+			want:  regions.ErrUnavailable,
+		},
+		{
+			name: "job not made by drover",
+			setup: func(f *fakeNomad) string {
+				f.jobs["hello"] = &api.Job{ID: new("hello"), Meta: map[string]string{"owner": "someone"}, JobModifyIndex: new(uint64(9))}
+				return f.srv.URL
+			},
+			want: pipelines.ErrConflict,
+		},
+		{
+			name:  "slug without URL",
+			setup: func(f *fakeNomad) string { return f.srv.URL },
+			d: func() regions.Deployment {
+				d := deployment(nil)
+				d.Slug.URL = ""
+				return d
+			},
+			want: pipelines.ErrInvalid,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeNomad(t)
+			r := MustRegion(t, tt.setup(f))
+			d := deployment(nil)
+			if tt.d != nil {
+				d = tt.d()
+			}
+			_, err := r.Deploy(ctx(t), d)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			var de *regions.DeployError
+			if errors.As(err, &de) {
+				t.Errorf("err is a DeployError; it should not be: %v", err)
+			}
+			if regs, _, _ := f.snapshot(); len(regs) != tt.registers {
+				t.Errorf("registers = %d, want %d", len(regs), tt.registers)
+			}
+		})
+	}
+}
+
+// closedAddress returns the address of a server that no longer listens.
+func closedAddress() string {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close()
+	return srv.URL
+}
+
+func TestStop(t *testing.T) {
+	for _, exists := range []bool{true, false} {
+		t.Run(map[bool]string{true: "running", false: "missing"}[exists], func(t *testing.T) {
+			f := newFakeNomad(t)
+			if exists {
+				f.jobs["hello"] = &api.Job{ID: new("hello")}
+			}
+			r := MustRegion(t, f.srv.URL)
+			if err := r.Stop(ctx(t), "hello"); err != nil {
+				t.Fatal(err)
+			}
+			_, _, deletes := f.snapshot()
+			if len(deletes) != 1 || !strings.Contains(deletes[0], "purge=true") {
+				t.Errorf("deletes = %v, want one purge", deletes)
+			}
+		})
+	}
+}
+
+func TestRunTask(t *testing.T) {
+	terminated := func(code int) *api.TaskState {
+		return &api.TaskState{State: "dead", Failed: code != 0, Events: []*api.TaskEvent{
+			{Type: api.TaskStarted, DisplayMessage: "Task started by client"},
+			{Type: api.TaskTerminated, DisplayMessage: "Exit Code: " + string(rune('0'+code)), ExitCode: code},
+		}}
+	}
+	tests := []struct {
+		name     string
+		exists   bool
+		status   string
+		code     int
+		wantRegs int
+	}{
+		{"exit 0", false, api.AllocClientStatusComplete, 0, 1},
+		{"exit 3", false, api.AllocClientStatusFailed, 3, 1},
+		{"already finished", true, api.AllocClientStatusComplete, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeNomad(t)
+			id := "hello-release-v7"
+			if tt.exists {
+				f.jobs[id] = &api.Job{ID: new(id), Status: new("dead"), JobModifyIndex: new(uint64(5)),
+					Meta: map[string]string{nomad.MetaManagedBy: nomad.ManagedBy}}
+			}
+			running := &api.AllocationListStub{ID: "t1", NodeID: "n1", JobID: id, TaskGroup: "release", ClientStatus: api.AllocClientStatusRunning, CreateIndex: 200}
+			done := *running
+			done.ClientStatus = tt.status
+			f.jobAllocs[id] = [][]*api.AllocationListStub{nil, {running}, {&done}}
+			if tt.exists {
+				f.jobAllocs[id] = [][]*api.AllocationListStub{{&done}}
+			}
+			f.allocs["t1"] = &api.Allocation{ID: "t1", NodeID: "n1", Namespace: "apps", JobID: id, TaskGroup: "release",
+				ClientStatus: tt.status, TaskStates: map[string]*api.TaskState{"release": terminated(tt.code)}}
+			f.logs["t1/release/stdout"] = "migrated 3 tables\n"
+			f.logs["t1/release/stderr"] = "warning: slow\n"
+			r := MustRegion(t, f.srv.URL)
+
+			res, err := r.RunTask(ctx(t), regions.Task{App: "hello", Release: 7, Name: "release",
+				Slug: deployment(nil).Slug, Command: "./migrate", Env: map[string]string{"A": "b"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.ExitCode != tt.code || res.Output != "migrated 3 tables\nwarning: slow\n" {
+				t.Errorf("result = %+v", res)
+			}
+			regs, _, _ := f.snapshot()
+			if len(regs) != tt.wantRegs {
+				t.Fatalf("registers = %d, want %d", len(regs), tt.wantRegs)
+			}
+			if tt.wantRegs > 0 {
+				job := regs[0]["Job"].(map[string]any)
+				if job["ID"] != id || job["Type"] != "batch" {
+					t.Errorf("task job = %v %v", job["ID"], job["Type"])
+				}
+			}
+		})
+	}
+}
+
+func TestRunTaskThatNeverRanIsPurged(t *testing.T) {
+	f := newFakeNomad(t)
+	id := "hello-release-v7"
+	f.jobAllocs[id] = [][]*api.AllocationListStub{{{ID: "t1", JobID: id, ClientStatus: api.AllocClientStatusFailed}}}
+	f.allocs["t1"] = &api.Allocation{ID: "t1", ClientStatus: api.AllocClientStatusFailed, TaskStates: map[string]*api.TaskState{
+		"release": {State: "dead", Failed: true, Events: []*api.TaskEvent{{Type: api.TaskDriverFailure, DisplayMessage: "failed to launch command with executor"}}},
+	}}
+	r := MustRegion(t, f.srv.URL)
+	_, err := r.RunTask(ctx(t), regions.Task{App: "hello", Release: 7, Name: "release", Slug: deployment(nil).Slug, Command: "./migrate"})
+	if err == nil || !strings.Contains(err.Error(), "failed to launch command") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, _, deletes := f.snapshot(); !slices.ContainsFunc(deletes, func(s string) bool { return strings.Contains(s, id) && strings.Contains(s, "purge=true") }) {
+		t.Errorf("deletes = %v, want the task job purged so a retry runs it", deletes)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	f := newFakeNomad(t)
+	job, _ := nomad.Render(nomad.JobInput{Spec: spec(nil), Deployment: deployment(nil)})
+	job.Status = new("running")
+	f.jobs["hello"] = job
+	f.services["hello-web"] = webService("hello")
+	r := MustRegion(t, f.srv.URL)
+
+	got, err := r.Status(ctx(t), "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := regions.Status{Release: 7, Slug: digest, URL: "http://10.0.0.7:23456", Running: true}
+	if got != want {
+		t.Errorf("Status = %+v, want %+v", got, want)
+	}
+	if got, err := r.Status(ctx(t), "nope"); err != nil || got != (regions.Status{}) {
+		t.Errorf("Status of a missing app = %+v, %v", got, err)
+	}
+}

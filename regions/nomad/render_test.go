@@ -1,0 +1,199 @@
+package nomad_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+
+	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/regions"
+	"github.com/drover/drover/regions/nomad"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/golden files")
+
+const digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+func spec(mod func(*pipelines.RegionSpec)) pipelines.RegionSpec {
+	s := pipelines.RegionSpec{
+		Name:   "eu",
+		Driver: pipelines.DriverNomad,
+		Nomad: pipelines.NomadSpec{
+			Address:     "http://127.0.0.1:4646",
+			Region:      "europe",
+			Namespace:   "apps",
+			Datacenters: []string{"fra1", "ams1"},
+			NodePool:    "web",
+		},
+	}
+	if mod != nil {
+		mod(&s)
+	}
+	return s
+}
+
+func deployment(formation pipelines.Formation) regions.Deployment {
+	return regions.Deployment{
+		App:     "hello",
+		Release: 7,
+		Slug:    regions.Slug{Digest: digest, URL: "http://drover.internal:8080/slugs/" + digest + ".tar.gz"},
+		Procfile: pipelines.Procfile{
+			{Type: "release", Command: "./migrate"},
+			{Type: "web", Command: "bin/server --port $PORT"},
+			{Type: "worker", Command: "bin/worker"},
+		},
+		Formation: formation,
+		Env:       map[string]string{"DATABASE_URL": "postgres://db/hello", "PORT": "1"},
+	}
+}
+
+// MustReadTemplate reads a user job template in Nomad's JSON job form.
+func MustReadTemplate(tb testing.TB, name string) *api.Job {
+	tb.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var job api.Job
+	if err := json.Unmarshal(data, &job); err != nil {
+		tb.Fatal(err)
+	}
+	return &job
+}
+
+func TestRenderGolden(t *testing.T) {
+	tmpl := MustReadTemplate(t, "template.json")
+	tmplBefore, _ := json.Marshal(tmpl)
+	tests := []struct {
+		name   string
+		render func() (*api.Job, error)
+	}{
+		{"web-worker", func() (*api.Job, error) {
+			in := nomad.JobInput{Spec: spec(nil), Deployment: deployment(pipelines.Formation{"web": 2, "worker": 1}), Commit: "0123abc"}
+			return nomad.Render(in)
+		}},
+		{"raw-exec-consul", func() (*api.Job, error) {
+			s := spec(func(s *pipelines.RegionSpec) {
+				s.Nomad = pipelines.NomadSpec{Address: "http://127.0.0.1:4646", TaskDriver: "raw_exec", ServiceProvider: "consul"}
+			})
+			return nomad.Render(nomad.JobInput{Spec: s, Deployment: deployment(nil)})
+		}},
+		{"template", func() (*api.Job, error) {
+			in := nomad.JobInput{Spec: spec(nil), Deployment: deployment(pipelines.Formation{"web": 1, "worker": 1}), Template: tmpl}
+			return nomad.Render(in)
+		}},
+		{"worker-scaled-to-zero", func() (*api.Job, error) {
+			in := nomad.JobInput{Spec: spec(nil), Deployment: deployment(pipelines.Formation{"web": 1, "worker": 0})}
+			return nomad.Render(in)
+		}},
+		{"release", func() (*api.Job, error) {
+			in := nomad.JobInput{Spec: spec(nil), Deployment: deployment(nil), Commit: "0123abc",
+				Update: nomad.UpdatePolicy{RestartDelay: time.Second}}
+			return nomad.RenderReleaseJob(in, "./migrate"), nil
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			job, err := tt.render()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := json.MarshalIndent(job, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			path := filepath.Join("testdata", "golden", tt.name+".json")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs from the rendered job (go test -update rewrites it); got:\n%s", path, got)
+			}
+		})
+	}
+	if after, _ := json.Marshal(tmpl); !bytes.Equal(tmplBefore, after) {
+		t.Error("Render modified the template")
+	}
+}
+
+func TestRenderShape(t *testing.T) {
+	job, err := nomad.Render(nomad.JobInput{Spec: spec(nil), Deployment: deployment(pipelines.Formation{"web": 2, "worker": 0})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *job.ID != "hello" || *job.Region != "europe" || *job.Namespace != "apps" || *job.Type != api.JobTypeService {
+		t.Errorf("job = %s/%s/%s/%s", *job.ID, *job.Region, *job.Namespace, *job.Type)
+	}
+	if got := job.Meta[nomad.MetaManagedBy]; got != "drover" {
+		t.Errorf("managed-by meta = %q", got)
+	}
+	if len(job.TaskGroups) != 2 {
+		t.Fatalf("groups = %d, want web and worker (release is not a service)", len(job.TaskGroups))
+	}
+	web, worker := job.TaskGroups[0], job.TaskGroups[1]
+	if *web.Name != "web" || *web.Count != 2 || *worker.Name != "worker" || *worker.Count != 0 {
+		t.Errorf("groups = %s×%d, %s×%d", *web.Name, *web.Count, *worker.Name, *worker.Count)
+	}
+	if got := web.Tasks[0].Env["PORT"]; got != "${NOMAD_PORT_http}" {
+		t.Errorf("web PORT = %q: config vars must not override it", got)
+	}
+	if _, ok := worker.Tasks[0].Env["PORT"]; !ok {
+		// worker keeps the config var PORT: only web's is drover's
+		t.Error("worker lost config var PORT")
+	}
+	if *web.Update.HealthCheck != "checks" || *worker.Update.HealthCheck != "task_states" {
+		t.Errorf("health checks = %s, %s", *web.Update.HealthCheck, *worker.Update.HealthCheck)
+	}
+	if *web.Update.ProgressDeadline > time.Minute {
+		t.Errorf("progress deadline %v: a broken release must fail within about a minute", *web.Update.ProgressDeadline)
+	}
+}
+
+func TestRenderInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*regions.Deployment)
+	}{
+		{"no slug URL", func(d *regions.Deployment) { d.Slug.URL = "" }},
+		{"no digest", func(d *regions.Deployment) { d.Slug.Digest = "" }},
+		{"bad app name", func(d *regions.Deployment) { d.App = "Hello_World" }},
+		{"no release", func(d *regions.Deployment) { d.Release = 0 }},
+		{"only release process", func(d *regions.Deployment) {
+			d.Procfile = pipelines.Procfile{{Type: "release", Command: "./migrate"}}
+		}},
+		{"formation runs unknown type", func(d *regions.Deployment) { d.Formation = pipelines.Formation{"web": 1, "clock": 1} }},
+		{"formation scales release", func(d *regions.Deployment) { d.Formation = pipelines.Formation{"release": 1} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := deployment(pipelines.Formation{"web": 1})
+			tt.mod(&d)
+			_, err := nomad.Render(nomad.JobInput{Spec: spec(nil), Deployment: d})
+			if !errors.Is(err, pipelines.ErrInvalid) {
+				t.Errorf("err = %v, want ErrInvalid", err)
+			}
+		})
+	}
+	// A type the Procfile lacks at count 0 is harmless (a removed process).
+	d := deployment(pipelines.Formation{"web": 1, "clock": 0})
+	if _, err := nomad.Render(nomad.JobInput{Spec: spec(nil), Deployment: d}); err != nil {
+		t.Errorf("count-0 unknown type: %v", err)
+	}
+}
