@@ -26,6 +26,7 @@ import (
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
 	"github.com/drover/drover/regions/local"
+	"github.com/drover/drover/regions/nomad"
 	"github.com/drover/drover/webhooks"
 	"github.com/drover/drover/workflows"
 )
@@ -112,7 +113,8 @@ type Dev struct {
 	client       client.Client
 	worker       worker.Worker
 	http         *http.Server
-	regions      map[string]*local.Region
+	regions      regionSet
+	locals       map[string]*local.Region
 	secretSource string
 }
 
@@ -153,24 +155,27 @@ func (d *Dev) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.regions = map[string]*local.Region{}
-	for name, spec := range cfg.Regions {
-		if spec.Driver != pipelines.DriverLocal {
-			return &hintError{err: fmt.Errorf("%s: regions.%s: drover dev runs only %s regions so far", cfg.File, name, pipelines.DriverLocal),
-				hint: "use driver: local for drover dev"}
-		}
-		r, err := local.New(local.Options{Name: name, Dir: filepath.Join(data, "regions", name), Logger: d.Logger.With("region", name), Unpack: slugs.Unpack})
-		if err != nil {
-			return fmt.Errorf("region %s: %w", name, err)
-		}
-		d.regions[name] = r
+	if err := d.openRegions(); err != nil {
+		return err
 	}
 	acts := &workflows.Activities{
 		Store:   d.store,
 		Builder: &slugs.Builder{Store: artifacts, WorkDir: filepath.Join(data, "builds"), Logger: d.Logger},
 		Slugs:   artifacts,
-		Regions: regionSet(d.regions),
+		Regions: d.regions,
 		Logger:  d.Logger,
+		// Nomad clients fetch slugs from drover over HTTP: from the
+		// region's slug_url, else from drover's own listen address.
+		SlugBaseURL: func(region string) string {
+			spec := cfg.Regions[region]
+			if spec.Driver != pipelines.DriverNomad {
+				return ""
+			}
+			if spec.Nomad.SlugURL != "" {
+				return spec.Nomad.SlugURL
+			}
+			return "http://" + d.HTTPAddr
+		},
 	}
 	if env := cfg.GitHub.TokenEnv; env != "" {
 		if acts.GitToken = os.Getenv(env); acts.GitToken == "" {
@@ -246,7 +251,7 @@ func (d *Dev) reconcile(ctx context.Context, acts *workflows.Activities) error {
 			want[region] = append(want[region], dep)
 		}
 	}
-	for name, r := range d.regions {
+	for name, r := range d.locals {
 		// An app that cannot come back must not keep the others, or
 		// drover itself, down: say so and carry on.
 		if err := r.Reconcile(ctx, want[name]); err != nil {
@@ -287,7 +292,7 @@ func (d *Dev) Close() {
 	if d.temporal != nil {
 		d.temporal.Stop()
 	}
-	for _, r := range d.regions {
+	for _, r := range d.locals {
 		r.Close(true)
 	}
 	if d.store != nil {
@@ -295,7 +300,38 @@ func (d *Dev) Close() {
 	}
 }
 
-type regionSet map[string]*local.Region
+// openRegions opens every region of the config: local ones under the data
+// dir, Nomad ones through their API.
+func (d *Dev) openRegions() error {
+	d.regions, d.locals = regionSet{}, map[string]*local.Region{}
+	for name, spec := range d.Config.Regions {
+		log := d.Logger.With("region", name)
+		switch spec.Driver {
+		case pipelines.DriverLocal:
+			r, err := local.New(local.Options{Name: name, Dir: filepath.Join(d.DataDir, "regions", name), Logger: log, Unpack: slugs.Unpack})
+			if err != nil {
+				return fmt.Errorf("region %s: %w", name, err)
+			}
+			d.regions[name], d.locals[name] = r, r
+		case pipelines.DriverNomad:
+			token := ""
+			if env := spec.Nomad.TokenEnv; env != "" {
+				if token = os.Getenv(env); token == "" {
+					log.Warn("token_env names an empty variable; calling Nomad without a token", "variable", env)
+				}
+			}
+			r, err := nomad.New(spec, nomad.Options{Token: token, Logger: log})
+			if err != nil {
+				return fmt.Errorf("region %s: %w", name, err)
+			}
+			d.regions[name] = r
+		}
+	}
+	return nil
+}
+
+// regionSet finds regions by name for the activities.
+type regionSet map[string]regions.Region
 
 func (s regionSet) Region(name string) (regions.Region, error) {
 	r, ok := s[name]

@@ -589,3 +589,52 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 		t.Fatalf("%d web processes left after drover dev stopped", n)
 	}
 }
+
+// TestE2ENomadRegion pushes to a stage whose first region is a real Nomad
+// agent (NOMAD_ADDR, e.g. `nomad agent -dev`) and whose second is local:
+// the release phase runs as a Nomad batch job, and the app answers in both.
+func TestE2ENomadRegion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end; skipped by -short")
+	}
+	addr := os.Getenv("NOMAD_ADDR")
+	if addr == "" {
+		t.Skip("NOMAD_ADDR is not set: drover dev against a real Nomad agent was not tested (start `nomad agent -dev` and set NOMAD_ADDR)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	t.Setenv(secretEnv, "e2e-secret")
+	app := fmt.Sprintf("hello-e2e-%d", time.Now().Unix()%100000)
+	config := filepath.Join(t.TempDir(), "drover.yaml")
+	os.WriteFile(config, []byte(fmt.Sprintf(`github: { webhook_secret_env: %s }
+regions:
+  nomad-dev: { driver: nomad, address: %q, region: global }
+  local-a: { driver: local }
+pipelines:
+  hello:
+    repo: octo-org/hello
+    stages:
+      staging: { app: %s, branch: main, regions: [nomad-dev, local-a] }
+`, secretEnv, addr, app)), 0o644)
+	d, s := startDev(t, ctx, config, t.TempDir())
+	defer d.Close()
+	defer d.regions["nomad-dev"].Stop(context.Background(), app)
+
+	repo := newGitRepo(t)
+	c1 := repo.commit("from nomad", "web: bin/web\nrelease: echo migrating $DROVER_RELEASE in $DROVER_REGION\n")
+	if code, body := s.push(ctx, "d-1", pushPayload(t, repo.dir, c1)); code != http.StatusAccepted {
+		t.Fatalf("push: %d %s", code, body)
+	}
+	v1 := s.waitRelease(ctx, app, 1)
+	if v1.Status != pipelines.ReleaseSucceeded {
+		t.Fatalf("v1 = %s: %s", v1.Status, v1.Reason)
+	}
+	if !strings.Contains(v1.Output, "migrating v1 in nomad-dev") {
+		t.Fatalf("release phase output = %q, want it from the Nomad batch job", v1.Output)
+	}
+	s.answersEverywhere(ctx, app, 2, "from nomad from "+app+" v1")
+	st, err := d.regions["nomad-dev"].Status(ctx, app)
+	if err != nil || st.Release != 1 || st.Slug != v1.Slug {
+		t.Fatalf("nomad status = %+v, %v", st, err)
+	}
+}

@@ -20,7 +20,8 @@ import (
 // test it with errors.Is:
 //
 //   - a register that lost the EnforceIndex race, or a 409: pipelines.ErrConflict;
-//   - a 400 or 422, or a job Nomad's validation rejected: pipelines.ErrInvalid
+//   - a region Nomad does not know ("No path to region"), a 400 or 422, or
+//     a job Nomad's validation rejected: pipelines.ErrInvalid
 //     (Nomad answers server-side job validation errors with a 500 whose body
 //     says "validation failed");
 //   - a 404: pipelines.ErrNotFound;
@@ -39,6 +40,10 @@ func (r *Region) wrap(ctx context.Context, what string, err error) error {
 		code, body := ue.StatusCode(), ue.Body()
 		var kind error
 		switch {
+		case strings.Contains(body, "No path to region"):
+			// A wrong region name never fixes itself: say what to change.
+			return fmt.Errorf("%s: Nomad at %s knows no region %q; set region: to Nomad's name for it in drover.yaml (nomad agent -dev calls its region global): %w",
+				prefix, r.spec.Nomad.Address, r.spec.NomadRegion(), pipelines.ErrInvalid)
 		case strings.Contains(body, api.RegisterEnforceIndexErrPrefix), code == http.StatusConflict:
 			kind = pipelines.ErrConflict
 		case code == http.StatusBadRequest, code == http.StatusUnprocessableEntity,

@@ -101,6 +101,14 @@ func (f *fakeNomad) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case (r.Method == http.MethodPut || r.Method == http.MethodPost) && path == "/v1/jobs":
 		f.register(w, r)
+	case r.Method == http.MethodGet && path == "/v1/jobs":
+		stubs := []*api.JobListStub{}
+		for id, job := range f.jobs {
+			if strings.HasPrefix(id, q.Get("prefix")) {
+				stubs = append(stubs, &api.JobListStub{ID: id, Type: deref(job.Type)})
+			}
+		}
+		f.reply(w, f.index, stubs)
 	case r.Method == http.MethodDelete && strings.HasPrefix(path, "/v1/job/"):
 		id := strings.TrimPrefix(path, "/v1/job/")
 		f.deletes = append(f.deletes, r.URL.RequestURI())

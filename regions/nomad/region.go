@@ -18,8 +18,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
@@ -174,8 +176,33 @@ func (r *Region) Stop(ctx context.Context, app string) error {
 	if err != nil && !isNotFound(err) {
 		return r.wrap(ctx, fmt.Sprintf("stop job %q", app), err)
 	}
+	// The app's one-off task jobs (<app>-release-v7, ...) go too, so a
+	// destroyed app leaves nothing behind. The ID prefix also matches other
+	// apps ("hello-" and "hello-staging"), so ownership is read from each
+	// job's meta before it is purged.
+	q := r.queryOpts(ctx)
+	q.Prefix = app + "-"
+	stubs, _, err := r.client.Jobs().List(q)
+	if err != nil {
+		return r.wrap(ctx, fmt.Sprintf("list task jobs of %q", app), err)
+	}
+	for _, stub := range stubs {
+		if !taskJobRE.MatchString(strings.TrimPrefix(stub.ID, app+"-")) {
+			continue
+		}
+		job, err := r.jobInfo(ctx, stub.ID)
+		if err != nil || job == nil || !managed(job) || job.Meta[MetaApp] != app {
+			continue
+		}
+		if _, _, err := r.client.Jobs().Deregister(stub.ID, true, r.writeOpts(ctx)); err != nil && !isNotFound(err) {
+			return r.wrap(ctx, fmt.Sprintf("purge task job %q", stub.ID), err)
+		}
+	}
 	return nil
 }
+
+// taskJobRE matches what TaskJobID appends to the app's name.
+var taskJobRE = regexp.MustCompile(`^[a-z0-9_-]+-v[0-9]+$`)
 
 // Status reports the release and slug the app's job carries. An app without
 // a job is Status{} with Running false.

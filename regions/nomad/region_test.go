@@ -290,6 +290,15 @@ func TestDeployErrors(t *testing.T) {
 			registers: 1,
 		},
 		{
+			name: "region Nomad does not know",
+			setup: func(f *fakeNomad) string {
+				f.registerErr = func(int) (int, string) { return http.StatusInternalServerError, "No path to region" }
+				return f.srv.URL
+			},
+			want:      pipelines.ErrInvalid,
+			registers: 1,
+		},
+		{
 			name:  "unreachable region",
 			setup: func(*fakeNomad) string { return closed },
 			want:  regions.ErrUnavailable,
@@ -347,16 +356,34 @@ func TestStop(t *testing.T) {
 	for _, exists := range []bool{true, false} {
 		t.Run(map[bool]string{true: "running", false: "missing"}[exists], func(t *testing.T) {
 			f := newFakeNomad(t)
+			owned := func(app string) map[string]string {
+				return map[string]string{nomad.MetaApp: app, nomad.MetaManagedBy: nomad.ManagedBy}
+			}
 			if exists {
-				f.jobs["hello"] = &api.Job{ID: new("hello")}
+				f.jobs["hello"] = &api.Job{ID: new("hello"), Meta: owned("hello")}
+				// The app's release-phase job goes too; another app's
+				// jobs sharing the prefix, and jobs drover did not make, stay.
+				f.jobs["hello-release-v3"] = &api.Job{ID: new("hello-release-v3"), Type: new("batch"), Meta: owned("hello")}
+				f.jobs["hello-staging"] = &api.Job{ID: new("hello-staging"), Meta: owned("hello-staging")}
+				f.jobs["hello-staging-release-v1"] = &api.Job{ID: new("hello-staging-release-v1"), Type: new("batch"), Meta: owned("hello-staging")}
+				f.jobs["hello-backup-v2"] = &api.Job{ID: new("hello-backup-v2"), Type: new("batch")}
 			}
 			r := MustRegion(t, f.srv.URL)
 			if err := r.Stop(ctx(t), "hello"); err != nil {
 				t.Fatal(err)
 			}
 			_, _, deletes := f.snapshot()
-			if len(deletes) != 1 || !strings.Contains(deletes[0], "purge=true") {
-				t.Errorf("deletes = %v, want one purge", deletes)
+			want := 1
+			if exists {
+				want = 2
+			}
+			if len(deletes) != want {
+				t.Fatalf("deletes = %v, want %d purges", deletes, want)
+			}
+			for _, d := range deletes {
+				if !strings.Contains(d, "purge=true") || (!strings.HasPrefix(d, "/v1/job/hello?") && !strings.HasPrefix(d, "/v1/job/hello-release-v3?")) {
+					t.Errorf("delete %s; want only hello and hello-release-v3, purged", d)
+				}
 			}
 		})
 	}
