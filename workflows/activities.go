@@ -353,7 +353,7 @@ func (a *Activities) DeployRegion(ctx context.Context, in DeployRegionInput) (De
 	}
 	report, stop := a.heartbeat(ctx)
 	defer stop()
-	d.Progress = report
+	d.Progress = a.ledgerProgress(ctx, rel, in.Region, report)
 	res, err := region.Deploy(ctx, d)
 	if err != nil {
 		var de *regions.DeployError
@@ -368,6 +368,27 @@ func (a *Activities) DeployRegion(ctx context.Context, in DeployRegionInput) (De
 		return DeployRegionResult{}, err
 	}
 	return DeployRegionResult{URL: res.URL}, nil
+}
+
+// ledgerProgress passes a region's progress to the heartbeat and, when it
+// says something new, at most once a second, to the ledger, where the CLI
+// and API show it ("web: 1/2 healthy").
+func (a *Activities) ledgerProgress(ctx context.Context, rel pipelines.Release, region string, report func(string)) func(string) {
+	var mu sync.Mutex
+	var last string
+	var at time.Time
+	return func(msg string) {
+		report(msg)
+		mu.Lock()
+		defer mu.Unlock()
+		if msg == last || time.Since(at) < time.Second {
+			return
+		}
+		last, at = msg, time.Now()
+		if err := a.setRegion(ctx, rel, region, pipelines.RegionRunning, msg, ""); err != nil {
+			a.logger().Warn("record region progress", "app", rel.App, "region", region, "error", err)
+		}
+	}
 }
 
 func (a *Activities) setRegion(ctx context.Context, rel pipelines.Release, region string, st pipelines.RegionStatus, msg, url string) error {

@@ -69,6 +69,8 @@ type fakeRegion struct {
 	taskExit    int
 	running     int
 	lastSlug    regions.Slug
+	// during, when set, runs inside Deploy, as a driver's watch would.
+	during func(d regions.Deployment)
 }
 
 func (r *fakeRegion) Name() string { return r.name }
@@ -78,6 +80,9 @@ func (r *fakeRegion) Deploy(ctx context.Context, d regions.Deployment) (regions.
 	defer r.mu.Unlock()
 	r.deploys = append(r.deploys, d.Release)
 	r.lastSlug = d.Slug
+	if r.during != nil {
+		r.during(d)
+	}
 	if reason, ok := r.failRelease[d.Release]; ok {
 		return regions.Result{}, &regions.DeployError{Region: r.name, App: d.App, Release: d.Release, Reason: reason}
 	}
@@ -193,6 +198,19 @@ func TestDeploySucceeds(t *testing.T) {
 	if _, err := f.store.SetConfigVars(context.Background(), app, map[string]string{"DATABASE_URL": "postgres://x"}, nil); err != nil {
 		t.Fatal(err)
 	}
+	// A driver's progress reaches the ledger while the region deploys.
+	var seen pipelines.RegionState
+	f.regions["b"].during = func(d regions.Deployment) {
+		d.Progress("web: 0/1 healthy")
+		r, err := f.store.Release(context.Background(), app, d.Release)
+		if err == nil {
+			for _, st := range r.Regions {
+				if st.Region == "b" {
+					seen = st
+				}
+			}
+		}
+	}
 	// Region b fetches slugs over HTTP, as Nomad clients do.
 	f.acts.SlugBaseURL = func(region string) string {
 		if region == "b" {
@@ -206,6 +224,9 @@ func TestDeploySucceeds(t *testing.T) {
 	}
 	if got, want := f.regions["b"].lastSlug.URL, "http://drover.internal:8080/slugs/"+digest("c1")+".tar.gz"; got != want {
 		t.Errorf("region b slug URL = %q, want %q", got, want)
+	}
+	if seen.Status != pipelines.RegionRunning || seen.Message != "web: 0/1 healthy" {
+		t.Errorf("region b during its deploy = %+v, want running with the driver's progress", seen)
 	}
 	if got := f.regions["a"].lastSlug; got.URL != "" || got.Path == "" {
 		t.Errorf("region a slug = %+v, want a path and no URL", got)
