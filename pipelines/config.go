@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -97,6 +98,12 @@ type Stage struct {
 	Branch  string   `yaml:"branch"`
 	Regions []string `yaml:"regions"`
 	Rollout Rollout  `yaml:"rollout"`
+	// JobTemplate is a Nomad job file (JSON or HCL), relative to
+	// drover.yaml, whose extras (constraints, affinities, spreads, meta,
+	// volumes…) are merged under what drover renders. LoadConfig reads it
+	// into JobTemplateData.
+	JobTemplate     string `yaml:"job_template"`
+	JobTemplateData []byte `yaml:"-"`
 }
 
 // What a rollout does when a region fails, in Nomad Enterprise multiregion's
@@ -160,7 +167,44 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return ParseConfig(path, data)
+	c, err := ParseConfig(path, data)
+	if err != nil {
+		return nil, err
+	}
+	// Job templates are files beside drover.yaml, read once here so a
+	// broken path fails at start, not at the first deploy.
+	for _, pname := range sortedKeys(c.Pipelines) {
+		p := c.Pipelines[pname]
+		for _, sname := range sortedKeys(p.Stages) {
+			s := p.Stages[sname]
+			if s.JobTemplate == "" {
+				continue
+			}
+			tpath := s.JobTemplate
+			if !filepath.IsAbs(tpath) {
+				tpath = filepath.Join(filepath.Dir(path), tpath)
+			}
+			b, err := os.ReadFile(tpath)
+			if err != nil {
+				return nil, &ConfigError{File: path, Key: "pipelines." + pname + ".stages." + sname + ".job_template", Msg: err.Error()}
+			}
+			s.JobTemplateData = b
+			p.Stages[sname] = s
+		}
+	}
+	return c, nil
+}
+
+// JobTemplate returns the job template of app's stage, if it has one.
+func (c *Config) JobTemplate(app string) []byte {
+	for _, p := range c.Pipelines {
+		for _, s := range p.Stages {
+			if s.App == app {
+				return s.JobTemplateData
+			}
+		}
+	}
+	return nil
 }
 
 type rawConfig struct {

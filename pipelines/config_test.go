@@ -188,6 +188,28 @@ func TestWebhookSecret(t *testing.T) {
 	}
 }
 
+func TestLoadConfigJobTemplate(t *testing.T) {
+	dir := t.TempDir()
+	cfg := "regions:\n  a: { driver: local }\npipelines:\n  p:\n    repo: o/r\n    stages:\n      staging: { app: x, regions: [a], job_template: %s }\n"
+	os.WriteFile(filepath.Join(dir, "job.nomad.hcl"), []byte(`job "x" { priority = 70 }`), 0o644)
+	path := filepath.Join(dir, "drover.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf(cfg, "job.nomad.hcl")), 0o644)
+	c, err := pipelines.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(c.JobTemplate("x")); got != `job "x" { priority = 70 }` {
+		t.Fatalf("JobTemplate(x) = %q", got)
+	}
+	if c.JobTemplate("y") != nil {
+		t.Fatal("an app without a template has one")
+	}
+	os.WriteFile(path, []byte(fmt.Sprintf(cfg, "missing.hcl")), 0o644)
+	if _, err := pipelines.LoadConfig(path); err == nil || !strings.Contains(err.Error(), "pipelines.p.stages.staging.job_template") {
+		t.Fatalf("missing template: %v, want the key named", err)
+	}
+}
+
 func TestLoadConfigMissingFile(t *testing.T) {
 	_, err := pipelines.LoadConfig(filepath.Join(t.TempDir(), "drover.yaml"))
 	if !errors.Is(err, os.ErrNotExist) {

@@ -29,6 +29,9 @@ type Deployment struct {
 	Formation pipelines.Formation `json:"formation"`
 	// Env holds the config vars. It is never logged.
 	Env map[string]string `json:"-"`
+	// JobTemplate is the user's scheduler job template (Nomad JSON or HCL)
+	// that extends what the driver renders; drivers without jobs ignore it.
+	JobTemplate []byte `json:"-"`
 	// Progress, when set, receives short human-readable steps; activities
 	// turn them into heartbeats and ledger messages.
 	Progress func(msg string) `json:"-"`

@@ -49,7 +49,9 @@ type Activities struct {
 	// SlugBaseURL returns the base URL at which a region's machines fetch
 	// slugs from drover, or "" for regions that read slug files directly.
 	SlugBaseURL func(region string) string
-	Logger      *slog.Logger
+	// JobTemplates returns an app's scheduler job template, if it has one.
+	JobTemplates func(app string) []byte
+	Logger       *slog.Logger
 	// HeartbeatEvery is how often long activities heartbeat; default 2s.
 	HeartbeatEvery time.Duration
 }

@@ -27,6 +27,10 @@ func (a *Activities) Deployment(ctx context.Context, rel pipelines.Release, regi
 			slug.URL = strings.TrimRight(base, "/") + "/slugs/" + rel.Slug + ".tar.gz"
 		}
 	}
-	return regions.Deployment{App: rel.App, Release: rel.Version, Slug: slug, Procfile: rel.Procfile,
-		Formation: rel.Formation, Env: vars}, nil
+	d := regions.Deployment{App: rel.App, Release: rel.Version, Slug: slug, Procfile: rel.Procfile,
+		Formation: rel.Formation, Env: vars}
+	if a.JobTemplates != nil {
+		d.JobTemplate = a.JobTemplates(rel.App)
+	}
+	return d, nil
 }

@@ -166,6 +166,7 @@ func (d *Dev) Start(ctx context.Context) error {
 		Logger:  d.Logger,
 		// Nomad clients fetch slugs from drover over HTTP: from the
 		// region's slug_url, else from drover's own listen address.
+		JobTemplates: cfg.JobTemplate,
 		SlugBaseURL: func(region string) string {
 			spec := cfg.Regions[region]
 			if spec.Driver != pipelines.DriverNomad {

@@ -614,8 +614,10 @@ pipelines:
   hello:
     repo: octo-org/hello
     stages:
-      staging: { app: %s, branch: main, regions: [nomad-dev, local-a] }
+      staging: { app: %s, branch: main, regions: [nomad-dev, local-a], job_template: job.nomad.hcl }
 `, secretEnv, addr, app)), 0o644)
+	// The stage's job template, in HCL, parsed by the agent.
+	os.WriteFile(filepath.Join(filepath.Dir(config), "job.nomad.hcl"), []byte("job \"x\" {\n  priority = 70\n  meta { team = \"payments\" }\n}\n"), 0o644)
 	d, s := startDev(t, ctx, config, t.TempDir())
 	defer d.Close()
 	defer d.regions["nomad-dev"].Stop(context.Background(), app)
@@ -636,5 +638,15 @@ pipelines:
 	st, err := d.regions["nomad-dev"].Status(ctx, app)
 	if err != nil || st.Release != 1 || st.Slug != v1.Slug {
 		t.Fatalf("nomad status = %+v, %v", st, err)
+	}
+	var job struct {
+		Priority int
+		Meta     map[string]string
+	}
+	if body, err := httpGet(addr + "/v1/job/" + app); err != nil || json.Unmarshal([]byte(body), &job) != nil {
+		t.Fatalf("read job from Nomad: %v %s", err, body)
+	}
+	if job.Priority != 70 || job.Meta["team"] != "payments" || job.Meta["drover.release"] != "1" {
+		t.Fatalf("job priority %d, meta %v; want the template's merged under drover's", job.Priority, job.Meta)
 	}
 }

@@ -44,7 +44,11 @@ func (r *Region) Deploy(ctx context.Context, d regions.Deployment) (regions.Resu
 		return regions.Result{}, fmt.Errorf("deploy %s v%d in region %s: slug has no URL; Nomad clients download slugs over HTTP (set slug_url): %w",
 			d.App, d.Release, r.spec.Name, pipelines.ErrInvalid)
 	}
-	job, err := Render(JobInput{Spec: r.spec, Deployment: d, Template: r.tmpl, Update: r.update})
+	tmpl, err := r.template(ctx, d.JobTemplate)
+	if err != nil {
+		return regions.Result{}, fmt.Errorf("deploy %s v%d in region %s: %w", d.App, d.Release, r.spec.Name, err)
+	}
+	job, err := Render(JobInput{Spec: r.spec, Deployment: d, Template: tmpl, Update: r.update})
 	if err != nil {
 		return regions.Result{}, fmt.Errorf("deploy %s v%d in region %s: %w", d.App, d.Release, r.spec.Name, err)
 	}

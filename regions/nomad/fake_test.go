@@ -101,6 +101,15 @@ func (f *fakeNomad) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case (r.Method == http.MethodPut || r.Method == http.MethodPost) && path == "/v1/jobs":
 		f.register(w, r)
+	case r.Method == http.MethodPut && path == "/v1/jobs/parse":
+		// Stands in for the server's HCL parser: it knows one job.
+		var req api.JobsParseRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		if !strings.Contains(req.JobHCL, "priority = 70") {
+			fail(w, http.StatusBadRequest, "input.hcl:1,1-2: Argument or block definition required")
+			return
+		}
+		f.reply(w, f.index, api.Job{Priority: new(70), Meta: map[string]string{"team": "payments"}})
 	case r.Method == http.MethodGet && path == "/v1/jobs":
 		stubs := []*api.JobListStub{}
 		for id, job := range f.jobs {

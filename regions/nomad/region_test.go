@@ -107,6 +107,45 @@ func TestDeployNewJobSucceeds(t *testing.T) {
 	}
 }
 
+func TestDeployJobTemplate(t *testing.T) {
+	tests := []struct {
+		name     string
+		template string
+		want     error // nil: registered with priority 70 and team meta
+	}{
+		{"json job", `{"Priority": 70, "Meta": {"team": "payments"}}`, nil},
+		{"json from nomad job inspect", `{"Job": {"Priority": 70, "Meta": {"team": "payments"}}}`, nil},
+		{"hcl through the parse endpoint", `job "hello" { priority = 70 }`, nil},
+		{"broken json", `{"Priority": `, pipelines.ErrInvalid},
+		{"hcl the server rejects", `job "hello" {`, pipelines.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeNomad(t)
+			f.steps = steps("d1", 1, api.DeploymentStatusSuccessful)
+			r := MustRegion(t, f.srv.URL)
+			d := deployment(pipelines.Formation{"web": 1})
+			d.JobTemplate = []byte(tt.template)
+			_, err := r.Deploy(ctx(t), d)
+			regs, _, _ := f.snapshot()
+			if tt.want != nil {
+				if !errors.Is(err, tt.want) || len(regs) != 0 {
+					t.Fatalf("err = %v, registers = %d; want %v and nothing registered", err, len(regs), tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			job := regs[0]["Job"].(map[string]any)
+			meta := job["Meta"].(map[string]any)
+			if job["Priority"] != float64(70) || meta["team"] != "payments" || meta[nomad.MetaApp] != "hello" {
+				t.Fatalf("registered priority %v, meta %v; want the template's under drover's", job["Priority"], meta)
+			}
+		})
+	}
+}
+
 func TestDeployFailureSaysWhy(t *testing.T) {
 	f := newFakeNomad(t)
 	f.steps = steps("d1", 1, api.DeploymentStatusRunning, api.DeploymentStatusFailed)
