@@ -2,8 +2,10 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"strings"
 
+	"github.com/drover/drover/deployments/slugs"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
 )
@@ -29,8 +31,30 @@ func (a *Activities) Deployment(ctx context.Context, rel pipelines.Release, regi
 	}
 	d := regions.Deployment{App: rel.App, Release: rel.Version, Slug: slug, Procfile: rel.Procfile,
 		Formation: rel.Formation, Env: vars}
-	if a.JobTemplates != nil {
-		d.JobTemplate = a.JobTemplates(rel.App)
+	d.JobTemplate, err = a.jobTemplate(ctx, rel, slug)
+	return d, err
+}
+
+// RepoJobTemplates are the files at a repository's root that extend the
+// rendered Nomad job, looked for in this order. One in the repository
+// travels with the code and wins over the stage's job_template.
+var RepoJobTemplates = []string{"drover.nomad.hcl", "drover.nomad.json"}
+
+// maxJobTemplate bounds a job template read from user code.
+const maxJobTemplate = 1 << 20
+
+func (a *Activities) jobTemplate(ctx context.Context, rel pipelines.Release, slug regions.Slug) ([]byte, error) {
+	for _, name := range RepoJobTemplates {
+		b, err := slugs.ReadFile(ctx, slug.Path, name, maxJobTemplate)
+		if err == nil {
+			return b, nil
+		}
+		if !errors.Is(err, pipelines.ErrNotFound) {
+			return nil, permanent(err)
+		}
 	}
-	return d, nil
+	if a.JobTemplates != nil {
+		return a.JobTemplates(rel.App), nil
+	}
+	return nil, nil
 }

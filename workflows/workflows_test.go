@@ -1,12 +1,14 @@
 package workflows_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -53,22 +55,47 @@ func digest(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-type fakeSlugs struct{}
+// fakeSlugs makes a real, tiny slug for each digest on first use, holding
+// files[digest] (file name → content) if given.
+type fakeSlugs struct {
+	dir   string
+	files map[string]map[string]string
+}
 
-func (fakeSlugs) Path(d string) (string, error) { return "/slugs/" + d + ".tar.gz", nil }
+func (s *fakeSlugs) Path(d string) (string, error) {
+	path := filepath.Join(s.dir, d+".tar.gz")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	src, err := os.MkdirTemp(s.dir, "src-")
+	if err != nil {
+		return "", err
+	}
+	for name, body := range s.files[d] {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o644); err != nil {
+			return "", err
+		}
+	}
+	var buf bytes.Buffer
+	if err := slugs.Pack(context.Background(), src, &buf); err != nil {
+		return "", err
+	}
+	return path, os.WriteFile(path, buf.Bytes(), 0o644)
+}
 
 // fakeRegion records what it was asked to do and fails releases on demand.
 type fakeRegion struct {
 	name string
 	mu   sync.Mutex
 	// failRelease makes Deploy of that release fail with the reason.
-	failRelease map[int]string
-	deploys     []int
-	stops       int
-	tasks       []regions.Task
-	taskExit    int
-	running     int
-	lastSlug    regions.Slug
+	failRelease  map[int]string
+	deploys      []int
+	stops        int
+	tasks        []regions.Task
+	taskExit     int
+	running      int
+	lastSlug     regions.Slug
+	lastTemplate string
 	// during, when set, runs inside Deploy, as a driver's watch would.
 	during func(d regions.Deployment)
 }
@@ -80,6 +107,7 @@ func (r *fakeRegion) Deploy(ctx context.Context, d regions.Deployment) (regions.
 	defer r.mu.Unlock()
 	r.deploys = append(r.deploys, d.Release)
 	r.lastSlug = d.Slug
+	r.lastTemplate = string(d.JobTemplate)
 	if r.during != nil {
 		r.during(d)
 	}
@@ -126,6 +154,7 @@ type fixture struct {
 	store   *sqlstore.Store
 	builder *fakeBuilder
 	regions regionMap
+	slugs   *fakeSlugs
 	acts    *workflows.Activities
 	runs    int
 }
@@ -143,7 +172,8 @@ func newFixture(t *testing.T) *fixture {
 		regions: regionMap{"a": {name: "a"}, "b": {name: "b"}},
 	}
 	f.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
-	f.acts = &workflows.Activities{Store: st, Builder: f.builder, Slugs: fakeSlugs{}, Regions: f.regions, HeartbeatEvery: 50 * time.Millisecond,
+	f.slugs = &fakeSlugs{dir: t.TempDir(), files: map[string]map[string]string{}}
+	f.acts = &workflows.Activities{Store: st, Builder: f.builder, Slugs: f.slugs, Regions: f.regions, HeartbeatEvery: 50 * time.Millisecond,
 		GitToken: "gh-token", Logger: slog.New(slog.DiscardHandler)}
 	return f
 }
@@ -264,6 +294,24 @@ func TestDeploySucceeds(t *testing.T) {
 	}
 	if len(f.builder.builds) != 1 {
 		t.Fatalf("builds = %v, want the slug of c1 reused", f.builder.builds)
+	}
+}
+
+func TestJobTemplateFromRepoWinsOverStage(t *testing.T) {
+	f := newFixture(t)
+	f.acts.JobTemplates = func(app string) []byte { return []byte(`job "stage" {}`) }
+	f.slugs.files[digest("c2")] = map[string]string{"drover.nomad.hcl": `job "repo" {}`}
+	if _, err := f.deploy(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.regions["a"].lastTemplate; got != `job "stage" {}` {
+		t.Fatalf("c1 (no template in the repo) got template %q, want the stage's", got)
+	}
+	if _, err := f.deploy(t, "c2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.regions["a"].lastTemplate; got != `job "repo" {}` {
+		t.Fatalf("c2 got template %q, want the repository's drover.nomad.hcl", got)
 	}
 }
 

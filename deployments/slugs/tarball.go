@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/drover/drover/pipelines"
 )
 
 // epoch is every entry's mtime: time stamps are what would otherwise make
@@ -287,4 +289,43 @@ func resolve(root, dir, rel string) (string, error) {
 		}
 	}
 	return cur, nil
+}
+
+// ReadFile returns one regular file at the root of the slug at slugPath,
+// such as the repository's job template, without unpacking the rest. It
+// returns an error wrapping pipelines.ErrNotFound when the slug has none,
+// and reads at most max bytes of it.
+func ReadFile(ctx context.Context, slugPath, name string, max int64) ([]byte, error) {
+	f, err := os.Open(slugPath)
+	if err != nil {
+		return nil, fmt.Errorf("read %s from slug: %w", name, err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("read %s from slug: %w", name, err)
+	}
+	tr := tar.NewReader(zr)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s in slug: %w", name, pipelines.ErrNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s from slug: %w", name, err)
+		}
+		if hdr.Typeflag == tar.TypeReg && strings.TrimPrefix(hdr.Name, "./") == name {
+			b, err := io.ReadAll(io.LimitReader(tr, max+1))
+			if err != nil {
+				return nil, fmt.Errorf("read %s from slug: %w", name, err)
+			}
+			if int64(len(b)) > max {
+				return nil, fmt.Errorf("%s in slug is larger than %d bytes: %w", name, max, pipelines.ErrInvalid)
+			}
+			return b, nil
+		}
+	}
 }
