@@ -110,20 +110,34 @@ func newReleasesCmd(s Streams) *cobra.Command {
 				return printJSON(s.Out, rs)
 			}
 			tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "VERSION\tSTATUS\tCOMMIT\tSLUG\tCREATED\tDESCRIPTION")
+			fmt.Fprintln(tw, "VERSION\tSTATUS\tCOMMIT\tSLUG\tCREATED\tREGIONS\tDESCRIPTION")
 			for _, r := range rs {
 				desc := r.Description
 				if r.Reason != "" {
 					desc += " (" + r.Reason + ")"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name(), r.Status, shortSHA(r.Commit), orDash(shortSHA(r.Slug)),
-					r.CreatedAt.Local().Format(time.DateTime), desc)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name(), r.Status, shortSHA(r.Commit), orDash(shortSHA(r.Slug)),
+					r.CreatedAt.Local().Format(time.DateTime), orDash(regionSummary(r)), desc)
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
 	return cmd
+}
+
+// regionSummary is one release's regions on a line, e.g.
+// "us-east:successful eu-west:running(web: 1/2 healthy)".
+func regionSummary(r pipelines.Release) string {
+	var parts []string
+	for _, st := range r.Regions {
+		part := st.Region + ":" + string(st.Status)
+		if st.Status == pipelines.RegionRunning && st.Message != "" {
+			part += "(" + st.Message + ")"
+		}
+		parts = append(parts, part)
+	}
+	return strings.Join(parts, " ")
 }
 
 func shortSHA(s string) string {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/drover/drover/pipelines"
 )
 
 func TestDevFlags(t *testing.T) {
@@ -68,5 +70,16 @@ func TestRunExitCodesAndMessages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestRegionSummary(t *testing.T) {
+	r := pipelines.Release{Regions: []pipelines.RegionState{
+		{Region: "us-east", Status: pipelines.RegionSuccessful, Message: "done"},
+		{Region: "eu-west", Status: pipelines.RegionRunning, Message: "web: 1/2 healthy"},
+		{Region: "ap", Status: pipelines.RegionPending},
+	}}
+	if got, want := regionSummary(r), "us-east:successful eu-west:running(web: 1/2 healthy) ap:pending"; got != want {
+		t.Fatalf("regionSummary = %q, want %q", got, want)
 	}
 }
