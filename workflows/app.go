@@ -11,14 +11,16 @@ import (
 // DeployRequest asks an app's queue to deploy a commit; it is the payload of
 // SignalDeploy.
 type DeployRequest struct {
-	Repo        string
-	CloneURL    string
-	Commit      string
+	Repo     string
+	CloneURL string
+	Commit   string
+	// Regions in rollout order.
 	Regions     []string
 	Description string
-	// MaxParallel and OnFailure are the stage's rollout policy.
+	// MaxParallel regions roll out at once (0: one at a time).
 	MaxParallel int
-	OnFailure   string
+	// OnFailure is pipelines.FailAll (also when empty), FailLocal or FailStop.
+	OnFailure string
 }
 
 // AppInput is the state an AppWorkflow carries across Continue-As-New.
@@ -159,10 +161,7 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 			WorkflowRunTimeout:    3 * time.Hour,
 		})
-		child := workflow.ExecuteChildWorkflow(cctx, DeployWorkflow, DeployInput{
-			App: in.App, Repo: req.Repo, CloneURL: req.CloneURL, Commit: req.Commit,
-			Regions: req.Regions, Description: req.Description, MaxParallel: req.MaxParallel, OnFailure: req.OnFailure,
-		})
+		child := workflow.ExecuteChildWorkflow(cctx, DeployWorkflow, DeployInput{App: in.App, DeployRequest: req})
 		done := false
 		for !done {
 			sel := workflow.NewSelector(ctx)

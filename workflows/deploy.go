@@ -14,17 +14,10 @@ import (
 
 // DeployInput is a commit to build and roll out to an app.
 type DeployInput struct {
-	App      string
-	Repo     string
-	CloneURL string
-	Commit   string
-	// Regions in rollout order.
-	Regions     []string
-	Description string
-	// MaxParallel regions roll out at once (0: one at a time).
-	MaxParallel int
-	// OnFailure is pipelines.FailAll (also when empty), FailLocal or FailStop.
-	OnFailure string
+	App string
+	// DeployRequest is embedded, so its fields sit at the top level of the
+	// input's JSON, as they did before it was.
+	DeployRequest
 }
 
 // DeployResult is the release a deploy made.

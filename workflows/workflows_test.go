@@ -191,7 +191,8 @@ func (f *fixture) deploy(t *testing.T, commit string) (workflows.DeployResult, e
 	// one deploy's release from another's by workflow ID and run.
 	f.runs++
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: fmt.Sprintf("%s#%d", workflows.DeployWorkflowID(app, commit), f.runs)})
-	env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, Repo: "octo-org/hello", CloneURL: "file:///repo", Commit: commit, Regions: []string{"a", "b"}})
+	env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
+		Repo: "octo-org/hello", CloneURL: "file:///repo", Commit: commit, Regions: []string{"a", "b"}}})
 	if !env.IsWorkflowCompleted() {
 		t.Fatal("deploy did not complete")
 	}
@@ -427,8 +428,8 @@ func TestRolloutStrategy(t *testing.T) {
 					env := f.env()
 					f.runs++
 					env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: fmt.Sprintf("deploy-%d", f.runs)})
-					env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, Repo: "octo-org/hello", CloneURL: "file:///r",
-						Commit: commit, Regions: regions, MaxParallel: parallel, OnFailure: tt.onFailure})
+					env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
+						Repo: "octo-org/hello", CloneURL: "file:///r", Commit: commit, Regions: regions, MaxParallel: parallel, OnFailure: tt.onFailure}})
 					return env.GetWorkflowError()
 				}
 				if err := run("c1"); err != nil {

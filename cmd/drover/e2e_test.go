@@ -172,23 +172,9 @@ func (s *stack) push(ctx context.Context, delivery string, payload []byte) (int,
 	return code, string(body)
 }
 
-func (s *stack) get(ctx context.Context, path string, into any) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, b)
-	}
-	return json.NewDecoder(resp.Body).Decode(into)
-}
-
-func (s *stack) patch(ctx context.Context, path, body string) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPatch, s.base+path, strings.NewReader(body))
+// call sends an authorised API request and decodes a 200 answer into into.
+func (s *stack) call(ctx context.Context, method, path, body string, into any) error {
+	req, _ := http.NewRequestWithContext(ctx, method, s.base+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+s.token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -198,9 +184,20 @@ func (s *stack) patch(ctx context.Context, path, body string) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("PATCH %s: %d %s", path, resp.StatusCode, b)
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
 	}
-	return nil
+	if into == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(into)
+}
+
+func (s *stack) get(ctx context.Context, path string, into any) error {
+	return s.call(ctx, http.MethodGet, path, "", into)
+}
+
+func (s *stack) patch(ctx context.Context, path, body string) error {
+	return s.call(ctx, http.MethodPatch, path, body, nil)
 }
 
 func (s *stack) releases(ctx context.Context, app string) []pipelines.Release {
