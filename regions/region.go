@@ -24,6 +24,7 @@ type Slug struct {
 type Deployment struct {
 	App       string              `json:"app"`
 	Release   int                 `json:"release"`
+	Commit    string              `json:"commit,omitempty"`
 	Slug      Slug                `json:"slug"`
 	Procfile  pipelines.Procfile  `json:"procfile"`
 	Formation pipelines.Formation `json:"formation"`

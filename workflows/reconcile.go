@@ -29,7 +29,7 @@ func (a *Activities) Deployment(ctx context.Context, rel pipelines.Release, regi
 			slug.URL = strings.TrimRight(base, "/") + "/slugs/" + rel.Slug + ".tar.gz"
 		}
 	}
-	d := regions.Deployment{App: rel.App, Release: rel.Version, Slug: slug, Procfile: rel.Procfile,
+	d := regions.Deployment{App: rel.App, Release: rel.Version, Commit: rel.Commit, Slug: slug, Procfile: rel.Procfile,
 		Formation: rel.Formation, Env: vars}
 	d.JobTemplate, err = a.jobTemplate(ctx, rel, slug)
 	return d, err

@@ -605,7 +605,7 @@ func TestE2ENomadRegion(t *testing.T) {
 	config := filepath.Join(t.TempDir(), "drover.yaml")
 	os.WriteFile(config, []byte(fmt.Sprintf(`github: { webhook_secret_env: %s }
 regions:
-  nomad-dev: { driver: nomad, address: %q, region: global }
+  nomad-dev: { driver: nomad, address: %q }
   local-a: { driver: local }
 pipelines:
   hello:

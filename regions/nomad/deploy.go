@@ -36,6 +36,9 @@ const lookupPolls = 5
 // deployment that failed or was cancelled is a *regions.DeployError whose
 // Reason says why, from the failed allocations' task events and stderr.
 func (r *Region) Deploy(ctx context.Context, d regions.Deployment) (regions.Result, error) {
+	if err := r.resolve(ctx); err != nil {
+		return regions.Result{}, err
+	}
 	progress := d.Progress
 	if progress == nil {
 		progress = func(string) {}
@@ -48,7 +51,7 @@ func (r *Region) Deploy(ctx context.Context, d regions.Deployment) (regions.Resu
 	if err != nil {
 		return regions.Result{}, fmt.Errorf("deploy %s v%d in region %s: %w", d.App, d.Release, r.spec.Name, err)
 	}
-	job, err := Render(JobInput{Spec: r.spec, Deployment: d, Template: tmpl, Update: r.update})
+	job, err := Render(JobInput{Spec: r.spec, Deployment: d, Commit: d.Commit, Template: tmpl, Update: r.update})
 	if err != nil {
 		return regions.Result{}, fmt.Errorf("deploy %s v%d in region %s: %w", d.App, d.Release, r.spec.Name, err)
 	}

@@ -43,7 +43,7 @@ func (r *Region) wrap(ctx context.Context, what string, err error) error {
 		case strings.Contains(body, "No path to region"):
 			// A wrong region name never fixes itself: say what to change.
 			return fmt.Errorf("%s: Nomad at %s knows no region %q; set region: to Nomad's name for it in drover.yaml (nomad agent -dev calls its region global): %w",
-				prefix, r.spec.Nomad.Address, r.spec.NomadRegion(), pipelines.ErrInvalid)
+				prefix, r.spec.Nomad.Address, r.region, pipelines.ErrInvalid)
 		case strings.Contains(body, api.RegisterEnforceIndexErrPrefix), code == http.StatusConflict:
 			kind = pipelines.ErrConflict
 		case code == http.StatusBadRequest, code == http.StatusUnprocessableEntity,

@@ -49,6 +49,8 @@ type fakeNomad struct {
 	// Nomad does until something changes.
 	slowWatch time.Duration
 	requests  []string
+	// regionNames answers /v1/regions.
+	regionNames []string
 }
 
 func newFakeNomad(t *testing.T) *fakeNomad {
@@ -90,6 +92,10 @@ func (f *fakeNomad) serve(w http.ResponseWriter, r *http.Request) {
 	defer f.mu.Unlock()
 	q := r.URL.Query()
 	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
+	if r.URL.Path == "/v1/regions" {
+		f.reply(w, f.index, f.regionNames)
+		return
+	}
 	if q.Get("region") != f.wantRegion || q.Get("namespace") != f.wantNamespace {
 		f.t.Errorf("%s %s: region=%q namespace=%q, want %q and %q on every call",
 			r.Method, r.URL.RequestURI(), q.Get("region"), q.Get("namespace"), f.wantRegion, f.wantNamespace)

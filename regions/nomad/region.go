@@ -19,9 +19,11 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
@@ -66,15 +68,19 @@ type Options struct {
 
 // Region runs apps in one Nomad region. It is safe for concurrent use.
 type Region struct {
-	spec   pipelines.RegionSpec
-	region string // Nomad's name for the region
-	ns     string
-	client *api.Client
-	log    *slog.Logger
-	poll   time.Duration
-	wait   time.Duration
-	tmpl   *api.Job
-	update UpdatePolicy
+	// mu guards the one-time resolution of the region's name; spec and
+	// region do not change once resolved is true.
+	mu       sync.Mutex
+	resolved bool
+	spec     pipelines.RegionSpec
+	region   string // Nomad's name for the region
+	ns       string
+	client   *api.Client
+	log      *slog.Logger
+	poll     time.Duration
+	wait     time.Duration
+	tmpl     *api.Job
+	update   UpdatePolicy
 }
 
 var _ regions.Region = (*Region)(nil)
@@ -115,6 +121,41 @@ func New(spec pipelines.RegionSpec, opts Options) (*Region, error) {
 		tmpl:   opts.Template,
 		update: opts.Update.withDefaults(),
 	}, nil
+}
+
+// resolve settles Nomad's name for the region, once. With `region:` set,
+// that is it. Unset, it is the key in drover.yaml when Nomad knows a region
+// by that name, else the cluster's only region (so `nomad agent -dev`, whose
+// region is "global", works with no region: line); a cluster with several
+// regions and none named after the key is a config error listing them.
+func (r *Region) resolve(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.resolved {
+		return nil
+	}
+	if r.spec.Nomad.Region != "" {
+		r.resolved = true
+		return nil
+	}
+	// The one call that names no region: it asks which there are.
+	var names []string
+	if _, err := r.client.Raw().Query("/v1/regions", &names, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
+		return r.wrap(ctx, "list regions", err)
+	}
+	switch {
+	case slices.Contains(names, r.spec.Name):
+		r.region = r.spec.Name
+	case len(names) == 1:
+		r.region = names[0]
+		r.log.Info("using the cluster's only region", "nomad_region", r.region)
+	default:
+		return fmt.Errorf("nomad region %s: Nomad at %s has regions %v and none is %q; set region: in drover.yaml: %w",
+			r.spec.Name, r.spec.Nomad.Address, names, r.spec.Name, pipelines.ErrInvalid)
+	}
+	r.spec.Nomad.Region = r.region
+	r.resolved = true
+	return nil
 }
 
 // Name is the region's key in drover.yaml.
@@ -172,6 +213,9 @@ func notManaged(r *Region, id string) error {
 // Stop deregisters and purges the app's job. A job that does not exist is
 // not an error.
 func (r *Region) Stop(ctx context.Context, app string) error {
+	if err := r.resolve(ctx); err != nil {
+		return err
+	}
 	_, _, err := r.client.Jobs().Deregister(app, true, r.writeOpts(ctx))
 	if err != nil && !isNotFound(err) {
 		return r.wrap(ctx, fmt.Sprintf("stop job %q", app), err)
@@ -207,6 +251,9 @@ var taskJobRE = regexp.MustCompile(`^[a-z0-9_-]+-v[0-9]+$`)
 // Status reports the release and slug the app's job carries. An app without
 // a job is Status{} with Running false.
 func (r *Region) Status(ctx context.Context, app string) (regions.Status, error) {
+	if err := r.resolve(ctx); err != nil {
+		return regions.Status{}, err
+	}
 	job, err := r.jobInfo(ctx, app)
 	if err != nil || job == nil {
 		return regions.Status{}, err

@@ -146,6 +146,42 @@ func TestDeployJobTemplate(t *testing.T) {
 	}
 }
 
+func TestRegionNameResolution(t *testing.T) {
+	tests := []struct {
+		name    string
+		key     string
+		cluster []string
+		want    string // Nomad region used; "" for a config error
+	}{
+		{"key is a region", "europe", []string{"asia", "europe"}, "europe"},
+		{"single-region cluster, as nomad agent -dev", "dev", []string{"europe"}, "europe"},
+		{"several regions, none the key", "dev", []string{"asia", "europe"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeNomad(t)
+			f.regionNames = tt.cluster
+			f.wantRegion = tt.want
+			s := spec(func(s *pipelines.RegionSpec) { s.Name, s.Nomad.Region, s.Nomad.Address = tt.key, "", f.srv.URL })
+			r, err := nomad.New(s, nomad.Options{PollInterval: 5 * time.Millisecond, WaitTime: 50 * time.Millisecond, Token: "secret"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = r.Stop(ctx(t), "hello")
+			if tt.want == "" {
+				if !errors.Is(err, pipelines.ErrInvalid) || !strings.Contains(err.Error(), "set region:") {
+					t.Fatalf("err = %v, want a config error saying to set region:", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The fake checks ?region= on every call after the lookup.
+		})
+	}
+}
+
 func TestDeployFailureSaysWhy(t *testing.T) {
 	f := newFakeNomad(t)
 	f.steps = steps("d1", 1, api.DeploymentStatusRunning, api.DeploymentStatusFailed)

@@ -24,6 +24,9 @@ import (
 // Output is the task's stdout then stderr, keeping the last MaxTaskOutput
 // bytes; logs that cannot be read leave it short, not the call failed.
 func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResult, error) {
+	if err := r.resolve(ctx); err != nil {
+		return regions.TaskResult{}, err
+	}
 	in := JobInput{
 		Spec:       r.spec,
 		Deployment: regions.Deployment{App: t.App, Release: t.Release, Slug: t.Slug, Env: t.Env},
