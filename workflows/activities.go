@@ -358,11 +358,17 @@ func (a *Activities) DeployRegion(ctx context.Context, in DeployRegionInput) (De
 	d.Progress = a.ledgerProgress(ctx, rel, in.Region, report)
 	res, err := region.Deploy(ctx, d)
 	if err != nil {
+		// The ledger says why, whether or not a retry follows: a region
+		// that stays unreachable ends failed with its last error.
+		msg := err.Error()
 		var de *regions.DeployError
 		if errors.As(err, &de) {
-			if serr := a.setRegion(ctx, rel, in.Region, pipelines.RegionFailed, de.Reason, ""); serr != nil {
-				return DeployRegionResult{}, serr
-			}
+			msg = de.Reason
+		} else if !errors.Is(err, pipelines.ErrInvalid) {
+			msg = fmt.Sprintf("attempt %d: %s", activity.GetInfo(ctx).Attempt, msg)
+		}
+		if serr := a.setRegion(context.WithoutCancel(ctx), rel, in.Region, pipelines.RegionFailed, msg, ""); serr != nil {
+			a.logger().Error("record failed region", "app", in.App, "region", in.Region, "error", serr)
 		}
 		return DeployRegionResult{}, permanent(err)
 	}

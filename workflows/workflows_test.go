@@ -94,6 +94,7 @@ type fakeRegion struct {
 	tasks        []regions.Task
 	taskExit     int
 	running      int
+	unreachable  bool
 	lastSlug     regions.Slug
 	lastTemplate string
 	// during, when set, runs inside Deploy, as a driver's watch would.
@@ -110,6 +111,9 @@ func (r *fakeRegion) Deploy(ctx context.Context, d regions.Deployment) (regions.
 	r.lastTemplate = string(d.JobTemplate)
 	if r.during != nil {
 		r.during(d)
+	}
+	if r.unreachable {
+		return regions.Result{}, fmt.Errorf("dial tcp 10.0.0.1:4646: connection refused: %w", regions.ErrUnavailable)
 	}
 	if reason, ok := r.failRelease[d.Release]; ok {
 		return regions.Result{}, &regions.DeployError{Region: r.name, App: d.App, Release: d.Release, Reason: reason}
@@ -483,6 +487,40 @@ func parallelOutcome(onFailure, failIn string, regions []string) (ends, states s
 		}
 	}
 	return strings.Join(e, " "), strings.Join(s, " ")
+}
+
+func TestUnreachableRegionIsRetriedThenFails(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.deploy(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	f.regions["b"].unreachable = true
+	_, err := f.deploy(t, "c2")
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("err = %v, want the region's last error", err)
+	}
+	tries := 0
+	for _, v := range f.regions["b"].deploys {
+		if v == 2 {
+			tries++
+		}
+	}
+	if tries != 5 {
+		t.Fatalf("region b was tried %d times for v2, want 5", tries)
+	}
+	v2 := f.release(t, 2)
+	var b pipelines.RegionState
+	for _, st := range v2.Regions {
+		if st.Region == "b" {
+			b = st
+		}
+	}
+	if b.Status != pipelines.RegionFailed || !strings.Contains(b.Message, "attempt 5") || !strings.Contains(b.Message, "connection refused") {
+		t.Fatalf("region b = %+v, want failed with its last attempt's error", b)
+	}
+	if f.regions["a"].running != 1 {
+		t.Fatalf("region a runs v%d, want v1 back", f.regions["a"].running)
+	}
 }
 
 func TestFirstDeployFailureStopsEarlierRegions(t *testing.T) {
