@@ -49,7 +49,8 @@ func newDevCmd(s Streams, runF func(context.Context, *DevOptions) error) *cobra.
 		Short: "Run drover with everything embedded: Temporal, SQLite, local regions",
 		Long: `Run drover in one process with nothing else installed: an embedded Temporal
 server on SQLite, a worker, the SQLite state store, local regions that run
-apps on this machine, and the HTTP server for GitHub webhooks and the API.
+apps on this machine (and any Nomad regions drover.yaml names), and the HTTP
+server for GitHub webhooks, the API and slugs.
 Everything is kept under --data; restart on the same dir to carry on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
