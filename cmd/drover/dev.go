@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/drover/drover/api"
+	"github.com/drover/drover/deployments"
 	"github.com/drover/drover/deployments/slugs"
 	"github.com/drover/drover/deployments/sqlstore"
 	"github.com/drover/drover/devstack"
@@ -147,6 +148,17 @@ func (d *Dev) Start(ctx context.Context) error {
 	if d.store, err = sqlstore.OpenSQLite(ctx, filepath.Join(data, "drover.db")); err != nil {
 		return err
 	}
+	// Config vars are encrypted at rest: the key comes from
+	// $DROVER_CONFIG_KEY, else a key file made once in the data dir.
+	key, err := deployments.LoadKey("DROVER_CONFIG_KEY", filepath.Join(data, "config-key"), os.Getenv)
+	if err != nil {
+		return err
+	}
+	sealer, err := deployments.NewAESGCM(key)
+	if err != nil {
+		return err
+	}
+	d.store.SetSealer(sealer)
 	for _, app := range cfg.Apps() {
 		if err := d.store.SyncApp(ctx, app); err != nil {
 			return err

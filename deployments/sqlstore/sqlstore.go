@@ -7,6 +7,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,8 @@ type Store struct {
 	db      *sql.DB
 	dialect dialect
 	now     func() time.Time
+	// sealer, when set, encrypts config vars at rest.
+	sealer deployments.Sealer
 }
 
 // dialect is what differs between the two databases.
@@ -165,6 +168,45 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// SetSealer makes the store keep config vars encrypted with sealer. Rows
+// written before, in clear, are still read, and sealed on the next change.
+func (s *Store) SetSealer(sealer deployments.Sealer) { s.sealer = sealer }
+
+// sealedPrefix marks a sealed vars column: base64 of nonce || ciphertext.
+const sealedPrefix = "sealed:v1:"
+
+func (s *Store) encodeVars(vars map[string]string) (string, error) {
+	plain, err := json.Marshal(vars)
+	if err != nil {
+		return "", err
+	}
+	if s.sealer == nil {
+		return string(plain), nil
+	}
+	sealed, err := s.sealer.Seal(plain)
+	if err != nil {
+		return "", err
+	}
+	return sealedPrefix + base64.StdEncoding.EncodeToString(sealed), nil
+}
+
+func (s *Store) decodeVars(data string, into *map[string]string) error {
+	plain := []byte(data)
+	if rest, ok := strings.CutPrefix(data, sealedPrefix); ok {
+		if s.sealer == nil {
+			return fmt.Errorf("config vars are encrypted and this store has no key: %w", deployments.ErrUnseal)
+		}
+		sealed, err := base64.StdEncoding.DecodeString(rest)
+		if err != nil {
+			return deployments.ErrUnseal
+		}
+		if plain, err = s.sealer.Open(sealed); err != nil {
+			return err
+		}
+	}
+	return json.Unmarshal(plain, into)
 }
 
 // Close closes the database.
@@ -431,7 +473,7 @@ func (s *Store) configVars(ctx context.Context, q string, args ...any) (pipeline
 	if err != nil {
 		return cv, fmt.Errorf("config vars: %w", err)
 	}
-	if err := json.Unmarshal([]byte(data), &cv.Vars); err != nil {
+	if err := s.decodeVars(data, &cv.Vars); err != nil {
 		return cv, fmt.Errorf("config vars: %w", err)
 	}
 	return cv, nil
@@ -451,7 +493,7 @@ func (s *Store) SetConfigVars(ctx context.Context, app string, set map[string]st
 		case err != nil:
 			return err
 		default:
-			if err := json.Unmarshal([]byte(data), &cur.Vars); err != nil {
+			if err := s.decodeVars(data, &cur.Vars); err != nil {
 				return err
 			}
 		}
@@ -462,7 +504,10 @@ func (s *Store) SetConfigVars(ctx context.Context, app string, set map[string]st
 			delete(cur.Vars, k)
 		}
 		cur.Version++
-		enc, _ := json.Marshal(cur.Vars)
+		enc, err := s.encodeVars(cur.Vars)
+		if err != nil {
+			return err
+		}
 		if _, err := tx.exec(ctx, `INSERT INTO config_vars (app, version, vars, created_at) VALUES (?, ?, ?, ?)`,
 			app, cur.Version, string(enc), s.now()); err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	neturl "net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -238,5 +239,41 @@ func testBuildsAndDeliveries(t *testing.T, open func() *sqlstore.Store) {
 	}
 	if fresh, _ := s.RecordDelivery(ctx, "d-1", "push"); !fresh {
 		t.Fatal("a forgotten delivery must be fresh again")
+	}
+}
+
+func TestConfigVarsSealedAtRest(t *testing.T) { backends(t, testConfigVarsSealed) }
+
+func testConfigVarsSealed(t *testing.T, open func() *sqlstore.Store) {
+	ctx := context.Background()
+	key := make([]byte, deployments.KeySize)
+	key[0] = 7
+	sealer, err := deployments.NewAESGCM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A row written in clear before encryption was turned on ...
+	s := open()
+	if _, err := s.SetConfigVars(ctx, "a", map[string]string{"OLD": "clear"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.SetSealer(sealer)
+	// ... is still read, and the next version is sealed.
+	cv, err := s.SetConfigVars(ctx, "a", map[string]string{"DATABASE_URL": "postgres://user:hunter2@db/app"}, nil)
+	if err != nil || cv.Vars["OLD"] != "clear" {
+		t.Fatalf("v2 = %+v, %v", cv, err)
+	}
+	if raw := s.RawConfigVars(t, "a", 2); strings.Contains(raw, "hunter2") || !strings.HasPrefix(raw, "sealed:v1:") {
+		t.Fatalf("stored config vars %q: the secret is readable at rest", raw)
+	}
+	got, err := s.ConfigVarsAt(ctx, "a", 2)
+	if err != nil || got.Vars["DATABASE_URL"] != "postgres://user:hunter2@db/app" {
+		t.Fatalf("read back = %+v, %v", got, err)
+	}
+	// Another key cannot read them, and says so.
+	other, _ := deployments.NewAESGCM(make([]byte, deployments.KeySize))
+	s.SetSealer(other)
+	if _, err := s.ConfigVars(ctx, "a"); !errors.Is(err, deployments.ErrUnseal) {
+		t.Fatalf("wrong key: %v, want ErrUnseal", err)
 	}
 }

@@ -1,0 +1,59 @@
+package deployments_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/drover/drover/deployments"
+)
+
+func TestAESGCM(t *testing.T) {
+	s, err := deployments.NewAESGCM(bytes.Repeat([]byte{1}, deployments.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.Seal([]byte("secret"))
+	b, _ := s.Seal([]byte("secret"))
+	if bytes.Equal(a, b) || bytes.Contains(a, []byte("secret")) {
+		t.Fatal("sealing must use a fresh nonce and hide the plaintext")
+	}
+	if got, err := s.Open(a); err != nil || string(got) != "secret" {
+		t.Fatalf("Open = %q, %v", got, err)
+	}
+	a[len(a)-1] ^= 1
+	if _, err := s.Open(a); !errors.Is(err, deployments.ErrUnseal) {
+		t.Fatalf("altered data: %v, want ErrUnseal", err)
+	}
+	if _, err := deployments.NewAESGCM([]byte("short")); err == nil {
+		t.Fatal("a short key must be refused")
+	}
+}
+
+func TestLoadKey(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "config-key")
+	none := func(string) string { return "" }
+	k1, err := deployments.LoadKey("DROVER_CONFIG_KEY", file, none)
+	if err != nil || len(k1) != deployments.KeySize {
+		t.Fatalf("new key = %d bytes, %v", len(k1), err)
+	}
+	if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode = %v, %v; want 0600", st.Mode().Perm(), err)
+	}
+	k2, err := deployments.LoadKey("DROVER_CONFIG_KEY", file, none)
+	if err != nil || !bytes.Equal(k1, k2) {
+		t.Fatal("the key file must be reused")
+	}
+	fromEnv := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, deployments.KeySize))
+	k3, err := deployments.LoadKey("DROVER_CONFIG_KEY", file, func(string) string { return fromEnv })
+	if err != nil || k3[0] != 9 {
+		t.Fatalf("env key = %v, %v", k3, err)
+	}
+	if _, err := deployments.LoadKey("DROVER_CONFIG_KEY", file, func(string) string { return "not-base64!" }); err == nil || !strings.Contains(err.Error(), "$DROVER_CONFIG_KEY") {
+		t.Fatalf("bad env key: %v", err)
+	}
+}

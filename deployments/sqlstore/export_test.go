@@ -1,0 +1,13 @@
+package sqlstore
+
+import "testing"
+
+// RawConfigVars returns the vars column as stored, for tests of what is at rest.
+func (s *Store) RawConfigVars(t *testing.T, app string, version int) string {
+	t.Helper()
+	var raw string
+	if err := s.conn().queryRow(t.Context(), `SELECT vars FROM config_vars WHERE app = ? AND version = ?`, app, version).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
