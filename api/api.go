@@ -33,8 +33,37 @@ type Ledger interface {
 type Server struct {
 	Ledger Ledger
 	// Tokens are the bearer tokens allowed to call the API.
-	Tokens []string
+	Tokens []Token
 	Logger *slog.Logger
+}
+
+// Token is one bearer token and what it may reach.
+type Token struct {
+	Name  string
+	Value string
+	// Pipelines the token may act on; nil means all (an admin token).
+	Pipelines []string
+}
+
+func (t Token) allows(pipeline string) bool {
+	if t.Pipelines == nil {
+		return true
+	}
+	for _, p := range t.Pipelines {
+		if p == pipeline {
+			return true
+		}
+	}
+	return false
+}
+
+// callerKey is where auth leaves the caller's token in the gin context.
+const callerKey = "drover.caller"
+
+func caller(c *gin.Context) Token {
+	t, _ := c.Get(callerKey)
+	tok, _ := t.(Token)
+	return tok
 }
 
 // Register mounts /healthz and /api/v1 on r.
@@ -94,13 +123,36 @@ func (s *Server) auth(c *gin.Context) {
 		fail(c, http.StatusUnauthorized, "unauthorized", "missing bearer token; set DROVER_TOKEN")
 		return
 	}
-	for _, t := range s.Tokens {
-		if t != "" && subtle.ConstantTimeCompare([]byte(t), []byte(token)) == 1 {
-			c.Next()
-			return
+	// Every token is compared, in constant time, so the answer's timing
+	// says nothing about which one came close.
+	var found *Token
+	for i := range s.Tokens {
+		t := &s.Tokens[i]
+		if t.Value != "" && subtle.ConstantTimeCompare([]byte(t.Value), []byte(token)) == 1 && found == nil {
+			found = t
 		}
 	}
-	fail(c, http.StatusUnauthorized, "unauthorized", "invalid bearer token")
+	if found == nil {
+		fail(c, http.StatusUnauthorized, "unauthorized", "invalid bearer token")
+		return
+	}
+	c.Set(callerKey, *found)
+	c.Next()
+}
+
+// app loads the :app of the route and checks the caller may act on its
+// pipeline: 404 if there is no such app, 403 if the token is not for it.
+func (s *Server) app(c *gin.Context) (pipelines.App, bool) {
+	app, err := s.Ledger.App(c.Request.Context(), c.Param("app"))
+	if err != nil {
+		s.failErr(c, err)
+		return app, false
+	}
+	if t := caller(c); !t.allows(app.Pipeline) {
+		fail(c, http.StatusForbidden, "forbidden", "token "+strconv.Quote(t.Name)+" is not allowed on pipeline "+strconv.Quote(app.Pipeline))
+		return app, false
+	}
+	return app, true
 }
 
 // RegionInfo is where an app runs in one region.
@@ -142,13 +194,16 @@ func (s *Server) appInfo(ctx context.Context, app pipelines.App) (AppInfo, error
 }
 
 func (s *Server) listApps(c *gin.Context) {
-	apps, err := s.Ledger.Apps(c)
+	apps, err := s.Ledger.Apps(c.Request.Context())
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
 	out := []AppInfo{}
 	for _, app := range apps {
+		if !caller(c).allows(app.Pipeline) {
+			continue
+		}
 		info, err := s.appInfo(c.Request.Context(), app)
 		if err != nil {
 			s.failErr(c, err)
@@ -160,9 +215,8 @@ func (s *Server) listApps(c *gin.Context) {
 }
 
 func (s *Server) getApp(c *gin.Context) {
-	app, err := s.Ledger.App(c.Request.Context(), c.Param("app"))
-	if err != nil {
-		s.failErr(c, err)
+	app, ok := s.app(c)
+	if !ok {
 		return
 	}
 	info, err := s.appInfo(c.Request.Context(), app)
@@ -174,8 +228,7 @@ func (s *Server) getApp(c *gin.Context) {
 }
 
 func (s *Server) listReleases(c *gin.Context) {
-	if _, err := s.Ledger.App(c.Request.Context(), c.Param("app")); err != nil {
-		s.failErr(c, err)
+	if _, ok := s.app(c); !ok {
 		return
 	}
 	limit, _ := strconv.Atoi(c.Query("limit"))
@@ -193,34 +246,33 @@ func (s *Server) listReleases(c *gin.Context) {
 	c.JSON(http.StatusOK, rs)
 }
 
-func (s *Server) release(c *gin.Context) (pipelines.Release, bool) {
+func (s *Server) release(c *gin.Context) (pipelines.App, pipelines.Release, bool) {
+	app, ok := s.app(c)
+	if !ok {
+		return app, pipelines.Release{}, false
+	}
 	v, err := pipelines.ParseVersion(c.Param("version"))
 	if err != nil {
 		s.failErr(c, err)
-		return pipelines.Release{}, false
+		return app, pipelines.Release{}, false
 	}
-	r, err := s.Ledger.Release(c.Request.Context(), c.Param("app"), v)
+	r, err := s.Ledger.Release(c.Request.Context(), app.Name, v)
 	if err != nil {
 		s.failErr(c, err)
-		return r, false
+		return app, r, false
 	}
-	return r, true
+	return app, r, true
 }
 
 func (s *Server) getRelease(c *gin.Context) {
-	if r, ok := s.release(c); ok {
+	if _, r, ok := s.release(c); ok {
 		c.JSON(http.StatusOK, r)
 	}
 }
 
 func (s *Server) getBuild(c *gin.Context) {
-	r, ok := s.release(c)
+	app, r, ok := s.release(c)
 	if !ok {
-		return
-	}
-	app, err := s.Ledger.App(c.Request.Context(), r.App)
-	if err != nil {
-		s.failErr(c, err)
 		return
 	}
 	b, err := s.Ledger.FindBuild(c.Request.Context(), app.Repo, r.Commit)
@@ -234,9 +286,8 @@ func (s *Server) getBuild(c *gin.Context) {
 // getCommitBuild shows the build of a commit, failed ones included: a
 // failed build makes no release, so this is where its output is read.
 func (s *Server) getCommitBuild(c *gin.Context) {
-	app, err := s.Ledger.App(c.Request.Context(), c.Param("app"))
-	if err != nil {
-		s.failErr(c, err)
+	app, ok := s.app(c)
+	if !ok {
 		return
 	}
 	b, err := s.Ledger.FindBuild(c.Request.Context(), app.Repo, c.Param("commit"))
@@ -248,8 +299,7 @@ func (s *Server) getCommitBuild(c *gin.Context) {
 }
 
 func (s *Server) getConfig(c *gin.Context) {
-	if _, err := s.Ledger.App(c.Request.Context(), c.Param("app")); err != nil {
-		s.failErr(c, err)
+	if _, ok := s.app(c); !ok {
 		return
 	}
 	cv, err := s.Ledger.ConfigVars(c.Request.Context(), c.Param("app"))
@@ -263,8 +313,7 @@ func (s *Server) getConfig(c *gin.Context) {
 // patchConfig sets the keys given with a string value and removes those
 // given as null; the new config reaches the app with its next release.
 func (s *Server) patchConfig(c *gin.Context) {
-	if _, err := s.Ledger.App(c.Request.Context(), c.Param("app")); err != nil {
-		s.failErr(c, err)
+	if _, ok := s.app(c); !ok {
 		return
 	}
 	var body map[string]*string

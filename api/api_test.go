@@ -41,7 +41,11 @@ func newServer(t *testing.T) (*gin.Engine, *sqlstore.Store) {
 	}
 	gin.SetMode(gin.TestMode)
 	e := gin.New()
-	(&api.Server{Ledger: st, Tokens: []string{token}}).Register(e)
+	(&api.Server{Ledger: st, Tokens: []api.Token{
+		{Name: "admin", Value: token},
+		{Name: "ci-hello", Value: "hello-token", Pipelines: []string{"hello"}},
+		{Name: "ci-other", Value: "other-token", Pipelines: []string{"other"}},
+	}}).Register(e)
 	return e, st
 }
 
@@ -75,6 +79,12 @@ func TestAPI(t *testing.T) {
 		{"missing release", "GET", "/api/v1/apps/hello/releases/v9", "Bearer " + token, "", 404, "not_found"},
 		{"build of a commit", "GET", "/api/v1/apps/hello/builds/c1", "Bearer " + token, "", 200, `"output":"compile error"`},
 		{"build of unknown commit", "GET", "/api/v1/apps/hello/builds/c9", "Bearer " + token, "", 404, "not_found"},
+		{"pipeline token on its pipeline", "GET", "/api/v1/apps/hello/releases", "Bearer hello-token", "", 200, `"version":1`},
+		{"token of another pipeline", "GET", "/api/v1/apps/hello", "Bearer other-token", "", 403, `{"error":{"code":"forbidden","message":"token \"ci-other\" is not allowed on pipeline \"hello\""}}`},
+		{"token of another pipeline, releases", "GET", "/api/v1/apps/hello/releases/v1", "Bearer other-token", "", 403, "forbidden"},
+		{"token of another pipeline, config", "PATCH", "/api/v1/apps/hello/config", "Bearer other-token", `{"A":"1"}`, 403, "forbidden"},
+		{"other pipeline's apps are not listed", "GET", "/api/v1/apps", "Bearer other-token", "", 200, "[]"},
+		{"unknown app beats forbidden", "GET", "/api/v1/apps/nope", "Bearer other-token", "", 404, "not_found"},
 		{"config set", "PATCH", "/api/v1/apps/hello/config", "Bearer " + token, `{"A":"1","B":"2"}`, 200, `"version":1`},
 		{"config bad key", "PATCH", "/api/v1/apps/hello/config", "Bearer " + token, `{"1A":"x"}`, 400, "config var name"},
 		{"config bad body", "PATCH", "/api/v1/apps/hello/config", "Bearer " + token, `[1]`, 400, "JSON object"},

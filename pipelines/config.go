@@ -35,6 +35,7 @@ type Config struct {
 	// File is where the config was read from, for error messages.
 	File      string
 	GitHub    GitHubConfig
+	API       APIConfig
 	Regions   map[string]RegionSpec
 	Pipelines map[string]Pipeline
 }
@@ -209,8 +210,22 @@ func (c *Config) JobTemplate(app string) []byte {
 
 type rawConfig struct {
 	GitHub    GitHubConfig          `yaml:"github"`
+	API       APIConfig             `yaml:"api"`
 	Regions   map[string]RegionSpec `yaml:"regions"`
 	Pipelines map[string]Pipeline   `yaml:"pipelines"`
+}
+
+// APIConfig lists who may call drover's API.
+type APIConfig struct {
+	Tokens []APIToken `yaml:"tokens"`
+}
+
+// APIToken is one bearer token, read from an environment variable, allowed
+// on some pipelines or, with none listed, on all of them.
+type APIToken struct {
+	Name      string   `yaml:"name"`
+	TokenEnv  string   `yaml:"token_env"`
+	Pipelines []string `yaml:"pipelines"`
 }
 
 // ParseConfig parses and validates config data; file is used in errors only.
@@ -222,7 +237,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
 		return nil, &ConfigError{File: file, Msg: yamlMessage(err)}
 	}
-	c := &Config{File: file, GitHub: raw.GitHub, Regions: raw.Regions, Pipelines: raw.Pipelines}
+	c := &Config{File: file, GitHub: raw.GitHub, API: raw.API, Regions: raw.Regions, Pipelines: raw.Pipelines}
 	if c.Regions == nil {
 		c.Regions = map[string]RegionSpec{}
 	}
@@ -304,6 +319,26 @@ func (c *Config) validate() error {
 			return bad(key+".driver", "missing; want %q or %q", DriverLocal, DriverNomad)
 		default:
 			return bad(key+".driver", "unknown driver %q; want %q or %q", r.Driver, DriverLocal, DriverNomad)
+		}
+	}
+	names := map[string]bool{}
+	for i, tok := range c.API.Tokens {
+		key := fmt.Sprintf("api.tokens[%d]", i)
+		switch {
+		case tok.Name == "":
+			return bad(key+".name", "missing")
+		case names[tok.Name]:
+			return bad(key+".name", "token %q is named twice", tok.Name)
+		case tok.TokenEnv == "":
+			return bad(key+".token_env", "missing; name the environment variable that holds the token")
+		case !envNameRE.MatchString(tok.TokenEnv):
+			return bad(key+".token_env", "%q is not an environment variable name; name the variable, not the token", tok.TokenEnv)
+		}
+		names[tok.Name] = true
+		for j, p := range tok.Pipelines {
+			if _, ok := c.Pipelines[p]; !ok {
+				return bad(fmt.Sprintf("%s.pipelines[%d]", key, j), "unknown pipeline %q", p)
+			}
 		}
 	}
 	apps := map[string]string{}

@@ -115,6 +115,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"token instead of its name", "github: { token_env: ghp_abc-123 }\n", `github.token_env: "ghp_abc-123" is not an environment variable name`},
 		{"bad max_parallel", base + "      staging: { app: x, regions: [a], rollout: { max_parallel: -1 } }\n", "pipelines.p.stages.staging.rollout.max_parallel: must be 1 or more"},
 		{"bad on_failure", base + "      staging: { app: x, regions: [a], rollout: { on_failure: fail_some } }\n", `pipelines.p.stages.staging.rollout.on_failure: unknown value "fail_some"`},
+		{"token without env", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci }] }\n", "api.tokens[0].token_env: missing"},
+		{"token for unknown pipeline", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: CI, pipelines: [nope] }] }\n", `api.tokens[0].pipelines[0]: unknown pipeline "nope"`},
+		{"token named twice", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: A }, { name: ci, token_env: B }] }\n", `api.tokens[1].name: token "ci" is named twice`},
 		{"two secrets", "github: { webhook_secret: a, webhook_secret_env: B }\n", "github: set webhook_secret or webhook_secret_env, not both"},
 	}
 	for _, tt := range tests {

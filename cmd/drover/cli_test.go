@@ -57,6 +57,7 @@ func TestRunExitCodesAndMessages(t *testing.T) {
 		{"drover not running", []string{"apps"}, exitError, []string{"reach drover at http://127.0.0.1:1", "hint: start it with `drover dev`"}},
 	}
 	t.Setenv("DROVER_URL", "http://127.0.0.1:1")
+	t.Setenv("DROVER_CONFIG_DIR", t.TempDir())
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
@@ -70,6 +71,24 @@ func TestRunExitCodesAndMessages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestCLIFindsDevStack(t *testing.T) {
+	t.Setenv("DROVER_CONFIG_DIR", t.TempDir())
+	t.Setenv("DROVER_URL", "")
+	t.Setenv("DROVER_TOKEN", "")
+	if err := writeDevLogin(devLogin{URL: "http://127.0.0.1:4711", Token: "dev-token"}); err != nil {
+		t.Fatal(err)
+	}
+	c := newAPIClient()
+	if c.base != "http://127.0.0.1:4711" || c.token != "dev-token" {
+		t.Fatalf("client = %s %q, want the dev stack's", c.base, c.token)
+	}
+	// An explicit URL elsewhere does not get the dev stack's token.
+	t.Setenv("DROVER_URL", "https://drover.example.com")
+	if c := newAPIClient(); c.base != "https://drover.example.com" || c.token == "dev-token" {
+		t.Fatalf("client = %s %q", c.base, c.token)
 	}
 }
 

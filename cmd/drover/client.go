@@ -22,16 +22,21 @@ type apiClient struct {
 	http  *http.Client
 }
 
-// newAPIClient reads $DROVER_URL (default http://127.0.0.1:8080) and
-// $DROVER_TOKEN, falling back to the token `drover dev` wrote into
-// $DROVER_DATA (default .drover), so the CLI works on the same machine with
-// no setup.
+// newAPIClient finds drover and a token with no setup on the machine that
+// runs `drover dev`: $DROVER_URL and $DROVER_TOKEN when set; else what the
+// running dev stack wrote into the user's config dir (see devLogin); else
+// http://127.0.0.1:8080 and the admin token in $DROVER_DATA (default .drover).
 func newAPIClient() *apiClient {
-	base := os.Getenv("DROVER_URL")
+	base, token := os.Getenv("DROVER_URL"), os.Getenv("DROVER_TOKEN")
+	if login, err := readDevLogin(); err == nil && (base == "" || strings.TrimRight(base, "/") == login.URL) {
+		base = login.URL
+		if token == "" {
+			token = login.Token
+		}
+	}
 	if base == "" {
 		base = "http://127.0.0.1:8080"
 	}
-	token := os.Getenv("DROVER_TOKEN")
 	if token == "" {
 		data := os.Getenv("DROVER_DATA")
 		if data == "" {
@@ -42,6 +47,53 @@ func newAPIClient() *apiClient {
 		}
 	}
 	return &apiClient{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// devLogin is where a running `drover dev` answers and its admin token.
+type devLogin struct {
+	URL   string `json:"url"`
+	Token string `json:"token"`
+}
+
+// devLoginPath is <user config dir>/drover/dev.json, or under
+// $DROVER_CONFIG_DIR when set.
+func devLoginPath() (string, error) {
+	dir := os.Getenv("DROVER_CONFIG_DIR")
+	if dir == "" {
+		base, err := os.UserConfigDir()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(base, "drover")
+	}
+	return filepath.Join(dir, "dev.json"), nil
+}
+
+func readDevLogin() (devLogin, error) {
+	var l devLogin
+	path, err := devLoginPath()
+	if err != nil {
+		return l, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return l, err
+	}
+	err = json.Unmarshal(b, &l)
+	return l, err
+}
+
+// writeDevLogin records a dev stack's URL and token, readable by the user only.
+func writeDevLogin(l devLogin) error {
+	path, err := devLoginPath()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(l, "", "  ")
+	return os.WriteFile(path, b, 0o600)
 }
 
 func (c *apiClient) get(ctx context.Context, path string, into any) error {

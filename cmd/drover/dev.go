@@ -229,12 +229,25 @@ func (d *Dev) Start(ctx context.Context) error {
 	}
 	hooks.Register(engine)
 	api.RegisterSlugs(engine, artifacts)
-	(&api.Server{Ledger: d.store, Tokens: []string{d.Token}, Logger: d.Logger}).Register(engine)
+	tokens := []api.Token{{Name: "admin", Value: d.Token}}
+	for _, t := range cfg.API.Tokens {
+		v := os.Getenv(t.TokenEnv)
+		if v == "" {
+			d.Logger.Warn("api token's variable is empty; the token is off", "token", t.Name, "variable", t.TokenEnv)
+			continue
+		}
+		tokens = append(tokens, api.Token{Name: t.Name, Value: v, Pipelines: t.Pipelines})
+	}
+	(&api.Server{Ledger: d.store, Tokens: tokens, Logger: d.Logger}).Register(engine)
 	ln, err := net.Listen("tcp", d.Options.Listen)
 	if err != nil {
 		return &hintError{err: fmt.Errorf("listen on %s: %w", d.Options.Listen, err), hint: "pass --listen 127.0.0.1:0 for any free port"}
 	}
 	d.HTTPAddr = ln.Addr().String()
+	// The CLI on this machine finds this stack and its token with no setup.
+	if err := writeDevLogin(devLogin{URL: "http://" + d.HTTPAddr, Token: d.Token}); err != nil {
+		d.Logger.Warn("could not save the CLI login; set DROVER_URL and DROVER_TOKEN", "error", err)
+	}
 	d.http = &http.Server{Handler: engine, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := d.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

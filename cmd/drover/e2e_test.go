@@ -257,6 +257,9 @@ func (s *stack) answersEverywhere(ctx context.Context, app string, regions int, 
 
 func startDev(t *testing.T, ctx context.Context, config, data string) (*Dev, *stack) {
 	t.Helper()
+	if os.Getenv("DROVER_CONFIG_DIR") == "" {
+		t.Setenv("DROVER_CONFIG_DIR", t.TempDir())
+	}
 	t0 := time.Now()
 	d := &Dev{Options: DevOptions{Config: config, Data: data, Listen: "127.0.0.1:0", TemporalPort: 0}, Logger: newLogger(io.Discard, "error")}
 	if testing.Verbose() {
@@ -334,9 +337,10 @@ func TestE2EPushToRunningApp(t *testing.T) {
 		t.Fatalf("after redeliveries: %d releases, want 2", len(rs))
 	}
 
-	// The CLI reads the same ledger.
-	t.Setenv("DROVER_URL", s.base)
-	t.Setenv("DROVER_TOKEN", s.token)
+	// The CLI reads the same ledger, finding drover and its token with no
+	// setup: dev recorded both in the user's config dir.
+	t.Setenv("DROVER_URL", "")
+	t.Setenv("DROVER_TOKEN", "")
 	var out, errOut bytes.Buffer
 	if code := Run(ctx, []string{"releases", "hello-staging", "--json"}, Streams{Out: &out, Err: &errOut}); code != exitOK {
 		t.Fatalf("drover releases: exit %d: %s", code, errOut.String())
@@ -514,6 +518,7 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	t.Setenv(secretEnv, "e2e-secret")
+	t.Setenv("DROVER_CONFIG_DIR", t.TempDir())
 	config, data := writeConfig(t), t.TempDir()
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	base := "http://" + listen
