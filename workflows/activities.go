@@ -197,6 +197,10 @@ type CreateReleaseInput struct {
 	Description string
 	Operation   string
 	Regions     []string
+	// From, when set, is the release whose config version and formation
+	// the new one takes, all together (a rollback); otherwise the app's
+	// current config and formation are used.
+	From int
 }
 
 // CreateReleaseResult names the release and the one it replaces.
@@ -217,13 +221,22 @@ func (a *Activities) CreateRelease(ctx context.Context, in CreateReleaseInput) (
 		return CreateReleaseResult{}, err
 	}
 	formation := pipelines.DefaultFormation(in.Procfile)
+	var from *pipelines.Release
+	if in.From > 0 {
+		r, err := a.Store.Release(ctx, in.App, in.From)
+		if err != nil {
+			return CreateReleaseResult{}, permanent(err)
+		}
+		from = &r
+		cv.Version, formation = r.ConfigVersion, r.Formation
+	}
 	prev := 0
 	cur, err := a.Store.CurrentRelease(ctx, in.App)
 	switch {
 	case err == nil:
 		prev = cur.Version
 		for typ := range formation {
-			if n, ok := cur.Formation[typ]; ok {
+			if n, ok := cur.Formation[typ]; ok && from == nil {
 				formation[typ] = n
 			}
 		}

@@ -26,13 +26,23 @@ type DeployRequest struct {
 // AppInput is the state an AppWorkflow carries across Continue-As-New.
 type AppInput struct {
 	App string
-	// Queued is the push waiting behind the running operation, if any.
-	Queued *DeployRequest
+	// Pending are the pushes and operations waiting, in order; at most one
+	// of them is a push.
+	Pending []Pending
+	// Queued is where a waiting push was kept before operations existed;
+	// it is moved into Pending on start.
+	Queued *DeployRequest `json:",omitempty"`
 	// Superseded are pushes replaced while waiting, not yet in the ledger.
 	Superseded []RecordSupersededInput
 	// Seen holds the commits already queued, running or deployed, newest
 	// last, so a redelivered push starts nothing.
 	Seen []string
+}
+
+// Pending is one entry of an app's queue: a push or an operation.
+type Pending struct {
+	Push *DeployRequest `json:",omitempty"`
+	Op   *Operation     `json:",omitempty"`
 }
 
 // AppStatus is what QueryQueue answers.
@@ -55,11 +65,17 @@ const idleTimeout = 24 * time.Hour
 // ones are recorded as superseded.
 func AppWorkflow(ctx workflow.Context, in AppInput) error {
 	log := workflow.GetLogger(ctx)
-	signals := workflow.GetSignalChannel(ctx, SignalDeploy)
+	pushes := workflow.GetSignalChannel(ctx, SignalDeploy)
+	ops := workflow.GetSignalChannel(ctx, SignalOperation)
 	short := workflow.WithActivityOptions(ctx, shortOptions())
 	status := AppStatus{}
 	if err := workflow.SetQueryHandler(ctx, QueryQueue, func() (AppStatus, error) { return status, nil }); err != nil {
 		return err
+	}
+	// A queue carried over from before operations existed.
+	if in.Queued != nil {
+		in.Pending = append([]Pending{{Push: in.Queued}}, in.Pending...)
+		in.Queued = nil
 	}
 	seen := map[string]bool{}
 	for _, c := range in.Seen {
@@ -84,21 +100,29 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 			}
 		}
 	}
-	// enqueue takes a push; a push already waiting is superseded by it.
+	// enqueue takes a push; a push already waiting is superseded by it, and
+	// the newest waits at the back. Promotions and rollbacks never collapse.
 	enqueue := func(req DeployRequest) {
 		if seen[req.Commit] {
 			log.Info("push already seen", "app", in.App, "commit", req.Commit)
 			return
 		}
 		remember(req.Commit)
-		if old := in.Queued; old != nil {
-			in.Superseded = append(in.Superseded, RecordSupersededInput{
-				App: in.App, Commit: old.Commit, SupersededBy: req.Commit,
-				Operation: DeployWorkflowID(in.App, old.Commit) + "@superseded",
-			})
+		for i, p := range in.Pending {
+			if p.Push != nil {
+				in.Superseded = append(in.Superseded, RecordSupersededInput{
+					App: in.App, Commit: p.Push.Commit, SupersededBy: req.Commit,
+					Operation: DeployWorkflowID(in.App, p.Push.Commit) + "@superseded",
+				})
+				in.Pending = append(in.Pending[:i], in.Pending[i+1:]...)
+				break
+			}
 		}
-		in.Queued = &req
+		in.Pending = append(in.Pending, Pending{Push: &req})
 		status.Queued = req.Commit
+	}
+	enqueueOp := func(op Operation) {
+		in.Pending = append(in.Pending, Pending{Op: &op})
 	}
 	// recordSuperseded writes the superseded pushes into the ledger. It runs
 	// between operations, so they are numbered after the release that was
@@ -111,57 +135,90 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 		}
 		in.Superseded = nil
 	}
-	drain := func() {
-		var req DeployRequest
-		for signals.ReceiveAsync(&req) {
+	receive := func(sel workflow.Selector) {
+		sel.AddReceive(pushes, func(c workflow.ReceiveChannel, more bool) {
+			var req DeployRequest
+			c.Receive(ctx, &req)
 			enqueue(req)
-			req = DeployRequest{}
+		})
+		sel.AddReceive(ops, func(c workflow.ReceiveChannel, more bool) {
+			var op Operation
+			c.Receive(ctx, &op)
+			enqueueOp(op)
+		})
+	}
+	drain := func() {
+		for {
+			var req DeployRequest
+			var op Operation
+			switch {
+			case pushes.ReceiveAsync(&req):
+				enqueue(req)
+			case ops.ReceiveAsync(&op):
+				enqueueOp(op)
+			default:
+				return
+			}
 		}
 	}
 
 	for {
 		drain()
 		recordSuperseded()
-		if in.Queued == nil {
+		if len(in.Pending) == 0 {
 			// Idle: continue as new here, where nothing runs, once the
 			// history is long; every signal is drained first so none is lost.
 			if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 				return workflow.NewContinueAsNewError(ctx, AppWorkflow, in)
 			}
-			// Wait for the next push, or end after a long idle spell: the
-			// next push starts a fresh queue with signal-with-start.
+			// Wait for the next push or operation, or end after a long idle
+			// spell: the next one starts a fresh queue with signal-with-start.
 			idle := false
 			tctx, cancelTimer := workflow.WithCancel(ctx)
 			sel := workflow.NewSelector(ctx)
-			sel.AddReceive(signals, func(c workflow.ReceiveChannel, more bool) {
-				var req DeployRequest
-				c.Receive(ctx, &req)
-				enqueue(req)
-			})
+			receive(sel)
 			sel.AddFuture(workflow.NewTimer(tctx, idleTimeout), func(workflow.Future) { idle = true })
 			sel.Select(ctx)
 			cancelTimer()
 			if idle {
 				drain()
-				if in.Queued == nil {
+				if len(in.Pending) == 0 {
 					return nil
 				}
 			}
 			continue
 		}
-		req := *in.Queued
-		in.Queued = nil
-		status.Running, status.Queued = req.Commit, ""
-
-		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID: DeployWorkflowID(in.App, req.Commit),
+		next := in.Pending[0]
+		in.Pending = in.Pending[1:]
+		opts := workflow.ChildWorkflowOptions{
+			ParentClosePolicy:  enumspb.PARENT_CLOSE_POLICY_ABANDON,
+			WorkflowRunTimeout: 3 * time.Hour,
+		}
+		var child workflow.ChildWorkflowFuture
+		var label string
+		switch {
+		case next.Push != nil:
+			req := *next.Push
+			if status.Queued == req.Commit {
+				status.Queued = ""
+			}
+			label = req.Commit
+			opts.WorkflowID = DeployWorkflowID(in.App, req.Commit)
 			// A failed deploy of a commit may be tried again by pushing it
 			// again; a succeeded or running one never runs twice.
-			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
-			WorkflowRunTimeout:    3 * time.Hour,
-		})
-		child := workflow.ExecuteChildWorkflow(cctx, DeployWorkflow, DeployInput{App: in.App, DeployRequest: req})
+			opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
+			child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), DeployWorkflow, DeployInput{App: in.App, DeployRequest: req})
+		case next.Op != nil && next.Op.Promote != nil:
+			label, opts.WorkflowID = next.Op.ID, next.Op.ID
+			child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), PromoteWorkflow, *next.Op.Promote)
+		case next.Op != nil && next.Op.Rollback != nil:
+			label, opts.WorkflowID = next.Op.ID, next.Op.ID
+			child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), RollbackWorkflow, *next.Op.Rollback)
+		default:
+			log.Error("unknown queue entry; dropped", "app", in.App)
+			continue
+		}
+		status.Running = label
 		done := false
 		for !done {
 			sel := workflow.NewSelector(ctx)
@@ -170,18 +227,16 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 				var res DeployResult
 				if err := f.Get(ctx, &res); err != nil {
 					if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
-						log.Info("deploy already exists", "app", in.App, "commit", req.Commit)
+						log.Info("operation already exists", "app", in.App, "operation", label)
 						return
 					}
-					log.Warn("deploy failed", "app", in.App, "commit", req.Commit, "error", err)
-					forget(req.Commit)
+					log.Warn("operation failed", "app", in.App, "operation", label, "error", err)
+					if next.Push != nil {
+						forget(next.Push.Commit)
+					}
 				}
 			})
-			sel.AddReceive(signals, func(c workflow.ReceiveChannel, more bool) {
-				var next DeployRequest
-				c.Receive(ctx, &next)
-				enqueue(next)
-			})
+			receive(sel)
 			sel.Select(ctx)
 		}
 		status.Running = ""

@@ -64,30 +64,36 @@ func longOptions(timeout, heartbeat time.Duration, attempts int32) workflow.Acti
 // phase, and rolls it out region by region. If a region fails, every region
 // already moved goes back to the previous release and the release fails.
 func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) {
-	log := workflow.GetLogger(ctx)
-	short := workflow.WithActivityOptions(ctx, shortOptions())
 	if len(in.Regions) == 0 {
 		return DeployResult{}, temporal.NewNonRetryableApplicationError("app "+in.App+" has no regions", errInvalid, nil)
 	}
-
 	var build BuildResult
 	bctx := workflow.WithActivityOptions(ctx, longOptions(30*time.Minute, 15*time.Second, 3))
 	if err := workflow.ExecuteActivity(bctx, a.Build, BuildInput{App: in.App, Repo: in.Repo, CloneURL: in.CloneURL, Commit: in.Commit}).Get(ctx, &build); err != nil {
 		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
 	}
-
-	info := workflow.GetInfo(ctx)
-	var rel CreateReleaseResult
-	if err := workflow.ExecuteActivity(short, a.CreateRelease, CreateReleaseInput{
+	return release(ctx, in, CreateReleaseInput{
 		App: in.App, Slug: build.Slug, Commit: in.Commit, Procfile: build.Procfile, Description: in.Description,
-		Operation: info.WorkflowExecution.ID + "@" + info.WorkflowExecution.RunID, Regions: in.Regions,
-	}).Get(ctx, &rel); err != nil {
+	}, true)
+}
+
+// release is what every operation that makes a release shares, after it
+// knows which slug: create the release, run its release phase (when
+// releasePhase and the Procfile has one), roll it out, and record how it
+// ended. A failure is recorded even when the workflow is being cancelled,
+// so the ledger never keeps a release pending forever.
+func release(ctx workflow.Context, in DeployInput, create CreateReleaseInput, releasePhase bool) (DeployResult, error) {
+	log := workflow.GetLogger(ctx)
+	short := workflow.WithActivityOptions(ctx, shortOptions())
+	info := workflow.GetInfo(ctx)
+	create.Operation = info.WorkflowExecution.ID + "@" + info.WorkflowExecution.RunID
+	create.Regions = in.Regions
+	var rel CreateReleaseResult
+	if err := workflow.ExecuteActivity(short, a.CreateRelease, create).Get(ctx, &rel); err != nil {
 		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
 	}
 	res := DeployResult{Version: rel.Version}
 
-	// fail records the release as failed even when the workflow itself is
-	// being cancelled, so the ledger never keeps a release pending forever.
 	fail := func(err error) (DeployResult, error) {
 		res.Status, res.Reason = pipelines.ReleaseFailed, reason(err)
 		dctx, _ := workflow.NewDisconnectedContext(short)
@@ -99,7 +105,7 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 		return res, err
 	}
 
-	if rel.HasReleasePhase {
+	if releasePhase && rel.HasReleasePhase {
 		rctx := workflow.WithActivityOptions(ctx, longOptions(30*time.Minute, 15*time.Second, 3))
 		if err := workflow.ExecuteActivity(rctx, a.ReleasePhase, ReleasePhaseInput{App: in.App, Version: rel.Version, Region: in.Regions[0]}).Get(ctx, nil); err != nil {
 			return fail(fmt.Errorf("release phase: %w", err))

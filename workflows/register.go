@@ -6,5 +6,7 @@ import "go.temporal.io/sdk/worker"
 func Register(w worker.Registry, acts *Activities) {
 	w.RegisterWorkflow(AppWorkflow)
 	w.RegisterWorkflow(DeployWorkflow)
+	w.RegisterWorkflow(PromoteWorkflow)
+	w.RegisterWorkflow(RollbackWorkflow)
 	w.RegisterActivity(acts)
 }

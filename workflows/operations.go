@@ -1,0 +1,161 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drover/drover/pipelines"
+)
+
+// Operation kinds the app queue runs besides pushes. They never collapse.
+const (
+	OpPromote  = "promote"
+	OpRollback = "rollback"
+)
+
+// SignalOperation hands a promotion or rollback to an app's queue.
+const SignalOperation = "operation"
+
+// OperationWorkflowID is the ID of one promotion or rollback; the API
+// makes it (with a random part) so the caller can follow the operation.
+func OperationWorkflowID(kind, app, nonce string) string {
+	return fmt.Sprintf("%s/%s/%s", kind, app, nonce)
+}
+
+// Operation is a promotion or rollback waiting in an app's queue.
+type Operation struct {
+	ID       string
+	Kind     string
+	Promote  *PromoteInput  `json:",omitempty"`
+	Rollback *RollbackInput `json:",omitempty"`
+}
+
+// PromoteInput moves a release's slug from one app to the next stage's.
+type PromoteInput struct {
+	// DeployInput names the target app, its regions and rollout policy.
+	DeployInput
+	FromApp string
+	// FromVersion is the release to promote; 0 means FromApp's current one.
+	FromVersion int
+}
+
+// RollbackInput makes a new release from an old one.
+type RollbackInput struct {
+	DeployInput
+	// ToVersion is the release to go back to; 0 means the one before the
+	// current release.
+	ToVersion int
+	// RunReleasePhase runs the release command again; by default it does
+	// not, since it already ran for that slug.
+	RunReleasePhase bool
+}
+
+// PromoteWorkflow releases the exact slug of a staging release to the next
+// stage's app, with that app's own config vars and formation, as Heroku
+// does: promotion carries the build, not the config. Nothing is built.
+func PromoteWorkflow(ctx workflow.Context, in PromoteInput) (DeployResult, error) {
+	short := workflow.WithActivityOptions(ctx, shortOptions())
+	var src SourceRelease
+	if err := workflow.ExecuteActivity(short, a.PromotionSource, SourceInput{App: in.FromApp, Version: in.FromVersion}).Get(ctx, &src); err != nil {
+		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
+	}
+	in.Commit = src.Commit
+	return release(ctx, in.DeployInput, CreateReleaseInput{
+		App: in.App, Slug: src.Slug, Commit: src.Commit, Procfile: src.Procfile,
+		Description: fmt.Sprintf("promoted from %s v%d", in.FromApp, src.Version),
+	}, true)
+}
+
+// RollbackWorkflow makes release vN+1 from vK's slug, config version and
+// formation, all three together, and rolls it out.
+func RollbackWorkflow(ctx workflow.Context, in RollbackInput) (DeployResult, error) {
+	short := workflow.WithActivityOptions(ctx, shortOptions())
+	var target SourceRelease
+	if err := workflow.ExecuteActivity(short, a.RollbackTarget, SourceInput{App: in.App, Version: in.ToVersion}).Get(ctx, &target); err != nil {
+		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
+	}
+	in.Commit = target.Commit
+	return release(ctx, in.DeployInput, CreateReleaseInput{
+		App: in.App, Slug: target.Slug, Commit: target.Commit, Procfile: target.Procfile,
+		Description: fmt.Sprintf("rollback to v%d", target.Version), From: target.Version,
+	}, in.RunReleasePhase)
+}
+
+// SourceInput names a release to promote or go back to (0: see callers).
+type SourceInput struct {
+	App     string
+	Version int
+}
+
+// SourceRelease is the slug an operation reuses.
+type SourceRelease struct {
+	Version  int
+	Slug     string
+	Commit   string
+	Procfile pipelines.Procfile
+}
+
+func source(r pipelines.Release) SourceRelease {
+	return SourceRelease{Version: r.Version, Slug: r.Slug, Commit: r.Commit, Procfile: r.Procfile}
+}
+
+// PromotionSource finds the release to promote: the named one or the
+// app's current one. Only a succeeded release can be promoted.
+func (a *Activities) PromotionSource(ctx context.Context, in SourceInput) (SourceRelease, error) {
+	var r pipelines.Release
+	var err error
+	if in.Version == 0 {
+		r, err = a.Store.CurrentRelease(ctx, in.App)
+		if errors.Is(err, pipelines.ErrNotFound) {
+			return SourceRelease{}, refuse("%s has no succeeded release to promote; deploy it first", in.App)
+		}
+	} else {
+		r, err = a.Store.Release(ctx, in.App, in.Version)
+	}
+	if err != nil {
+		return SourceRelease{}, permanent(err)
+	}
+	if r.Status != pipelines.ReleaseSucceeded {
+		return SourceRelease{}, refuse("%s %s is %s, not succeeded: only a release that rolled out can be promoted", in.App, r.Name(), r.Status)
+	}
+	return source(r), nil
+}
+
+// RollbackTarget finds the release to go back to: the named one, or the
+// last succeeded release before the current one.
+func (a *Activities) RollbackTarget(ctx context.Context, in SourceInput) (SourceRelease, error) {
+	if in.Version > 0 {
+		r, err := a.Store.Release(ctx, in.App, in.Version)
+		if err != nil {
+			return SourceRelease{}, permanent(err)
+		}
+		if r.Slug == "" {
+			return SourceRelease{}, refuse("%s %s has no slug (it was %s before it was built); pick another release", in.App, r.Name(), r.Status)
+		}
+		return source(r), nil
+	}
+	rs, err := a.Store.Releases(ctx, in.App, 0)
+	if err != nil {
+		return SourceRelease{}, err
+	}
+	seenCurrent := false
+	for _, r := range rs {
+		if r.Status != pipelines.ReleaseSucceeded {
+			continue
+		}
+		if seenCurrent {
+			return source(r), nil
+		}
+		seenCurrent = true
+	}
+	return SourceRelease{}, refuse("%s has no earlier succeeded release to roll back to", in.App)
+}
+
+// refuse is an operation that can never succeed as asked.
+func refuse(format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), errInvalid, nil)
+}

@@ -1,0 +1,185 @@
+package workflows_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/workflows"
+)
+
+const production = "hello"
+
+func (f *fixture) run(t *testing.T, wf any, in any) (workflows.DeployResult, error) {
+	t.Helper()
+	env := f.env()
+	f.runs++
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: fmt.Sprintf("op-%d", f.runs)})
+	env.ExecuteWorkflow(wf, in)
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	var res workflows.DeployResult
+	err := env.GetWorkflowError()
+	if err == nil {
+		env.GetWorkflowResult(&res)
+	}
+	return res, err
+}
+
+func promote(from string, version int) workflows.PromoteInput {
+	return workflows.PromoteInput{
+		DeployInput: workflows.DeployInput{App: production, DeployRequest: workflows.DeployRequest{Regions: []string{"a", "b"}}},
+		FromApp:     from, FromVersion: version,
+	}
+}
+
+func TestPromoteReusesTheSlugWithProductionsConfig(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.store.SetConfigVars(ctx, app, map[string]string{"WHERE": "staging"}, nil)
+	f.store.SetConfigVars(ctx, production, map[string]string{"WHERE": "production"}, nil)
+	if _, err := f.deploy(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	staging := f.release(t, 1)
+	res, err := f.run(t, workflows.PromoteWorkflow, promote(app, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.builder.builds) != 1 {
+		t.Fatalf("builds = %v; a promotion builds nothing", f.builder.builds)
+	}
+	prod, err := f.store.Release(ctx, production, res.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prod.Slug != staging.Slug || prod.Commit != "c1" || prod.Status != pipelines.ReleaseSucceeded {
+		t.Fatalf("production %s = %+v; want staging's slug %s", prod.Name(), prod, staging.Slug)
+	}
+	if prod.Description != "promoted from hello-staging v1" {
+		t.Fatalf("description = %q", prod.Description)
+	}
+	last := f.regions["a"].tasks[len(f.regions["a"].tasks)-1]
+	if last.App != production || last.Env["WHERE"] != "production" {
+		t.Fatalf("release phase ran for %s with WHERE=%q; promotion carries the build, not the config", last.App, last.Env["WHERE"])
+	}
+}
+
+func TestPromoteRefusesAReleaseThatDidNotSucceed(t *testing.T) {
+	f := newFixture(t)
+	f.regions["a"].taskExit = 1 // staging v1's release phase fails
+	if _, err := f.deploy(t, "c1"); err == nil {
+		t.Fatal("staging v1 should fail")
+	}
+	for _, version := range []int{1, 0} {
+		_, err := f.run(t, workflows.PromoteWorkflow, promote(app, version))
+		if err == nil {
+			t.Fatalf("promoting v%d of a failed staging was accepted", version)
+		}
+		want := map[int]string{1: "hello-staging v1 is failed, not succeeded", 0: "hello-staging has no succeeded release to promote"}[version]
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("err = %v, want %q", err, want)
+		}
+	}
+	if rs, _ := f.store.Releases(context.Background(), production, 0); len(rs) != 0 {
+		t.Fatalf("production has %d releases, want none", len(rs))
+	}
+}
+
+func rollback(to int, releasePhase bool) workflows.RollbackInput {
+	return workflows.RollbackInput{
+		DeployInput: workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{Regions: []string{"a", "b"}}},
+		ToVersion:   to, RunReleasePhase: releasePhase,
+	}
+}
+
+func TestRollbackRestoresSlugConfigAndFormationTogether(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.store.SetConfigVars(ctx, app, map[string]string{"MODE": "old"}, nil)
+	if _, err := f.deploy(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	f.store.SetConfigVars(ctx, app, map[string]string{"MODE": "new"}, nil)
+	f.builder.procfile = pipelines.Procfile{{Type: "web", Command: "bin/web"}, {Type: "worker", Command: "bin/worker"}, {Type: "release", Command: "bin/migrate"}}
+	if _, err := f.deploy(t, "c2"); err != nil {
+		t.Fatal(err)
+	}
+	v1, v2 := f.release(t, 1), f.release(t, 2)
+	tasks := len(f.regions["a"].tasks)
+
+	res, err := f.run(t, workflows.RollbackWorkflow, rollback(0, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v3 := f.release(t, res.Version)
+	if v3.Version != 3 || v3.Slug != v1.Slug || v3.Commit != "c1" || v3.ConfigVersion != v1.ConfigVersion ||
+		fmt.Sprint(v3.Formation) != fmt.Sprint(v1.Formation) || v3.Description != "rollback to v1" {
+		t.Fatalf("v3 = %+v\nwant v1's slug, config version %d and formation %v (v2 had %d and %v)", v3, v1.ConfigVersion, v1.Formation, v2.ConfigVersion, v2.Formation)
+	}
+	if len(f.regions["a"].tasks) != tasks {
+		t.Fatal("the release phase ran again; a rollback skips it unless asked")
+	}
+	if f.regions["a"].running != 3 || f.regions["b"].running != 3 {
+		t.Fatalf("regions run v%d and v%d, want v3", f.regions["a"].running, f.regions["b"].running)
+	}
+
+	// Asked for, it runs; and a named release is honoured.
+	res, err = f.run(t, workflows.RollbackWorkflow, rollback(2, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v4 := f.release(t, res.Version); v4.Slug != v2.Slug || v4.Description != "rollback to v2" || len(f.regions["a"].tasks) != tasks+1 {
+		t.Fatalf("v4 = %+v, release phases %d", v4, len(f.regions["a"].tasks)-tasks)
+	}
+}
+
+func TestRollbackWithNothingToGoBackTo(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.deploy(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.run(t, workflows.RollbackWorkflow, rollback(0, false)); err == nil || !strings.Contains(err.Error(), "no earlier succeeded release") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestQueueRunsOperationsInOrder sends a push, a rollback and another push
+// while the first deploy builds: they run one at a time, in that order.
+func TestQueueRunsOperationsInOrder(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.deploy(t, "c0"); err != nil {
+		t.Fatal(err)
+	}
+	env := f.env()
+	push := func(c string) func() {
+		return func() {
+			env.SignalWorkflow(workflows.SignalDeploy, workflows.DeployRequest{Repo: "octo-org/hello", CloneURL: "file:///r", Commit: c, Regions: []string{"a", "b"}})
+		}
+	}
+	env.RegisterDelayedCallback(push("c1"), 0)
+	env.RegisterDelayedCallback(func() {
+		in := rollback(1, false)
+		env.SignalWorkflow(workflows.SignalOperation, workflows.Operation{ID: "rollback/hello-staging/x1", Kind: workflows.OpRollback, Rollback: &in})
+	}, time.Millisecond)
+	env.RegisterDelayedCallback(push("c2"), 2*time.Millisecond)
+	env.ExecuteWorkflow(workflows.AppWorkflow, workflows.AppInput{App: app})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := f.store.Releases(context.Background(), app, 0)
+	var got []string
+	for i := len(rs) - 1; i >= 0; i-- {
+		got = append(got, fmt.Sprintf("%s:%s:%s", rs[i].Name(), rs[i].Commit, rs[i].Description))
+	}
+	want := "v1:c0: v2:c1: v3:c0:rollback to v1 v4:c2:"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("ledger = %s\nwant     %s", strings.Join(got, " "), want)
+	}
+}
