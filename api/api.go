@@ -24,6 +24,7 @@ type Ledger interface {
 	Release(ctx context.Context, app string, version int) (pipelines.Release, error)
 	Releases(ctx context.Context, app string, limit int) ([]pipelines.Release, error)
 	CurrentRelease(ctx context.Context, app string) (pipelines.Release, error)
+	ReleaseByOperation(ctx context.Context, app, operation string) (pipelines.Release, error)
 	FindBuild(ctx context.Context, repo, commit string) (deployments.Build, error)
 	ConfigVars(ctx context.Context, app string) (pipelines.ConfigVars, error)
 	SetConfigVars(ctx context.Context, app string, set map[string]string, unset []string) (pipelines.ConfigVars, error)
@@ -32,6 +33,9 @@ type Ledger interface {
 // Server holds the API's dependencies.
 type Server struct {
 	Ledger Ledger
+	// Config and Operations enable promote, rollback and operations.
+	Config     *pipelines.Config
+	Operations Operations
 	// Tokens are the bearer tokens allowed to call the API.
 	Tokens []Token
 	Logger *slog.Logger
@@ -78,6 +82,7 @@ func (s *Server) Register(r *gin.Engine) {
 	v1.GET("/apps/:app/builds/:commit", s.getCommitBuild)
 	v1.GET("/apps/:app/config", s.getConfig)
 	v1.PATCH("/apps/:app/config", s.patchConfig)
+	s.registerOperations(v1)
 }
 
 // Error is the body of every error answer.

@@ -53,6 +53,9 @@ type Store interface {
 	Release(ctx context.Context, app string, version int) (pipelines.Release, error)
 	// Releases returns app's ledger, newest first, at most limit (0: all).
 	Releases(ctx context.Context, app string, limit int) ([]pipelines.Release, error)
+	// ReleaseByOperation returns the release the operation (workflow ID)
+	// made, if it made one yet.
+	ReleaseByOperation(ctx context.Context, app, operation string) (pipelines.Release, error)
 	// CurrentRelease returns app's newest succeeded release.
 	CurrentRelease(ctx context.Context, app string) (pipelines.Release, error)
 	// FinishRelease sets a pending release's final status and reason.

@@ -2,8 +2,11 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 )
 
@@ -23,4 +26,53 @@ func (s *Starter) Deploy(ctx context.Context, app string, req DeployRequest) err
 		return fmt.Errorf("queue deploy of %s to %s: %w", short(req.Commit), app, err)
 	}
 	return nil
+}
+
+// StartOperation hands a promotion or rollback to app's queue, starting the
+// queue if it is not running. It runs after whatever is already queued.
+func (s *Starter) StartOperation(ctx context.Context, app string, op Operation) error {
+	_, err := s.Client.SignalWithStartWorkflow(ctx, AppWorkflowID(app), SignalOperation, op,
+		client.StartWorkflowOptions{TaskQueue: TaskQueue}, AppWorkflow, AppInput{App: app})
+	if err != nil {
+		return fmt.Errorf("queue %s of %s: %w", op.Kind, app, err)
+	}
+	return nil
+}
+
+// Operation states.
+const (
+	OperationQueued    = "queued"
+	OperationRunning   = "running"
+	OperationSucceeded = "succeeded"
+	OperationFailed    = "failed"
+)
+
+// OperationState is where an operation's workflow is.
+type OperationState struct {
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+// OperationState reports an operation by its workflow ID. An operation
+// still waiting in its app's queue has no workflow yet: queued.
+func (s *Starter) OperationState(ctx context.Context, id string) (OperationState, error) {
+	desc, err := s.Client.DescribeWorkflowExecution(ctx, id, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return OperationState{State: OperationQueued}, nil
+	}
+	if err != nil {
+		return OperationState{}, fmt.Errorf("describe operation %s: %w", id, err)
+	}
+	switch desc.GetWorkflowExecutionInfo().GetStatus() {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return OperationState{State: OperationRunning}, nil
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return OperationState{State: OperationSucceeded}, nil
+	}
+	st := OperationState{State: OperationFailed}
+	if err := s.Client.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
+		st.Error = reason(err)
+	}
+	return st, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -97,9 +98,28 @@ func writeDevLogin(l devLogin) error {
 }
 
 func (c *apiClient) get(ctx context.Context, path string, into any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	return c.do(ctx, http.MethodGet, path, nil, into)
+}
+
+func (c *apiClient) post(ctx context.Context, path string, body, into any) error {
+	return c.do(ctx, http.MethodPost, path, body, into)
+}
+
+func (c *apiClient) do(ctx context.Context, method, path string, body, into any) error {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
 	if err != nil {
 		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -110,14 +130,14 @@ func (c *apiClient) get(ctx context.Context, path string, into any) error {
 			hint: "start it with `drover dev`, or set DROVER_URL to where it runs"}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("read answer from %s: %w", c.base, err)
 	}
 	if resp.StatusCode >= 300 {
 		var e api.Error
-		msg := strings.TrimSpace(string(body))
-		if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
+		msg := strings.TrimSpace(string(answer))
+		if json.Unmarshal(answer, &e) == nil && e.Error.Message != "" {
 			msg = e.Error.Message
 		}
 		he := &hintError{err: errors.New(msg)}
@@ -129,5 +149,5 @@ func (c *apiClient) get(ctx context.Context, path string, into any) error {
 		}
 		return he
 	}
-	return json.Unmarshal(body, into)
+	return json.Unmarshal(answer, into)
 }

@@ -223,7 +223,8 @@ func (d *Dev) Start(ctx context.Context) error {
 	gin.SetMode(gin.ReleaseMode)
 	engine := gin.New()
 	engine.Use(gin.Recovery())
-	hooks, err := webhooks.New(cfg, d.Secret, &workflows.Starter{Client: d.client}, d.store, d.Logger.With("component", "webhooks"))
+	starter := &workflows.Starter{Client: d.client}
+	hooks, err := webhooks.New(cfg, d.Secret, starter, d.store, d.Logger.With("component", "webhooks"))
 	if err != nil {
 		return err
 	}
@@ -238,7 +239,7 @@ func (d *Dev) Start(ctx context.Context) error {
 		}
 		tokens = append(tokens, api.Token{Name: t.Name, Value: v, Pipelines: t.Pipelines})
 	}
-	(&api.Server{Ledger: d.store, Tokens: tokens, Logger: d.Logger}).Register(engine)
+	(&api.Server{Ledger: d.store, Tokens: tokens, Config: cfg, Operations: starter, Logger: d.Logger}).Register(engine)
 	ln, err := net.Listen("tcp", d.Options.Listen)
 	if err != nil {
 		return &hintError{err: fmt.Errorf("listen on %s: %w", d.Options.Listen, err), hint: "pass --listen 127.0.0.1:0 for any free port"}

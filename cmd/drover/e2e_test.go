@@ -652,3 +652,71 @@ pipelines:
 		t.Fatalf("job priority %d, meta %v; want the template's merged under drover's", job.Priority, job.Meta)
 	}
 }
+
+// TestE2EPromoteAndRollback promotes staging's builds to production with
+// the CLI, then rolls production back, on the dev stack.
+func TestE2EPromoteAndRollback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end; skipped by -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	t.Setenv(secretEnv, "e2e-secret")
+	d, s := startDev(t, ctx, writeConfig(t), t.TempDir())
+	defer d.Close()
+	t.Setenv("DROVER_URL", "")
+	t.Setenv("DROVER_TOKEN", "")
+	repo := newGitRepo(t)
+	cli := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := Run(ctx, args, Streams{Out: &out, Err: &errOut}); code != exitOK {
+			t.Fatalf("drover %s: exit %d\n%s%s", strings.Join(args, " "), code, errOut.String(), out.String())
+		}
+		t.Logf("drover %s:\n%s%s", strings.Join(args, " "), errOut.String(), out.String())
+		return out.String()
+	}
+	pushAndPromote := func(greeting string, staging, prod int) pipelines.Release {
+		c := repo.commit(greeting, "web: bin/web\n")
+		if code, body := s.push(ctx, "d-"+greeting, pushPayload(t, repo.dir, c)); code != http.StatusAccepted {
+			t.Fatalf("push %s: %d %s", greeting, code, body)
+		}
+		st := s.waitRelease(ctx, "hello-staging", staging)
+		if st.Status != pipelines.ReleaseSucceeded {
+			t.Fatalf("staging v%d = %s: %s", staging, st.Status, st.Reason)
+		}
+		out := cli("promote", "hello")
+		if !strings.Contains(out, fmt.Sprintf("hello v%d is running in local-a, local-b", prod)) {
+			t.Fatalf("promote said %q", out)
+		}
+		r := s.waitRelease(ctx, "hello", prod)
+		if r.Slug != st.Slug || r.Status != pipelines.ReleaseSucceeded {
+			t.Fatalf("production v%d = %+v; want staging's slug %s", prod, r, st.Slug)
+		}
+		s.answersEverywhere(ctx, "hello", 2, fmt.Sprintf("%s from hello v%d", greeting, prod))
+		return r
+	}
+	a := pushAndPromote("A", 1, 1)
+	pushAndPromote("B", 2, 2)
+
+	start := time.Now()
+	out := cli("rollback", "hello")
+	s.answersEverywhere(ctx, "hello", 2, "A from hello v3")
+	t.Logf("rollback to every region answering with the old release: %v", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(out, "hello v3 is running") {
+		t.Fatalf("rollback said %q", out)
+	}
+	rs := s.releases(ctx, "hello")
+	var got []string
+	for i := len(rs) - 1; i >= 0; i-- {
+		got = append(got, fmt.Sprintf("%s %s %q", rs[i].Name(), rs[i].Status, rs[i].Description))
+	}
+	if len(rs) != 3 || rs[0].Slug != a.Slug || rs[0].Description != "rollback to v1" || rs[2].Description != "promoted from hello-staging v1" {
+		t.Fatalf("production ledger:\n%s", strings.Join(got, "\n"))
+	}
+	// A release that was never built cannot be rolled back to, and says so.
+	var errOut bytes.Buffer
+	if code := Run(ctx, []string{"rollback", "hello", "v9"}, Streams{Out: io.Discard, Err: &errOut}); code != exitNotFound {
+		t.Fatalf("rollback to v9: exit %d, %s", code, errOut.String())
+	}
+}

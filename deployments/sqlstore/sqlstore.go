@@ -373,6 +373,20 @@ func (s *Store) Releases(ctx context.Context, app string, limit int) ([]pipeline
 	return out, rows.Err()
 }
 
+func (s *Store) ReleaseByOperation(ctx context.Context, app, operation string) (pipelines.Release, error) {
+	// Operation is stored as "<workflow ID>@<run ID>".
+	prefix := operation + "@"
+	r, err := scanRelease(s.conn().queryRow(ctx, `SELECT `+releaseColumns+` FROM releases WHERE app = ? AND substr(operation, 1, ?) = ? ORDER BY version DESC LIMIT 1`,
+		app, len(prefix), prefix))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("release of operation %s: %w", operation, pipelines.ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("release of operation %s: %w", operation, err)
+	}
+	return r, nil
+}
+
 func (s *Store) CurrentRelease(ctx context.Context, app string) (pipelines.Release, error) {
 	r, err := scanRelease(s.conn().queryRow(ctx, `SELECT `+releaseColumns+` FROM releases WHERE app = ? AND status = ? ORDER BY version DESC LIMIT 1`,
 		app, pipelines.ReleaseSucceeded))

@@ -111,9 +111,15 @@ func testLedger(t *testing.T, open func() *sqlstore.Store) {
 	if err := s.FinishRelease(ctx, app.Name, 1, pipelines.ReleaseFailed, "x"); !errors.Is(err, pipelines.ErrConflict) {
 		t.Fatalf("changing a final status: %v, want ErrConflict", err)
 	}
-	r2, err := s.CreateRelease(ctx, deployments.NewRelease{App: app.Name, Slug: "s2", Commit: "c2", Operation: "op2"})
+	if r, err := s.ReleaseByOperation(ctx, app.Name, "op"); !errors.Is(err, pipelines.ErrNotFound) {
+		t.Fatalf("ReleaseByOperation(op) = v%d, %v; an operation ID is not a prefix match", r.Version, err)
+	}
+	r2, err := s.CreateRelease(ctx, deployments.NewRelease{App: app.Name, Slug: "s2", Commit: "c2", Operation: "rollback/x_1@run-9"})
 	if err != nil || r2.Version != 2 {
 		t.Fatalf("second release = v%d, %v", r2.Version, err)
+	}
+	if r, err := s.ReleaseByOperation(ctx, app.Name, "rollback/x_1"); err != nil || r.Version != 2 {
+		t.Fatalf("ReleaseByOperation = v%d, %v; want v2", r.Version, err)
 	}
 	cur, err := s.CurrentRelease(ctx, app.Name)
 	if err != nil || cur.Version != 1 || cur.Regions[0].URL != "http://x" || cur.Formation["web"] != 1 {

@@ -1,0 +1,180 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/workflows"
+)
+
+// Operations starts promotions and rollbacks and reports on them.
+type Operations interface {
+	StartOperation(ctx context.Context, app string, op workflows.Operation) error
+	OperationState(ctx context.Context, id string) (workflows.OperationState, error)
+}
+
+// Operation is what the operation endpoints answer.
+type Operation struct {
+	ID    string `json:"id"`
+	Kind  string `json:"kind"`
+	App   string `json:"app"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+	// Release is the release the operation made, once it made one.
+	Release *pipelines.Release `json:"release,omitempty"`
+}
+
+func (s *Server) registerOperations(v1 *gin.RouterGroup) {
+	if s.Operations == nil || s.Config == nil {
+		return
+	}
+	v1.POST("/pipelines/:pipeline/promote", s.promote)
+	v1.POST("/apps/:app/rollback", s.rollback)
+	v1.GET("/operations/*id", s.getOperation)
+}
+
+func nonce() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// stageInput is what a stage's app needs for an operation: its regions and
+// rollout policy from drover.yaml.
+func stageInput(app string, st pipelines.Stage) workflows.DeployInput {
+	parallel, onFailure := st.Rollout.Policy()
+	return workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
+		Regions: st.Regions, MaxParallel: parallel, OnFailure: onFailure,
+	}}
+}
+
+// promote moves staging's current (or named) release to production. The
+// path names the pipeline, or any app of it.
+func (s *Server) promote(c *gin.Context) {
+	name := c.Param("pipeline")
+	p, ok := s.Config.Pipelines[name]
+	if !ok {
+		if app, err := s.Config.App(name); err == nil {
+			p, ok = s.Config.Pipelines[app.Pipeline]
+		}
+	}
+	if !ok {
+		fail(c, http.StatusNotFound, "not_found", "no pipeline or app named "+name)
+		return
+	}
+	if t := caller(c); !t.allows(p.Name) {
+		fail(c, http.StatusForbidden, "forbidden", "token "+t.Name+" is not allowed on pipeline "+p.Name)
+		return
+	}
+	from, okFrom := p.Stages[pipelines.StageStaging]
+	to, okTo := p.Stages[pipelines.StageProduction]
+	if !okFrom || !okTo {
+		fail(c, http.StatusBadRequest, "invalid", "pipeline "+p.Name+" needs a staging and a production stage to promote")
+		return
+	}
+	var body struct {
+		Release string `json:"release"`
+	}
+	if c.Request.ContentLength != 0 {
+		if err := c.ShouldBindJSON(&body); err != nil {
+			fail(c, http.StatusBadRequest, "invalid", `body must be {"release": "vN"} or empty`)
+			return
+		}
+	}
+	version := 0
+	if body.Release != "" {
+		v, err := pipelines.ParseVersion(body.Release)
+		if err != nil {
+			s.failErr(c, err)
+			return
+		}
+		version = v
+	}
+	in := workflows.PromoteInput{DeployInput: stageInput(to.App, to), FromApp: from.App, FromVersion: version}
+	op := workflows.Operation{ID: workflows.OperationWorkflowID(workflows.OpPromote, to.App, nonce()), Kind: workflows.OpPromote, Promote: &in}
+	s.startOperation(c, to.App, op)
+}
+
+func (s *Server) rollback(c *gin.Context) {
+	app, ok := s.app(c)
+	if !ok {
+		return
+	}
+	st := s.Config.Pipelines[app.Pipeline].Stages[app.Stage]
+	var body struct {
+		Release         string `json:"release"`
+		RunReleasePhase bool   `json:"run_release_phase"`
+	}
+	if c.Request.ContentLength != 0 {
+		if err := c.ShouldBindJSON(&body); err != nil {
+			fail(c, http.StatusBadRequest, "invalid", `body must be {"release": "vN", "run_release_phase": false} or empty`)
+			return
+		}
+	}
+	version := 0
+	if body.Release != "" {
+		v, err := pipelines.ParseVersion(body.Release)
+		if err != nil {
+			s.failErr(c, err)
+			return
+		}
+		if _, err := s.Ledger.Release(c.Request.Context(), app.Name, v); err != nil {
+			s.failErr(c, err)
+			return
+		}
+		version = v
+	}
+	in := workflows.RollbackInput{DeployInput: stageInput(app.Name, st), ToVersion: version, RunReleasePhase: body.RunReleasePhase}
+	op := workflows.Operation{ID: workflows.OperationWorkflowID(workflows.OpRollback, app.Name, nonce()), Kind: workflows.OpRollback, Rollback: &in}
+	s.startOperation(c, app.Name, op)
+}
+
+func (s *Server) startOperation(c *gin.Context, app string, op workflows.Operation) {
+	if err := s.Operations.StartOperation(c.Request.Context(), app, op); err != nil {
+		s.logger().Error("start operation", "operation", op.ID, "error", err)
+		fail(c, http.StatusServiceUnavailable, "unavailable", "could not queue the "+op.Kind+"; is drover's worker running?")
+		return
+	}
+	c.JSON(http.StatusAccepted, Operation{ID: op.ID, Kind: op.Kind, App: app, State: workflows.OperationQueued})
+}
+
+// getOperation reports an operation and the release it made so far.
+func (s *Server) getOperation(c *gin.Context) {
+	id := strings.TrimPrefix(c.Param("id"), "/")
+	kind, rest, _ := strings.Cut(id, "/")
+	appName, _, ok := strings.Cut(rest, "/")
+	if !ok || (kind != workflows.OpPromote && kind != workflows.OpRollback) {
+		fail(c, http.StatusNotFound, "not_found", "no operation "+id)
+		return
+	}
+	app, err := s.Ledger.App(c.Request.Context(), appName)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if t := caller(c); !t.allows(app.Pipeline) {
+		fail(c, http.StatusForbidden, "forbidden", "token "+t.Name+" is not allowed on pipeline "+app.Pipeline)
+		return
+	}
+	st, err := s.Operations.OperationState(c.Request.Context(), id)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	out := Operation{ID: id, Kind: kind, App: appName, State: st.State, Error: st.Error}
+	if r, err := s.Ledger.ReleaseByOperation(c.Request.Context(), appName, id); err == nil {
+		r.Output = ""
+		out.Release = &r
+	} else if !errors.Is(err, pipelines.ErrNotFound) {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, out)
+}

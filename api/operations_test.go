@@ -1,0 +1,130 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/drover/drover/api"
+	"github.com/drover/drover/deployments"
+	"github.com/drover/drover/deployments/sqlstore"
+	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/workflows"
+)
+
+type fakeOps struct {
+	started []workflows.Operation
+	apps    []string
+	state   workflows.OperationState
+}
+
+func (f *fakeOps) StartOperation(ctx context.Context, app string, op workflows.Operation) error {
+	f.started, f.apps = append(f.started, op), append(f.apps, app)
+	return nil
+}
+
+func (f *fakeOps) OperationState(ctx context.Context, id string) (workflows.OperationState, error) {
+	return f.state, nil
+}
+
+func newOpsServer(t *testing.T) (*gin.Engine, *fakeOps, *sqlstore.Store) {
+	t.Helper()
+	cfg, err := pipelines.LoadConfig(filepath.Join("..", "examples", "drover.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "drover.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for _, app := range cfg.Apps() {
+		st.SyncApp(context.Background(), app)
+	}
+	ops := &fakeOps{state: workflows.OperationState{State: workflows.OperationRunning}}
+	gin.SetMode(gin.TestMode)
+	e := gin.New()
+	(&api.Server{Ledger: st, Config: cfg, Operations: ops, Tokens: []api.Token{
+		{Name: "admin", Value: token},
+		{Name: "ci-other", Value: "other-token", Pipelines: []string{"other"}},
+	}}).Register(e)
+	return e, ops, st
+}
+
+func TestPromoteAndRollbackEndpoints(t *testing.T) {
+	tests := []struct {
+		name, method, path, auth, body string
+		status                         int
+		contains                       string
+		started                        string // kind/app of the started operation
+	}{
+		{"promote by pipeline", "POST", "/api/v1/pipelines/hello/promote", "Bearer " + token, "", 202, `"kind":"promote","app":"hello"`, "promote/hello"},
+		{"promote by staging app", "POST", "/api/v1/pipelines/hello-staging/promote", "Bearer " + token, `{"release":"v7"}`, 202, `"state":"queued"`, "promote/hello"},
+		{"promote unknown", "POST", "/api/v1/pipelines/nope/promote", "Bearer " + token, "", 404, "no pipeline or app named nope", ""},
+		{"promote bad version", "POST", "/api/v1/pipelines/hello/promote", "Bearer " + token, `{"release":"seven"}`, 400, "want vN", ""},
+		{"promote bad body", "POST", "/api/v1/pipelines/hello/promote", "Bearer " + token, `[`, 400, "invalid", ""},
+		{"promote other pipeline's token", "POST", "/api/v1/pipelines/hello/promote", "Bearer other-token", "", 403, "forbidden", ""},
+		{"promote without token", "POST", "/api/v1/pipelines/hello/promote", "", "", 401, "unauthorized", ""},
+		{"rollback", "POST", "/api/v1/apps/hello/rollback", "Bearer " + token, "", 202, `"kind":"rollback"`, "rollback/hello"},
+		{"rollback to unknown release", "POST", "/api/v1/apps/hello/rollback", "Bearer " + token, `{"release":"v3"}`, 404, "not_found", ""},
+		{"rollback unknown app", "POST", "/api/v1/apps/nope/rollback", "Bearer " + token, "", 404, "not_found", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, ops, _ := newOpsServer(t)
+			w := do(e, tt.method, tt.path, tt.auth, tt.body)
+			if w.Code != tt.status || !strings.Contains(w.Body.String(), tt.contains) {
+				t.Fatalf("%s %s = %d %s; want %d containing %q", tt.method, tt.path, w.Code, w.Body, tt.status, tt.contains)
+			}
+			if tt.started == "" {
+				if len(ops.started) != 0 {
+					t.Fatalf("started %v; want nothing", ops.started)
+				}
+				return
+			}
+			if len(ops.started) != 1 || !strings.HasPrefix(ops.started[0].ID, tt.started+"/") {
+				t.Fatalf("started %+v; want one %s", ops.started, tt.started)
+			}
+		})
+	}
+}
+
+func TestPromoteCarriesStagesAndVersion(t *testing.T) {
+	e, ops, _ := newOpsServer(t)
+	if w := do(e, "POST", "/api/v1/pipelines/hello/promote", "Bearer "+token, `{"release":"v7"}`); w.Code != 202 {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	p := ops.started[0].Promote
+	if p == nil || p.App != "hello" || p.FromApp != "hello-staging" || p.FromVersion != 7 || strings.Join(p.Regions, ",") != "local-a,local-b" || p.OnFailure != pipelines.FailAll {
+		t.Fatalf("promote input = %+v", p)
+	}
+}
+
+func TestOperationState(t *testing.T) {
+	e, _, st := newOpsServer(t)
+	w := do(e, "POST", "/api/v1/apps/hello/rollback", "Bearer "+token, "")
+	var op api.Operation
+	json.Unmarshal(w.Body.Bytes(), &op)
+	if _, err := st.CreateRelease(context.Background(), deployments.NewRelease{App: "hello", Slug: "s", Operation: op.ID + "@run1", Regions: []string{"local-a"}}); err != nil {
+		t.Fatal(err)
+	}
+	w = do(e, "GET", "/api/v1/operations/"+op.ID, "Bearer "+token, "")
+	var got api.Operation
+	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil || w.Code != http.StatusOK {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	if got.State != workflows.OperationRunning || got.Release == nil || got.Release.Version != 1 || got.App != "hello" {
+		t.Fatalf("operation = %+v", got)
+	}
+	if w := do(e, "GET", "/api/v1/operations/"+op.ID, "Bearer other-token", ""); w.Code != http.StatusForbidden {
+		t.Fatalf("other pipeline's token: %d", w.Code)
+	}
+	if w := do(e, "GET", "/api/v1/operations/bogus", "Bearer "+token, ""); w.Code != http.StatusNotFound {
+		t.Fatalf("bogus operation: %d", w.Code)
+	}
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drover/drover/api"
+	"github.com/drover/drover/workflows"
+)
+
+// OperationOptions are the flags every operation command shares.
+type OperationOptions struct {
+	JSON   bool
+	NoWait bool
+}
+
+func (o *OperationOptions) flags(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the operation's result as JSON")
+	cmd.Flags().BoolVar(&o.NoWait, "no-wait", false, "return once the operation is queued")
+}
+
+// PromoteOptions are `drover promote`'s arguments.
+type PromoteOptions struct {
+	OperationOptions
+	Target  string
+	Release string
+}
+
+func newPromoteCmd(s Streams, runF func(context.Context, *PromoteOptions) error) *cobra.Command {
+	opts := &PromoteOptions{}
+	cmd := &cobra.Command{
+		Use:   "promote PIPELINE|APP",
+		Short: "Release staging's current (or --release) slug to production, with no build",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Target = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			c := newAPIClient()
+			var op api.Operation
+			body := map[string]string{}
+			if opts.Release != "" {
+				body["release"] = opts.Release
+			}
+			if err := c.post(cmd.Context(), "/api/v1/pipelines/"+url.PathEscape(opts.Target)+"/promote", body, &op); err != nil {
+				return err
+			}
+			return followOperation(cmd.Context(), c, s, op, opts.OperationOptions)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Release, "release", "", "the staging release to promote, e.g. v7 (default: the current one)")
+	opts.flags(cmd)
+	return cmd
+}
+
+// RollbackOptions are `drover rollback`'s arguments.
+type RollbackOptions struct {
+	OperationOptions
+	App             string
+	Release         string
+	RunReleasePhase bool
+}
+
+func newRollbackCmd(s Streams, runF func(context.Context, *RollbackOptions) error) *cobra.Command {
+	opts := &RollbackOptions{}
+	cmd := &cobra.Command{
+		Use:   "rollback APP [vN]",
+		Short: "Make a new release from an earlier one's slug, config and formation (default: the one before the current)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.App = args[0]
+			if len(args) == 2 {
+				opts.Release = args[1]
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			c := newAPIClient()
+			var op api.Operation
+			body := map[string]any{"run_release_phase": opts.RunReleasePhase}
+			if opts.Release != "" {
+				body["release"] = opts.Release
+			}
+			if err := c.post(cmd.Context(), "/api/v1/apps/"+url.PathEscape(opts.App)+"/rollback", body, &op); err != nil {
+				return err
+			}
+			return followOperation(cmd.Context(), c, s, op, opts.OperationOptions)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.RunReleasePhase, "run-release-phase", false, "run the release command again (it already ran for that slug)")
+	opts.flags(cmd)
+	return cmd
+}
+
+func newOperationsCmd(s Streams) *cobra.Command {
+	cmd := &cobra.Command{Use: "operations", Short: "Follow promotions and rollbacks"}
+	opts := &OperationOptions{}
+	watch := &cobra.Command{
+		Use:   "watch ID",
+		Short: "Follow an operation until it ends",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return followOperation(cmd.Context(), newAPIClient(), s, api.Operation{ID: args[0]}, *opts)
+		},
+	}
+	watch.Flags().BoolVar(&opts.JSON, "json", false, "print the operation's result as JSON")
+	cmd.AddCommand(watch)
+	return cmd
+}
+
+// followOperation prints an operation's progress, a line each time its
+// state or a region's changes, until it ends; non-zero exit on failure.
+func followOperation(ctx context.Context, c *apiClient, s Streams, op api.Operation, opts OperationOptions) error {
+	if opts.NoWait {
+		if opts.JSON {
+			return printJSON(s.Out, op)
+		}
+		fmt.Fprintf(s.Out, "%s queued as %s\nfollow it with: drover operations watch %s\n", op.Kind, op.ID, op.ID)
+		return nil
+	}
+	progress := s.Err
+	if opts.JSON {
+		progress = io.Discard
+	}
+	fmt.Fprintf(progress, "operation %s\n", op.ID)
+	seen := map[string]string{}
+	say := func(key, line string) {
+		if seen[key] != line {
+			seen[key] = line
+			fmt.Fprintln(progress, line)
+		}
+	}
+	for {
+		var cur api.Operation
+		if err := c.get(ctx, "/api/v1/operations/"+op.ID, &cur); err != nil {
+			return err
+		}
+		if r := cur.Release; r != nil {
+			say("release", fmt.Sprintf("  %s %s: %s", r.App, r.Name(), r.Description))
+			for _, st := range r.Regions {
+				line := fmt.Sprintf("  %-12s %s", st.Region, st.Status)
+				if st.Message != "" {
+					line += "  " + st.Message
+				}
+				say("region "+st.Region, line)
+			}
+		} else {
+			say("state", "  "+cur.State)
+		}
+		switch cur.State {
+		case workflows.OperationSucceeded, workflows.OperationFailed:
+			if opts.JSON {
+				if err := printJSON(s.Out, cur); err != nil {
+					return err
+				}
+			}
+			if cur.State == workflows.OperationFailed {
+				msg := cur.Error
+				if cur.Release != nil && cur.Release.Reason != "" {
+					msg = cur.Release.Reason
+				}
+				return &hintError{err: fmt.Errorf("%s %s failed: %s", cur.Kind, cur.App, msg),
+					hint: "`drover releases " + cur.App + "` shows the ledger; every region was left as the message says"}
+			}
+			if !opts.JSON && cur.Release != nil {
+				var where []string
+				for _, st := range cur.Release.Regions {
+					where = append(where, st.Region)
+				}
+				fmt.Fprintf(s.Out, "%s %s is running in %s\n", cur.App, cur.Release.Name(), strings.Join(where, ", "))
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), fmt.Errorf("stopped following; the operation goes on: drover operations watch %s", op.ID))
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
