@@ -186,4 +186,3 @@ func followOperation(ctx context.Context, c *apiClient, s Streams, op api.Operat
 		}
 	}
 }
-
