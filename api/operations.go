@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -37,6 +39,8 @@ func (s *Server) registerOperations(v1 *gin.RouterGroup) {
 	}
 	v1.POST("/pipelines/:pipeline/promote", s.promote)
 	v1.POST("/apps/:app/rollback", s.rollback)
+	v1.POST("/apps/:app/releases", s.rerelease)
+	v1.POST("/apps/:app/formation", s.scale)
 	v1.GET("/operations/*id", s.getOperation)
 }
 
@@ -136,6 +140,53 @@ func (s *Server) rollback(c *gin.Context) {
 	s.startOperation(c, app.Name, op)
 }
 
+// rerelease releases the current slug again with the app's newest config
+// vars (after PATCH /config), so a config change reaches every region.
+func (s *Server) rerelease(c *gin.Context) {
+	app, ok := s.app(c)
+	if !ok {
+		return
+	}
+	var body struct {
+		Description string `json:"description"`
+	}
+	if c.Request.ContentLength != 0 {
+		if err := c.ShouldBindJSON(&body); err != nil {
+			fail(c, http.StatusBadRequest, "invalid", `body must be {"description": "..."} or empty`)
+			return
+		}
+	}
+	if body.Description == "" {
+		body.Description = "config change"
+	}
+	in := workflows.ChangeInput{DeployInput: stageInput(app.Name, s.Config.Pipelines[app.Pipeline].Stages[app.Stage]), Description: body.Description}
+	s.startOperation(c, app.Name, workflows.Operation{ID: workflows.OperationWorkflowID(workflows.OpConfig, app.Name, nonce()), Kind: workflows.OpConfig, Change: &in})
+}
+
+// scale releases the current slug with new process counts.
+func (s *Server) scale(c *gin.Context) {
+	app, ok := s.app(c)
+	if !ok {
+		return
+	}
+	var f pipelines.Formation
+	if err := c.ShouldBindJSON(&f); err != nil || len(f) == 0 {
+		fail(c, http.StatusBadRequest, "invalid", `body must be {"web": 2, "worker": 1}`)
+		return
+	}
+	var parts []string
+	for _, typ := range f.Types() {
+		if f[typ] < 0 || f[typ] > 1000 {
+			fail(c, http.StatusBadRequest, "invalid", "count of "+typ+" must be between 0 and 1000")
+			return
+		}
+		parts = append(parts, typ+"="+strconv.Itoa(f[typ]))
+	}
+	in := workflows.ChangeInput{DeployInput: stageInput(app.Name, s.Config.Pipelines[app.Pipeline].Stages[app.Stage]),
+		Scale: f, Description: "scale " + strings.Join(parts, " ")}
+	s.startOperation(c, app.Name, workflows.Operation{ID: workflows.OperationWorkflowID(workflows.OpScale, app.Name, nonce()), Kind: workflows.OpScale, Change: &in})
+}
+
 func (s *Server) startOperation(c *gin.Context, app string, op workflows.Operation) {
 	if err := s.Operations.StartOperation(c.Request.Context(), app, op); err != nil {
 		s.logger().Error("start operation", "operation", op.ID, "error", err)
@@ -150,7 +201,7 @@ func (s *Server) getOperation(c *gin.Context) {
 	id := strings.TrimPrefix(c.Param("id"), "/")
 	kind, rest, _ := strings.Cut(id, "/")
 	appName, _, ok := strings.Cut(rest, "/")
-	if !ok || (kind != workflows.OpPromote && kind != workflows.OpRollback) {
+	if !ok || !slices.Contains(workflows.OperationKinds, kind) {
 		fail(c, http.StatusNotFound, "not_found", "no operation "+id)
 		return
 	}

@@ -72,6 +72,11 @@ func TestPromoteAndRollbackEndpoints(t *testing.T) {
 		{"promote without token", "POST", "/api/v1/pipelines/hello/promote", "", "", 401, "unauthorized", ""},
 		{"rollback", "POST", "/api/v1/apps/hello/rollback", "Bearer " + token, "", 202, `"kind":"rollback"`, "rollback/hello"},
 		{"rollback to unknown release", "POST", "/api/v1/apps/hello/rollback", "Bearer " + token, `{"release":"v3"}`, 404, "not_found", ""},
+		{"config release", "POST", "/api/v1/apps/hello/releases", "Bearer " + token, "", 202, `"kind":"config"`, "config/hello"},
+		{"scale", "POST", "/api/v1/apps/hello/formation", "Bearer " + token, `{"web":3}`, 202, `"kind":"scale"`, "scale/hello"},
+		{"scale negative", "POST", "/api/v1/apps/hello/formation", "Bearer " + token, `{"web":-1}`, 400, "between 0 and 1000", ""},
+		{"scale empty", "POST", "/api/v1/apps/hello/formation", "Bearer " + token, `{}`, 400, "invalid", ""},
+		{"scale other pipeline's token", "POST", "/api/v1/apps/hello/formation", "Bearer other-token", `{"web":3}`, 403, "forbidden", ""},
 		{"rollback unknown app", "POST", "/api/v1/apps/nope/rollback", "Bearer " + token, "", 404, "not_found", ""},
 	}
 	for _, tt := range tests {

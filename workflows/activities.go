@@ -201,6 +201,8 @@ type CreateReleaseInput struct {
 	// the new one takes, all together (a rollback); otherwise the app's
 	// current config and formation are used.
 	From int
+	// Scale, when set, changes these process types' counts.
+	Scale pipelines.Formation
 }
 
 // CreateReleaseResult names the release and the one it replaces.
@@ -242,6 +244,12 @@ func (a *Activities) CreateRelease(ctx context.Context, in CreateReleaseInput) (
 		}
 	case !errors.Is(err, pipelines.ErrNotFound):
 		return CreateReleaseResult{}, err
+	}
+	for typ, n := range in.Scale {
+		if _, ok := formation[typ]; !ok {
+			return CreateReleaseResult{}, refuse("%s has no process type %q; its Procfile has %v", in.App, typ, formation.Types())
+		}
+		formation[typ] = n
 	}
 	r, err := a.Store.CreateRelease(ctx, deployments.NewRelease{
 		App: in.App, Slug: in.Slug, Commit: in.Commit, ConfigVersion: cv.Version, Formation: formation,

@@ -214,6 +214,9 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 		case next.Op != nil && next.Op.Rollback != nil:
 			label, opts.WorkflowID = next.Op.ID, next.Op.ID
 			child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), RollbackWorkflow, *next.Op.Rollback)
+		case next.Op != nil && next.Op.Change != nil:
+			label, opts.WorkflowID = next.Op.ID, next.Op.ID
+			child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), ChangeWorkflow, *next.Op.Change)
 		default:
 			log.Error("unknown queue entry; dropped", "app", in.App)
 			continue

@@ -15,7 +15,14 @@ import (
 const (
 	OpPromote  = "promote"
 	OpRollback = "rollback"
+	// OpConfig releases the current slug with the app's newest config vars.
+	OpConfig = "config"
+	// OpScale releases the current slug with a new formation.
+	OpScale = "scale"
 )
+
+// OperationKinds are the kinds an operation ID may start with.
+var OperationKinds = []string{OpPromote, OpRollback, OpConfig, OpScale}
 
 // SignalOperation hands a promotion or rollback to an app's queue.
 const SignalOperation = "operation"
@@ -32,6 +39,32 @@ type Operation struct {
 	Kind     string
 	Promote  *PromoteInput  `json:",omitempty"`
 	Rollback *RollbackInput `json:",omitempty"`
+	Change   *ChangeInput   `json:",omitempty"`
+}
+
+// ChangeInput re-releases an app's current slug with its newest config
+// vars and, when Scale is set, new process counts.
+type ChangeInput struct {
+	DeployInput
+	Scale       pipelines.Formation
+	Description string
+}
+
+// ChangeWorkflow makes a new release from the current release's slug with
+// the app's newest config vars and formation (Scale applied), runs its
+// release phase, and rolls it out, as Heroku does for `config:set` and
+// `ps:scale`.
+func ChangeWorkflow(ctx workflow.Context, in ChangeInput) (DeployResult, error) {
+	short := workflow.WithActivityOptions(ctx, shortOptions())
+	var cur SourceRelease
+	if err := workflow.ExecuteActivity(short, a.PromotionSource, SourceInput{App: in.App}).Get(ctx, &cur); err != nil {
+		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
+	}
+	in.Commit = cur.Commit
+	return release(ctx, in.DeployInput, CreateReleaseInput{
+		App: in.App, Slug: cur.Slug, Commit: cur.Commit, Procfile: cur.Procfile,
+		Description: in.Description, Scale: in.Scale,
+	}, true)
 }
 
 // PromoteInput moves a release's slug from one app to the next stage's.
@@ -111,7 +144,7 @@ func (a *Activities) PromotionSource(ctx context.Context, in SourceInput) (Sourc
 	if in.Version == 0 {
 		r, err = a.Store.CurrentRelease(ctx, in.App)
 		if errors.Is(err, pipelines.ErrNotFound) {
-			return SourceRelease{}, refuse("%s has no succeeded release to promote; deploy it first", in.App)
+			return SourceRelease{}, refuse("%s has no succeeded release yet; deploy it first", in.App)
 		}
 	} else {
 		r, err = a.Store.Release(ctx, in.App, in.Version)

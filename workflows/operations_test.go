@@ -82,7 +82,7 @@ func TestPromoteRefusesAReleaseThatDidNotSucceed(t *testing.T) {
 		if err == nil {
 			t.Fatalf("promoting v%d of a failed staging was accepted", version)
 		}
-		want := map[int]string{1: "hello-staging v1 is failed, not succeeded", 0: "hello-staging has no succeeded release to promote"}[version]
+		want := map[int]string{1: "hello-staging v1 is failed, not succeeded", 0: "hello-staging has no succeeded release yet"}[version]
 		if !strings.Contains(err.Error(), want) {
 			t.Fatalf("err = %v, want %q", err, want)
 		}
@@ -181,5 +181,51 @@ func TestQueueRunsOperationsInOrder(t *testing.T) {
 	want := "v1:c0: v2:c1: v3:c0:rollback to v1 v4:c2:"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("ledger = %s\nwant     %s", strings.Join(got, " "), want)
+	}
+}
+
+func change(scale pipelines.Formation, desc string) workflows.ChangeInput {
+	return workflows.ChangeInput{
+		DeployInput: workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{Regions: []string{"a", "b"}}},
+		Scale:       scale, Description: desc,
+	}
+}
+
+func TestConfigAndScaleMakeReleasesOfTheCurrentSlug(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.run(t, workflows.ChangeWorkflow, change(nil, "set A")); err == nil || !strings.Contains(err.Error(), "no succeeded release yet") {
+		t.Fatalf("change before any deploy: %v", err)
+	}
+	f.builder.procfile = pipelines.Procfile{{Type: "web", Command: "bin/web"}, {Type: "worker", Command: "bin/worker"}}
+	if _, err := f.deploy(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	f.store.SetConfigVars(ctx, app, map[string]string{"A": "1"}, nil)
+	res, err := f.run(t, workflows.ChangeWorkflow, change(nil, "set A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, v2 := f.release(t, 1), f.release(t, res.Version)
+	if v2.Slug != v1.Slug || v2.ConfigVersion != 1 || v2.Description != "set A" || v2.Status != pipelines.ReleaseSucceeded {
+		t.Fatalf("config release = %+v", v2)
+	}
+	res, err = f.run(t, workflows.ChangeWorkflow, change(pipelines.Formation{"web": 3}, "scale web=3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v3 := f.release(t, res.Version); v3.Formation["web"] != 3 || v3.Formation["worker"] != 1 || v3.ConfigVersion != 1 || v3.Slug != v1.Slug {
+		t.Fatalf("scale release = %+v", v3)
+	}
+	if _, err := f.run(t, workflows.ChangeWorkflow, change(pipelines.Formation{"clock": 1}, "scale clock=1")); err == nil || !strings.Contains(err.Error(), `no process type "clock"`) {
+		t.Fatalf("scaling an unknown type: %v", err)
+	}
+	// The next push keeps the new counts.
+	if _, err := f.deploy(t, "c2"); err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := f.store.Releases(ctx, app, 1)
+	if rs[0].Formation["web"] != 3 {
+		t.Fatalf("after a push, formation = %v; a push keeps the scale", rs[0].Formation)
 	}
 }

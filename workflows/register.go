@@ -8,5 +8,6 @@ func Register(w worker.Registry, acts *Activities) {
 	w.RegisterWorkflow(DeployWorkflow)
 	w.RegisterWorkflow(PromoteWorkflow)
 	w.RegisterWorkflow(RollbackWorkflow)
+	w.RegisterWorkflow(ChangeWorkflow)
 	w.RegisterActivity(acts)
 }

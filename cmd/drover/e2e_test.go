@@ -714,6 +714,22 @@ func TestE2EPromoteAndRollback(t *testing.T) {
 	if len(rs) != 3 || rs[0].Slug != a.Slug || rs[0].Description != "rollback to v1" || rs[2].Description != "promoted from hello-staging v1" {
 		t.Fatalf("production ledger:\n%s", strings.Join(got, "\n"))
 	}
+	// Config and scale changes are releases of the current slug, rolled out.
+	if out := cli("config", "set", "hello", "FEATURE=on"); !strings.Contains(out, "hello v4 is running") {
+		t.Fatalf("config set said %q", out)
+	}
+	if out := cli("config", "get", "hello"); !strings.Contains(out, "FEATURE=on") {
+		t.Fatalf("config get said %q", out)
+	}
+	if out := cli("ps:scale", "hello", "web=2"); !strings.Contains(out, "hello v5 is running") {
+		t.Fatalf("ps:scale said %q", out)
+	}
+	v4, v5 := s.waitRelease(ctx, "hello", 4), s.waitRelease(ctx, "hello", 5)
+	if v4.Slug != a.Slug || v4.ConfigVersion != 1 || v5.Formation["web"] != 2 || v5.Slug != a.Slug {
+		t.Fatalf("v4 = %+v\nv5 = %+v", v4, v5)
+	}
+	s.answersEverywhere(ctx, "hello", 2, "A from hello v5")
+
 	// A release that was never built cannot be rolled back to, and says so.
 	var errOut bytes.Buffer
 	if code := Run(ctx, []string{"rollback", "hello", "v9"}, Streams{Out: io.Discard, Err: &errOut}); code != exitNotFound {
