@@ -153,11 +153,16 @@ func (s *Server) app(c *gin.Context) (pipelines.App, bool) {
 		s.failErr(c, err)
 		return app, false
 	}
-	if t := caller(c); !t.allows(app.Pipeline) {
-		fail(c, http.StatusForbidden, "forbidden", "token "+strconv.Quote(t.Name)+" is not allowed on pipeline "+strconv.Quote(app.Pipeline))
-		return app, false
+	return app, allowed(c, app.Pipeline)
+}
+
+// allowed checks the caller may act on pipeline, answering 403 if not.
+func allowed(c *gin.Context, pipeline string) bool {
+	if t := caller(c); !t.allows(pipeline) {
+		fail(c, http.StatusForbidden, "forbidden", "token "+strconv.Quote(t.Name)+" is not allowed on pipeline "+strconv.Quote(pipeline))
+		return false
 	}
-	return app, true
+	return true
 }
 
 // RegionInfo is where an app runs in one region.

@@ -73,8 +73,7 @@ func (s *Server) promote(c *gin.Context) {
 		fail(c, http.StatusNotFound, "not_found", "no pipeline or app named "+name)
 		return
 	}
-	if t := caller(c); !t.allows(p.Name) {
-		fail(c, http.StatusForbidden, "forbidden", "token "+t.Name+" is not allowed on pipeline "+p.Name)
+	if !allowed(c, p.Name) {
 		return
 	}
 	from, okFrom := p.Stages[pipelines.StageStaging]
@@ -86,20 +85,12 @@ func (s *Server) promote(c *gin.Context) {
 	var body struct {
 		Release string `json:"release"`
 	}
-	if c.Request.ContentLength != 0 {
-		if err := c.ShouldBindJSON(&body); err != nil {
-			fail(c, http.StatusBadRequest, "invalid", `body must be {"release": "vN"} or empty`)
-			return
-		}
+	if !optionalBody(c, &body, `body must be {"release": "vN"} or empty`) {
+		return
 	}
-	version := 0
-	if body.Release != "" {
-		v, err := pipelines.ParseVersion(body.Release)
-		if err != nil {
-			s.failErr(c, err)
-			return
-		}
-		version = v
+	version, ok := s.optionalVersion(c, body.Release)
+	if !ok {
+		return
 	}
 	in := workflows.PromoteInput{DeployInput: stageInput(to.App, to), FromApp: from.App, FromVersion: version}
 	op := workflows.Operation{ID: workflows.OperationWorkflowID(workflows.OpPromote, to.App, nonce()), Kind: workflows.OpPromote, Promote: &in}
@@ -116,24 +107,18 @@ func (s *Server) rollback(c *gin.Context) {
 		Release         string `json:"release"`
 		RunReleasePhase bool   `json:"run_release_phase"`
 	}
-	if c.Request.ContentLength != 0 {
-		if err := c.ShouldBindJSON(&body); err != nil {
-			fail(c, http.StatusBadRequest, "invalid", `body must be {"release": "vN", "run_release_phase": false} or empty`)
-			return
-		}
+	if !optionalBody(c, &body, `body must be {"release": "vN", "run_release_phase": false} or empty`) {
+		return
 	}
-	version := 0
-	if body.Release != "" {
-		v, err := pipelines.ParseVersion(body.Release)
-		if err != nil {
+	version, ok := s.optionalVersion(c, body.Release)
+	if !ok {
+		return
+	}
+	if version > 0 {
+		if _, err := s.Ledger.Release(c.Request.Context(), app.Name, version); err != nil {
 			s.failErr(c, err)
 			return
 		}
-		if _, err := s.Ledger.Release(c.Request.Context(), app.Name, v); err != nil {
-			s.failErr(c, err)
-			return
-		}
-		version = v
 	}
 	in := workflows.RollbackInput{DeployInput: stageInput(app.Name, st), ToVersion: version, RunReleasePhase: body.RunReleasePhase}
 	op := workflows.Operation{ID: workflows.OperationWorkflowID(workflows.OpRollback, app.Name, nonce()), Kind: workflows.OpRollback, Rollback: &in}
@@ -150,11 +135,8 @@ func (s *Server) rerelease(c *gin.Context) {
 	var body struct {
 		Description string `json:"description"`
 	}
-	if c.Request.ContentLength != 0 {
-		if err := c.ShouldBindJSON(&body); err != nil {
-			fail(c, http.StatusBadRequest, "invalid", `body must be {"description": "..."} or empty`)
-			return
-		}
+	if !optionalBody(c, &body, `body must be {"description": "..."} or empty`) {
+		return
 	}
 	if body.Description == "" {
 		body.Description = "config change"
@@ -187,6 +169,32 @@ func (s *Server) scale(c *gin.Context) {
 	s.startOperation(c, app.Name, workflows.Operation{ID: workflows.OperationWorkflowID(workflows.OpScale, app.Name, nonce()), Kind: workflows.OpScale, Change: &in})
 }
 
+// optionalBody reads a JSON body when there is one; on a malformed one it
+// answers 400 with usage and returns false.
+func optionalBody(c *gin.Context, into any, usage string) bool {
+	if c.Request.ContentLength == 0 {
+		return true
+	}
+	if err := c.ShouldBindJSON(into); err != nil {
+		fail(c, http.StatusBadRequest, "invalid", usage)
+		return false
+	}
+	return true
+}
+
+// optionalVersion parses "vN", or "" as 0; on a bad one it answers 400.
+func (s *Server) optionalVersion(c *gin.Context, v string) (int, bool) {
+	if v == "" {
+		return 0, true
+	}
+	n, err := pipelines.ParseVersion(v)
+	if err != nil {
+		s.failErr(c, err)
+		return 0, false
+	}
+	return n, true
+}
+
 func (s *Server) startOperation(c *gin.Context, app string, op workflows.Operation) {
 	if err := s.Operations.StartOperation(c.Request.Context(), app, op); err != nil {
 		s.logger().Error("start operation", "operation", op.ID, "error", err)
@@ -210,8 +218,7 @@ func (s *Server) getOperation(c *gin.Context) {
 		s.failErr(c, err)
 		return
 	}
-	if t := caller(c); !t.allows(app.Pipeline) {
-		fail(c, http.StatusForbidden, "forbidden", "token "+t.Name+" is not allowed on pipeline "+app.Pipeline)
+	if !allowed(c, app.Pipeline) {
 		return
 	}
 	st, err := s.Operations.OperationState(c.Request.Context(), id)
