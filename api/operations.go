@@ -20,6 +20,7 @@ import (
 type Operations interface {
 	StartOperation(ctx context.Context, app string, op workflows.Operation) error
 	OperationState(ctx context.Context, id string) (workflows.OperationState, error)
+	SetAutoDeploy(ctx context.Context, app string, ad workflows.AutoDeploy) error
 }
 
 // Operation is what the operation endpoints answer.
@@ -41,6 +42,7 @@ func (s *Server) registerOperations(v1 *gin.RouterGroup) {
 	v1.POST("/apps/:app/rollback", s.rollback)
 	v1.POST("/apps/:app/releases", s.rerelease)
 	v1.POST("/apps/:app/formation", s.scale)
+	v1.POST("/apps/:app/autodeploy", s.autodeploy)
 	v1.GET("/operations/*id", s.getOperation)
 }
 
@@ -193,6 +195,28 @@ func (s *Server) optionalVersion(c *gin.Context, v string) (int, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// autodeploy pauses or resumes pushes to an app: {"paused": false}.
+func (s *Server) autodeploy(c *gin.Context) {
+	app, ok := s.app(c)
+	if !ok {
+		return
+	}
+	var body struct {
+		Paused *bool `json:"paused"`
+	}
+	if err := c.ShouldBindJSON(&body); err != nil || body.Paused == nil {
+		fail(c, http.StatusBadRequest, "invalid", `body must be {"paused": true} or {"paused": false}`)
+		return
+	}
+	ad := workflows.AutoDeploy{Paused: *body.Paused, Reason: "auto-deploy paused by " + caller(c).Name}
+	if err := s.Operations.SetAutoDeploy(c.Request.Context(), app.Name, ad); err != nil {
+		s.logger().Error("set auto-deploy", "app", app.Name, "error", err)
+		fail(c, http.StatusServiceUnavailable, "unavailable", "could not reach the app's queue; is drover's worker running?")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"app": app.Name, "paused": *body.Paused})
 }
 
 func (s *Server) startOperation(c *gin.Context, app string, op workflows.Operation) {

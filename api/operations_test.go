@@ -28,6 +28,11 @@ func (f *fakeOps) StartOperation(ctx context.Context, app string, op workflows.O
 	return nil
 }
 
+func (f *fakeOps) SetAutoDeploy(ctx context.Context, app string, ad workflows.AutoDeploy) error {
+	f.apps = append(f.apps, app)
+	return nil
+}
+
 func (f *fakeOps) OperationState(ctx context.Context, id string) (workflows.OperationState, error) {
 	return f.state, nil
 }
@@ -77,6 +82,8 @@ func TestPromoteAndRollbackEndpoints(t *testing.T) {
 		{"scale negative", "POST", "/api/v1/apps/hello/formation", "Bearer " + token, `{"web":-1}`, 400, "between 0 and 1000", ""},
 		{"scale empty", "POST", "/api/v1/apps/hello/formation", "Bearer " + token, `{}`, 400, "invalid", ""},
 		{"scale other pipeline's token", "POST", "/api/v1/apps/hello/formation", "Bearer other-token", `{"web":3}`, 403, "forbidden", ""},
+		{"resume auto-deploy", "POST", "/api/v1/apps/hello/autodeploy", "Bearer " + token, `{"paused":false}`, 200, `"paused":false`, ""},
+		{"auto-deploy without a body", "POST", "/api/v1/apps/hello/autodeploy", "Bearer " + token, `{}`, 400, "paused", ""},
 		{"rollback unknown app", "POST", "/api/v1/apps/nope/rollback", "Bearer " + token, "", 404, "not_found", ""},
 	}
 	for _, tt := range tests {

@@ -16,6 +16,9 @@ const (
 	ReleaseSucceeded  ReleaseStatus = "succeeded"
 	ReleaseFailed     ReleaseStatus = "failed"
 	ReleaseSuperseded ReleaseStatus = "superseded"
+	// ReleaseSkipped is a push that was not deployed because auto-deploy
+	// is paused (after a manual rollback).
+	ReleaseSkipped ReleaseStatus = "skipped"
 )
 
 // Terminal reports whether the status is final.

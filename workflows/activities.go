@@ -499,6 +499,24 @@ func permanentConflict(err error) error {
 	return permanent(err)
 }
 
+// RecordSkippedInput is a push that auto-deploy did not deploy.
+type RecordSkippedInput struct {
+	App       string
+	Commit    string
+	Reason    string
+	Operation string
+}
+
+// RecordSkipped writes a skipped push into the ledger with the reason.
+func (a *Activities) RecordSkipped(ctx context.Context, in RecordSkippedInput) (int, error) {
+	r, err := a.Store.CreateRelease(ctx, deployments.NewRelease{App: in.App, Status: pipelines.ReleaseSkipped,
+		Commit: in.Commit, Operation: in.Operation, Description: in.Reason})
+	if err != nil {
+		return 0, err
+	}
+	return r.Version, nil
+}
+
 // RecordSupersededInput is a queued push that a newer push replaced.
 type RecordSupersededInput struct {
 	App          string

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"fmt"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -34,6 +35,9 @@ type AppInput struct {
 	Queued *DeployRequest `json:",omitempty"`
 	// Superseded are pushes replaced while waiting, not yet in the ledger.
 	Superseded []RecordSupersededInput
+	// Paused, when set, says why auto-deploy is off: pushes are recorded
+	// as skipped until it is resumed.
+	Paused string `json:",omitempty"`
 	// Seen holds the commits already queued, running or deployed, newest
 	// last, so a redelivered push starts nothing.
 	Seen []string
@@ -49,6 +53,16 @@ type Pending struct {
 type AppStatus struct {
 	Running string
 	Queued  string
+	Paused  string
+}
+
+// SignalAutoDeploy pauses or resumes an app's auto-deploy.
+const SignalAutoDeploy = "autodeploy"
+
+// AutoDeploy is SignalAutoDeploy's payload.
+type AutoDeploy struct {
+	Paused bool
+	Reason string
 }
 
 // maxSeen bounds the commits an AppWorkflow remembers; older ones fall back
@@ -67,7 +81,8 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 	log := workflow.GetLogger(ctx)
 	pushes := workflow.GetSignalChannel(ctx, SignalDeploy)
 	ops := workflow.GetSignalChannel(ctx, SignalOperation)
-	short := workflow.WithActivityOptions(ctx, shortOptions())
+	autodeploy := workflow.GetSignalChannel(ctx, SignalAutoDeploy)
+	actx := workflow.WithActivityOptions(ctx, shortOptions())
 	status := AppStatus{}
 	if err := workflow.SetQueryHandler(ctx, QueryQueue, func() (AppStatus, error) { return status, nil }); err != nil {
 		return err
@@ -100,11 +115,26 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 			}
 		}
 	}
+	// skip records a push that auto-deploy will not deploy. It is not
+	// remembered as seen: once resumed, pushing it again deploys it.
+	skip := func(req DeployRequest) {
+		err := workflow.ExecuteActivity(actx, a.RecordSkipped, RecordSkippedInput{
+			App: in.App, Commit: req.Commit, Operation: DeployWorkflowID(in.App, req.Commit) + "@skipped@" + workflow.Now(ctx).UTC().Format("20060102T150405.000"),
+			Reason: fmt.Sprintf("push of %s skipped: %s; run `drover autodeploy resume %s`", short(req.Commit), in.Paused, in.App),
+		}).Get(ctx, nil)
+		if err != nil {
+			log.Error("record skipped push", "app", in.App, "commit", req.Commit, "error", err)
+		}
+	}
 	// enqueue takes a push; a push already waiting is superseded by it, and
 	// the newest waits at the back. Promotions and rollbacks never collapse.
 	enqueue := func(req DeployRequest) {
 		if seen[req.Commit] {
 			log.Info("push already seen", "app", in.App, "commit", req.Commit)
+			return
+		}
+		if in.Paused != "" {
+			skip(req)
 			return
 		}
 		remember(req.Commit)
@@ -129,13 +159,29 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 	// running when they arrived, in the order they came.
 	recordSuperseded := func() {
 		for _, sup := range in.Superseded {
-			if err := workflow.ExecuteActivity(short, a.RecordSuperseded, sup).Get(ctx, nil); err != nil {
+			if err := workflow.ExecuteActivity(actx, a.RecordSuperseded, sup).Get(ctx, nil); err != nil {
 				log.Error("record superseded push", "app", in.App, "commit", sup.Commit, "error", err)
 			}
 		}
 		in.Superseded = nil
 	}
+	setAutoDeploy := func(ad AutoDeploy) {
+		in.Paused = ""
+		if ad.Paused {
+			in.Paused = ad.Reason
+			if in.Paused == "" {
+				in.Paused = "auto-deploy paused"
+			}
+		}
+		status.Paused = in.Paused
+	}
+	status.Paused = in.Paused
 	receive := func(sel workflow.Selector) {
+		sel.AddReceive(autodeploy, func(c workflow.ReceiveChannel, more bool) {
+			var ad AutoDeploy
+			c.Receive(ctx, &ad)
+			setAutoDeploy(ad)
+		})
 		sel.AddReceive(pushes, func(c workflow.ReceiveChannel, more bool) {
 			var req DeployRequest
 			c.Receive(ctx, &req)
@@ -151,7 +197,10 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 		for {
 			var req DeployRequest
 			var op Operation
+			var ad AutoDeploy
 			switch {
+			case autodeploy.ReceiveAsync(&ad):
+				setAutoDeploy(ad)
 			case pushes.ReceiveAsync(&req):
 				enqueue(req)
 			case ops.ReceiveAsync(&op):
@@ -196,6 +245,7 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 		}
 		var child workflow.ChildWorkflowFuture
 		var label string
+		onFailure := func() {}
 		switch {
 		case next.Push != nil:
 			req := *next.Push
@@ -213,6 +263,25 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 			child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), PromoteWorkflow, *next.Op.Promote)
 		case next.Op != nil && next.Op.Rollback != nil:
 			label, opts.WorkflowID = next.Op.ID, next.Op.ID
+			// From the moment a manual rollback starts, pushes must not
+			// silently undo it: auto-deploy pauses until resumed, and
+			// un-pauses only if the rollback fails.
+			pausedBefore := in.Paused
+			setAutoDeploy(AutoDeploy{Paused: true, Reason: "auto-deploy paused by a manual rollback (" + next.Op.ID + ")"})
+			// Pushes that came after the rollback was asked for are
+			// skipped too, or they would undo it the moment it ends.
+			rest := in.Pending[:0]
+			for _, p := range in.Pending {
+				if p.Push != nil {
+					forget(p.Push.Commit)
+					skip(*p.Push)
+					status.Queued = ""
+					continue
+				}
+				rest = append(rest, p)
+			}
+			in.Pending = rest
+			onFailure = func() { setAutoDeploy(AutoDeploy{Paused: pausedBefore != "", Reason: pausedBefore}) }
 			child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), RollbackWorkflow, *next.Op.Rollback)
 		case next.Op != nil && next.Op.Change != nil:
 			label, opts.WorkflowID = next.Op.ID, next.Op.ID
@@ -237,6 +306,7 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 					if next.Push != nil {
 						forget(next.Push.Commit)
 					}
+					onFailure()
 				}
 			})
 			receive(sel)

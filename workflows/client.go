@@ -39,6 +39,16 @@ func (s *Starter) StartOperation(ctx context.Context, app string, op Operation) 
 	return nil
 }
 
+// SetAutoDeploy pauses or resumes app's auto-deploy.
+func (s *Starter) SetAutoDeploy(ctx context.Context, app string, ad AutoDeploy) error {
+	_, err := s.Client.SignalWithStartWorkflow(ctx, AppWorkflowID(app), SignalAutoDeploy, ad,
+		client.StartWorkflowOptions{TaskQueue: TaskQueue}, AppWorkflow, AppInput{App: app})
+	if err != nil {
+		return fmt.Errorf("set auto-deploy of %s: %w", app, err)
+	}
+	return nil
+}
+
 // Operation states.
 const (
 	OperationQueued    = "queued"

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/client"
 
 	"github.com/drover/drover/pipelines"
@@ -163,12 +164,18 @@ func TestQueueRunsOperationsInOrder(t *testing.T) {
 			env.SignalWorkflow(workflows.SignalDeploy, workflows.DeployRequest{Repo: "octo-org/hello", CloneURL: "file:///r", Commit: c, Regions: []string{"a", "b"}})
 		}
 	}
+	// Builds take a minute of workflow time, so the rollback and c2
+	// arrive, in that order, while c1 builds.
+	env.OnActivity(f.acts.Build, mock.Anything, mock.Anything).After(time.Minute).Return(
+		func(ctx context.Context, in workflows.BuildInput) (workflows.BuildResult, error) {
+			return workflows.BuildResult{Slug: digest(in.Commit), Procfile: pipelines.Procfile{{Type: "web", Command: "bin/web"}}}, nil
+		})
 	env.RegisterDelayedCallback(push("c1"), 0)
 	env.RegisterDelayedCallback(func() {
 		in := rollback(1, false)
 		env.SignalWorkflow(workflows.SignalOperation, workflows.Operation{ID: "rollback/hello-staging/x1", Kind: workflows.OpRollback, Rollback: &in})
-	}, time.Millisecond)
-	env.RegisterDelayedCallback(push("c2"), 2*time.Millisecond)
+	}, 10*time.Second)
+	env.RegisterDelayedCallback(push("c2"), 20*time.Second)
 	env.ExecuteWorkflow(workflows.AppWorkflow, workflows.AppInput{App: app})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -176,9 +183,15 @@ func TestQueueRunsOperationsInOrder(t *testing.T) {
 	rs, _ := f.store.Releases(context.Background(), app, 0)
 	var got []string
 	for i := len(rs) - 1; i >= 0; i-- {
-		got = append(got, fmt.Sprintf("%s:%s:%s", rs[i].Name(), rs[i].Commit, rs[i].Description))
+		desc := rs[i].Description
+		if rs[i].Status == pipelines.ReleaseSkipped {
+			desc = string(rs[i].Status)
+		}
+		got = append(got, fmt.Sprintf("%s:%s:%s", rs[i].Name(), rs[i].Commit, desc))
 	}
-	want := "v1:c0: v2:c1: v3:c0:rollback to v1 v4:c2:"
+	// c2 came after the rollback was asked for: skipped, not deployed
+	// over it (see TestRollbackPausesAutoDeploy).
+	want := "v1:c0: v2:c1: v3:c2:skipped v4:c0:rollback to v1"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("ledger = %s\nwant     %s", strings.Join(got, " "), want)
 	}
@@ -227,5 +240,45 @@ func TestConfigAndScaleMakeReleasesOfTheCurrentSlug(t *testing.T) {
 	rs, _ := f.store.Releases(ctx, app, 1)
 	if rs[0].Formation["web"] != 3 {
 		t.Fatalf("after a push, formation = %v; a push keeps the scale", rs[0].Formation)
+	}
+}
+
+// TestRollbackPausesAutoDeploy: after a manual rollback a push is recorded
+// as skipped, with the reason, until auto-deploy is resumed.
+func TestRollbackPausesAutoDeploy(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range []string{"c1", "c2"} {
+		if _, err := f.deploy(t, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := f.env()
+	push := func(c string) func() {
+		return func() {
+			env.SignalWorkflow(workflows.SignalDeploy, workflows.DeployRequest{Repo: "octo-org/hello", CloneURL: "file:///r", Commit: c, Regions: []string{"a", "b"}})
+		}
+	}
+	env.RegisterDelayedCallback(func() {
+		in := rollback(0, false)
+		env.SignalWorkflow(workflows.SignalOperation, workflows.Operation{ID: "rollback/hello-staging/x", Kind: workflows.OpRollback, Rollback: &in})
+	}, 0)
+	env.RegisterDelayedCallback(push("c3"), time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.SignalAutoDeploy, workflows.AutoDeploy{Paused: false}) }, 2*time.Minute)
+	env.RegisterDelayedCallback(push("c3"), 3*time.Minute)
+	env.ExecuteWorkflow(workflows.AppWorkflow, workflows.AppInput{App: app})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := f.store.Releases(context.Background(), app, 0)
+	var got []string
+	for i := len(rs) - 1; i >= 0; i-- {
+		got = append(got, fmt.Sprintf("%s:%s:%s", rs[i].Name(), rs[i].Commit, rs[i].Status))
+	}
+	want := "v1:c1:succeeded v2:c2:succeeded v3:c1:succeeded v4:c3:skipped v5:c3:succeeded"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("ledger = %s\nwant     %s", strings.Join(got, " "), want)
+	}
+	if d := rs[1].Description; !strings.Contains(d, "auto-deploy paused by a manual rollback (rollback/hello-staging/x)") || !strings.Contains(d, "drover autodeploy resume hello-staging") {
+		t.Fatalf("skipped push says %q", d)
 	}
 }

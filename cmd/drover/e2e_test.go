@@ -730,6 +730,29 @@ func TestE2EPromoteAndRollback(t *testing.T) {
 	}
 	s.answersEverywhere(ctx, "hello", 2, "A from hello v5")
 
+	// Rolling staging back pauses its auto-deploy: the next push is
+	// recorded as skipped, and deploys once resumed and pushed again.
+	cli("rollback", "hello-staging")
+	if r := s.waitRelease(ctx, "hello-staging", 3); r.Description != "rollback to v1" {
+		t.Fatalf("staging v3 = %+v", r)
+	}
+	c := repo.commit("C", "web: bin/web\n")
+	if code, body := s.push(ctx, "d-C", pushPayload(t, repo.dir, c)); code != http.StatusAccepted {
+		t.Fatalf("push C: %d %s", code, body)
+	}
+	if r := s.waitRelease(ctx, "hello-staging", 4); r.Status != pipelines.ReleaseSkipped || !strings.Contains(r.Description, "drover autodeploy resume hello-staging") {
+		t.Fatalf("push after rollback = %s %q; want skipped with how to resume", r.Status, r.Description)
+	}
+	if out := cli("autodeploy", "resume", "hello-staging"); !strings.Contains(out, "resumed") {
+		t.Fatalf("autodeploy resume said %q", out)
+	}
+	if code, body := s.push(ctx, "d-C-again", pushPayload(t, repo.dir, c)); code != http.StatusAccepted {
+		t.Fatalf("push C again: %d %s", code, body)
+	}
+	if r := s.waitRelease(ctx, "hello-staging", 5); r.Status != pipelines.ReleaseSucceeded || r.Commit != c {
+		t.Fatalf("push after resume = %+v", r)
+	}
+
 	// A release that was never built cannot be rolled back to, and says so.
 	var errOut bytes.Buffer
 	if code := Run(ctx, []string{"rollback", "hello", "v9"}, Streams{Out: io.Discard, Err: &errOut}); code != exitNotFound {

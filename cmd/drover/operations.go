@@ -186,3 +186,23 @@ func followOperation(ctx context.Context, c *apiClient, s Streams, op api.Operat
 		}
 	}
 }
+
+func newAutoDeployCmd(s Streams) *cobra.Command {
+	cmd := &cobra.Command{Use: "autodeploy", Short: "Pause or resume deploying an app's pushes"}
+	for _, verb := range []string{"pause", "resume"} {
+		cmd.AddCommand(&cobra.Command{
+			Use:   verb + " APP",
+			Short: map[string]string{"pause": "Record pushes as skipped instead of deploying them", "resume": "Deploy pushes again (a manual rollback pauses them)"}[verb],
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				var out map[string]any
+				if err := newAPIClient().post(cmd.Context(), "/api/v1/apps/"+url.PathEscape(args[0])+"/autodeploy", map[string]bool{"paused": verb == "pause"}, &out); err != nil {
+					return err
+				}
+				fmt.Fprintf(s.Out, "auto-deploy of %s %sd\n", args[0], verb)
+				return nil
+			},
+		})
+	}
+	return cmd
+}
