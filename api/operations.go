@@ -21,6 +21,7 @@ type Operations interface {
 	StartOperation(ctx context.Context, app string, op workflows.Operation) error
 	OperationState(ctx context.Context, id string) (workflows.OperationState, error)
 	SetAutoDeploy(ctx context.Context, app string, ad workflows.AutoDeploy) error
+	Approve(ctx context.Context, operation string, ap workflows.Approval) error
 }
 
 // Operation is what the operation endpoints answer.
@@ -43,6 +44,7 @@ func (s *Server) registerOperations(v1 *gin.RouterGroup) {
 	v1.POST("/apps/:app/releases", s.rerelease)
 	v1.POST("/apps/:app/formation", s.scale)
 	v1.POST("/apps/:app/autodeploy", s.autodeploy)
+	v1.POST("/approvals", s.approve)
 	v1.GET("/operations/*id", s.getOperation)
 }
 
@@ -56,9 +58,13 @@ func nonce() string {
 // rollout policy from drover.yaml.
 func stageInput(app string, st pipelines.Stage) workflows.DeployInput {
 	parallel, onFailure := st.Rollout.Policy()
-	return workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
+	in := workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
 		Regions: st.Regions, MaxParallel: parallel, OnFailure: onFailure,
 	}}
+	if ok, timeout := st.Approval(); ok {
+		in.ApprovalTimeout = timeout
+	}
+	return in
 }
 
 // promote moves staging's current (or named) release to production. The
@@ -217,6 +223,40 @@ func (s *Server) autodeploy(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"app": app.Name, "paused": *body.Paused})
+}
+
+// approve answers a release waiting for approval:
+// {"operation": "deploy/hello/<sha>", "approved": true}. The approver
+// recorded in the ledger is the caller's token name.
+func (s *Server) approve(c *gin.Context) {
+	var body struct {
+		Operation string `json:"operation"`
+		Approved  *bool  `json:"approved"`
+	}
+	if err := c.ShouldBindJSON(&body); err != nil || body.Operation == "" || body.Approved == nil {
+		fail(c, http.StatusBadRequest, "invalid", `body must be {"operation": "ID", "approved": true|false}`)
+		return
+	}
+	kind, rest, _ := strings.Cut(body.Operation, "/")
+	appName, _, ok := strings.Cut(rest, "/")
+	if !ok || (kind != "deploy" && !slices.Contains(workflows.OperationKinds, kind)) {
+		fail(c, http.StatusNotFound, "not_found", "no operation "+body.Operation)
+		return
+	}
+	app, err := s.Ledger.App(c.Request.Context(), appName)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if !allowed(c, app.Pipeline) {
+		return
+	}
+	by := caller(c).Name
+	if err := s.Operations.Approve(c.Request.Context(), body.Operation, workflows.Approval{Approved: *body.Approved, By: by}); err != nil {
+		s.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"operation": body.Operation, "approved": *body.Approved, "by": by})
 }
 
 func (s *Server) startOperation(c *gin.Context, app string, op workflows.Operation) {

@@ -18,9 +18,10 @@ import (
 )
 
 type fakeOps struct {
-	started []workflows.Operation
-	apps    []string
-	state   workflows.OperationState
+	started   []workflows.Operation
+	apps      []string
+	state     workflows.OperationState
+	approvals []workflows.Approval
 }
 
 func (f *fakeOps) StartOperation(ctx context.Context, app string, op workflows.Operation) error {
@@ -30,6 +31,14 @@ func (f *fakeOps) StartOperation(ctx context.Context, app string, op workflows.O
 
 func (f *fakeOps) SetAutoDeploy(ctx context.Context, app string, ad workflows.AutoDeploy) error {
 	f.apps = append(f.apps, app)
+	return nil
+}
+
+func (f *fakeOps) Approve(ctx context.Context, operation string, ap workflows.Approval) error {
+	if !strings.HasSuffix(operation, "/running") {
+		return pipelines.ErrNotFound
+	}
+	f.approvals = append(f.approvals, ap)
 	return nil
 }
 
@@ -114,6 +123,33 @@ func TestPromoteCarriesStagesAndVersion(t *testing.T) {
 	p := ops.started[0].Promote
 	if p == nil || p.App != "hello" || p.FromApp != "hello-staging" || p.FromVersion != 7 || strings.Join(p.Regions, ",") != "local-a,local-b" || p.OnFailure != pipelines.FailAll {
 		t.Fatalf("promote input = %+v", p)
+	}
+}
+
+func TestApprovals(t *testing.T) {
+	tests := []struct {
+		name, auth, body string
+		status           int
+		contains         string
+	}{
+		{"approve", "Bearer " + token, `{"operation":"deploy/hello/running","approved":true}`, 200, `"by":"admin"`},
+		{"reject a promotion", "Bearer " + token, `{"operation":"promote/hello/running","approved":false}`, 200, `"approved":false`},
+		{"not running", "Bearer " + token, `{"operation":"deploy/hello/done","approved":true}`, 404, "not_found"},
+		{"not an operation", "Bearer " + token, `{"operation":"bogus","approved":true}`, 404, "no operation bogus"},
+		{"no decision", "Bearer " + token, `{"operation":"deploy/hello/running"}`, 400, "approved"},
+		{"other pipeline's token", "Bearer other-token", `{"operation":"deploy/hello/running","approved":true}`, 403, "forbidden"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, ops, _ := newOpsServer(t)
+			w := do(e, "POST", "/api/v1/approvals", tt.auth, tt.body)
+			if w.Code != tt.status || !strings.Contains(w.Body.String(), tt.contains) {
+				t.Fatalf("= %d %s; want %d containing %q", w.Code, w.Body, tt.status, tt.contains)
+			}
+			if tt.status == 200 && (len(ops.approvals) != 1 || ops.approvals[0].By != "admin") {
+				t.Fatalf("approvals = %+v", ops.approvals)
+			}
+		})
 	}
 }
 

@@ -62,6 +62,9 @@ type Store interface {
 	// Finishing a release again with the same status is a no-op; changing a
 	// final status is ErrConflict, since the ledger is append-only.
 	FinishRelease(ctx context.Context, app string, version int, status pipelines.ReleaseStatus, reason string) error
+	// NoteRelease appends a note (such as who approved it) to a release's
+	// description; the same note twice is kept once.
+	NoteRelease(ctx context.Context, app string, version int, note string) error
 	// SetReleaseOutput keeps the release phase's output.
 	SetReleaseOutput(ctx context.Context, app string, version int, output string) error
 	// SetRegionState records where a release is in one region.

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -105,6 +106,26 @@ type Stage struct {
 	// into JobTemplateData.
 	JobTemplate     string `yaml:"job_template"`
 	JobTemplateData []byte `yaml:"-"`
+	// RequireApproval makes every release of the stage wait for
+	// `drover approve` before anything changes, for ApprovalTimeout.
+	RequireApproval bool   `yaml:"require_approval"`
+	ApprovalTimeout string `yaml:"approval_timeout"`
+}
+
+// DefaultApprovalTimeout is how long a release waits for approval.
+const DefaultApprovalTimeout = 24 * time.Hour
+
+// Approval returns whether the stage needs approval and for how long it
+// waits. The timeout was validated when the config was loaded.
+func (s Stage) Approval() (bool, time.Duration) {
+	if !s.RequireApproval {
+		return false, 0
+	}
+	d, err := time.ParseDuration(s.ApprovalTimeout)
+	if err != nil || d <= 0 {
+		d = DefaultApprovalTimeout
+	}
+	return true, d
 }
 
 // What a rollout does when a region fails, in Nomad Enterprise multiregion's
@@ -386,6 +407,11 @@ func (c *Config) validate() error {
 					return bad(fmt.Sprintf("%s.regions[%d]", skey, i), "region %q listed twice", r)
 				}
 				seen[r] = true
+			}
+			if s.ApprovalTimeout != "" {
+				if d, err := time.ParseDuration(s.ApprovalTimeout); err != nil || d <= 0 {
+					return bad(skey+".approval_timeout", "%q is not a positive duration like 30m or 24h", s.ApprovalTimeout)
+				}
 			}
 			if s.Rollout.MaxParallel < 0 {
 				return bad(skey+".rollout.max_parallel", "must be 1 or more (0 or unset: one region at a time)")

@@ -164,6 +164,9 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 		Repo: pipeline.Repo, CloneURL: ev.GetRepo().GetCloneURL(), Commit: commit, Regions: stage.Regions,
 		Description: describe(ev, branch), MaxParallel: parallel, OnFailure: onFailure,
 	}
+	if ok, timeout := stage.Approval(); ok {
+		req.ApprovalTimeout = timeout
+	}
 	if err := h.deployer.Deploy(c.Request.Context(), stage.App, req); err != nil {
 		log.Error("queue deploy", "app", stage.App, "commit", commit, "error", err)
 		if delivery != "" && h.deliveries != nil {

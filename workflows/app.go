@@ -22,6 +22,9 @@ type DeployRequest struct {
 	MaxParallel int
 	// OnFailure is pipelines.FailAll (also when empty), FailLocal or FailStop.
 	OnFailure string
+	// ApprovalTimeout, when set, makes the release wait that long for
+	// SignalApproval before anything changes.
+	ApprovalTimeout time.Duration `json:",omitempty"`
 }
 
 // AppInput is the state an AppWorkflow carries across Continue-As-New.

@@ -8,6 +8,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+
+	"github.com/drover/drover/pipelines"
 )
 
 // Starter starts and signals drover's workflows from outside Temporal: the
@@ -45,6 +47,21 @@ func (s *Starter) SetAutoDeploy(ctx context.Context, app string, ad AutoDeploy) 
 		client.StartWorkflowOptions{TaskQueue: TaskQueue}, AppWorkflow, AppInput{App: app})
 	if err != nil {
 		return fmt.Errorf("set auto-deploy of %s: %w", app, err)
+	}
+	return nil
+}
+
+// Approve approves or rejects the release an operation (or a push's
+// deploy/<app>/<sha>) is waiting with. It returns an error wrapping
+// pipelines.ErrNotFound when no such operation is running.
+func (s *Starter) Approve(ctx context.Context, operation string, ap Approval) error {
+	err := s.Client.SignalWorkflow(ctx, operation, "", SignalApproval, ap)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return fmt.Errorf("operation %s is not running: %w", operation, pipelines.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("approve %s: %w", operation, err)
 	}
 	return nil
 }

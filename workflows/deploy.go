@@ -105,6 +105,12 @@ func release(ctx workflow.Context, in DeployInput, create CreateReleaseInput, re
 		return res, err
 	}
 
+	if in.ApprovalTimeout > 0 {
+		if err := awaitApproval(ctx, in, rel.Version); err != nil {
+			return fail(err)
+		}
+	}
+
 	if releasePhase && rel.HasReleasePhase {
 		rctx := workflow.WithActivityOptions(ctx, longOptions(30*time.Minute, 15*time.Second, 3))
 		if err := workflow.ExecuteActivity(rctx, a.ReleasePhase, ReleasePhaseInput{App: in.App, Version: rel.Version, Region: in.Regions[0]}).Get(ctx, nil); err != nil {

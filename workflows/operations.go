@@ -192,3 +192,58 @@ func (a *Activities) RollbackTarget(ctx context.Context, in SourceInput) (Source
 func refuse(format string, args ...any) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), errInvalid, nil)
 }
+
+// SignalApproval approves or rejects a release waiting for approval.
+const SignalApproval = "approval"
+
+// Approval is SignalApproval's payload.
+type Approval struct {
+	Approved bool
+	By       string
+}
+
+// awaitApproval waits for an approval before the release changes
+// anything (release phase included), records who decided in the ledger,
+// and fails the release when rejected or when nobody decides in time.
+func awaitApproval(ctx workflow.Context, in DeployInput, version int) error {
+	short := workflow.WithActivityOptions(ctx, shortOptions())
+	id := workflow.GetInfo(ctx).WorkflowExecution.ID
+	workflow.GetLogger(ctx).Info("release awaits approval", "app", in.App, "version", version, "approve", "drover approve "+id)
+	var got *Approval
+	tctx, cancel := workflow.WithCancel(ctx)
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalApproval), func(c workflow.ReceiveChannel, more bool) {
+		var ap Approval
+		c.Receive(ctx, &ap)
+		got = &ap
+	})
+	sel.AddFuture(workflow.NewTimer(tctx, in.ApprovalTimeout), func(workflow.Future) {})
+	sel.Select(ctx)
+	cancel()
+	if got == nil {
+		return refuse("nobody approved v%d within %s; run the operation again to ask anew", version, in.ApprovalTimeout)
+	}
+	note := "approved by " + got.By
+	if !got.Approved {
+		note = "rejected by " + got.By
+	}
+	if err := workflow.ExecuteActivity(short, a.NoteRelease, NoteReleaseInput{App: in.App, Version: version, Note: note}).Get(ctx, nil); err != nil {
+		return err
+	}
+	if !got.Approved {
+		return refuse("v%d %s", version, note)
+	}
+	return nil
+}
+
+// NoteReleaseInput adds a note to a release's description.
+type NoteReleaseInput struct {
+	App     string
+	Version int
+	Note    string
+}
+
+// NoteRelease records a decision, such as an approval, in the ledger.
+func (a *Activities) NoteRelease(ctx context.Context, in NoteReleaseInput) error {
+	return permanent(a.Store.NoteRelease(ctx, in.App, in.Version, in.Note))
+}

@@ -282,3 +282,40 @@ func TestRollbackPausesAutoDeploy(t *testing.T) {
 		t.Fatalf("skipped push says %q", d)
 	}
 }
+
+func TestApprovalGate(t *testing.T) {
+	tests := []struct {
+		name     string
+		decision *workflows.Approval // nil: nobody answers
+		status   pipelines.ReleaseStatus
+		desc     string
+		reason   string
+	}{
+		{"approved", &workflows.Approval{Approved: true, By: "alice"}, pipelines.ReleaseSucceeded, "; approved by alice", ""},
+		{"rejected", &workflows.Approval{Approved: false, By: "bob"}, pipelines.ReleaseFailed, "; rejected by bob", "v1 rejected by bob"},
+		{"timed out", nil, pipelines.ReleaseFailed, "", "nobody approved v1 within 1h0m0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			env := f.env()
+			env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
+			if tt.decision != nil {
+				env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.SignalApproval, *tt.decision) }, 10*time.Minute)
+			}
+			env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
+				Repo: "octo-org/hello", CloneURL: "file:///r", Commit: "c1", Description: "push", Regions: []string{"a", "b"}, ApprovalTimeout: time.Hour}})
+			if !env.IsWorkflowCompleted() {
+				t.Fatal("not completed")
+			}
+			r := f.release(t, 1)
+			if r.Status != tt.status || r.Description != "push"+tt.desc || !strings.Contains(r.Reason, tt.reason) {
+				t.Fatalf("v1 = %s %q %q; want %s %q %q", r.Status, r.Description, r.Reason, tt.status, "push"+tt.desc, tt.reason)
+			}
+			touched := len(f.regions["a"].deploys) + len(f.regions["a"].tasks)
+			if (tt.status == pipelines.ReleaseSucceeded) != (touched > 0) {
+				t.Fatalf("region a saw %d deploys and tasks; nothing may change before approval", touched)
+			}
+		})
+	}
+}

@@ -206,3 +206,22 @@ func newAutoDeployCmd(s Streams) *cobra.Command {
 	}
 	return cmd
 }
+
+func newApproveCmd(s Streams, approve bool) *cobra.Command {
+	verb := map[bool]string{true: "approve", false: "reject"}[approve]
+	return &cobra.Command{
+		Use:   verb + " OPERATION",
+		Short: map[bool]string{true: "Let a release waiting for approval go ahead", false: "Refuse a release waiting for approval; it fails and nothing changes"}[approve],
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out struct {
+				By string `json:"by"`
+			}
+			if err := newAPIClient().post(cmd.Context(), "/api/v1/approvals", map[string]any{"operation": args[0], "approved": approve}, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "%s %sd by %s\n", args[0], verb, out.By)
+			return nil
+		},
+	}
+}

@@ -421,6 +421,27 @@ func (s *Store) FinishRelease(ctx context.Context, app string, version int, stat
 	})
 }
 
+func (s *Store) NoteRelease(ctx context.Context, app string, version int, note string) error {
+	return s.tx(ctx, func(tx conn) error {
+		var desc string
+		err := tx.queryRow(ctx, `SELECT description FROM releases WHERE app = ? AND version = ?`+tx.d.forUpdate, app, version).Scan(&desc)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("note release %s v%d: %w", app, version, pipelines.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if strings.HasSuffix(desc, note) {
+			return nil
+		}
+		if desc != "" {
+			desc += "; "
+		}
+		_, err = tx.exec(ctx, `UPDATE releases SET description = ?, updated_at = ? WHERE app = ? AND version = ?`, desc+note, s.now(), app, version)
+		return err
+	})
+}
+
 func (s *Store) SetReleaseOutput(ctx context.Context, app string, version int, output string) error {
 	res, err := s.conn().exec(ctx, `UPDATE releases SET output = ?, updated_at = ? WHERE app = ? AND version = ?`,
 		tail(output), s.now(), app, version)

@@ -111,6 +111,17 @@ func testLedger(t *testing.T, open func() *sqlstore.Store) {
 	if err := s.FinishRelease(ctx, app.Name, 1, pipelines.ReleaseFailed, "x"); !errors.Is(err, pipelines.ErrConflict) {
 		t.Fatalf("changing a final status: %v, want ErrConflict", err)
 	}
+	for range 2 {
+		if err := s.NoteRelease(ctx, app.Name, 1, "approved by alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, _ := s.Release(ctx, app.Name, 1); r.Description != "approved by alice" {
+		t.Fatalf("noted description = %q; the same note twice is kept once", r.Description)
+	}
+	if err := s.NoteRelease(ctx, app.Name, 9, "x"); !errors.Is(err, pipelines.ErrNotFound) {
+		t.Fatalf("note on v9: %v", err)
+	}
 	if r, err := s.ReleaseByOperation(ctx, app.Name, "op"); !errors.Is(err, pipelines.ErrNotFound) {
 		t.Fatalf("ReleaseByOperation(op) = v%d, %v; an operation ID is not a prefix match", r.Version, err)
 	}
