@@ -759,3 +759,60 @@ func TestE2EPromoteAndRollback(t *testing.T) {
 		t.Fatalf("rollback to v9: exit %d, %s", code, errOut.String())
 	}
 }
+
+// TestE2EApproval: a stage with require_approval holds a push's release
+// until `drover approve`, and records who approved it.
+func TestE2EApproval(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end; skipped by -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	t.Setenv(secretEnv, "e2e-secret")
+	config := filepath.Join(t.TempDir(), "drover.yaml")
+	os.WriteFile(config, []byte(fmt.Sprintf(`github: { webhook_secret_env: %s }
+regions:
+  local-a: { driver: local }
+pipelines:
+  hello:
+    repo: octo-org/hello
+    stages:
+      staging: { app: hello-staging, branch: main, regions: [local-a], require_approval: true }
+`, secretEnv)), 0o644)
+	d, s := startDev(t, ctx, config, t.TempDir())
+	defer d.Close()
+	t.Setenv("DROVER_URL", "")
+	t.Setenv("DROVER_TOKEN", "")
+	repo := newGitRepo(t)
+	c1 := repo.commit("approved", "web: bin/web\n")
+	if code, body := s.push(ctx, "d-1", pushPayload(t, repo.dir, c1)); code != http.StatusAccepted {
+		t.Fatalf("push: %d %s", code, body)
+	}
+	// The release waits, with no region touched.
+	for {
+		if rs := s.releases(ctx, "hello-staging"); len(rs) == 1 {
+			if rs[0].Status != pipelines.ReleasePending || rs[0].Regions[0].Status != pipelines.RegionPending {
+				t.Fatalf("before approval v1 = %+v", rs[0])
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no release")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	if r := s.releases(ctx, "hello-staging")[0]; r.Status != pipelines.ReleasePending {
+		t.Fatalf("v1 went on without approval: %+v", r)
+	}
+	var out, errOut bytes.Buffer
+	if code := Run(ctx, []string{"approve", workflows.DeployWorkflowID("hello-staging", c1)}, Streams{Out: &out, Err: &errOut}); code != exitOK {
+		t.Fatalf("drover approve: exit %d: %s", code, errOut.String())
+	}
+	v1 := s.waitRelease(ctx, "hello-staging", 1)
+	if v1.Status != pipelines.ReleaseSucceeded || !strings.HasSuffix(v1.Description, "approved by admin") {
+		t.Fatalf("v1 = %s %q", v1.Status, v1.Description)
+	}
+	s.answersEverywhere(ctx, "hello-staging", 1, "approved from hello-staging v1")
+}
+
