@@ -815,4 +815,3 @@ pipelines:
 	}
 	s.answersEverywhere(ctx, "hello-staging", 1, "approved from hello-staging v1")
 }
-
