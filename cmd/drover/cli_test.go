@@ -92,6 +92,17 @@ func TestCLIFindsDevStack(t *testing.T) {
 	}
 }
 
+func TestTemporalLink(t *testing.T) {
+	t.Setenv("DROVER_TEMPORAL_UI", "")
+	if got := temporalLink("rollback/hello/abc"); got != "" {
+		t.Fatalf("link without a UI = %q", got)
+	}
+	t.Setenv("DROVER_TEMPORAL_UI", "http://127.0.0.1:8233/")
+	if got, want := temporalLink("rollback/hello/abc"), "http://127.0.0.1:8233/namespaces/default/workflows/rollback%2Fhello%2Fabc"; got != want {
+		t.Fatalf("link = %q, want %q", got, want)
+	}
+}
+
 func TestRegionSummary(t *testing.T) {
 	r := pipelines.Release{Regions: []pipelines.RegionState{
 		{Region: "us-east", Status: pipelines.RegionSuccessful, Message: "done"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -131,6 +132,9 @@ func followOperation(ctx context.Context, c *apiClient, s Streams, op api.Operat
 		progress = io.Discard
 	}
 	fmt.Fprintf(progress, "operation %s\n", op.ID)
+	if link := temporalLink(op.ID); link != "" {
+		fmt.Fprintf(progress, "  %s\n", link)
+	}
 	seen := map[string]string{}
 	say := func(key, line string) {
 		if seen[key] != line {
@@ -205,6 +209,16 @@ func newAutoDeployCmd(s Streams) *cobra.Command {
 		})
 	}
 	return cmd
+}
+
+// temporalLink is where the Temporal UI shows an operation's workflow, when
+// $DROVER_TEMPORAL_UI names the UI's address (e.g. http://127.0.0.1:8233).
+func temporalLink(id string) string {
+	ui := strings.TrimRight(os.Getenv("DROVER_TEMPORAL_UI"), "/")
+	if ui == "" {
+		return ""
+	}
+	return ui + "/namespaces/default/workflows/" + url.PathEscape(id)
 }
 
 func newApproveCmd(s Streams, approve bool) *cobra.Command {
