@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -285,18 +288,60 @@ func (s *Server) getOperation(c *gin.Context) {
 	if !allowed(c, app.Pipeline) {
 		return
 	}
-	st, err := s.Operations.OperationState(c.Request.Context(), id)
+	read := func() (Operation, error) {
+		st, err := s.Operations.OperationState(c.Request.Context(), id)
+		if err != nil {
+			return Operation{}, err
+		}
+		out := Operation{ID: id, Kind: kind, App: appName, State: st.State, Error: st.Error}
+		if r, err := s.Ledger.ReleaseByOperation(c.Request.Context(), appName, id); err == nil {
+			r.Output = ""
+			out.Release = &r
+		} else if !errors.Is(err, pipelines.ErrNotFound) {
+			return out, err
+		}
+		return out, nil
+	}
+	if strings.Contains(c.GetHeader("Accept"), "text/event-stream") {
+		s.streamOperation(c, read)
+		return
+	}
+	out, err := read()
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
-	out := Operation{ID: id, Kind: kind, App: appName, State: st.State, Error: st.Error}
-	if r, err := s.Ledger.ReleaseByOperation(c.Request.Context(), appName, id); err == nil {
-		r.Output = ""
-		out.Release = &r
-	} else if !errors.Is(err, pipelines.ErrNotFound) {
-		s.failErr(c, err)
-		return
-	}
 	c.JSON(http.StatusOK, out)
+}
+
+// OperationPollInterval is how often a server-sent-events stream of an
+// operation looks for news.
+var OperationPollInterval = 500 * time.Millisecond
+
+// streamOperation sends the operation as a server-sent event each time it
+// changes, and ends after the event that shows it finished.
+func (s *Server) streamOperation(c *gin.Context, read func() (Operation, error)) {
+	c.Header("Cache-Control", "no-cache")
+	last := ""
+	c.Stream(func(w io.Writer) bool {
+		op, err := read()
+		if err != nil {
+			c.SSEvent("error", gin.H{"error": ErrorBody{Code: "internal", Message: err.Error()}})
+			return false
+		}
+		b, _ := json.Marshal(op)
+		if string(b) != last {
+			last = string(b)
+			c.SSEvent("operation", op)
+		}
+		if op.State == workflows.OperationSucceeded || op.State == workflows.OperationFailed {
+			return false
+		}
+		select {
+		case <-c.Request.Context().Done():
+			return false
+		case <-time.After(OperationPollInterval):
+			return true
+		}
+	})
 }

@@ -3,10 +3,13 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -174,5 +177,52 @@ func TestOperationState(t *testing.T) {
 	}
 	if w := do(e, "GET", "/api/v1/operations/bogus", "Bearer "+token, ""); w.Code != http.StatusNotFound {
 		t.Fatalf("bogus operation: %d", w.Code)
+	}
+}
+
+// stepOps reports running, then succeeded.
+type stepOps struct {
+	fakeOps
+	calls int
+}
+
+func (f *stepOps) OperationState(ctx context.Context, id string) (workflows.OperationState, error) {
+	f.calls++
+	if f.calls < 3 {
+		return workflows.OperationState{State: workflows.OperationRunning}, nil
+	}
+	return workflows.OperationState{State: workflows.OperationSucceeded}, nil
+}
+
+func TestOperationEventStream(t *testing.T) {
+	api.OperationPollInterval = time.Millisecond
+	cfg, _ := pipelines.LoadConfig(filepath.Join("..", "examples", "drover.yaml"))
+	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "drover.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, app := range cfg.Apps() {
+		st.SyncApp(context.Background(), app)
+	}
+	ops := &stepOps{}
+	gin.SetMode(gin.TestMode)
+	e := gin.New()
+	(&api.Server{Ledger: st, Config: cfg, Operations: ops, Tokens: []api.Token{{Name: "admin", Value: token}}}).Register(e)
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/operations/rollback/hello/abc", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	events := strings.Count(string(body), "event:operation")
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") || events != 2 ||
+		!strings.Contains(string(body), `"state":"running"`) || !strings.Contains(string(body), `"state":"succeeded"`) {
+		t.Fatalf("stream (%s, %d events):\n%s", resp.Header.Get("Content-Type"), events, body)
 	}
 }
