@@ -25,6 +25,7 @@ type Operations interface {
 	OperationState(ctx context.Context, id string) (workflows.OperationState, error)
 	SetAutoDeploy(ctx context.Context, app string, ad workflows.AutoDeploy) error
 	Approve(ctx context.Context, operation string, ap workflows.Approval) error
+	AppStatus(ctx context.Context, app string) (workflows.AppStatus, error)
 }
 
 // Operation is what the operation endpoints answer.
@@ -101,6 +102,15 @@ func (s *Server) promote(c *gin.Context) {
 	}
 	version, ok := s.optionalVersion(c, body.Release)
 	if !ok {
+		return
+	}
+	// Promoting into a stage that is busy would queue a release behind
+	// work whose outcome the user has not seen: refuse, and say why.
+	if st, err := s.Operations.AppStatus(c.Request.Context(), to.App); err != nil {
+		s.failErr(c, err)
+		return
+	} else if st.Running != "" {
+		fail(c, http.StatusConflict, "conflict", to.App+" is running "+st.Running+"; promote again when it ends (drover operations watch, drover releases "+to.App+")")
 		return
 	}
 	in := workflows.PromoteInput{DeployInput: stageInput(to.App, to), FromApp: from.App, FromVersion: version}

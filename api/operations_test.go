@@ -25,6 +25,7 @@ type fakeOps struct {
 	apps      []string
 	state     workflows.OperationState
 	approvals []workflows.Approval
+	running   map[string]string
 }
 
 func (f *fakeOps) StartOperation(ctx context.Context, app string, op workflows.Operation) error {
@@ -43,6 +44,10 @@ func (f *fakeOps) Approve(ctx context.Context, operation string, ap workflows.Ap
 	}
 	f.approvals = append(f.approvals, ap)
 	return nil
+}
+
+func (f *fakeOps) AppStatus(ctx context.Context, app string) (workflows.AppStatus, error) {
+	return workflows.AppStatus{Running: f.running[app]}, nil
 }
 
 func (f *fakeOps) OperationState(ctx context.Context, id string) (workflows.OperationState, error) {
@@ -115,6 +120,15 @@ func TestPromoteAndRollbackEndpoints(t *testing.T) {
 				t.Fatalf("started %+v; want one %s", ops.started, tt.started)
 			}
 		})
+	}
+}
+
+func TestPromoteIntoABusyStageIsRefused(t *testing.T) {
+	e, ops, _ := newOpsServer(t)
+	ops.running = map[string]string{"hello": "rollback/hello/abc"}
+	w := do(e, "POST", "/api/v1/pipelines/hello/promote", "Bearer "+token, "")
+	if w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "hello is running rollback/hello/abc") || len(ops.started) != 0 {
+		t.Fatalf("= %d %s, started %v; want 409 with the reason", w.Code, w.Body, ops.started)
 	}
 }
 

@@ -66,6 +66,24 @@ func (s *Starter) Approve(ctx context.Context, operation string, ap Approval) er
 	return nil
 }
 
+// AppStatus asks app's queue what it runs and holds; an app whose queue is
+// not running runs nothing.
+func (s *Starter) AppStatus(ctx context.Context, app string) (AppStatus, error) {
+	var st AppStatus
+	v, err := s.Client.QueryWorkflow(ctx, AppWorkflowID(app), "", QueryQueue)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("ask the queue of %s: %w", app, err)
+	}
+	if err := v.Get(&st); err != nil {
+		return st, fmt.Errorf("ask the queue of %s: %w", app, err)
+	}
+	return st, nil
+}
+
 // Operation states.
 const (
 	OperationQueued    = "queued"
