@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/drover/drover/api"
 	"github.com/drover/drover/pipelines"
 )
 
@@ -100,6 +101,22 @@ func TestTemporalLink(t *testing.T) {
 	t.Setenv("DROVER_TEMPORAL_UI", "http://127.0.0.1:8233/")
 	if got, want := temporalLink("rollback/hello/abc"), "http://127.0.0.1:8233/namespaces/default/workflows/rollback%2Fhello%2Fabc"; got != want {
 		t.Fatalf("link = %q, want %q", got, want)
+	}
+}
+
+func TestProgressLines(t *testing.T) {
+	if got := progressLines(api.Operation{State: "queued"}); strings.Join(got, "|") != "  queued" {
+		t.Fatalf("before a release: %q", got)
+	}
+	op := api.Operation{State: "running", Release: &pipelines.Release{App: "hello", Version: 3, Description: "rollback to v1",
+		Regions: []pipelines.RegionState{{Region: "us-east", Status: pipelines.RegionSuccessful}, {Region: "eu-west", Status: pipelines.RegionRunning, Message: "web: 1/2 healthy"}}}}
+	want := "  hello v3: rollback to v1|  us-east      successful|  eu-west      running  web: 1/2 healthy"
+	if got := strings.Join(progressLines(op), "|"); got != want {
+		t.Fatalf("lines = %q\nwant    %q", got, want)
+	}
+	var buf bytes.Buffer
+	if isTerminal(&buf) {
+		t.Fatal("a buffer is not a terminal: progress must fall back to plain lines")
 	}
 }
 

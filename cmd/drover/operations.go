@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
 	"github.com/drover/drover/api"
@@ -135,6 +136,9 @@ func followOperation(ctx context.Context, c *apiClient, s Streams, op api.Operat
 	if link := temporalLink(op.ID); link != "" {
 		fmt.Fprintf(progress, "  %s\n", link)
 	}
+	// On a terminal, one live line per region, redrawn in place; else a
+	// plain line each time something changes.
+	live := !opts.JSON && isTerminal(s.Err)
 	seen := map[string]string{}
 	say := func(key, line string) {
 		if seen[key] != line {
@@ -142,22 +146,29 @@ func followOperation(ctx context.Context, c *apiClient, s Streams, op api.Operat
 			fmt.Fprintln(progress, line)
 		}
 	}
+	drawn := 0
 	for {
 		var cur api.Operation
 		if err := c.get(ctx, "/api/v1/operations/"+op.ID, &cur); err != nil {
 			return err
 		}
-		if r := cur.Release; r != nil {
-			say("release", fmt.Sprintf("  %s %s: %s", r.App, r.Name(), r.Description))
-			for _, st := range r.Regions {
-				line := fmt.Sprintf("  %-12s %s", st.Region, st.Status)
-				if st.Message != "" {
-					line += "  " + st.Message
-				}
-				say("region "+st.Region, line)
+		lines := progressLines(cur)
+		if live {
+			if drawn > 0 {
+				fmt.Fprintf(progress, "\x1b[%dA", drawn) // back to the block's first line
 			}
+			for _, l := range lines {
+				fmt.Fprintf(progress, "\x1b[2K%s\n", l)
+			}
+			drawn = len(lines)
 		} else {
-			say("state", "  "+cur.State)
+			for i, l := range lines {
+				key := "state"
+				if i > 0 || cur.Release != nil {
+					key = strings.Fields(l)[0]
+				}
+				say(key, l)
+			}
 		}
 		switch cur.State {
 		case workflows.OperationSucceeded, workflows.OperationFailed:
@@ -209,6 +220,30 @@ func newAutoDeployCmd(s Streams) *cobra.Command {
 		})
 	}
 	return cmd
+}
+
+// progressLines is an operation's state as lines: the release, then one
+// line per region; before there is a release, the operation's state.
+func progressLines(op api.Operation) []string {
+	r := op.Release
+	if r == nil {
+		return []string{"  " + op.State}
+	}
+	lines := []string{fmt.Sprintf("  %s %s: %s", r.App, r.Name(), r.Description)}
+	for _, st := range r.Regions {
+		line := fmt.Sprintf("  %-12s %s", st.Region, st.Status)
+		if st.Message != "" {
+			line += "  " + st.Message
+		}
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+// isTerminal reports whether w is a terminal, where progress can be redrawn.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
 }
 
 // temporalLink is where the Temporal UI shows an operation's workflow, when
