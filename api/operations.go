@@ -43,6 +43,7 @@ func (s *Server) registerOperations(v1 *gin.RouterGroup) {
 	if s.Operations == nil || s.Config == nil {
 		return
 	}
+	v1.GET("/pipelines", s.listPipelines)
 	v1.POST("/pipelines/:pipeline/promote", s.promote)
 	v1.POST("/apps/:app/rollback", s.rollback)
 	v1.POST("/apps/:app/releases", s.rerelease)
@@ -69,6 +70,43 @@ func stageInput(app string, st pipelines.Stage) workflows.DeployInput {
 		in.ApprovalTimeout = timeout
 	}
 	return in
+}
+
+// PipelineInfo is a pipeline and its stages, as drover.yaml says.
+type PipelineInfo struct {
+	Name   string               `json:"name"`
+	Repo   string               `json:"repo"`
+	Stages map[string]StageInfo `json:"stages"`
+}
+
+// StageInfo is one stage of a pipeline.
+type StageInfo struct {
+	App             string   `json:"app"`
+	Branch          string   `json:"branch,omitempty"`
+	Regions         []string `json:"regions"`
+	RequireApproval bool     `json:"require_approval,omitempty"`
+}
+
+// listPipelines lists the pipelines the caller may act on, by name.
+func (s *Server) listPipelines(c *gin.Context) {
+	out := []PipelineInfo{}
+	names := make([]string, 0, len(s.Config.Pipelines))
+	for name := range s.Config.Pipelines {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if !caller(c).allows(name) {
+			continue
+		}
+		p := s.Config.Pipelines[name]
+		info := PipelineInfo{Name: name, Repo: p.Repo, Stages: map[string]StageInfo{}}
+		for sn, st := range p.Stages {
+			info.Stages[sn] = StageInfo{App: st.App, Branch: st.Branch, Regions: st.Regions, RequireApproval: st.RequireApproval}
+		}
+		out = append(out, info)
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // promote moves staging's current (or named) release to production. The

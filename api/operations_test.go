@@ -85,6 +85,8 @@ func TestPromoteAndRollbackEndpoints(t *testing.T) {
 		contains                       string
 		started                        string // kind/app of the started operation
 	}{
+		{"pipelines", "GET", "/api/v1/pipelines", "Bearer " + token, "", 200, `"name":"hello","repo":"octo-org/hello","stages":{"production":{"app":"hello"`, ""},
+		{"pipelines of another pipeline's token", "GET", "/api/v1/pipelines", "Bearer other-token", "", 200, "[]", ""},
 		{"promote by pipeline", "POST", "/api/v1/pipelines/hello/promote", "Bearer " + token, "", 202, `"kind":"promote","app":"hello"`, "promote/hello"},
 		{"promote by staging app", "POST", "/api/v1/pipelines/hello-staging/promote", "Bearer " + token, `{"release":"v7"}`, 202, `"state":"queued"`, "promote/hello"},
 		{"promote unknown", "POST", "/api/v1/pipelines/nope/promote", "Bearer " + token, "", 404, "no pipeline or app named nope", ""},
