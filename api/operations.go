@@ -288,18 +288,7 @@ func (s *Server) approve(c *gin.Context) {
 		fail(c, http.StatusBadRequest, "invalid", `body must be {"operation": "ID", "approved": true|false}`)
 		return
 	}
-	kind, rest, _ := strings.Cut(body.Operation, "/")
-	appName, _, ok := strings.Cut(rest, "/")
-	if !ok || (kind != "deploy" && !slices.Contains(workflows.OperationKinds, kind)) {
-		fail(c, http.StatusNotFound, "not_found", "no operation "+body.Operation)
-		return
-	}
-	app, err := s.Ledger.App(c.Request.Context(), appName)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	if !allowed(c, app.Pipeline) {
+	if _, _, ok := s.operationApp(c, body.Operation); !ok {
 		return
 	}
 	by := caller(c).Name
@@ -319,21 +308,29 @@ func (s *Server) startOperation(c *gin.Context, app string, op workflows.Operati
 	c.JSON(http.StatusAccepted, Operation{ID: op.ID, Kind: op.Kind, App: app, State: workflows.OperationQueued})
 }
 
+// operationApp reads the kind and app from an operation ID
+// (<kind>/<app>/<rest>, a push's deploy/<app>/<sha> included) and checks
+// the caller may act on the app's pipeline, answering 404 or 403 if not.
+func (s *Server) operationApp(c *gin.Context, id string) (kind, app string, ok bool) {
+	kind, rest, _ := strings.Cut(id, "/")
+	app, _, found := strings.Cut(rest, "/")
+	if !found || (kind != "deploy" && !slices.Contains(workflows.OperationKinds, kind)) {
+		fail(c, http.StatusNotFound, "not_found", "no operation "+id)
+		return "", "", false
+	}
+	a, err := s.Ledger.App(c.Request.Context(), app)
+	if err != nil {
+		s.failErr(c, err)
+		return "", "", false
+	}
+	return kind, app, allowed(c, a.Pipeline)
+}
+
 // getOperation reports an operation and the release it made so far.
 func (s *Server) getOperation(c *gin.Context) {
 	id := strings.TrimPrefix(c.Param("id"), "/")
-	kind, rest, _ := strings.Cut(id, "/")
-	appName, _, ok := strings.Cut(rest, "/")
-	if !ok || !slices.Contains(workflows.OperationKinds, kind) {
-		fail(c, http.StatusNotFound, "not_found", "no operation "+id)
-		return
-	}
-	app, err := s.Ledger.App(c.Request.Context(), appName)
-	if err != nil {
-		s.failErr(c, err)
-		return
-	}
-	if !allowed(c, app.Pipeline) {
+	kind, appName, ok := s.operationApp(c, id)
+	if !ok {
 		return
 	}
 	read := func() (Operation, error) {
