@@ -1,0 +1,134 @@
+// Package gh is drover's side of GitHub, over go-github: whether a
+// commit's CI passed, and (to come) deployments, statuses and PR comments.
+// The name keeps it apart from go-github's own package.
+package gh
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/google/go-github/v60/github"
+)
+
+// CI states of a commit.
+const (
+	CIPending = "pending"
+	CISuccess = "success"
+	CIFailure = "failure"
+)
+
+// Verdict is what a commit's checks and statuses say together.
+type Verdict struct {
+	State string
+	// Failing names the first failing check or status and where to see it.
+	Failing    string
+	FailingURL string
+	// Waiting lists checks still running and required checks not seen yet.
+	Waiting []string
+	// None is true when the commit has no check run and no status at all.
+	None bool
+}
+
+// okConclusions count as passing, as GitHub counts them.
+var okConclusions = map[string]bool{"success": true, "neutral": true, "skipped": true}
+
+// Evaluate combines a commit's check runs (all suites) and its combined
+// status. Neutral and skipped runs pass. A combined status with no
+// statuses is none, not pending: repositories that use only Actions have
+// check runs and no statuses, and GitHub calls that combined state
+// "pending". Every name in required must be among the runs or statuses and
+// pass. With nothing at all, the verdict is success only when nothing is
+// required; callers wait a grace period before trusting that.
+func Evaluate(runs []*github.CheckRun, combined *github.CombinedStatus, required []string) Verdict {
+	v := Verdict{State: CISuccess}
+	seen := map[string]bool{}
+	fail := func(name, url string) {
+		if v.State != CIFailure {
+			v.State, v.Failing, v.FailingURL = CIFailure, name, url
+		}
+	}
+	wait := func(name string) {
+		v.Waiting = append(v.Waiting, name)
+		if v.State == CISuccess {
+			v.State = CIPending
+		}
+	}
+	sorted := append([]*github.CheckRun(nil), runs...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].GetName() < sorted[j].GetName() })
+	for _, r := range sorted {
+		name := r.GetName()
+		seen[name] = true
+		switch {
+		case r.GetStatus() != "completed":
+			wait(name)
+		case okConclusions[r.GetConclusion()]:
+		default:
+			fail(fmt.Sprintf("%s (%s)", name, r.GetConclusion()), r.GetHTMLURL())
+		}
+	}
+	statuses := 0
+	if combined != nil {
+		for _, s := range combined.Statuses {
+			statuses++
+			ctx := s.GetContext()
+			seen[ctx] = true
+			switch s.GetState() {
+			case "success":
+			case "pending":
+				wait(ctx)
+			default:
+				fail(fmt.Sprintf("%s (%s)", ctx, s.GetState()), s.GetTargetURL())
+			}
+		}
+	}
+	for _, name := range required {
+		if !seen[name] {
+			wait(name + " (required, not reported yet)")
+		}
+	}
+	v.None = len(runs) == 0 && statuses == 0
+	return v
+}
+
+// Client reads CI state from GitHub.
+type Client struct {
+	GitHub *github.Client
+}
+
+// CIState reads every check run and the combined status of repo
+// ("owner/name") at sha, following pagination, and evaluates them.
+func (c *Client) CIState(ctx context.Context, repo, sha string, required []string) (Verdict, error) {
+	owner, name, ok := strings.Cut(repo, "/")
+	if !ok {
+		return Verdict{}, fmt.Errorf("repository %q: want owner/name", repo)
+	}
+	var runs []*github.CheckRun
+	opts := &github.ListCheckRunsOptions{Filter: github.String("latest"), ListOptions: github.ListOptions{PerPage: 100}}
+	for {
+		res, resp, err := c.GitHub.Checks.ListCheckRunsForRef(ctx, owner, name, sha, opts)
+		if err != nil {
+			return Verdict{}, fmt.Errorf("check runs of %s at %s: %w", repo, sha, err)
+		}
+		runs = append(runs, res.CheckRuns...)
+		if resp.NextPage == 0 {
+			break
+		}
+		opts.Page = resp.NextPage
+	}
+	combined := &github.CombinedStatus{}
+	sopts := &github.ListOptions{PerPage: 100}
+	for {
+		cs, resp, err := c.GitHub.Repositories.GetCombinedStatus(ctx, owner, name, sha, sopts)
+		if err != nil {
+			return Verdict{}, fmt.Errorf("combined status of %s at %s: %w", repo, sha, err)
+		}
+		combined.Statuses = append(combined.Statuses, cs.Statuses...)
+		if resp.NextPage == 0 {
+			break
+		}
+		sopts.Page = resp.NextPage
+	}
+	return Evaluate(runs, combined, required), nil
+}

@@ -1,0 +1,105 @@
+package gh_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/google/go-github/v60/github"
+
+	"github.com/drover/drover/gh"
+)
+
+func run(name, status, conclusion string) *github.CheckRun {
+	r := &github.CheckRun{Name: github.String(name), Status: github.String(status), HTMLURL: github.String("https://github.com/o/r/runs/" + name)}
+	if conclusion != "" {
+		r.Conclusion = github.String(conclusion)
+	}
+	return r
+}
+
+func statuses(states ...string) *github.CombinedStatus {
+	cs := &github.CombinedStatus{State: github.String("pending")}
+	for i, s := range states {
+		cs.Statuses = append(cs.Statuses, &github.RepoStatus{Context: github.String(fmt.Sprintf("ci/%d", i)), State: github.String(s), TargetURL: github.String("https://ci.example.com/" + s)})
+	}
+	return cs
+}
+
+func TestEvaluate(t *testing.T) {
+	tests := []struct {
+		name     string
+		runs     []*github.CheckRun
+		combined *github.CombinedStatus
+		required []string
+		state    string
+		failing  string
+		none     bool
+	}{
+		{"green", []*github.CheckRun{run("test", "completed", "success"), run("lint", "completed", "neutral"), run("docs", "completed", "skipped")}, statuses("success"), nil, gh.CISuccess, "", false},
+		{"only Actions: empty combined status is none, not pending", []*github.CheckRun{run("test", "completed", "success")}, statuses(), nil, gh.CISuccess, "", false},
+		{"red check", []*github.CheckRun{run("test", "completed", "failure"), run("lint", "in_progress", "")}, statuses(), nil, gh.CIFailure, "test (failure)", false},
+		{"cancelled counts as failed", []*github.CheckRun{run("test", "completed", "cancelled")}, nil, nil, gh.CIFailure, "test (cancelled)", false},
+		{"red status", nil, statuses("success", "failure"), nil, gh.CIFailure, "ci/1 (failure)", false},
+		{"still running", []*github.CheckRun{run("test", "queued", "")}, statuses("success"), nil, gh.CIPending, "", false},
+		{"pending status", nil, statuses("pending"), nil, gh.CIPending, "", false},
+		{"required check missing", []*github.CheckRun{run("lint", "completed", "success")}, nil, []string{"test"}, gh.CIPending, "", false},
+		{"required check present", []*github.CheckRun{run("test", "completed", "success")}, nil, []string{"test"}, gh.CISuccess, "", false},
+		{"nothing at all", nil, statuses(), nil, gh.CISuccess, "", true},
+		{"nothing at all but a required check", nil, nil, []string{"test"}, gh.CIPending, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := gh.Evaluate(tt.runs, tt.combined, tt.required)
+			if v.State != tt.state || v.Failing != tt.failing || v.None != tt.none {
+				t.Fatalf("= %+v; want state %s, failing %q, none %v", v, tt.state, tt.failing, tt.none)
+			}
+			if v.State == gh.CIFailure && v.FailingURL == "" {
+				t.Fatal("a failure must say where to look")
+			}
+		})
+	}
+}
+
+// TestCIStateAgainstGitHubShapedAPI serves GitHub's documented answers for
+// check runs (two pages) and the combined status, under an Enterprise base URL.
+func TestCIStateAgainstGitHubShapedAPI(t *testing.T) {
+	const sha = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/v3/repos/octo-org/hello/commits/"+sha+"/check-runs", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("page") == "2" {
+			fmt.Fprint(w, `{"total_count":2,"check_runs":[{"id":2,"name":"lint","status":"completed","conclusion":"failure","html_url":"https://github.example.com/octo-org/hello/runs/2"}]}`)
+			return
+		}
+		next := *r.URL
+		q := next.Query()
+		q.Set("page", "2")
+		next.RawQuery = q.Encode()
+		w.Header().Set("Link", fmt.Sprintf(`<http://%s%s>; rel="next"`, r.Host, next.RequestURI()))
+		fmt.Fprint(w, `{"total_count":2,"check_runs":[{"id":1,"name":"test","status":"completed","conclusion":"success","html_url":"https://github.example.com/octo-org/hello/runs/1"}]}`)
+	})
+	mux.HandleFunc("/api/v3/repos/octo-org/hello/commits/"+sha+"/status", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"state":"pending","statuses":[],"sha":"`+sha+`","total_count":0}`)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL + "/api/v3/")
+	client, err := github.NewClient(nil).WithEnterpriseURLs(base.String(), base.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := (&gh.Client{GitHub: client}).CIState(context.Background(), "octo-org/hello", sha, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.State != gh.CIFailure || v.Failing != "lint (failure)" || !strings.HasSuffix(v.FailingURL, "/runs/2") {
+		t.Fatalf("verdict = %+v; want lint's failure from the second page", v)
+	}
+	if _, err := (&gh.Client{GitHub: client}).CIState(context.Background(), "nope", sha, nil); err == nil {
+		t.Fatal("a repository without an owner must be refused")
+	}
+}
