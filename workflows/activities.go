@@ -42,6 +42,8 @@ type Activities struct {
 	Builder Builder
 	Slugs   SlugPaths
 	Regions RegionSet
+	// CI reads commits' CI state; nil when no GitHub token is configured.
+	CI CIReader
 	// GitToken authenticates https fetches of private repositories. It is
 	// held here, not passed through workflow inputs, so it never lands in a
 	// workflow history.

@@ -25,6 +25,20 @@ type DeployRequest struct {
 	// ApprovalTimeout, when set, makes the release wait that long for
 	// SignalApproval before anything changes.
 	ApprovalTimeout time.Duration `json:",omitempty"`
+	// CI, when set, makes the deploy wait for the commit's CI to pass
+	// after building it.
+	CI *CIPolicy `json:",omitempty"`
+}
+
+// CIPolicy is how a deploy waits for CI.
+type CIPolicy struct {
+	RequiredChecks []string
+	Timeout        time.Duration
+	// Grace is how long a commit with no checks at all is given for some
+	// to appear before that counts as passing.
+	Grace time.Duration
+	// Poll is how often GitHub is asked again when no webhook signals news.
+	Poll time.Duration
 }
 
 // AppInput is the state an AppWorkflow carries across Continue-As-New.

@@ -72,6 +72,11 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 	if err := workflow.ExecuteActivity(bctx, a.Build, BuildInput{App: in.App, Repo: in.Repo, CloneURL: in.CloneURL, Commit: in.Commit}).Get(ctx, &build); err != nil {
 		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
 	}
+	if in.CI != nil {
+		if err := waitForCI(ctx, in); err != nil {
+			return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
+		}
+	}
 	return release(ctx, in, CreateReleaseInput{
 		App: in.App, Slug: build.Slug, Commit: in.Commit, Procfile: build.Procfile, Description: in.Description,
 	}, true)

@@ -1,0 +1,81 @@
+package workflows
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drover/drover/gh"
+)
+
+// SignalCI tells a deploy waiting for CI that its commit's checks changed;
+// the check_suite, check_run, status and workflow_run webhooks send it.
+const SignalCI = "ci"
+
+// CIReader reads a commit's CI verdict.
+type CIReader interface {
+	CIState(ctx context.Context, repo, sha string, required []string) (gh.Verdict, error)
+}
+
+// CheckCIInput names a commit whose CI to read.
+type CheckCIInput struct {
+	Repo     string
+	Commit   string
+	Required []string
+}
+
+// CheckCI reads the commit's CI verdict from GitHub. Without a GitHub
+// client it is an error: a stage waits for CI only when one is configured.
+func (a *Activities) CheckCI(ctx context.Context, in CheckCIInput) (gh.Verdict, error) {
+	if a.CI == nil {
+		return gh.Verdict{}, refuse("wait_for_ci is set but drover has no GitHub token (github.token_env)")
+	}
+	return a.CI.CIState(ctx, in.Repo, in.Commit, in.Required)
+}
+
+// waitForCI waits until the commit's CI passes, re-reading it on every
+// SignalCI and every Poll as a fallback for lost webhooks. It fails on a
+// red check, naming it, and when Timeout passes.
+func waitForCI(ctx workflow.Context, in DeployInput) error {
+	p := *in.CI
+	if p.Poll <= 0 {
+		p.Poll = 2 * time.Minute
+	}
+	if p.Timeout <= 0 {
+		p.Timeout = time.Hour
+	}
+	if p.Grace <= 0 {
+		p.Grace = 2 * time.Minute
+	}
+	actx := workflow.WithActivityOptions(ctx, shortOptions())
+	signals := workflow.GetSignalChannel(ctx, SignalCI)
+	start := workflow.Now(ctx)
+	for {
+		var v gh.Verdict
+		if err := workflow.ExecuteActivity(actx, a.CheckCI, CheckCIInput{Repo: in.Repo, Commit: in.Commit, Required: p.RequiredChecks}).Get(ctx, &v); err != nil {
+			return fmt.Errorf("read CI of %s: %w", short(in.Commit), err)
+		}
+		waited := workflow.Now(ctx).Sub(start)
+		switch {
+		case v.State == gh.CIFailure:
+			return refuse("CI failed for %s: %s %s", short(in.Commit), v.Failing, v.FailingURL)
+		case v.State == gh.CISuccess && (!v.None || waited >= p.Grace):
+			return nil
+		case waited >= p.Timeout:
+			return refuse("CI of %s did not finish within %s; still waiting on %s", short(in.Commit), p.Timeout, strings.Join(v.Waiting, ", "))
+		}
+		// Wake on news from a webhook, or poll; drain extra signals so a
+		// burst of webhooks costs one read.
+		tctx, cancel := workflow.WithCancel(ctx)
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(signals, func(c workflow.ReceiveChannel, more bool) { c.Receive(ctx, nil) })
+		sel.AddFuture(workflow.NewTimer(tctx, p.Poll), func(workflow.Future) {})
+		sel.Select(ctx)
+		cancel()
+		for signals.ReceiveAsync(nil) {
+		}
+	}
+}
