@@ -48,8 +48,11 @@ type GitHubConfig struct {
 	// WebhookSecretEnv names the environment variable holding the secret.
 	WebhookSecretEnv string `yaml:"webhook_secret_env"`
 	// TokenEnv names the environment variable holding a GitHub token,
-	// used to fetch private repositories over https.
+	// used to fetch private repositories over https and to read CI state.
 	TokenEnv string `yaml:"token_env"`
+	// APIURL is GitHub's API; set it for GitHub Enterprise
+	// (https://github.example.com/api/v3/).
+	APIURL string `yaml:"api_url"`
 }
 
 // RegionSpec is one place apps run: a `local` region on this machine, or
@@ -110,6 +113,26 @@ type Stage struct {
 	// `drover approve` before anything changes, for ApprovalTimeout.
 	RequireApproval bool   `yaml:"require_approval"`
 	ApprovalTimeout string `yaml:"approval_timeout"`
+	// WaitForCI makes pushes wait for the commit's checks and statuses to
+	// pass (RequiredChecks among them) for at most CITimeout.
+	WaitForCI      bool     `yaml:"wait_for_ci"`
+	RequiredChecks []string `yaml:"required_checks"`
+	CITimeout      string   `yaml:"ci_timeout"`
+}
+
+// DefaultCITimeout is how long a push waits for CI.
+const DefaultCITimeout = 60 * time.Minute
+
+// CIWait returns whether the stage waits for CI, and for how long.
+func (s Stage) CIWait() (bool, time.Duration) {
+	if !s.WaitForCI {
+		return false, 0
+	}
+	d, err := time.ParseDuration(s.CITimeout)
+	if err != nil || d <= 0 {
+		d = DefaultCITimeout
+	}
+	return true, d
 }
 
 // DefaultApprovalTimeout is how long a release waits for approval.
@@ -407,6 +430,11 @@ func (c *Config) validate() error {
 					return bad(fmt.Sprintf("%s.regions[%d]", skey, i), "region %q listed twice", r)
 				}
 				seen[r] = true
+			}
+			if s.CITimeout != "" {
+				if d, err := time.ParseDuration(s.CITimeout); err != nil || d <= 0 {
+					return bad(skey+".ci_timeout", "%q is not a positive duration like 60m", s.CITimeout)
+				}
 			}
 			if s.ApprovalTimeout != "" {
 				if d, err := time.ParseDuration(s.ApprovalTimeout); err != nil || d <= 0 {

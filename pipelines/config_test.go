@@ -119,6 +119,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"token for unknown pipeline", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: CI, pipelines: [nope] }] }\n", `api.tokens[0].pipelines[0]: unknown pipeline "nope"`},
 		{"token named twice", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: A }, { name: ci, token_env: B }] }\n", `api.tokens[1].name: token "ci" is named twice`},
 		{"bad approval timeout", base + "      staging: { app: x, regions: [a], require_approval: true, approval_timeout: soon }\n", `pipelines.p.stages.staging.approval_timeout: "soon" is not a positive duration`},
+		{"bad ci timeout", base + "      staging: { app: x, regions: [a], wait_for_ci: true, ci_timeout: forever }\n", `pipelines.p.stages.staging.ci_timeout: "forever" is not a positive duration`},
 		{"two secrets", "github: { webhook_secret: a, webhook_secret_env: B }\n", "github: set webhook_secret or webhook_secret_env, not both"},
 	}
 	for _, tt := range tests {

@@ -25,6 +25,9 @@ const MaxBodyBytes = 25 << 20
 // Deployer queues a deploy of a commit to an app.
 type Deployer interface {
 	Deploy(ctx context.Context, app string, req workflows.DeployRequest) error
+	// SignalCI tells the deploy of commit to app, if one waits for CI,
+	// that the commit's checks changed; it reports whether one was waiting.
+	SignalCI(ctx context.Context, app, commit string) (bool, error)
 }
 
 // Deliveries remembers webhook delivery IDs so a redelivery is answered
@@ -103,6 +106,8 @@ func (h *Handler) Serve(c *gin.Context) {
 			return
 		}
 		h.push(c, log, delivery, &ev)
+	case "check_suite", "check_run", "status", "workflow_run":
+		h.ci(c, log, event, payload)
 	default:
 		c.JSON(http.StatusAccepted, answer{Status: "ignored", Message: fmt.Sprintf("drover does not act on %q events", event)})
 	}
@@ -167,6 +172,9 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 	if ok, timeout := stage.Approval(); ok {
 		req.ApprovalTimeout = timeout
 	}
+	if ok, timeout := stage.CIWait(); ok {
+		req.CI = &workflows.CIPolicy{RequiredChecks: stage.RequiredChecks, Timeout: timeout}
+	}
 	if err := h.deployer.Deploy(c.Request.Context(), stage.App, req); err != nil {
 		log.Error("queue deploy", "app", stage.App, "commit", commit, "error", err)
 		if delivery != "" && h.deliveries != nil {
@@ -180,6 +188,56 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 	log.Info("deploy queued", "app", stage.App, "commit", commit, "pipeline", pipeline.Name, "stage", stage.Name)
 	out.Status = "accepted"
 	c.JSON(http.StatusAccepted, out)
+}
+
+// ci turns CI webhooks into signals for the deploys waiting on that commit,
+// in every auto-deploy stage of the repository that waits for CI.
+func (h *Handler) ci(c *gin.Context, log *slog.Logger, event string, payload []byte) {
+	ev, err := github.ParseWebHook(event, payload)
+	if err != nil {
+		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: fmt.Sprintf("parse %s payload: %v", event, err)})
+		return
+	}
+	var repo, sha string
+	switch e := ev.(type) {
+	case *github.CheckSuiteEvent:
+		repo, sha = e.GetRepo().GetFullName(), e.GetCheckSuite().GetHeadSHA()
+	case *github.CheckRunEvent:
+		repo, sha = e.GetRepo().GetFullName(), e.GetCheckRun().GetHeadSHA()
+	case *github.StatusEvent:
+		repo, sha = e.GetRepo().GetFullName(), e.GetSHA()
+	case *github.WorkflowRunEvent:
+		repo, sha = e.GetRepo().GetFullName(), e.GetWorkflowRun().GetHeadSHA()
+	}
+	if repo == "" || sha == "" {
+		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: event + " payload has no repository or commit"})
+		return
+	}
+	woken := 0
+	for _, p := range h.config.Pipelines {
+		if !strings.EqualFold(p.Repo, repo) {
+			continue
+		}
+		for _, st := range p.Stages {
+			if !st.WaitForCI || st.Branch == "" {
+				continue
+			}
+			ok, err := h.deployer.SignalCI(c.Request.Context(), st.App, sha)
+			if err != nil {
+				log.Error("signal CI", "app", st.App, "commit", sha, "error", err)
+				c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not reach the waiting deploy; redeliver the webhook"})
+				return
+			}
+			if ok {
+				woken++
+			}
+		}
+	}
+	if woken == 0 {
+		c.JSON(http.StatusOK, answer{Status: "ignored", Commit: sha, Message: "no deploy waits for CI of this commit"})
+		return
+	}
+	c.JSON(http.StatusAccepted, answer{Status: "signalled", Commit: sha, Message: fmt.Sprintf("%d deploy(s) waiting for CI re-read it", woken)})
 }
 
 func describe(ev *github.PushEvent, branch string) string {

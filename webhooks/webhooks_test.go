@@ -68,6 +68,19 @@ type fakeDeployer struct {
 	mu    sync.Mutex
 	calls []call
 	err   error
+	// waiting are the app/commit pairs with a deploy waiting for CI.
+	waiting map[string]bool
+	signals []string
+}
+
+func (d *fakeDeployer) SignalCI(ctx context.Context, app, commit string) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.waiting[app+"/"+commit] {
+		return false, nil
+	}
+	d.signals = append(d.signals, app+"/"+commit)
+	return true, nil
 }
 
 func (d *fakeDeployer) Deploy(ctx context.Context, app string, req workflows.DeployRequest) error {
@@ -172,7 +185,8 @@ func TestWebhookAnswers(t *testing.T) {
 		{"unconfigured repo", "push", newBranch, sign(newBranch, secret), http.StatusOK, 0, "no stage"},
 		{"other branch", "push", mustPush(t, "refs/heads/dev", sha), sign(mustPush(t, "refs/heads/dev", sha), secret), http.StatusOK, 0, "no stage"},
 		{"branch deleted", "push", mustPush(t, "refs/heads/main", strings.Repeat("0", 40)), sign(mustPush(t, "refs/heads/main", strings.Repeat("0", 40)), secret), http.StatusOK, 0, "deleted"},
-		{"event nobody handles", "check_run", checkRun, sign(checkRun, secret), http.StatusAccepted, 0, "ignored"},
+		{"CI event for an unconfigured repo", "check_run", checkRun, sign(checkRun, secret), http.StatusOK, 0, "no deploy waits"},
+		{"event nobody handles", "issues", ping, sign(ping, secret), http.StatusAccepted, 0, "ignored"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,6 +238,59 @@ func TestPushWhenWorkflowsAreDownCanBeRedelivered(t *testing.T) {
 	s.deployer.err = nil
 	if w := s.send("push", "d-1", push, sign(push, secret)); w.Code != http.StatusAccepted || len(s.deployer.calls) != 1 {
 		t.Fatalf("redelivery after outage: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestCIWebhooksSignalWaitingDeploys drives the signal path with GitHub's
+// real check_suite, check_run, status and workflow_run payloads.
+func TestCIWebhooksSignalWaitingDeploys(t *testing.T) {
+	cfg, err := pipelines.ParseConfig("drover.yaml", []byte(`github: { webhook_secret: x }
+regions: { a: { driver: local } }
+pipelines:
+  hello:
+    repo: Codertocat/Hello-World
+    stages:
+      staging: { app: hw-staging, branch: main, regions: [a], wait_for_ci: true }
+      production: { app: hw, regions: [a] }
+  octo:
+    repo: octo-org/octo-repo
+    stages:
+      staging: { app: octo-staging, branch: main, regions: [a], wait_for_ci: true }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		fixture, event, waiting string
+		status                  int
+	}{
+		{"check_suite.completed", "check_suite", "hw-staging/ec26c3e57ca3a959ca5aad62de7213c562f8c821", http.StatusAccepted},
+		{"check_run.completed", "check_run", "hw-staging/ec26c3e57ca3a959ca5aad62de7213c562f8c821", http.StatusAccepted},
+		{"status", "status", "hw-staging/6113728f27ae82c7b1a177c8d03f9e96e0adf246", http.StatusAccepted},
+		{"workflow_run.completed", "workflow_run", "octo-staging/3484a3fb816e0859fd6e1cea078d76385ff50625", http.StatusAccepted},
+		{"check_suite.completed", "check_suite", "", http.StatusOK}, // nobody waits
+	}
+	for _, tt := range tests {
+		t.Run(tt.fixture+"/"+tt.waiting, func(t *testing.T) {
+			d := &fakeDeployer{waiting: map[string]bool{tt.waiting: true}}
+			h, err := webhooks.New(cfg, secret, d, &memDeliveries{seen: map[string]bool{}}, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := gin.New()
+			h.Register(e)
+			body, err := os.ReadFile(filepath.Join(fixtures, tt.fixture+".payload.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := (&server{engine: e}).send(tt.event, "d", body, sign(body, secret))
+			if w.Code != tt.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tt.status, w.Body)
+			}
+			if want := map[bool]int{true: 1, false: 0}[tt.waiting != ""]; len(d.signals) != want || (want == 1 && d.signals[0] != tt.waiting) {
+				t.Fatalf("signals = %v, want %q", d.signals, tt.waiting)
+			}
+		})
 	}
 }
 

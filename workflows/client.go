@@ -41,6 +41,20 @@ func (s *Starter) StartOperation(ctx context.Context, app string, op Operation) 
 	return nil
 }
 
+// SignalCI tells the deploy of commit to app that its CI changed. It
+// reports false when no such deploy is running.
+func (s *Starter) SignalCI(ctx context.Context, app, commit string) (bool, error) {
+	err := s.Client.SignalWorkflow(ctx, DeployWorkflowID(app, commit), "", SignalCI, nil)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("signal CI of %s to %s: %w", short(commit), app, err)
+	}
+	return true, nil
+}
+
 // SetAutoDeploy pauses or resumes app's auto-deploy.
 func (s *Starter) SetAutoDeploy(ctx context.Context, app string, ad AutoDeploy) error {
 	_, err := s.Client.SignalWithStartWorkflow(ctx, AppWorkflowID(app), SignalAutoDeploy, ad,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/go-github/v60/github"
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
@@ -24,6 +25,7 @@ import (
 	"github.com/drover/drover/deployments/slugs"
 	"github.com/drover/drover/deployments/sqlstore"
 	"github.com/drover/drover/devstack"
+	"github.com/drover/drover/gh"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
 	"github.com/drover/drover/regions/local"
@@ -193,8 +195,19 @@ func (d *Dev) Start(ctx context.Context) error {
 	}
 	if env := cfg.GitHub.TokenEnv; env != "" {
 		if acts.GitToken = os.Getenv(env); acts.GitToken == "" {
-			d.Logger.Warn("github.token_env names an empty variable; private repositories cannot be fetched", "variable", env)
+			d.Logger.Warn("github.token_env names an empty variable; private repositories cannot be fetched and CI cannot be read", "variable", env)
 		}
+	}
+	// CI waiting needs GitHub's API; without a token it is off, and a
+	// stage that asks for it fails its deploys saying so.
+	if acts.GitToken != "" {
+		client := github.NewClient(nil).WithAuthToken(acts.GitToken)
+		if cfg.GitHub.APIURL != "" {
+			if client, err = client.WithEnterpriseURLs(cfg.GitHub.APIURL, cfg.GitHub.APIURL); err != nil {
+				return fmt.Errorf("%s: github.api_url: %w", cfg.File, err)
+			}
+		}
+		acts.CI = &gh.Client{GitHub: client}
 	}
 	if err := d.reconcile(ctx, acts); err != nil {
 		return err
