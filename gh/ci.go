@@ -5,9 +5,11 @@ package gh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/google/go-github/v60/github"
 )
@@ -92,6 +94,32 @@ func Evaluate(runs []*github.CheckRun, combined *github.CombinedStatus, required
 	return v
 }
 
+// RateLimited is GitHub saying to wait: a 403 or 429 rate limit. Callers
+// retry after Wait, which comes from GitHub's reset or Retry-After headers.
+type RateLimited struct {
+	Wait time.Duration
+	Err  error
+}
+
+func (e *RateLimited) Error() string {
+	return fmt.Sprintf("GitHub rate limit: retry in %s: %v", e.Wait.Round(time.Second), e.Err)
+}
+
+func (e *RateLimited) Unwrap() error { return e.Err }
+
+// rateLimited turns go-github's rate-limit errors into *RateLimited.
+func rateLimited(err error, now time.Time) error {
+	var rl *github.RateLimitError
+	var abuse *github.AbuseRateLimitError
+	switch {
+	case errors.As(err, &rl):
+		return &RateLimited{Wait: max(rl.Rate.Reset.Time.Sub(now), time.Second), Err: err}
+	case errors.As(err, &abuse):
+		return &RateLimited{Wait: max(abuse.GetRetryAfter(), time.Second), Err: err}
+	}
+	return err
+}
+
 // Client reads CI state from GitHub.
 type Client struct {
 	GitHub *github.Client
@@ -109,7 +137,7 @@ func (c *Client) CIState(ctx context.Context, repo, sha string, required []strin
 	for {
 		res, resp, err := c.GitHub.Checks.ListCheckRunsForRef(ctx, owner, name, sha, opts)
 		if err != nil {
-			return Verdict{}, fmt.Errorf("check runs of %s at %s: %w", repo, sha, err)
+			return Verdict{}, fmt.Errorf("check runs of %s at %s: %w", repo, sha, rateLimited(err, time.Now()))
 		}
 		runs = append(runs, res.CheckRuns...)
 		if resp.NextPage == 0 {
@@ -122,7 +150,7 @@ func (c *Client) CIState(ctx context.Context, repo, sha string, required []strin
 	for {
 		cs, resp, err := c.GitHub.Repositories.GetCombinedStatus(ctx, owner, name, sha, sopts)
 		if err != nil {
-			return Verdict{}, fmt.Errorf("combined status of %s at %s: %w", repo, sha, err)
+			return Verdict{}, fmt.Errorf("combined status of %s at %s: %w", repo, sha, rateLimited(err, time.Now()))
 		}
 		combined.Statuses = append(combined.Statuses, cs.Statuses...)
 		if resp.NextPage == 0 {

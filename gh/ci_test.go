@@ -2,12 +2,14 @@ package gh_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-github/v60/github"
 
@@ -62,6 +64,42 @@ func TestEvaluate(t *testing.T) {
 				t.Fatal("a failure must say where to look")
 			}
 		})
+	}
+}
+
+func TestRateLimitIsRetryableWithGitHubsDelay(t *testing.T) {
+	const sha = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		if calls == 1 {
+			w.Header().Set("X-RateLimit-Limit", "5000")
+			w.Header().Set("X-RateLimit-Remaining", "0")
+			w.Header().Set("X-RateLimit-Reset", fmt.Sprint(time.Now().Add(42*time.Second).Unix()))
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprint(w, `{"message":"API rate limit exceeded for user ID 1.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}`)
+			return
+		}
+		if strings.HasSuffix(r.URL.Path, "/status") {
+			fmt.Fprint(w, `{"state":"success","statuses":[{"context":"ci","state":"success"}],"total_count":1}`)
+			return
+		}
+		fmt.Fprint(w, `{"total_count":0,"check_runs":[]}`)
+	}))
+	defer srv.Close()
+	client, _ := github.NewClient(nil).WithEnterpriseURLs(srv.URL+"/api/v3/", srv.URL+"/api/v3/")
+	c := &gh.Client{GitHub: client}
+	_, err := c.CIState(context.Background(), "octo-org/hello", sha, nil)
+	var rl *gh.RateLimited
+	if !errors.As(err, &rl) || rl.Wait < 30*time.Second || rl.Wait > 43*time.Second {
+		t.Fatalf("err = %v; want RateLimited with GitHub's reset (~42s)", err)
+	}
+	// go-github refuses calls before the reset it saw; a fresh client (as
+	// a retried activity after the wait would see) gets through.
+	client2, _ := github.NewClient(nil).WithEnterpriseURLs(srv.URL+"/api/v3/", srv.URL+"/api/v3/")
+	v, err := (&gh.Client{GitHub: client2}).CIState(context.Background(), "octo-org/hello", sha, nil)
+	if err != nil || v.State != gh.CISuccess {
+		t.Fatalf("after the wait = %+v, %v", v, err)
 	}
 }
 

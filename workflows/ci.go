@@ -2,10 +2,12 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drover/drover/gh"
@@ -33,7 +35,13 @@ func (a *Activities) CheckCI(ctx context.Context, in CheckCIInput) (gh.Verdict, 
 	if a.CI == nil {
 		return gh.Verdict{}, refuse("wait_for_ci is set but drover has no GitHub token (github.token_env)")
 	}
-	return a.CI.CIState(ctx, in.Repo, in.Commit, in.Required)
+	v, err := a.CI.CIState(ctx, in.Repo, in.Commit, in.Required)
+	var rl *gh.RateLimited
+	if errors.As(err, &rl) {
+		// Retried when GitHub says, not on the policy's schedule.
+		return v, temporal.NewApplicationErrorWithOptions(err.Error(), "RateLimited", temporal.ApplicationErrorOptions{NextRetryDelay: rl.Wait, Cause: err})
+	}
+	return v, err
 }
 
 // waitForCI waits until the commit's CI passes, re-reading it on every
