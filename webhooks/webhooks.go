@@ -172,6 +172,7 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 	if ok, timeout := stage.Approval(); ok {
 		req.ApprovalTimeout = timeout
 	}
+	req.Environment = stage.Name
 	if ok, timeout := stage.CIWait(); ok {
 		req.CI = &workflows.CIPolicy{RequiredChecks: stage.RequiredChecks, Timeout: timeout}
 	}

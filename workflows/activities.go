@@ -44,6 +44,10 @@ type Activities struct {
 	Regions RegionSet
 	// CI reads commits' CI state; nil when no GitHub token is configured.
 	CI CIReader
+	// Reporter tells GitHub about deploys; nil without a GitHub token.
+	Reporter Reporter
+	// PublicURL is drover's own base URL, for links in reports.
+	PublicURL func() string
 	// GitToken authenticates https fetches of private repositories. It is
 	// held here, not passed through workflow inputs, so it never lands in a
 	// workflow history.

@@ -25,6 +25,9 @@ type DeployRequest struct {
 	// ApprovalTimeout, when set, makes the release wait that long for
 	// SignalApproval before anything changes.
 	ApprovalTimeout time.Duration `json:",omitempty"`
+	// Environment, when set, is the GitHub environment (the stage) the
+	// deploy is reported to as a GitHub Deployment and commit status.
+	Environment string `json:",omitempty"`
 	// CI, when set, makes the deploy wait for the commit's CI to pass
 	// after building it.
 	CI *CIPolicy `json:",omitempty"`

@@ -67,19 +67,36 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 	if len(in.Regions) == 0 {
 		return DeployResult{}, temporal.NewNonRetryableApplicationError("app "+in.App+" has no regions", errInvalid, nil)
 	}
+	var deployment int64
+	report(ctx, in, &deployment, "queued", "building "+short(in.Commit), "")
+	failed := func(err error) (DeployResult, error) {
+		report(ctx, in, &deployment, "failure", reason(err), "")
+		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
+	}
 	var build BuildResult
 	bctx := workflow.WithActivityOptions(ctx, longOptions(30*time.Minute, 15*time.Second, 3))
 	if err := workflow.ExecuteActivity(bctx, a.Build, BuildInput{App: in.App, Repo: in.Repo, CloneURL: in.CloneURL, Commit: in.Commit}).Get(ctx, &build); err != nil {
-		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
+		return failed(err)
 	}
 	if in.CI != nil {
 		if err := waitForCI(ctx, in); err != nil {
-			return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
+			return failed(err)
 		}
 	}
-	return release(ctx, in, CreateReleaseInput{
+	report(ctx, in, &deployment, "in_progress", "releasing "+short(in.Commit), "")
+	res, err := release(ctx, in, CreateReleaseInput{
 		App: in.App, Slug: build.Slug, Commit: in.Commit, Procfile: build.Procfile, Description: in.Description,
 	}, true)
+	if err != nil {
+		report(ctx, in, &deployment, "failure", res.Reason, "")
+		return res, err
+	}
+	url := ""
+	if len(res.URLs) > 0 {
+		url = res.URLs[0].URL
+	}
+	report(ctx, in, &deployment, "success", fmt.Sprintf("v%d is running", res.Version), url)
+	return res, nil
 }
 
 // release is what every operation that makes a release shares, after it

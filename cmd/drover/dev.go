@@ -182,6 +182,7 @@ func (d *Dev) Start(ctx context.Context) error {
 		// Nomad clients fetch slugs from drover over HTTP: from the
 		// region's slug_url, else from drover's own listen address.
 		JobTemplates: cfg.JobTemplate,
+		PublicURL:    func() string { return "http://" + d.HTTPAddr },
 		SlugBaseURL: func(region string) string {
 			spec := cfg.Regions[region]
 			if spec.Driver != pipelines.DriverNomad {
@@ -208,6 +209,7 @@ func (d *Dev) Start(ctx context.Context) error {
 			}
 		}
 		acts.CI = &gh.Client{GitHub: client}
+		acts.Reporter = &gh.Client{GitHub: client}
 	}
 	if err := d.reconcile(ctx, acts); err != nil {
 		return err

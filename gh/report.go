@@ -1,0 +1,83 @@
+package gh
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/go-github/v60/github"
+)
+
+// Deployment states drover reports, GitHub's words.
+const (
+	StateQueued     = "queued"
+	StateInProgress = "in_progress"
+	StateSuccess    = "success"
+	StateFailure    = "failure"
+	StateError      = "error"
+)
+
+// StartDeployment finds or creates the GitHub Deployment of sha to
+// environment, so a retried call reuses the first one. drover's releases
+// have already passed the checks it waits for, so GitHub is told to check
+// none (required_contexts: []) and not to merge (auto_merge: false).
+func (c *Client) StartDeployment(ctx context.Context, repo, sha, environment, description string, release int) (int64, error) {
+	owner, name, ok := strings.Cut(repo, "/")
+	if !ok {
+		return 0, fmt.Errorf("repository %q: want owner/name", repo)
+	}
+	existing, _, err := c.GitHub.Repositories.ListDeployments(ctx, owner, name, &github.DeploymentsListOptions{SHA: sha, Environment: environment})
+	if err != nil {
+		return 0, fmt.Errorf("list deployments of %s: %w", repo, rateLimited(err, time.Now()))
+	}
+	if len(existing) > 0 {
+		return existing[0].GetID(), nil
+	}
+	d, _, err := c.GitHub.Repositories.CreateDeployment(ctx, owner, name, &github.DeploymentRequest{
+		Ref: github.String(sha), Environment: github.String(environment), Description: github.String(description),
+		AutoMerge: github.Bool(false), RequiredContexts: &[]string{},
+		Payload: map[string]any{"drover_release": release},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("create deployment of %s to %s: %w", sha, environment, rateLimited(err, time.Now()))
+	}
+	return d.GetID(), nil
+}
+
+// DeploymentStatus adds a status to a GitHub Deployment.
+func (c *Client) DeploymentStatus(ctx context.Context, repo string, id int64, state, description, environmentURL, logURL string) error {
+	owner, name, _ := strings.Cut(repo, "/")
+	req := &github.DeploymentStatusRequest{State: github.String(state), Description: github.String(truncate(description, 140))}
+	if environmentURL != "" {
+		req.EnvironmentURL = github.String(environmentURL)
+	}
+	if logURL != "" {
+		req.LogURL = github.String(logURL)
+	}
+	if _, _, err := c.GitHub.Repositories.CreateDeploymentStatus(ctx, owner, name, id, req); err != nil {
+		return fmt.Errorf("deployment %d status %s: %w", id, state, rateLimited(err, time.Now()))
+	}
+	return nil
+}
+
+// CommitStatus sets the commit status context (e.g. drover/staging).
+func (c *Client) CommitStatus(ctx context.Context, repo, sha, context, state, description, targetURL string) error {
+	owner, name, _ := strings.Cut(repo, "/")
+	st := &github.RepoStatus{Context: github.String(context), State: github.String(state), Description: github.String(truncate(description, 140))}
+	if targetURL != "" {
+		st.TargetURL = github.String(targetURL)
+	}
+	if _, _, err := c.GitHub.Repositories.CreateStatus(ctx, owner, name, sha, st); err != nil {
+		return fmt.Errorf("commit status %s of %s: %w", context, sha, rateLimited(err, time.Now()))
+	}
+	return nil
+}
+
+// truncate keeps GitHub's 140-character description limit.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}

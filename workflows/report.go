@@ -1,0 +1,79 @@
+package workflows
+
+import (
+	"context"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Reporter tells GitHub how a deploy goes.
+type Reporter interface {
+	StartDeployment(ctx context.Context, repo, sha, environment, description string, release int) (int64, error)
+	DeploymentStatus(ctx context.Context, repo string, id int64, state, description, environmentURL, logURL string) error
+	CommitStatus(ctx context.Context, repo, sha, context, state, description, targetURL string) error
+}
+
+// ReportInput is one step of a deploy told to GitHub.
+type ReportInput struct {
+	Repo        string
+	Commit      string
+	Environment string
+	Operation   string
+	// State is a gh.State* value.
+	State          string
+	Description    string
+	EnvironmentURL string
+	Release        int
+	// Deployment is the GitHub Deployment's ID; 0 creates (or finds) it.
+	Deployment int64
+}
+
+// Report sets the GitHub Deployment's status and the drover/<environment>
+// commit status, creating the deployment first when needed. Without a
+// Reporter (no GitHub token) it does nothing.
+func (a *Activities) Report(ctx context.Context, in ReportInput) (int64, error) {
+	if a.Reporter == nil {
+		return 0, nil
+	}
+	logURL := ""
+	if a.PublicURL != nil && a.PublicURL() != "" {
+		logURL = a.PublicURL() + "/api/v1/operations/" + in.Operation
+	}
+	id := in.Deployment
+	if id == 0 {
+		var err error
+		if id, err = a.Reporter.StartDeployment(ctx, in.Repo, in.Commit, in.Environment, in.Description, in.Release); err != nil {
+			return 0, err
+		}
+	}
+	if err := a.Reporter.DeploymentStatus(ctx, in.Repo, id, in.State, in.Description, in.EnvironmentURL, logURL); err != nil {
+		return id, err
+	}
+	commitState := map[string]string{"queued": "pending", "in_progress": "pending", "success": "success", "failure": "failure", "error": "error"}[in.State]
+	return id, a.Reporter.CommitStatus(ctx, in.Repo, in.Commit, "drover/"+in.Environment, commitState, in.Description, logURL)
+}
+
+// report tells GitHub a deploy's step. It never fails the deploy: it
+// retries for a while, then logs and carries on.
+func report(ctx workflow.Context, in DeployInput, deployment *int64, state, description, url string) {
+	if in.Environment == "" {
+		return
+	}
+	rctx, _ := workflow.NewDisconnectedContext(ctx)
+	rctx = workflow.WithActivityOptions(rctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: 5},
+	})
+	var id int64
+	err := workflow.ExecuteActivity(rctx, a.Report, ReportInput{
+		Repo: in.Repo, Commit: in.Commit, Environment: in.Environment, Operation: workflow.GetInfo(ctx).WorkflowExecution.ID,
+		State: state, Description: description, EnvironmentURL: url, Deployment: *deployment,
+	}).Get(rctx, &id)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("report to GitHub", "state", state, "error", err)
+		return
+	}
+	*deployment = id
+}

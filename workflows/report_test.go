@@ -1,0 +1,88 @@
+package workflows_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/drover/drover/gh"
+	"github.com/drover/drover/workflows"
+)
+
+type fakeReporter struct {
+	mu          sync.Mutex
+	deployments int
+	statuses    []string
+	commit      []string
+	fail        bool
+}
+
+func (r *fakeReporter) StartDeployment(ctx context.Context, repo, sha, env, desc string, release int) (int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail {
+		return 0, errors.New("github is down")
+	}
+	r.deployments++
+	return 77, nil
+}
+
+func (r *fakeReporter) DeploymentStatus(ctx context.Context, repo string, id int64, state, desc, envURL, logURL string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.statuses = append(r.statuses, fmt.Sprintf("%d:%s:%s", id, state, envURL))
+	return nil
+}
+
+func (r *fakeReporter) CommitStatus(ctx context.Context, repo, sha, context, state, desc, target string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.commit = append(r.commit, context+":"+state)
+	return nil
+}
+
+func TestDeployIsReportedToGitHub(t *testing.T) {
+	tests := []struct {
+		name     string
+		ci       []gh.Verdict
+		fail     bool
+		ok       bool
+		statuses string
+		commit   string
+	}{
+		{"success", []gh.Verdict{green}, false, true, "77:queued: 77:in_progress: 77:success:http://a.test", "drover/staging:pending drover/staging:pending drover/staging:success"},
+		{"CI red", []gh.Verdict{red}, false, false, "77:queued: 77:failure:", "drover/staging:pending drover/staging:failure"},
+		{"GitHub down never fails a deploy", []gh.Verdict{green}, true, true, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			rep := &fakeReporter{fail: tt.fail}
+			f.acts.Reporter, f.acts.CI = rep, &fakeCI{verdicts: tt.ci}
+			f.acts.PublicURL = func() string { return "http://drover.test" }
+			env := f.env()
+			env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
+			env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
+				Repo: "octo-org/hello", CloneURL: "file:///r", Commit: "c1", Regions: []string{"a"}, Environment: "staging",
+				CI: &workflows.CIPolicy{Timeout: time.Hour}}})
+			if err := env.GetWorkflowError(); (err == nil) != tt.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
+			}
+			if got := strings.Join(rep.statuses, " "); got != tt.statuses {
+				t.Fatalf("deployment statuses = %q\nwant                  %q", got, tt.statuses)
+			}
+			if got := strings.Join(rep.commit, " "); got != tt.commit {
+				t.Fatalf("commit statuses = %q, want %q", got, tt.commit)
+			}
+			if !tt.fail && rep.deployments != 1 {
+				t.Fatalf("%d GitHub deployments created, want 1 (then reused)", rep.deployments)
+			}
+		})
+	}
+}
