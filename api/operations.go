@@ -109,6 +109,11 @@ func (s *Server) listPipelines(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
+// appInput is stageInput for an app, from its stage in drover.yaml.
+func (s *Server) appInput(app pipelines.App) workflows.DeployInput {
+	return stageInput(app.Name, s.Config.Pipelines[app.Pipeline].Stages[app.Stage])
+}
+
 // promote moves staging's current (or named) release to production. The
 // path names the pipeline, or any app of it.
 func (s *Server) promote(c *gin.Context) {
@@ -161,7 +166,6 @@ func (s *Server) rollback(c *gin.Context) {
 	if !ok {
 		return
 	}
-	st := s.Config.Pipelines[app.Pipeline].Stages[app.Stage]
 	var body struct {
 		Release         string `json:"release"`
 		RunReleasePhase bool   `json:"run_release_phase"`
@@ -179,7 +183,7 @@ func (s *Server) rollback(c *gin.Context) {
 			return
 		}
 	}
-	in := workflows.RollbackInput{DeployInput: stageInput(app.Name, st), ToVersion: version, RunReleasePhase: body.RunReleasePhase}
+	in := workflows.RollbackInput{DeployInput: s.appInput(app), ToVersion: version, RunReleasePhase: body.RunReleasePhase}
 	op := workflows.Operation{ID: workflows.OperationWorkflowID(workflows.OpRollback, app.Name, nonce()), Kind: workflows.OpRollback, Rollback: &in}
 	s.startOperation(c, app.Name, op)
 }
@@ -200,7 +204,7 @@ func (s *Server) rerelease(c *gin.Context) {
 	if body.Description == "" {
 		body.Description = "config change"
 	}
-	in := workflows.ChangeInput{DeployInput: stageInput(app.Name, s.Config.Pipelines[app.Pipeline].Stages[app.Stage]), Description: body.Description}
+	in := workflows.ChangeInput{DeployInput: s.appInput(app), Description: body.Description}
 	s.startOperation(c, app.Name, workflows.Operation{ID: workflows.OperationWorkflowID(workflows.OpConfig, app.Name, nonce()), Kind: workflows.OpConfig, Change: &in})
 }
 
@@ -223,7 +227,7 @@ func (s *Server) scale(c *gin.Context) {
 		}
 		parts = append(parts, typ+"="+strconv.Itoa(f[typ]))
 	}
-	in := workflows.ChangeInput{DeployInput: stageInput(app.Name, s.Config.Pipelines[app.Pipeline].Stages[app.Stage]),
+	in := workflows.ChangeInput{DeployInput: s.appInput(app),
 		Scale: f, Description: "scale " + strings.Join(parts, " ")}
 	s.startOperation(c, app.Name, workflows.Operation{ID: workflows.OperationWorkflowID(workflows.OpScale, app.Name, nonce()), Kind: workflows.OpScale, Change: &in})
 }

@@ -128,11 +128,15 @@ func (s Stage) CIWait() (bool, time.Duration) {
 	if !s.WaitForCI {
 		return false, 0
 	}
-	d, err := time.ParseDuration(s.CITimeout)
-	if err != nil || d <= 0 {
-		d = DefaultCITimeout
+	return true, durationOr(s.CITimeout, DefaultCITimeout)
+}
+
+// durationOr parses a duration validated at load, or returns def when unset.
+func durationOr(s string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return d
 	}
-	return true, d
+	return def
 }
 
 // DefaultApprovalTimeout is how long a release waits for approval.
@@ -144,11 +148,7 @@ func (s Stage) Approval() (bool, time.Duration) {
 	if !s.RequireApproval {
 		return false, 0
 	}
-	d, err := time.ParseDuration(s.ApprovalTimeout)
-	if err != nil || d <= 0 {
-		d = DefaultApprovalTimeout
-	}
-	return true, d
+	return true, durationOr(s.ApprovalTimeout, DefaultApprovalTimeout)
 }
 
 // What a rollout does when a region fails, in Nomad Enterprise multiregion's
@@ -431,14 +431,12 @@ func (c *Config) validate() error {
 				}
 				seen[r] = true
 			}
-			if s.CITimeout != "" {
-				if d, err := time.ParseDuration(s.CITimeout); err != nil || d <= 0 {
-					return bad(skey+".ci_timeout", "%q is not a positive duration like 60m", s.CITimeout)
-				}
-			}
-			if s.ApprovalTimeout != "" {
-				if d, err := time.ParseDuration(s.ApprovalTimeout); err != nil || d <= 0 {
-					return bad(skey+".approval_timeout", "%q is not a positive duration like 30m or 24h", s.ApprovalTimeout)
+			for _, dur := range []struct{ key, value, like string }{
+				{"ci_timeout", s.CITimeout, "60m"},
+				{"approval_timeout", s.ApprovalTimeout, "30m or 24h"},
+			} {
+				if d, err := time.ParseDuration(dur.value); dur.value != "" && (err != nil || d <= 0) {
+					return bad(skey+"."+dur.key, "%q is not a positive duration like %s", dur.value, dur.like)
 				}
 			}
 			if s.Rollout.MaxParallel < 0 {

@@ -515,8 +515,13 @@ type RecordSkippedInput struct {
 
 // RecordSkipped writes a skipped push into the ledger with the reason.
 func (a *Activities) RecordSkipped(ctx context.Context, in RecordSkippedInput) (int, error) {
-	r, err := a.Store.CreateRelease(ctx, deployments.NewRelease{App: in.App, Status: pipelines.ReleaseSkipped,
-		Commit: in.Commit, Operation: in.Operation, Description: in.Reason})
+	return a.recordUndeployed(ctx, in.App, in.Commit, in.Operation, pipelines.ReleaseSkipped, in.Reason)
+}
+
+// recordUndeployed writes a push that did not deploy into the ledger, with
+// its status and why, so users see it was seen.
+func (a *Activities) recordUndeployed(ctx context.Context, app, commit, operation string, status pipelines.ReleaseStatus, why string) (int, error) {
+	r, err := a.Store.CreateRelease(ctx, deployments.NewRelease{App: app, Status: status, Commit: commit, Operation: operation, Description: why})
 	if err != nil {
 		return 0, err
 	}
@@ -534,12 +539,8 @@ type RecordSupersededInput struct {
 // RecordSuperseded writes a superseded push into the ledger, so users see
 // that it was seen and why it did not deploy.
 func (a *Activities) RecordSuperseded(ctx context.Context, in RecordSupersededInput) (int, error) {
-	r, err := a.Store.CreateRelease(ctx, deployments.NewRelease{App: in.App, Status: pipelines.ReleaseSuperseded,
-		Commit: in.Commit, Operation: in.Operation, Description: "superseded by " + short(in.SupersededBy) + " before it deployed"})
-	if err != nil {
-		return 0, err
-	}
-	return r.Version, nil
+	return a.recordUndeployed(ctx, in.App, in.Commit, in.Operation, pipelines.ReleaseSuperseded,
+		"superseded by "+short(in.SupersededBy)+" before it deployed")
 }
 
 func short(sha string) string {

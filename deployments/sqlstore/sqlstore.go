@@ -402,11 +402,7 @@ func (s *Store) CurrentRelease(ctx context.Context, app string) (pipelines.Relea
 func (s *Store) FinishRelease(ctx context.Context, app string, version int, status pipelines.ReleaseStatus, reason string) error {
 	return s.tx(ctx, func(tx conn) error {
 		var cur pipelines.ReleaseStatus
-		err := tx.queryRow(ctx, `SELECT status FROM releases WHERE app = ? AND version = ?`+tx.d.forUpdate, app, version).Scan(&cur)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("finish release %s v%d: %w", app, version, pipelines.ErrNotFound)
-		}
-		if err != nil {
+		if err := lockedColumn(ctx, tx, "status", app, version, &cur); err != nil {
 			return fmt.Errorf("finish release %s v%d: %w", app, version, err)
 		}
 		if cur == status {
@@ -415,7 +411,7 @@ func (s *Store) FinishRelease(ctx context.Context, app string, version int, stat
 		if cur.Terminal() {
 			return fmt.Errorf("finish release %s v%d as %s: already %s: %w", app, version, status, cur, pipelines.ErrConflict)
 		}
-		_, err = tx.exec(ctx, `UPDATE releases SET status = ?, reason = ?, updated_at = ? WHERE app = ? AND version = ?`,
+		_, err := tx.exec(ctx, `UPDATE releases SET status = ?, reason = ?, updated_at = ? WHERE app = ? AND version = ?`,
 			status, reason, s.now(), app, version)
 		return err
 	})
@@ -424,12 +420,8 @@ func (s *Store) FinishRelease(ctx context.Context, app string, version int, stat
 func (s *Store) NoteRelease(ctx context.Context, app string, version int, note string) error {
 	return s.tx(ctx, func(tx conn) error {
 		var desc string
-		err := tx.queryRow(ctx, `SELECT description FROM releases WHERE app = ? AND version = ?`+tx.d.forUpdate, app, version).Scan(&desc)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("note release %s v%d: %w", app, version, pipelines.ErrNotFound)
-		}
-		if err != nil {
-			return err
+		if err := lockedColumn(ctx, tx, "description", app, version, &desc); err != nil {
+			return fmt.Errorf("note release %s v%d: %w", app, version, err)
 		}
 		if strings.HasSuffix(desc, note) {
 			return nil
@@ -437,9 +429,20 @@ func (s *Store) NoteRelease(ctx context.Context, app string, version int, note s
 		if desc != "" {
 			desc += "; "
 		}
-		_, err = tx.exec(ctx, `UPDATE releases SET description = ?, updated_at = ? WHERE app = ? AND version = ?`, desc+note, s.now(), app, version)
+		_, err := tx.exec(ctx, `UPDATE releases SET description = ?, updated_at = ? WHERE app = ? AND version = ?`, desc+note, s.now(), app, version)
 		return err
 	})
+}
+
+// lockedColumn reads one column of app's release vN, locking the row for
+// the rest of tx (on PostgreSQL; SQLite has one writer anyway). It returns
+// pipelines.ErrNotFound when there is no such release.
+func lockedColumn(ctx context.Context, tx conn, column, app string, version int, dst any) error {
+	err := tx.queryRow(ctx, `SELECT `+column+` FROM releases WHERE app = ? AND version = ?`+tx.d.forUpdate, app, version).Scan(dst)
+	if errors.Is(err, sql.ErrNoRows) {
+		return pipelines.ErrNotFound
+	}
+	return err
 }
 
 func (s *Store) SetReleaseOutput(ctx context.Context, app string, version int, output string) error {
@@ -451,12 +454,8 @@ func (s *Store) SetReleaseOutput(ctx context.Context, app string, version int, o
 func (s *Store) SetRegionState(ctx context.Context, app string, version int, st pipelines.RegionState) error {
 	return s.tx(ctx, func(tx conn) error {
 		var data string
-		err := tx.queryRow(ctx, `SELECT regions FROM releases WHERE app = ? AND version = ?`+tx.d.forUpdate, app, version).Scan(&data)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("region state of %s v%d: %w", app, version, pipelines.ErrNotFound)
-		}
-		if err != nil {
-			return err
+		if err := lockedColumn(ctx, tx, "regions", app, version, &data); err != nil {
+			return fmt.Errorf("region state of %s v%d: %w", app, version, err)
 		}
 		var states []pipelines.RegionState
 		if err := json.Unmarshal([]byte(data), &states); err != nil {
@@ -478,7 +477,7 @@ func (s *Store) SetRegionState(ctx context.Context, app string, version int, st 
 			states = append(states, st)
 		}
 		out, _ := json.Marshal(states)
-		_, err = tx.exec(ctx, `UPDATE releases SET regions = ?, updated_at = ? WHERE app = ? AND version = ?`, string(out), s.now(), app, version)
+		_, err := tx.exec(ctx, `UPDATE releases SET regions = ?, updated_at = ? WHERE app = ? AND version = ?`, string(out), s.now(), app, version)
 		return err
 	})
 }
