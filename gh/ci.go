@@ -120,22 +120,36 @@ func rateLimited(err error, now time.Time) error {
 	return err
 }
 
-// Client reads CI state from GitHub.
+// Client is drover's GitHub client: it reads CI state and reports
+// deployments, acting on each repository as Auth says.
 type Client struct {
-	GitHub *github.Client
+	Auth Auth
+}
+
+// api returns the go-github client for repo and repo's owner and name.
+func (c *Client) api(ctx context.Context, repo string) (*github.Client, string, string, error) {
+	owner, name, ok := strings.Cut(repo, "/")
+	if !ok {
+		return nil, "", "", fmt.Errorf("repository %q: want owner/name", repo)
+	}
+	gc, err := c.Auth.Client(ctx, repo)
+	if err != nil {
+		return nil, "", "", err
+	}
+	return gc, owner, name, nil
 }
 
 // CIState reads every check run and the combined status of repo
 // ("owner/name") at sha, following pagination, and evaluates them.
 func (c *Client) CIState(ctx context.Context, repo, sha string, required []string) (Verdict, error) {
-	owner, name, ok := strings.Cut(repo, "/")
-	if !ok {
-		return Verdict{}, fmt.Errorf("repository %q: want owner/name", repo)
+	gc, owner, name, err := c.api(ctx, repo)
+	if err != nil {
+		return Verdict{}, err
 	}
 	var runs []*github.CheckRun
 	opts := &github.ListCheckRunsOptions{Filter: github.String("latest"), ListOptions: github.ListOptions{PerPage: 100}}
 	for {
-		res, resp, err := c.GitHub.Checks.ListCheckRunsForRef(ctx, owner, name, sha, opts)
+		res, resp, err := gc.Checks.ListCheckRunsForRef(ctx, owner, name, sha, opts)
 		if err != nil {
 			return Verdict{}, fmt.Errorf("check runs of %s at %s: %w", repo, sha, rateLimited(err, time.Now()))
 		}
@@ -148,7 +162,7 @@ func (c *Client) CIState(ctx context.Context, repo, sha string, required []strin
 	combined := &github.CombinedStatus{}
 	sopts := &github.ListOptions{PerPage: 100}
 	for {
-		cs, resp, err := c.GitHub.Repositories.GetCombinedStatus(ctx, owner, name, sha, sopts)
+		cs, resp, err := gc.Repositories.GetCombinedStatus(ctx, owner, name, sha, sopts)
 		if err != nil {
 			return Verdict{}, fmt.Errorf("combined status of %s at %s: %w", repo, sha, rateLimited(err, time.Now()))
 		}

@@ -88,7 +88,7 @@ func TestRateLimitIsRetryableWithGitHubsDelay(t *testing.T) {
 	}))
 	defer srv.Close()
 	client, _ := github.NewClient(nil).WithEnterpriseURLs(srv.URL+"/api/v3/", srv.URL+"/api/v3/")
-	c := &gh.Client{GitHub: client}
+	c := &gh.Client{Auth: fixedClient{client}}
 	_, err := c.CIState(context.Background(), "octo-org/hello", sha, nil)
 	var rl *gh.RateLimited
 	if !errors.As(err, &rl) || rl.Wait < 30*time.Second || rl.Wait > 43*time.Second {
@@ -97,7 +97,7 @@ func TestRateLimitIsRetryableWithGitHubsDelay(t *testing.T) {
 	// go-github refuses calls before the reset it saw; a fresh client (as
 	// a retried activity after the wait would see) gets through.
 	client2, _ := github.NewClient(nil).WithEnterpriseURLs(srv.URL+"/api/v3/", srv.URL+"/api/v3/")
-	v, err := (&gh.Client{GitHub: client2}).CIState(context.Background(), "octo-org/hello", sha, nil)
+	v, err := (&gh.Client{Auth: fixedClient{client2}}).CIState(context.Background(), "octo-org/hello", sha, nil)
 	if err != nil || v.State != gh.CISuccess {
 		t.Fatalf("after the wait = %+v, %v", v, err)
 	}
@@ -130,14 +130,20 @@ func TestCIStateAgainstGitHubShapedAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := (&gh.Client{GitHub: client}).CIState(context.Background(), "octo-org/hello", sha, nil)
+	v, err := (&gh.Client{Auth: fixedClient{client}}).CIState(context.Background(), "octo-org/hello", sha, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v.State != gh.CIFailure || v.Failing != "lint (failure)" || !strings.HasSuffix(v.FailingURL, "/runs/2") {
 		t.Fatalf("verdict = %+v; want lint's failure from the second page", v)
 	}
-	if _, err := (&gh.Client{GitHub: client}).CIState(context.Background(), "nope", sha, nil); err == nil {
+	if _, err := (&gh.Client{Auth: fixedClient{client}}).CIState(context.Background(), "nope", sha, nil); err == nil {
 		t.Fatal("a repository without an owner must be refused")
 	}
 }
+
+// fixedClient is an Auth that always answers with one client.
+type fixedClient struct{ c *github.Client }
+
+func (f fixedClient) Client(context.Context, string) (*github.Client, error) { return f.c, nil }
+func (f fixedClient) Token(context.Context, string) (string, error)          { return "", nil }

@@ -3,7 +3,6 @@ package gh
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/go-github/v60/github"
@@ -23,18 +22,18 @@ const (
 // have already passed the checks it waits for, so GitHub is told to check
 // none (required_contexts: []) and not to merge (auto_merge: false).
 func (c *Client) StartDeployment(ctx context.Context, repo, sha, environment, description string, release int) (int64, error) {
-	owner, name, ok := strings.Cut(repo, "/")
-	if !ok {
-		return 0, fmt.Errorf("repository %q: want owner/name", repo)
+	gc, owner, name, err := c.api(ctx, repo)
+	if err != nil {
+		return 0, err
 	}
-	existing, _, err := c.GitHub.Repositories.ListDeployments(ctx, owner, name, &github.DeploymentsListOptions{SHA: sha, Environment: environment})
+	existing, _, err := gc.Repositories.ListDeployments(ctx, owner, name, &github.DeploymentsListOptions{SHA: sha, Environment: environment})
 	if err != nil {
 		return 0, fmt.Errorf("list deployments of %s: %w", repo, rateLimited(err, time.Now()))
 	}
 	if len(existing) > 0 {
 		return existing[0].GetID(), nil
 	}
-	d, _, err := c.GitHub.Repositories.CreateDeployment(ctx, owner, name, &github.DeploymentRequest{
+	d, _, err := gc.Repositories.CreateDeployment(ctx, owner, name, &github.DeploymentRequest{
 		Ref: github.String(sha), Environment: github.String(environment), Description: github.String(description),
 		AutoMerge: github.Bool(false), RequiredContexts: &[]string{},
 		Payload: map[string]any{"drover_release": release},
@@ -47,7 +46,10 @@ func (c *Client) StartDeployment(ctx context.Context, repo, sha, environment, de
 
 // DeploymentStatus adds a status to a GitHub Deployment.
 func (c *Client) DeploymentStatus(ctx context.Context, repo string, id int64, state, description, environmentURL, logURL string) error {
-	owner, name, _ := strings.Cut(repo, "/")
+	gc, owner, name, err := c.api(ctx, repo)
+	if err != nil {
+		return err
+	}
 	req := &github.DeploymentStatusRequest{State: github.String(state), Description: github.String(truncate(description, 140))}
 	if environmentURL != "" {
 		req.EnvironmentURL = github.String(environmentURL)
@@ -55,7 +57,7 @@ func (c *Client) DeploymentStatus(ctx context.Context, repo string, id int64, st
 	if logURL != "" {
 		req.LogURL = github.String(logURL)
 	}
-	if _, _, err := c.GitHub.Repositories.CreateDeploymentStatus(ctx, owner, name, id, req); err != nil {
+	if _, _, err := gc.Repositories.CreateDeploymentStatus(ctx, owner, name, id, req); err != nil {
 		return fmt.Errorf("deployment %d status %s: %w", id, state, rateLimited(err, time.Now()))
 	}
 	return nil
@@ -63,12 +65,15 @@ func (c *Client) DeploymentStatus(ctx context.Context, repo string, id int64, st
 
 // CommitStatus sets the commit status context (e.g. drover/staging).
 func (c *Client) CommitStatus(ctx context.Context, repo, sha, context, state, description, targetURL string) error {
-	owner, name, _ := strings.Cut(repo, "/")
+	gc, owner, name, err := c.api(ctx, repo)
+	if err != nil {
+		return err
+	}
 	st := &github.RepoStatus{Context: github.String(context), State: github.String(state), Description: github.String(truncate(description, 140))}
 	if targetURL != "" {
 		st.TargetURL = github.String(targetURL)
 	}
-	if _, _, err := c.GitHub.Repositories.CreateStatus(ctx, owner, name, sha, st); err != nil {
+	if _, _, err := gc.Repositories.CreateStatus(ctx, owner, name, sha, st); err != nil {
 		return fmt.Errorf("commit status %s of %s: %w", context, sha, rateLimited(err, time.Now()))
 	}
 	return nil

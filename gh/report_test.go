@@ -50,7 +50,7 @@ func TestReportingSpeaksGitHubsAPI(t *testing.T) {
 	}))
 	defer srv.Close()
 	client, _ := github.NewClient(nil).WithEnterpriseURLs(srv.URL+"/api/v3/", srv.URL+"/api/v3/")
-	c := &gh.Client{GitHub: client}
+	c := &gh.Client{Auth: fixedClient{client}}
 	ctx := context.Background()
 	id, err := c.StartDeployment(ctx, "octo-org/hello", "abc", "staging", "push", 3)
 	if err != nil || id != 42 {

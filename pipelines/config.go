@@ -53,6 +53,11 @@ type GitHubConfig struct {
 	// APIURL is GitHub's API; set it for GitHub Enterprise
 	// (https://github.example.com/api/v3/).
 	APIURL string `yaml:"api_url"`
+	// AppID and PrivateKeyFile make drover act as a GitHub App: a JWT
+	// signed with the key is exchanged for each installation's token.
+	// They replace token_env; a relative path is relative to drover.yaml.
+	AppID          int64  `yaml:"app_id"`
+	PrivateKeyFile string `yaml:"private_key_file"`
 }
 
 // RegionSpec is one place apps run: a `local` region on this machine, or
@@ -216,6 +221,9 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if k := c.GitHub.PrivateKeyFile; k != "" && !filepath.IsAbs(k) {
+		c.GitHub.PrivateKeyFile = filepath.Join(filepath.Dir(path), k)
+	}
 	// Job templates are files beside drover.yaml, read once here so a
 	// broken path fails at start, not at the first deploy.
 	for _, pname := range sortedKeys(c.Pipelines) {
@@ -338,6 +346,21 @@ func (c *Config) validate() error {
 	}
 	if c.GitHub.WebhookSecret != "" && c.GitHub.WebhookSecretEnv != "" {
 		return bad("github", "set webhook_secret or webhook_secret_env, not both")
+	}
+	switch g := c.GitHub; {
+	case g.AppID < 0:
+		return bad("github.app_id", "%d is not a GitHub App ID; copy the App ID from the App's settings page", g.AppID)
+	case g.AppID != 0 && g.PrivateKeyFile == "":
+		return bad("github.private_key_file", "a GitHub App (app_id) needs the path of its private key (.pem)")
+	case g.AppID == 0 && g.PrivateKeyFile != "":
+		return bad("github.app_id", "private_key_file is set but app_id is not; set the GitHub App's ID")
+	case g.AppID != 0 && g.TokenEnv != "":
+		return bad("github", "set token_env or app_id with private_key_file, not both")
+	}
+	if u := c.GitHub.APIURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+			return bad("github.api_url", "%q is not an http(s) URL; for GitHub Enterprise it looks like https://github.example.com/api/v3/", u)
+		}
 	}
 	for key, name := range map[string]string{"webhook_secret_env": c.GitHub.WebhookSecretEnv, "token_env": c.GitHub.TokenEnv} {
 		if name != "" && !envNameRE.MatchString(name) {

@@ -120,6 +120,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{"token named twice", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: A }, { name: ci, token_env: B }] }\n", `api.tokens[1].name: token "ci" is named twice`},
 		{"bad approval timeout", base + "      staging: { app: x, regions: [a], require_approval: true, approval_timeout: soon }\n", `pipelines.p.stages.staging.approval_timeout: "soon" is not a positive duration`},
 		{"bad ci timeout", base + "      staging: { app: x, regions: [a], wait_for_ci: true, ci_timeout: forever }\n", `pipelines.p.stages.staging.ci_timeout: "forever" is not a positive duration`},
+		{"app without key", "github: { app_id: 42 }\n", "github.private_key_file: a GitHub App (app_id) needs the path of its private key"},
+		{"key without app", "github: { private_key_file: app.pem }\n", "github.app_id: private_key_file is set but app_id is not"},
+		{"app and token", "github: { app_id: 42, private_key_file: app.pem, token_env: GH }\n", "github: set token_env or app_id with private_key_file, not both"},
+		{"bad app id", "github: { app_id: -3, private_key_file: app.pem }\n", "github.app_id: -3 is not a GitHub App ID"},
+		{"bad api url", "github: { api_url: github.example.com }\n", `github.api_url: "github.example.com" is not an http(s) URL`},
 		{"two secrets", "github: { webhook_secret: a, webhook_secret_env: B }\n", "github: set webhook_secret or webhook_secret_env, not both"},
 	}
 	for _, tt := range tests {
@@ -212,6 +217,23 @@ func TestLoadConfigJobTemplate(t *testing.T) {
 	os.WriteFile(path, []byte(fmt.Sprintf(cfg, "missing.hcl")), 0o644)
 	if _, err := pipelines.LoadConfig(path); err == nil || !strings.Contains(err.Error(), "pipelines.p.stages.staging.job_template") {
 		t.Fatalf("missing template: %v, want the key named", err)
+	}
+}
+
+func TestGitHubAppConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "drover.yaml")
+	yaml := "github: { api_url: 'https://github.example.com/api/v3/', app_id: 42, private_key_file: keys/app.pem }\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pipelines.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The key's path is relative to drover.yaml, like job templates.
+	if c.GitHub.AppID != 42 || c.GitHub.PrivateKeyFile != filepath.Join(dir, "keys", "app.pem") || c.GitHub.APIURL != "https://github.example.com/api/v3/" {
+		t.Fatalf("github = %+v", c.GitHub)
 	}
 }
 

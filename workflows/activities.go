@@ -35,6 +35,11 @@ type RegionSet interface {
 	Region(name string) (regions.Region, error)
 }
 
+// GitCredentials gives git a token for a repository.
+type GitCredentials interface {
+	Token(ctx context.Context, repo string) (string, error)
+}
+
 // Activities are the steps workflows run. Each is idempotent: a retry finds
 // what an earlier attempt did and carries on from there.
 type Activities struct {
@@ -48,10 +53,10 @@ type Activities struct {
 	Reporter Reporter
 	// PublicURL is drover's own base URL, for links in reports.
 	PublicURL func() string
-	// GitToken authenticates https fetches of private repositories. It is
-	// held here, not passed through workflow inputs, so it never lands in a
-	// workflow history.
-	GitToken string
+	// Git authenticates https fetches of private repositories (a token,
+	// or a GitHub App installation's). It is held here, not passed through
+	// workflow inputs, so no token lands in a workflow history.
+	Git GitCredentials
 	// SlugBaseURL returns the base URL at which a region's machines fetch
 	// slugs from drover, or "" for regions that read slug files directly.
 	SlugBaseURL func(region string) string
@@ -161,7 +166,13 @@ func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildResult, err
 	defer stop()
 	var out bytes.Buffer
 	w := &progressWriter{w: &out, report: report}
-	res, err := a.Builder.Build(ctx, slugs.BuildInput{CloneURL: in.CloneURL, Commit: in.Commit, Token: a.GitToken}, w)
+	token := ""
+	if a.Git != nil && in.Repo != "" {
+		if token, err = a.Git.Token(ctx, in.Repo); err != nil {
+			return BuildResult{}, fmt.Errorf("credentials to fetch %s: %w", in.Repo, err)
+		}
+	}
+	res, err := a.Builder.Build(ctx, slugs.BuildInput{CloneURL: in.CloneURL, Commit: in.Commit, Token: token}, w)
 	if err != nil {
 		a.logger().Warn("build failed", "app", in.App, "commit", in.Commit, "error", err)
 		// The output of a failed build is what its author needs most.

@@ -178,7 +178,7 @@ func newFixture(t *testing.T) *fixture {
 	f.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
 	f.slugs = &fakeSlugs{dir: t.TempDir(), files: map[string]map[string]string{}}
 	f.acts = &workflows.Activities{Store: st, Builder: f.builder, Slugs: f.slugs, Regions: f.regions, HeartbeatEvery: 50 * time.Millisecond,
-		GitToken: "gh-token", Logger: slog.New(slog.DiscardHandler)}
+		Git: repoTokens{"octo-org/hello": "gh-token"}, Logger: slog.New(slog.DiscardHandler)}
 	return f
 }
 
@@ -621,3 +621,9 @@ func TestIDsRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// repoTokens hands git one token per repository, as a GitHub App's
+// installations do.
+type repoTokens map[string]string
+
+func (r repoTokens) Token(_ context.Context, repo string) (string, error) { return r[repo], nil }

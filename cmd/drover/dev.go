@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/google/go-github/v60/github"
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
@@ -194,22 +193,16 @@ func (d *Dev) Start(ctx context.Context) error {
 			return "http://" + d.HTTPAddr
 		},
 	}
-	if env := cfg.GitHub.TokenEnv; env != "" {
-		if acts.GitToken = os.Getenv(env); acts.GitToken == "" {
-			d.Logger.Warn("github.token_env names an empty variable; private repositories cannot be fetched and CI cannot be read", "variable", env)
-		}
+	// CI waiting and reporting need GitHub's API; without credentials they
+	// are off, and a stage that waits for CI fails its deploys saying so.
+	auth, err := githubAuth(cfg, d.Logger)
+	if err != nil {
+		return err
 	}
-	// CI waiting needs GitHub's API; without a token it is off, and a
-	// stage that asks for it fails its deploys saying so.
-	if acts.GitToken != "" {
-		client := github.NewClient(nil).WithAuthToken(acts.GitToken)
-		if cfg.GitHub.APIURL != "" {
-			if client, err = client.WithEnterpriseURLs(cfg.GitHub.APIURL, cfg.GitHub.APIURL); err != nil {
-				return fmt.Errorf("%s: github.api_url: %w", cfg.File, err)
-			}
-		}
-		acts.CI = &gh.Client{GitHub: client}
-		acts.Reporter = &gh.Client{GitHub: client}
+	if auth != nil {
+		acts.Git = auth
+		acts.CI = &gh.Client{Auth: auth}
+		acts.Reporter = &gh.Client{Auth: auth}
 	}
 	if err := d.reconcile(ctx, acts); err != nil {
 		return err
@@ -418,4 +411,36 @@ func readOrCreate(path string) (string, error) {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// githubAuth returns how drover acts on GitHub: as a GitHub App when
+// github.app_id is set, with a token when github.token_env names a set
+// variable, or not at all (nil).
+func githubAuth(cfg *pipelines.Config, logger *slog.Logger) (gh.Auth, error) {
+	g := cfg.GitHub
+	if g.AppID != 0 {
+		key, err := os.ReadFile(g.PrivateKeyFile)
+		if err != nil {
+			return nil, &hintError{err: fmt.Errorf("%s: github.private_key_file: %w", cfg.File, err),
+				hint: "download the GitHub App's private key (a .pem file) from its settings page and point private_key_file at it"}
+		}
+		auth, err := gh.NewAppAuth(g.APIURL, g.AppID, key)
+		if err != nil {
+			return nil, fmt.Errorf("%s: github: %w", cfg.File, err)
+		}
+		return auth, nil
+	}
+	if g.TokenEnv == "" {
+		return nil, nil
+	}
+	token := os.Getenv(g.TokenEnv)
+	if token == "" {
+		logger.Warn("github.token_env names an empty variable; private repositories cannot be fetched, CI cannot be read and nothing is reported to GitHub", "variable", g.TokenEnv)
+		return nil, nil
+	}
+	auth, err := gh.NewTokenAuth(g.APIURL, token)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.File, err)
+	}
+	return auth, nil
 }
