@@ -15,6 +15,9 @@ const (
 	StateSuccess    = "success"
 	StateFailure    = "failure"
 	StateError      = "error"
+	// StateInactive ends a deployment that never ran: a newer push
+	// replaced it while it waited for CI.
+	StateInactive = "inactive"
 )
 
 // StartDeployment finds or creates the GitHub Deployment of sha to

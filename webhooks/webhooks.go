@@ -164,18 +164,7 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 			return
 		}
 	}
-	parallel, onFailure := stage.Rollout.Policy()
-	req := workflows.DeployRequest{
-		Repo: pipeline.Repo, CloneURL: ev.GetRepo().GetCloneURL(), Commit: commit, Regions: stage.Regions,
-		Description: describe(ev, branch), MaxParallel: parallel, OnFailure: onFailure,
-	}
-	if ok, timeout := stage.Approval(); ok {
-		req.ApprovalTimeout = timeout
-	}
-	req.Environment = stage.Name
-	if ok, timeout := stage.CIWait(); ok {
-		req.CI = &workflows.CIPolicy{RequiredChecks: stage.RequiredChecks, Timeout: timeout}
-	}
+	req := workflows.StageRequest(pipeline, stage, ev.GetRepo().GetCloneURL(), commit, describe(ev, branch))
 	if err := h.deployer.Deploy(c.Request.Context(), stage.App, req); err != nil {
 		log.Error("queue deploy", "app", stage.App, "commit", commit, "error", err)
 		if delivery != "" && h.deliveries != nil {

@@ -312,6 +312,10 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 		}
 		status.Running = label
 		done := false
+		// A push waiting for CI gives way to a newer push to its branch:
+		// the newer one is told to it once, and it ends unless it is past
+		// the wait.
+		told := ""
 		for !done {
 			sel := workflow.NewSelector(ctx)
 			sel.AddFuture(child, func(f workflow.Future) {
@@ -331,6 +335,14 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 			})
 			receive(sel)
 			sel.Select(ctx)
+			if !done && next.Push != nil && next.Push.CI != nil && status.Queued != "" && status.Queued != told {
+				told = status.Queued
+				if err := child.GetChildWorkflowExecution().Get(ctx, nil); err == nil {
+					// The signal is not waited on: a child past its wait, or
+					// already done, has nothing to do with it.
+					child.SignalChildWorkflow(ctx, SignalSupersede, told)
+				}
+			}
 		}
 		status.Running = ""
 	}

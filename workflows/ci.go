@@ -17,6 +17,14 @@ import (
 // the check_suite, check_run, status and workflow_run webhooks send it.
 const SignalCI = "ci"
 
+// SignalSupersede tells a deploy waiting for CI that a newer push to its
+// branch replaces it; its payload is the newer commit. A deploy past the
+// wait ignores it and finishes.
+const SignalSupersede = "supersede"
+
+// errSuperseded is the error type of a deploy a newer push replaced.
+const errSuperseded = "Superseded"
+
 // CIReader reads a commit's CI verdict.
 type CIReader interface {
 	CIState(ctx context.Context, repo, sha string, required []string) (gh.Verdict, error)
@@ -60,6 +68,7 @@ func waitForCI(ctx workflow.Context, in DeployInput) error {
 	}
 	actx := workflow.WithActivityOptions(ctx, shortOptions())
 	signals := workflow.GetSignalChannel(ctx, SignalCI)
+	supersede := workflow.GetSignalChannel(ctx, SignalSupersede)
 	start := workflow.Now(ctx)
 	for {
 		var v gh.Verdict
@@ -81,8 +90,13 @@ func waitForCI(ctx workflow.Context, in DeployInput) error {
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(signals, func(c workflow.ReceiveChannel, more bool) { c.Receive(ctx, nil) })
 		sel.AddFuture(workflow.NewTimer(tctx, p.Poll), func(workflow.Future) {})
+		newer := ""
+		sel.AddReceive(supersede, func(c workflow.ReceiveChannel, more bool) { c.Receive(ctx, &newer) })
 		sel.Select(ctx)
 		cancel()
+		if newer != "" {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("superseded by %s while waiting for CI", short(newer)), errSuperseded, nil, newer)
+		}
 		for signals.ReceiveAsync(nil) {
 		}
 	}

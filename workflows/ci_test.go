@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -81,5 +82,77 @@ func TestWaitForCI(t *testing.T) {
 				t.Fatalf("%d releases; a deploy whose CI failed makes none", len(rs))
 			}
 		})
+	}
+}
+
+// ciBySHA answers each commit's CI verdict from a map; unknown commits
+// are pending.
+type ciBySHA struct {
+	mu    sync.Mutex
+	state map[string]gh.Verdict
+	reads map[string]int
+}
+
+func (c *ciBySHA) CIState(ctx context.Context, repo, sha string, required []string) (gh.Verdict, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reads[sha]++
+	if v, ok := c.state[sha]; ok {
+		return v, nil
+	}
+	return pending, nil
+}
+
+// TestNewerPushSupersedesADeployWaitingForCI: c1's CI never finishes, c2
+// is pushed a minute later with green CI. c1 gives way at once (not after
+// its hour-long CI timeout), is recorded superseded, and c2 deploys.
+func TestNewerPushSupersedesADeployWaitingForCI(t *testing.T) {
+	f := newFixture(t)
+	ci := &ciBySHA{state: map[string]gh.Verdict{"c2": green}, reads: map[string]int{}}
+	rep := &fakeReporter{}
+	f.acts.CI, f.acts.Reporter = ci, rep
+	env := f.env()
+	push := func(c string) func() {
+		return func() {
+			env.SignalWorkflow(workflows.SignalDeploy, workflows.DeployRequest{Repo: "octo-org/hello", CloneURL: "file:///r", Commit: c,
+				Regions: []string{"a"}, Environment: "staging", CI: &workflows.CIPolicy{Timeout: time.Hour, Poll: 2 * time.Minute}})
+		}
+	}
+	var c2Done time.Duration
+	start := env.Now()
+	env.RegisterDelayedCallback(push("c1"), 0)
+	env.RegisterDelayedCallback(push("c2"), time.Minute)
+	env.RegisterDelayedCallback(func() {
+		// By the time the CI timeout of c1 would end, c2 has long deployed.
+		rs, _ := f.store.Releases(context.Background(), app, 0)
+		for _, r := range rs {
+			if r.Commit == "c2" && r.Status == "succeeded" {
+				c2Done = env.Now().Sub(start)
+			}
+		}
+	}, 10*time.Minute)
+	env.ExecuteWorkflow(workflows.AppWorkflow, workflows.AppInput{App: app})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if c2Done == 0 {
+		t.Fatal("c2 had not deployed 10 minutes after it was pushed: c1's wait for CI held the queue")
+	}
+	rs, err := f.store.Releases(context.Background(), app, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i := len(rs) - 1; i >= 0; i-- {
+		got = append(got, fmt.Sprintf("%s:%s:%s", rs[i].Name(), rs[i].Commit, rs[i].Status))
+	}
+	if want := "v1:c1:superseded v2:c2:succeeded"; strings.Join(got, " ") != want {
+		t.Fatalf("ledger = %s, want %s", strings.Join(got, " "), want)
+	}
+	if !strings.Contains(rs[1].Description, "superseded by c2") {
+		t.Fatalf("c1's description = %q", rs[1].Description)
+	}
+	if got := strings.Join(rep.statuses, " "); !strings.Contains(got, "77:inactive:") {
+		t.Fatalf("GitHub statuses = %s; c1's deployment must end inactive", got)
 	}
 }

@@ -80,6 +80,9 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 	}
 	if in.CI != nil {
 		if err := waitForCI(ctx, in); err != nil {
+			if newer, ok := supersededBy(err); ok {
+				return superseded(ctx, in, &deployment, newer, err)
+			}
 			return failed(err)
 		}
 	}
@@ -97,6 +100,37 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 	}
 	report(ctx, in, &deployment, "success", fmt.Sprintf("v%d is running", res.Version), url)
 	return res, nil
+}
+
+// supersededBy returns the newer commit when err is a wait for CI that a
+// newer push ended.
+func supersededBy(err error) (string, bool) {
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || app.Type() != errSuperseded {
+		return "", false
+	}
+	var newer string
+	if app.Details(&newer) != nil {
+		return "", false
+	}
+	return newer, true
+}
+
+// superseded records a push that a newer one replaced while it waited for
+// CI: in the ledger, as pushes replaced in the queue are, and on GitHub.
+func superseded(ctx workflow.Context, in DeployInput, deployment *int64, newer string, cause error) (DeployResult, error) {
+	sctx, _ := workflow.NewDisconnectedContext(ctx)
+	sctx = workflow.WithActivityOptions(sctx, shortOptions())
+	var version int
+	err := workflow.ExecuteActivity(sctx, a.RecordSuperseded, RecordSupersededInput{
+		App: in.App, Commit: in.Commit, SupersededBy: newer,
+		Operation: workflow.GetInfo(ctx).WorkflowExecution.ID + "@superseded",
+	}).Get(sctx, &version)
+	if err != nil {
+		workflow.GetLogger(ctx).Error("record superseded push", "app", in.App, "commit", in.Commit, "error", err)
+	}
+	report(ctx, in, deployment, "inactive", "superseded by "+short(newer)+" while waiting for CI", "")
+	return DeployResult{Version: version, Status: pipelines.ReleaseSuperseded, Reason: reason(cause)}, cause
 }
 
 // release is what every operation that makes a release shares, after it

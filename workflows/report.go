@@ -51,7 +51,7 @@ func (a *Activities) Report(ctx context.Context, in ReportInput) (int64, error) 
 	if err := a.Reporter.DeploymentStatus(ctx, in.Repo, id, in.State, in.Description, in.EnvironmentURL, logURL); err != nil {
 		return id, err
 	}
-	commitState := map[string]string{"queued": "pending", "in_progress": "pending", "success": "success", "failure": "failure", "error": "error"}[in.State]
+	commitState := map[string]string{"queued": "pending", "in_progress": "pending", "success": "success", "failure": "failure", "error": "error", "inactive": "error"}[in.State]
 	return id, a.Reporter.CommitStatus(ctx, in.Repo, in.Commit, "drover/"+in.Environment, commitState, in.Description, logURL)
 }
 
