@@ -123,6 +123,18 @@ type Stage struct {
 	WaitForCI      bool     `yaml:"wait_for_ci"`
 	RequiredChecks []string `yaml:"required_checks"`
 	CITimeout      string   `yaml:"ci_timeout"`
+	// ReconcileInterval is how often an auto-deploy stage's branch head is
+	// read from GitHub to catch a push whose webhook never arrived.
+	ReconcileInterval string `yaml:"reconcile_interval"`
+}
+
+// DefaultReconcileInterval is how often a stage's branch is checked for
+// missed pushes.
+const DefaultReconcileInterval = 2 * time.Minute
+
+// ReconcileEvery returns how often the stage's branch is checked.
+func (s Stage) ReconcileEvery() time.Duration {
+	return durationOr(s.ReconcileInterval, DefaultReconcileInterval)
 }
 
 // DefaultCITimeout is how long a push waits for CI.
@@ -457,6 +469,7 @@ func (c *Config) validate() error {
 			for _, dur := range []struct{ key, value, like string }{
 				{"ci_timeout", s.CITimeout, "60m"},
 				{"approval_timeout", s.ApprovalTimeout, "30m or 24h"},
+				{"reconcile_interval", s.ReconcileInterval, "2m"},
 			} {
 				if d, err := time.ParseDuration(dur.value); dur.value != "" && (err != nil || d <= 0) {
 					return bad(skey+"."+dur.key, "%q is not a positive duration like %s", dur.value, dur.like)
@@ -467,6 +480,9 @@ func (c *Config) validate() error {
 			}
 			if f := s.Rollout.OnFailure; f != nil && *f != FailAll && *f != FailLocal && *f != "" {
 				return bad(skey+".rollout.on_failure", "unknown value %q; want fail_all, fail_local or \"\" (stop at the failed region)", *f)
+			}
+			if s.ReconcileInterval != "" && s.Branch == "" {
+				return bad(skey+".reconcile_interval", "only a stage with a branch is reconciled with it")
 			}
 			if s.Branch != "" {
 				if other, dup := branches[s.Branch]; dup {

@@ -125,6 +125,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"app and token", "github: { app_id: 42, private_key_file: app.pem, token_env: GH }\n", "github: set token_env or app_id with private_key_file, not both"},
 		{"bad app id", "github: { app_id: -3, private_key_file: app.pem }\n", "github.app_id: -3 is not a GitHub App ID"},
 		{"bad api url", "github: { api_url: github.example.com }\n", `github.api_url: "github.example.com" is not an http(s) URL`},
+		{"bad reconcile interval", base + "      staging: { app: x, branch: main, regions: [a], reconcile_interval: often }\n", `pipelines.p.stages.staging.reconcile_interval: "often" is not a positive duration like 2m`},
+		{"reconcile without branch", base + "      production: { app: x, regions: [a], reconcile_interval: 1m }\n", "pipelines.p.stages.production.reconcile_interval: only a stage with a branch"},
 		{"two secrets", "github: { webhook_secret: a, webhook_secret_env: B }\n", "github: set webhook_secret or webhook_secret_env, not both"},
 	}
 	for _, tt := range tests {

@@ -51,6 +51,11 @@ type Activities struct {
 	CI CIReader
 	// Reporter tells GitHub about deploys; nil without a GitHub token.
 	Reporter Reporter
+	// Branches reads branch heads for missed-push reconciliation; nil
+	// without GitHub credentials.
+	Branches BranchReader
+	// Queue hands pushes found by reconciliation to apps' queues.
+	Queue PushQueue
 	// PublicURL is drover's own base URL, for links in reports.
 	PublicURL func() string
 	// Git authenticates https fetches of private repositories (a token,

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/drover/drover/pipelines"
 )
@@ -134,4 +137,69 @@ func (s *Starter) OperationState(ctx context.Context, id string) (OperationState
 		st.Error = reason(err)
 	}
 	return st, nil
+}
+
+// DeployExists reports whether a deploy of commit to app was ever started
+// (and is still within Temporal's retention).
+func (s *Starter) DeployExists(ctx context.Context, app, commit string) (bool, error) {
+	_, err := s.Client.DescribeWorkflowExecution(ctx, DeployWorkflowID(app, commit), "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look for the deploy of %s to %s: %w", short(commit), app, err)
+	}
+	return true, nil
+}
+
+// WatchBranches makes Temporal run MissedPushWorkflow on a schedule for
+// each watch, creating or updating its schedule, and deletes the
+// schedules of stages no longer in the config.
+func (s *Starter) WatchBranches(ctx context.Context, watches []Watch) error {
+	sc := s.Client.ScheduleClient()
+	keep := map[string]bool{}
+	for _, w := range watches {
+		id := MissedPushScheduleID(w.Input.App)
+		keep[id] = true
+		spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: w.Every}}}
+		action := &client.ScheduleWorkflowAction{
+			ID: id, Workflow: MissedPushWorkflow, Args: []any{w.Input}, TaskQueue: TaskQueue,
+			WorkflowRunTimeout: 5 * time.Minute,
+		}
+		_, err := sc.Create(ctx, client.ScheduleOptions{
+			ID: id, Spec: spec, Action: action,
+			// One look at a time; a slow one makes the next wait its turn.
+			Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+			Note:    "drover: deploys " + w.Input.Branch + " heads whose push webhook never arrived",
+		})
+		if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+			err = sc.GetHandle(ctx, id).Update(ctx, client.ScheduleUpdateOptions{
+				DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+					sched := in.Description.Schedule
+					sched.Spec, sched.Action = &spec, action
+					return &client.ScheduleUpdate{Schedule: &sched}, nil
+				},
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("schedule missed-push checks of %s: %w", w.Input.App, err)
+		}
+	}
+	iter, err := sc.List(ctx, client.ScheduleListOptions{PageSize: 100})
+	if err != nil {
+		return fmt.Errorf("list schedules: %w", err)
+	}
+	for iter.HasNext() {
+		e, err := iter.Next()
+		if err != nil {
+			return fmt.Errorf("list schedules: %w", err)
+		}
+		if strings.HasPrefix(e.ID, MissedPushScheduleID("")) && !keep[e.ID] {
+			if err := sc.GetHandle(ctx, e.ID).Delete(ctx); err != nil {
+				return fmt.Errorf("delete schedule %s of a stage no longer configured: %w", e.ID, err)
+			}
+		}
+	}
+	return nil
 }

@@ -9,5 +9,6 @@ func Register(w worker.Registry, acts *Activities) {
 	w.RegisterWorkflow(PromoteWorkflow)
 	w.RegisterWorkflow(RollbackWorkflow)
 	w.RegisterWorkflow(ChangeWorkflow)
+	w.RegisterWorkflow(MissedPushWorkflow)
 	w.RegisterActivity(acts)
 }

@@ -203,6 +203,7 @@ func (d *Dev) Start(ctx context.Context) error {
 		acts.Git = auth
 		acts.CI = &gh.Client{Auth: auth}
 		acts.Reporter = &gh.Client{Auth: auth}
+		acts.Branches = &gh.Client{Auth: auth}
 	}
 	if err := d.reconcile(ctx, acts); err != nil {
 		return err
@@ -222,6 +223,8 @@ func (d *Dev) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("connect to embedded temporal at %s: %w", d.temporal.FrontendAddress(), err)
 	}
+	starter := &workflows.Starter{Client: d.client}
+	acts.Queue = starter
 	d.worker = worker.New(d.client, workflows.TaskQueue, worker.Options{})
 	workflows.Register(d.worker, acts)
 	if err := d.worker.Start(); err != nil {
@@ -231,7 +234,16 @@ func (d *Dev) Start(ctx context.Context) error {
 	gin.SetMode(gin.ReleaseMode)
 	engine := gin.New()
 	engine.Use(gin.Recovery())
-	starter := &workflows.Starter{Client: d.client}
+	// Pushes whose webhook never arrived are caught by reading each
+	// auto-deploy branch from GitHub on a schedule; that needs credentials.
+	watches := workflows.Watches(cfg)
+	if auth == nil {
+		watches = nil
+		d.Logger.Info("missed-push reconciliation is off: it reads branches from GitHub; set github.token_env or github.app_id")
+	}
+	if err := starter.WatchBranches(ctx, watches); err != nil {
+		return err
+	}
 	hooks, err := webhooks.New(cfg, d.Secret, starter, d.store, d.Logger.With("component", "webhooks"))
 	if err != nil {
 		return err
