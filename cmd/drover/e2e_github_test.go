@@ -30,7 +30,7 @@ type gitHubStandIn struct {
 	message  string
 	ci       map[string]string // commit → check run conclusion ("" while running)
 	nextID   int64
-	deploys  map[int64]string   // deployment ID → "sha@environment"
+	deploys  map[int64]string    // deployment ID → "sha@environment"
 	statuses map[string][]string // "sha@environment" → deployment states
 	commit   map[string][]string // sha → "context:state"
 	comments map[int64]string    // comment ID → body
