@@ -54,8 +54,9 @@ func (a *Activities) CheckCI(ctx context.Context, in CheckCIInput) (gh.Verdict, 
 
 // waitForCI waits until the commit's CI passes, re-reading it on every
 // SignalCI and every Poll as a fallback for lost webhooks. It fails on a
-// red check, naming it, and when Timeout passes.
-func waitForCI(ctx workflow.Context, in DeployInput) error {
+// red check, naming it, and when Timeout passes. When the commit had no
+// checks at all it returns a note saying so, for the release to record.
+func waitForCI(ctx workflow.Context, in DeployInput) (string, error) {
 	p := *in.CI
 	if p.Poll <= 0 {
 		p.Poll = 2 * time.Minute
@@ -73,16 +74,18 @@ func waitForCI(ctx workflow.Context, in DeployInput) error {
 	for {
 		var v gh.Verdict
 		if err := workflow.ExecuteActivity(actx, a.CheckCI, CheckCIInput{Repo: in.Repo, Commit: in.Commit, Required: p.RequiredChecks}).Get(ctx, &v); err != nil {
-			return fmt.Errorf("read CI of %s: %w", short(in.Commit), err)
+			return "", fmt.Errorf("read CI of %s: %w", short(in.Commit), err)
 		}
 		waited := workflow.Now(ctx).Sub(start)
 		switch {
 		case v.State == gh.CIFailure:
-			return refuse("CI failed for %s: %s %s", short(in.Commit), v.Failing, v.FailingURL)
-		case v.State == gh.CISuccess && (!v.None || waited >= p.Grace):
-			return nil
+			return "", refuse("CI failed for %s: %s %s", short(in.Commit), v.Failing, v.FailingURL)
+		case v.State == gh.CISuccess && !v.None:
+			return "", nil
+		case v.State == gh.CISuccess && waited >= p.Grace:
+			return fmt.Sprintf("no CI checks or statuses were reported within %s; deployed without CI", p.Grace), nil
 		case waited >= p.Timeout:
-			return refuse("CI of %s did not finish within %s; still waiting on %s", short(in.Commit), p.Timeout, strings.Join(v.Waiting, ", "))
+			return "", refuse("CI of %s did not finish within %s; still waiting on %s", short(in.Commit), p.Timeout, strings.Join(v.Waiting, ", "))
 		}
 		// Wake on news from a webhook, or poll; drain extra signals so a
 		// burst of webhooks costs one read.
@@ -95,7 +98,7 @@ func waitForCI(ctx workflow.Context, in DeployInput) error {
 		sel.Select(ctx)
 		cancel()
 		if newer != "" {
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("superseded by %s while waiting for CI", short(newer)), errSuperseded, nil, newer)
+			return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("superseded by %s while waiting for CI", short(newer)), errSuperseded, nil, newer)
 		}
 		for signals.ReceiveAsync(nil) {
 		}

@@ -3,6 +3,8 @@ package workflows_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -36,28 +38,92 @@ var (
 	none    = gh.Verdict{State: gh.CISuccess, None: true}
 )
 
+// ciStandIn serves GitHub's check runs and combined status for one
+// commit, shaped as GitHub documents them, under an Enterprise base path.
+// Each read of the check runs takes the next step of script (the last one
+// repeats): "running", "success", "failure", "none" (no checks and an
+// empty combined status, which GitHub calls pending), or "ratelimit" (a
+// 403 with GitHub's rate-limit headers).
+type ciStandIn struct {
+	mu     sync.Mutex
+	script []string
+	reads  int
+	step   string
+}
+
+func (c *ciStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !strings.HasPrefix(r.URL.Path, "/api/v3/repos/octo-org/hello/commits/c1/") {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	if strings.HasSuffix(r.URL.Path, "/check-runs") {
+		c.step = c.script[min(c.reads, len(c.script)-1)]
+		c.reads++
+		switch c.step {
+		case "ratelimit":
+			w.Header().Set("X-RateLimit-Limit", "5000")
+			w.Header().Set("X-RateLimit-Remaining", "0")
+			// Reset now: go-github would refuse calls before the reset on
+			// its own, in real time, which the test's workflow clock skips.
+			w.Header().Set("X-RateLimit-Reset", fmt.Sprint(time.Now().Unix()))
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprint(w, `{"message":"API rate limit exceeded for installation ID 1.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}`)
+		case "none":
+			fmt.Fprint(w, `{"total_count":0,"check_runs":[]}`)
+		case "running":
+			fmt.Fprint(w, `{"total_count":1,"check_runs":[{"id":4,"head_sha":"c1","name":"test","status":"in_progress","conclusion":null,"html_url":"https://github.example.com/octo-org/hello/runs/4"}]}`)
+		default:
+			fmt.Fprintf(w, `{"total_count":1,"check_runs":[{"id":4,"head_sha":"c1","name":"test","status":"completed","conclusion":%q,"html_url":"https://github.example.com/octo-org/hello/runs/4"}]}`, c.step)
+		}
+		return
+	}
+	// Actions-only repositories have no statuses: GitHub says "pending".
+	fmt.Fprint(w, `{"state":"pending","statuses":[],"sha":"c1","total_count":0}`)
+}
+
+func (c *ciStandIn) checkReads() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads
+}
+
+// TestWaitForCI drives a deploy's wait for CI through drover's GitHub
+// client against a GitHub API stand-in.
 func TestWaitForCI(t *testing.T) {
 	tests := []struct {
 		name     string
-		verdicts []gh.Verdict
+		script   []string
+		required []string
 		signalAt time.Duration // 0: no webhook arrives
 		ok       bool
 		err      string
+		note     string        // in the release's description
 		maxTime  time.Duration // the deploy must end by then (workflow time)
-		calls    int
+		reads    int
 	}{
-		{"green", []gh.Verdict{green}, 0, true, "", time.Minute, 1},
-		{"red", []gh.Verdict{red}, 0, false, "CI failed for c1: test (failure) https://github.com/o/r/runs/1", time.Minute, 1},
-		{"pending then green by webhook", []gh.Verdict{pending, green}, 30 * time.Second, true, "", 10 * time.Minute, 2},
-		{"pending then green, webhook lost: the poll finds it", []gh.Verdict{pending, green}, 0, true, "", 3 * time.Hour, 2},
-		{"never finishes", []gh.Verdict{pending}, 0, false, "did not finish within 2h0m0s; still waiting on test", 3 * time.Hour, 3},
-		{"no checks at all: passes after the grace period", []gh.Verdict{none}, 0, true, "", 3 * time.Hour, 2},
+		{"green", []string{"success"}, nil, 0, true, "", "", time.Minute, 1},
+		{"red", []string{"failure"}, nil, 0, false, "CI failed for c1: test (failure) https://github.example.com/octo-org/hello/runs/4", "", time.Minute, 1},
+		{"pending then green by webhook", []string{"running", "success"}, nil, 30 * time.Second, true, "", "", 10 * time.Minute, 2},
+		{"pending then green, webhook lost: the poll finds it", []string{"running", "success"}, nil, 0, true, "", "", 3 * time.Hour, 2},
+		{"never finishes", []string{"running"}, nil, 0, false, "did not finish within 2h0m0s; still waiting on test", "", 3 * time.Hour, 3},
+		{"required check never reported", []string{"success"}, []string{"deploy-gate"}, 0, false, "still waiting on deploy-gate (required, not reported yet)", "", 3 * time.Hour, 3},
+		{"rate limited, then green", []string{"ratelimit", "success"}, nil, 0, true, "", "", time.Minute, 2},
+		{"no checks at all: passes after the grace period, and says so", []string{"none"}, nil, 0, true, "", "no CI checks or statuses were reported within 30m0s; deployed without CI", 3 * time.Hour, 2},
+		{"no checks at all, but one is required", []string{"none"}, []string{"test"}, 0, false, "still waiting on test (required, not reported yet)", "", 3 * time.Hour, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
-			ci := &fakeCI{verdicts: tt.verdicts}
-			f.acts.CI = ci
+			stand := &ciStandIn{script: tt.script}
+			srv := httptest.NewServer(stand)
+			defer srv.Close()
+			auth, err := gh.NewTokenAuth(srv.URL+"/api/v3/", "t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.acts.CI = &gh.Client{Auth: auth}
 			env := f.env()
 			env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
 			if tt.signalAt > 0 {
@@ -65,21 +131,27 @@ func TestWaitForCI(t *testing.T) {
 			}
 			start := env.Now()
 			env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
-				Repo: "octo-org/hello", CloneURL: "file:///r", Commit: "c1", Regions: []string{"a"},
-				CI: &workflows.CIPolicy{Timeout: 2 * time.Hour, Poll: time.Hour, Grace: 30 * time.Minute}}})
-			err := env.GetWorkflowError()
+				Repo: "octo-org/hello", CloneURL: "file:///r", Commit: "c1", Regions: []string{"a"}, Description: "push",
+				CI: &workflows.CIPolicy{RequiredChecks: tt.required, Timeout: 2 * time.Hour, Poll: time.Hour, Grace: 30 * time.Minute}}})
+			err = env.GetWorkflowError()
 			if (err == nil) != tt.ok || (tt.err != "" && !strings.Contains(err.Error(), tt.err)) {
 				t.Fatalf("err = %v, want ok=%v %q", err, tt.ok, tt.err)
 			}
 			if took := env.Now().Sub(start); took > tt.maxTime {
 				t.Fatalf("took %v of workflow time, want at most %v", took, tt.maxTime)
 			}
-			if ci.calls != tt.calls {
-				t.Fatalf("CI read %d times, want %d", ci.calls, tt.calls)
+			if got := stand.checkReads(); got != tt.reads {
+				t.Fatalf("check runs read %d times, want %d", got, tt.reads)
 			}
 			rs, _ := f.store.Releases(context.Background(), app, 0)
 			if tt.ok != (len(rs) == 1) {
 				t.Fatalf("%d releases; a deploy whose CI failed makes none", len(rs))
+			}
+			if tt.ok && tt.note != "" && !strings.HasSuffix(rs[0].Description, "; "+tt.note) {
+				t.Fatalf("description = %q; want the note %q", rs[0].Description, tt.note)
+			}
+			if tt.ok && tt.note == "" && rs[0].Description != "push" {
+				t.Fatalf("description = %q", rs[0].Description)
 			}
 		})
 	}

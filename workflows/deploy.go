@@ -78,8 +78,13 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 	if err := workflow.ExecuteActivity(bctx, a.Build, BuildInput{App: in.App, Repo: in.Repo, CloneURL: in.CloneURL, Commit: in.Commit}).Get(ctx, &build); err != nil {
 		return failed(err)
 	}
+	description := in.Description
 	if in.CI != nil {
-		if err := waitForCI(ctx, in); err != nil {
+		note, err := waitForCI(ctx, in)
+		if note != "" {
+			description += "; " + note
+		}
+		if err != nil {
 			if newer, ok := supersededBy(err); ok {
 				return superseded(ctx, in, &deployment, newer, err)
 			}
@@ -88,7 +93,7 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 	}
 	report(ctx, in, &deployment, "in_progress", "releasing "+short(in.Commit), "")
 	res, err := release(ctx, in, CreateReleaseInput{
-		App: in.App, Slug: build.Slug, Commit: in.Commit, Procfile: build.Procfile, Description: in.Description,
+		App: in.App, Slug: build.Slug, Commit: in.Commit, Procfile: build.Procfile, Description: description,
 	}, true)
 	if err != nil {
 		report(ctx, in, &deployment, "failure", res.Reason, "")
