@@ -44,12 +44,17 @@ func (a *Activities) CheckCI(ctx context.Context, in CheckCIInput) (gh.Verdict, 
 		return gh.Verdict{}, refuse("wait_for_ci is set but drover has no GitHub token (github.token_env)")
 	}
 	v, err := a.CI.CIState(ctx, in.Repo, in.Commit, in.Required)
+	return v, retryAfterRateLimit(err)
+}
+
+// retryAfterRateLimit makes GitHub's rate limits retry when GitHub says,
+// not on the retry policy's schedule.
+func retryAfterRateLimit(err error) error {
 	var rl *gh.RateLimited
 	if errors.As(err, &rl) {
-		// Retried when GitHub says, not on the policy's schedule.
-		return v, temporal.NewApplicationErrorWithOptions(err.Error(), "RateLimited", temporal.ApplicationErrorOptions{NextRetryDelay: rl.Wait, Cause: err})
+		return temporal.NewApplicationErrorWithOptions(err.Error(), "RateLimited", temporal.ApplicationErrorOptions{NextRetryDelay: rl.Wait, Cause: err})
 	}
-	return v, err
+	return err
 }
 
 // waitForCI waits until the commit's CI passes, re-reading it on every

@@ -68,11 +68,7 @@ func (a *Activities) BranchHead(ctx context.Context, in BranchHeadInput) (gh.Hea
 		return gh.Head{}, refuse("missed-push reconciliation needs GitHub credentials (github.token_env or github.app_id)")
 	}
 	h, err := a.Branches.BranchHead(ctx, in.Repo, in.Branch)
-	var rl *gh.RateLimited
-	if errors.As(err, &rl) {
-		return h, temporal.NewApplicationErrorWithOptions(err.Error(), "RateLimited", temporal.ApplicationErrorOptions{NextRetryDelay: rl.Wait, Cause: err})
-	}
-	return h, err
+	return h, retryAfterRateLimit(err)
 }
 
 // CommitKnownInput names a commit of an app.

@@ -34,6 +34,11 @@ type ReportInput struct {
 // commit status, creating the deployment first when needed. Without a
 // Reporter (no GitHub token) it does nothing.
 func (a *Activities) Report(ctx context.Context, in ReportInput) (int64, error) {
+	id, err := a.report(ctx, in)
+	return id, retryAfterRateLimit(err)
+}
+
+func (a *Activities) report(ctx context.Context, in ReportInput) (int64, error) {
 	if a.Reporter == nil {
 		return 0, nil
 	}
