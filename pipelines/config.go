@@ -126,7 +126,34 @@ type Stage struct {
 	// ReconcileInterval is how often an auto-deploy stage's branch head is
 	// read from GitHub to catch a push whose webhook never arrived.
 	ReconcileInterval string `yaml:"reconcile_interval"`
+
+	// The review stage's settings: it has no app of its own, but one app
+	// per open pull request, named ReviewAppName(pipeline, number).
+
+	// TTL destroys a review app that had no deploy for that long.
+	TTL string `yaml:"ttl"`
+	// ConfigFrom names the stage whose app's config vars a new review app
+	// starts with.
+	ConfigFrom string `yaml:"config_from"`
+	// DeployDrafts deploys draft pull requests too; by default they wait
+	// for ready_for_review.
+	DeployDrafts bool `yaml:"deploy_drafts"`
+	// MaxApps caps the pipeline's review apps (0: no cap); opening one more
+	// destroys the one idle longest.
+	MaxApps int `yaml:"max_apps"`
+	// URL is where a review app answers, with {app} for its name, e.g.
+	// https://{app}.review.example.com; by default the region's own URL.
+	URL string `yaml:"url"`
 }
+
+// DefaultReviewTTL is how long a review app lives without a deploy.
+const DefaultReviewTTL = 72 * time.Hour
+
+// ReviewTTL returns how long a review app may go without a deploy.
+func (s Stage) ReviewTTL() time.Duration { return durationOr(s.TTL, DefaultReviewTTL) }
+
+// ReviewURL returns app's URL from the stage's url pattern, or "".
+func (s Stage) ReviewURL(app string) string { return strings.ReplaceAll(s.URL, "{app}", app) }
 
 // DefaultReconcileInterval is how often a stage's branch is checked for
 // missed pushes.
@@ -262,14 +289,41 @@ func LoadConfig(path string) (*Config, error) {
 
 // JobTemplate returns the job template of app's stage, if it has one.
 func (c *Config) JobTemplate(app string) []byte {
-	for _, p := range c.Pipelines {
-		for _, s := range p.Stages {
-			if s.App == app {
-				return s.JobTemplateData
+	if _, st, ok := c.StageOfApp(app); ok {
+		return st.JobTemplateData
+	}
+	return nil
+}
+
+// reviewAppRE matches a review app's name and captures its pipeline.
+var reviewAppRE = regexp.MustCompile(`^([a-z0-9-]+)-pr-[1-9][0-9]*$`)
+
+// StageOfApp returns the pipeline and stage that deploy to app: the stage
+// naming it, or the review stage for a review app's name.
+func (c *Config) StageOfApp(app string) (Pipeline, Stage, bool) {
+	for _, pname := range sortedKeys(c.Pipelines) {
+		p := c.Pipelines[pname]
+		for _, sname := range sortedKeys(p.Stages) {
+			if s := p.Stages[sname]; s.App != "" && s.App == app {
+				return p, s, true
 			}
 		}
 	}
-	return nil
+	if m := reviewAppRE.FindStringSubmatch(app); m != nil {
+		for _, pname := range sortedKeys(c.Pipelines) {
+			p := c.Pipelines[pname]
+			st, ok := p.Stages[StageReview]
+			if !ok {
+				continue
+			}
+			var n int
+			fmt.Sscanf(app[strings.LastIndex(app, "-pr-")+4:], "%d", &n)
+			if ReviewAppName(pname, n) == app {
+				return p, st, true
+			}
+		}
+	}
+	return Pipeline{}, Stage{}, false
 }
 
 type rawConfig struct {
@@ -348,6 +402,67 @@ var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 var repoRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
+
+// validateReview checks the review stage's own keys, and that no other
+// stage uses them.
+func (c *Config) validateReview(p Pipeline, sname string, s Stage, bad func(key, format string, args ...any) error) error {
+	skey := "pipelines." + p.Name + ".stages." + sname
+	if sname != StageReview {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"ttl", s.TTL != ""}, {"config_from", s.ConfigFrom != ""}, {"deploy_drafts", s.DeployDrafts}, {"max_apps", s.MaxApps != 0}, {"url", s.URL != ""}} {
+			if k.set {
+				return bad(skey+"."+k.key, "only the review stage has %s", k.key)
+			}
+		}
+		return nil
+	}
+	switch {
+	case s.App != "":
+		return bad(skey+".app", "the review stage makes one app per pull request (%s); remove app", ReviewAppName(p.Name, 42))
+	case s.Branch != "":
+		return bad(skey+".branch", "review apps deploy pull requests, not a branch; remove branch")
+	case s.RequireApproval:
+		return bad(skey+".require_approval", "review apps deploy without approval")
+	case s.MaxApps < 0:
+		return bad(skey+".max_apps", "must be 0 (no cap) or more")
+	case s.URL != "" && !strings.Contains(s.URL, "{app}"):
+		return bad(skey+".url", "%q has no {app}; review apps need one URL each, like https://{app}.review.example.com", s.URL)
+	}
+	if d, err := time.ParseDuration(s.TTL); s.TTL != "" && (err != nil || d <= 0) {
+		return bad(skey+".ttl", "%q is not a positive duration like 72h", s.TTL)
+	}
+	if s.ConfigFrom != "" {
+		if _, ok := p.Stages[s.ConfigFrom]; !ok || s.ConfigFrom == StageReview {
+			return bad(skey+".config_from", "unknown stage %q; want staging or production of this pipeline", s.ConfigFrom)
+		}
+	}
+	return nil
+}
+
+// ReviewAppName is the app of pull request number in pipeline:
+// <pipeline>-pr-<number>. It is a valid Nomad job ID and DNS label: a long
+// pipeline name is cut so the name stays within 63 characters.
+func ReviewAppName(pipeline string, number int) string {
+	suffix := fmt.Sprintf("-pr-%d", number)
+	if len(pipeline)+len(suffix) > 63 {
+		pipeline = strings.TrimRight(pipeline[:63-len(suffix)], "-")
+	}
+	return pipeline + suffix
+}
+
+// ReviewStage returns the pipeline of repo and its review stage, if it
+// has one. Repository names compare case-insensitively.
+func (c *Config) ReviewStage(repo string) (Pipeline, Stage, bool) {
+	for _, pname := range sortedKeys(c.Pipelines) {
+		p := c.Pipelines[pname]
+		if st, ok := p.Stages[StageReview]; ok && strings.EqualFold(p.Repo, repo) {
+			return p, st, true
+		}
+	}
+	return Pipeline{}, Stage{}, false
+}
 
 // ValidName reports whether s can name an app, a region or a pipeline.
 func ValidName(s string) bool { return nameRE.MatchString(s) }
@@ -440,8 +555,24 @@ func (c *Config) validate() error {
 		for _, sname := range sortedKeys(p.Stages) {
 			s := p.Stages[sname]
 			skey := key + ".stages." + sname
-			if sname != StageStaging && sname != StageProduction {
-				return bad(skey, "unknown stage; want %s or %s", StageStaging, StageProduction)
+			if sname != StageStaging && sname != StageProduction && sname != StageReview {
+				return bad(skey, "unknown stage; want %s, %s or %s", StageReview, StageStaging, StageProduction)
+			}
+			if err := c.validateReview(p, sname, s, bad); err != nil {
+				return err
+			}
+			if sname == StageReview {
+				// Its apps are made per pull request; what follows is
+				// about a stage's one app.
+				if len(s.Regions) == 0 {
+					return bad(skey+".regions", "missing; want a list of region names")
+				}
+				for i, r := range s.Regions {
+					if _, ok := c.Regions[r]; !ok {
+						return bad(fmt.Sprintf("%s.regions[%d]", skey, i), "unknown region %q; define it under regions", r)
+					}
+				}
+				continue
 			}
 			if s.App == "" {
 				return bad(skey+".app", "missing")
@@ -576,23 +707,25 @@ func (c *Config) StageForPush(repo, branch string) (Pipeline, Stage, bool) {
 	return Pipeline{}, Stage{}, false
 }
 
-// App returns the app of that name; ErrNotFound if no stage deploys to it.
+// App returns the app of that name, a stage's or a review app; ErrNotFound
+// if no stage deploys to it.
 func (c *Config) App(name string) (App, error) {
-	for _, p := range c.Pipelines {
-		for _, s := range p.Stages {
-			if s.App == name {
-				return App{Name: s.App, Pipeline: p.Name, Stage: s.Name, Repo: p.Repo, Branch: s.Branch, Regions: s.Regions}, nil
-			}
-		}
+	p, s, ok := c.StageOfApp(name)
+	if !ok {
+		return App{}, fmt.Errorf("app %q: %w", name, ErrNotFound)
 	}
-	return App{}, fmt.Errorf("app %q: %w", name, ErrNotFound)
+	return App{Name: name, Pipeline: p.Name, Stage: s.Name, Repo: p.Repo, Branch: s.Branch, Regions: s.Regions}, nil
 }
 
-// Apps returns every configured app, sorted by name.
+// Apps returns every stage's app, sorted by name; review apps come and go
+// with pull requests and are in the ledger, not here.
 func (c *Config) Apps() []App {
 	var out []App
 	for _, p := range c.Pipelines {
 		for _, s := range p.Stages {
+			if s.App == "" {
+				continue
+			}
 			out = append(out, App{Name: s.App, Pipeline: p.Name, Stage: s.Name, Repo: p.Repo, Branch: s.Branch, Regions: s.Regions})
 		}
 	}

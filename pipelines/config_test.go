@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drover/drover/pipelines"
 )
@@ -127,6 +128,15 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad api url", "github: { api_url: github.example.com }\n", `github.api_url: "github.example.com" is not an http(s) URL`},
 		{"bad reconcile interval", base + "      staging: { app: x, branch: main, regions: [a], reconcile_interval: often }\n", `pipelines.p.stages.staging.reconcile_interval: "often" is not a positive duration like 2m`},
 		{"reconcile without branch", base + "      production: { app: x, regions: [a], reconcile_interval: 1m }\n", "pipelines.p.stages.production.reconcile_interval: only a stage with a branch"},
+		{"review with app", base + "      review: { app: x, regions: [a] }\n", "pipelines.p.stages.review.app: the review stage makes one app per pull request (p-pr-42)"},
+		{"review with branch", base + "      review: { branch: dev, regions: [a] }\n", "pipelines.p.stages.review.branch: review apps deploy pull requests"},
+		{"review without regions", base + "      review: { ttl: 1h }\n", "pipelines.p.stages.review.regions: missing"},
+		{"review unknown region", base + "      review: { regions: [eu] }\n", `pipelines.p.stages.review.regions[0]: unknown region "eu"`},
+		{"review bad ttl", base + "      review: { regions: [a], ttl: 3d }\n", `pipelines.p.stages.review.ttl: "3d" is not a positive duration like 72h`},
+		{"review config_from unknown", base + "      review: { regions: [a], config_from: staging }\n", `pipelines.p.stages.review.config_from: unknown stage "staging"`},
+		{"review url without app", base + "      review: { regions: [a], url: 'https://review.example.com' }\n", `pipelines.p.stages.review.url: "https://review.example.com" has no {app}`},
+		{"review negative max_apps", base + "      review: { regions: [a], max_apps: -1 }\n", "pipelines.p.stages.review.max_apps: must be 0"},
+		{"ttl on staging", base + "      staging: { app: x, regions: [a], ttl: 1h }\n", "pipelines.p.stages.staging.ttl: only the review stage has ttl"},
 		{"two secrets", "github: { webhook_secret: a, webhook_secret_env: B }\n", "github: set webhook_secret or webhook_secret_env, not both"},
 	}
 	for _, tt := range tests {
@@ -219,6 +229,59 @@ func TestLoadConfigJobTemplate(t *testing.T) {
 	os.WriteFile(path, []byte(fmt.Sprintf(cfg, "missing.hcl")), 0o644)
 	if _, err := pipelines.LoadConfig(path); err == nil || !strings.Contains(err.Error(), "pipelines.p.stages.staging.job_template") {
 		t.Fatalf("missing template: %v, want the key named", err)
+	}
+}
+
+func TestReviewStageConfig(t *testing.T) {
+	yaml := `regions:
+  local-a: { driver: local }
+pipelines:
+  hello:
+    repo: octo-org/hello
+    stages: { review: { regions: [local-a], ttl: 72h, config_from: staging, wait_for_ci: false, max_apps: 3, url: 'https://{app}.review.example.com' }, staging: { app: hello-staging, branch: main, regions: [local-a] }, production: { app: hello, regions: [local-a] } }
+`
+	c, err := pipelines.ParseConfig("drover.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, st, ok := c.ReviewStage("Octo-Org/Hello")
+	if !ok || p.Name != "hello" || st.ReviewTTL() != 72*time.Hour || st.ConfigFrom != "staging" || st.MaxApps != 3 {
+		t.Fatalf("review stage = %+v %v", st, ok)
+	}
+	if got := st.ReviewURL("hello-pr-42"); got != "https://hello-pr-42.review.example.com" {
+		t.Fatalf("url = %s", got)
+	}
+	app, err := c.App("hello-pr-42")
+	if err != nil || app.Pipeline != "hello" || app.Stage != pipelines.StageReview || app.Regions[0] != "local-a" {
+		t.Fatalf("App(hello-pr-42) = %+v, %v", app, err)
+	}
+	for _, name := range []string{"hello-pr-0", "hello-pr-x", "other-pr-1", "hello-pr-"} {
+		if _, err := c.App(name); err == nil {
+			t.Errorf("App(%q) found an app", name)
+		}
+	}
+	for _, a := range c.Apps() {
+		if a.Name == "" {
+			t.Fatal("the review stage has no app of its own")
+		}
+	}
+}
+
+func TestReviewAppName(t *testing.T) {
+	tests := []struct {
+		pipeline string
+		number   int
+		want     string
+	}{
+		{"hello", 42, "hello-pr-42"},
+		{strings.Repeat("a", 60), 12345, strings.Repeat("a", 54) + "-pr-12345"},
+		{strings.Repeat("ab-", 20), 7, strings.TrimRight(strings.Repeat("ab-", 20)[:58], "-") + "-pr-7"},
+	}
+	for _, tt := range tests {
+		got := pipelines.ReviewAppName(tt.pipeline, tt.number)
+		if got != tt.want || !pipelines.ValidName(got) {
+			t.Errorf("ReviewAppName(%q, %d) = %q (valid %v), want %q", tt.pipeline, tt.number, got, pipelines.ValidName(got), tt.want)
+		}
 	}
 }
 
