@@ -83,6 +83,18 @@ type Store interface {
 	// kept for good; a failed one is replaced by the next build of it.
 	RecordBuild(ctx context.Context, b Build) error
 
+	// PutReviewApp records a review app, creating it (again, if it was
+	// destroyed) or updating its title, branch, commit, URL and deploy time.
+	PutReviewApp(ctx context.Context, r pipelines.ReviewApp) error
+	// ReviewApp returns the review app named app, live or destroyed.
+	ReviewApp(ctx context.Context, app string) (pipelines.ReviewApp, error)
+	// ReviewApps returns pipeline's live review apps, by PR number.
+	ReviewApps(ctx context.Context, pipeline string) ([]pipelines.ReviewApp, error)
+	// DestroyReviewApp marks a review app destroyed with the reason, and
+	// deletes its config vars and its entry among the apps. Its releases
+	// stay in the ledger. Destroying it again changes nothing.
+	DestroyReviewApp(ctx context.Context, app, reason string) error
+
 	// RecordDelivery notes a webhook delivery ID and reports whether it was new.
 	RecordDelivery(ctx context.Context, id, event string) (bool, error)
 	// ForgetDelivery removes a delivery ID whose work could not be started,

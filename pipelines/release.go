@@ -118,3 +118,34 @@ type ConfigVars struct {
 	Version int               `json:"version"`
 	Vars    map[string]string `json:"vars"`
 }
+
+// ReviewApp is the app of one pull request: made when the pull request
+// opens, redeployed on each push to it, destroyed when it closes or sits
+// idle past the review stage's TTL.
+type ReviewApp struct {
+	App      string `json:"app"`
+	Pipeline string `json:"pipeline"`
+	Repo     string `json:"repo"`
+	PR       int    `json:"pr"`
+	Title    string `json:"title,omitempty"`
+	Branch   string `json:"branch,omitempty"`
+	// Commit is the deployed commit, once one is.
+	Commit string `json:"commit,omitempty"`
+	URL    string `json:"url,omitempty"`
+	// Fork is true for a pull request from another repository, which is
+	// deployed only on purpose.
+	Fork       bool       `json:"fork,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	DeployedAt *time.Time `json:"deployed_at,omitempty"`
+	// DestroyedAt and Reason say when and why it was destroyed.
+	DestroyedAt *time.Time `json:"destroyed_at,omitempty"`
+	Reason      string     `json:"reason,omitempty"`
+}
+
+// LastActive is when the review app last deployed, or was made.
+func (r ReviewApp) LastActive() time.Time {
+	if r.DeployedAt != nil {
+		return *r.DeployedAt
+	}
+	return r.CreatedAt
+}

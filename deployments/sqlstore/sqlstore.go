@@ -151,6 +151,22 @@ CREATE TABLE IF NOT EXISTS builds (
 	created_at TIMESTAMP NOT NULL,
 	PRIMARY KEY (repo, commit_sha)
 );
+CREATE TABLE IF NOT EXISTS review_apps (
+	app          TEXT PRIMARY KEY,
+	pipeline     TEXT NOT NULL,
+	repo         TEXT NOT NULL,
+	pr           INTEGER NOT NULL,
+	title        TEXT NOT NULL,
+	branch       TEXT NOT NULL,
+	commit_sha   TEXT NOT NULL,
+	url          TEXT NOT NULL,
+	fork         BOOLEAN NOT NULL,
+	created_at   TIMESTAMP NOT NULL,
+	deployed_at  TIMESTAMP NULL,
+	destroyed_at TIMESTAMP NULL,
+	reason       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS review_apps_pipeline ON review_apps (pipeline);
 CREATE TABLE IF NOT EXISTS deliveries (
 	id          TEXT PRIMARY KEY,
 	event       TEXT NOT NULL,

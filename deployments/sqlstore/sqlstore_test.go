@@ -294,3 +294,77 @@ func testConfigVarsSealed(t *testing.T, open func() *sqlstore.Store) {
 		t.Fatalf("wrong key: %v, want ErrUnseal", err)
 	}
 }
+
+func TestReviewApps(t *testing.T) { backends(t, testReviewApps) }
+
+func testReviewApps(t *testing.T, open func() *sqlstore.Store) {
+	ctx := context.Background()
+	s := open()
+	at := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	pr42 := pipelines.ReviewApp{App: "hello-pr-42", Pipeline: "hello", Repo: "octo-org/hello", PR: 42, Title: "Add login", Branch: "login"}
+	if err := s.PutReviewApp(ctx, pr42); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutReviewApp(ctx, pipelines.ReviewApp{App: "hello-pr-7", Pipeline: "hello", Repo: "octo-org/hello", PR: 7, Fork: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SyncApp(ctx, pipelines.App{Name: "hello-pr-42", Pipeline: "hello", Stage: "review", Repo: "octo-org/hello", Regions: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetConfigVars(ctx, "hello-pr-42", map[string]string{"SECRET_KEY_BASE": "generated"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A deploy records its commit, URL and time.
+	pr42.Commit, pr42.URL, pr42.DeployedAt = "c1", "http://127.0.0.1:4000", &at
+	if err := s.PutReviewApp(ctx, pr42); err != nil {
+		t.Fatal(err)
+	}
+	s = open() // survives a restart
+	got, err := s.ReviewApp(ctx, "hello-pr-42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Commit != "c1" || got.URL != "http://127.0.0.1:4000" || got.DeployedAt == nil || !got.DeployedAt.Equal(at) ||
+		got.CreatedAt.IsZero() || got.DestroyedAt != nil || got.Title != "Add login" || !got.LastActive().Equal(at) {
+		t.Fatalf("review app = %+v", got)
+	}
+	list, err := s.ReviewApps(ctx, "hello")
+	if err != nil || len(list) != 2 || list[0].PR != 7 || !list[0].Fork || list[1].PR != 42 {
+		t.Fatalf("ReviewApps = %+v, %v", list, err)
+	}
+	if list, _ := s.ReviewApps(ctx, "other"); len(list) != 0 {
+		t.Fatalf("another pipeline's review apps = %+v", list)
+	}
+
+	// Destroying keeps the record, drops its config and its app entry.
+	if err := s.DestroyReviewApp(ctx, "hello-pr-42", "pull request closed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DestroyReviewApp(ctx, "hello-pr-42", "again"); err != nil {
+		t.Fatalf("destroying twice: %v", err)
+	}
+	got, _ = s.ReviewApp(ctx, "hello-pr-42")
+	if got.DestroyedAt == nil || got.Reason != "pull request closed" {
+		t.Fatalf("destroyed review app = %+v", got)
+	}
+	if cv, _ := s.ConfigVars(ctx, "hello-pr-42"); len(cv.Vars) != 0 {
+		t.Fatalf("config of a destroyed review app = %v", cv.Vars)
+	}
+	if _, err := s.App(ctx, "hello-pr-42"); !errors.Is(err, pipelines.ErrNotFound) {
+		t.Fatalf("app of a destroyed review app: %v", err)
+	}
+	if list, _ := s.ReviewApps(ctx, "hello"); len(list) != 1 || list[0].PR != 7 {
+		t.Fatalf("live review apps = %+v", list)
+	}
+	if err := s.DestroyReviewApp(ctx, "hello-pr-9", "x"); !errors.Is(err, pipelines.ErrNotFound) {
+		t.Fatalf("destroying an unknown review app: %v", err)
+	}
+	// Reopened: made again, live, with no deploy yet.
+	if err := s.PutReviewApp(ctx, pipelines.ReviewApp{App: "hello-pr-42", Pipeline: "hello", Repo: "octo-org/hello", PR: 42}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.ReviewApp(ctx, "hello-pr-42")
+	if got.DestroyedAt != nil || got.Reason != "" || got.DeployedAt != nil {
+		t.Fatalf("reopened review app = %+v", got)
+	}
+}
