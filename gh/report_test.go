@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -71,5 +72,77 @@ func TestReportingSpeaksGitHubsAPI(t *testing.T) {
 	got = nil
 	if id, err := c.StartDeployment(ctx, "octo-org/hello", "abc", "staging", "push", 3); err != nil || id != 42 || len(got) != 0 {
 		t.Fatalf("retried StartDeployment = %d, %v, requests %v", id, err, got)
+	}
+}
+
+// TestUpsertCommentEditsItsOwnComment: drover keeps one comment per review
+// app, found by its marker among others' comments (on the second page),
+// edited on every deploy, and made again if someone deleted it.
+func TestUpsertCommentEditsItsOwnComment(t *testing.T) {
+	var mu sync.Mutex
+	comments := map[int64]string{1: "LGTM", 2: "nit: typo"}
+	next := int64(10)
+	var calls []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, r.Method)
+		var body map[string]string
+		json.NewDecoder(r.Body).Decode(&body)
+		switch {
+		case r.Method == "GET" && r.URL.Path == "/api/v3/repos/octo-org/hello/issues/42/comments":
+			// One comment per page, to exercise pagination.
+			page := 1
+			fmt.Sscan(r.URL.Query().Get("page"), &page)
+			var ids []int64
+			for id := range comments {
+				ids = append(ids, id)
+			}
+			sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+			if page < len(ids) {
+				w.Header().Set("Link", fmt.Sprintf(`<http://%s%s?page=%d>; rel="next"`, r.Host, r.URL.Path, page+1))
+			}
+			if page <= len(ids) {
+				fmt.Fprintf(w, `[{"id":%d,"body":%q}]`, ids[page-1], comments[ids[page-1]])
+				return
+			}
+			fmt.Fprint(w, `[]`)
+		case r.Method == "POST" && r.URL.Path == "/api/v3/repos/octo-org/hello/issues/42/comments":
+			next++
+			comments[next] = body["body"]
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprintf(w, `{"id":%d}`, next)
+		case r.Method == "PATCH" && strings.HasPrefix(r.URL.Path, "/api/v3/repos/octo-org/hello/issues/comments/"):
+			var id int64
+			fmt.Sscan(strings.TrimPrefix(r.URL.Path, "/api/v3/repos/octo-org/hello/issues/comments/"), &id)
+			if _, ok := comments[id]; !ok {
+				w.WriteHeader(http.StatusNotFound)
+				fmt.Fprint(w, `{"message":"Not Found"}`)
+				return
+			}
+			comments[id] = body["body"]
+			fmt.Fprintf(w, `{"id":%d}`, id)
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL.Path)
+		}
+	}))
+	defer srv.Close()
+	auth, _ := gh.NewTokenAuth(srv.URL+"/api/v3/", "t")
+	c := &gh.Client{Auth: auth}
+	ctx := context.Background()
+	id, err := c.UpsertComment(ctx, "octo-org/hello", 42, "hello-pr-42", "deployed v1", 0)
+	if err != nil || id != 11 {
+		t.Fatalf("first comment = %d, %v", id, err)
+	}
+	// Found by its marker (after the others, on the third page) and edited.
+	id, err = c.UpsertComment(ctx, "octo-org/hello", 42, "hello-pr-42", "deployed v2", 0)
+	if err != nil || id != 11 || len(comments) != 3 || !strings.HasSuffix(comments[11], "\ndeployed v2") || !strings.HasPrefix(comments[11], gh.CommentMarker("hello-pr-42")) {
+		t.Fatalf("second = %d, %v; comments %v", id, err, comments)
+	}
+	// Deleted by someone: made again.
+	delete(comments, 11)
+	id, err = c.UpsertComment(ctx, "octo-org/hello", 42, "hello-pr-42", "deployed v3", 11)
+	if err != nil || id != 12 || comments[12] == "" {
+		t.Fatalf("after deletion = %d, %v", id, err)
 	}
 }
