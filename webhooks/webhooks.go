@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/go-github/v60/github"
 
+	"github.com/drover/drover/gh"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/workflows"
 )
@@ -28,6 +29,12 @@ type Deployer interface {
 	// SignalCI tells the deploy of commit to app, if one waits for CI,
 	// that the commit's checks changed; it reports whether one was waiting.
 	SignalCI(ctx context.Context, app, commit string) (bool, error)
+	// ReviewEvent hands a pull request event to its review app's
+	// workflow, starting it if needed.
+	ReviewEvent(ctx context.Context, start workflows.ReviewInput, ev workflows.PREvent) error
+	// ReviewClose tells a pull request's review app workflow, if one
+	// runs, to destroy the app.
+	ReviewClose(ctx context.Context, repo string, number int, ev workflows.PREvent) (bool, error)
 }
 
 // Deliveries remembers webhook delivery IDs so a redelivery is answered
@@ -106,6 +113,8 @@ func (h *Handler) Serve(c *gin.Context) {
 			return
 		}
 		h.push(c, log, delivery, &ev)
+	case "pull_request":
+		h.pullRequest(c, log, delivery, payload)
 	case "check_suite", "check_run", "status", "workflow_run":
 		h.ci(c, log, event, payload)
 	default:
@@ -151,33 +160,109 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 		return
 	}
 	out := answer{App: stage.App, Commit: commit, Operation: workflows.DeployWorkflowID(stage.App, commit)}
-	if delivery != "" && h.deliveries != nil {
-		fresh, err := h.deliveries.RecordDelivery(c.Request.Context(), delivery, "push")
-		if err != nil {
-			log.Error("record delivery", "error", err)
-			c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not record the delivery; redeliver it"})
-			return
-		}
-		if !fresh {
-			out.Status, out.Message = "duplicate", "delivery "+delivery+" was already received; nothing started"
-			c.JSON(http.StatusOK, out)
-			return
-		}
+	if !h.fresh(c, log, delivery, "push", &out) {
+		return
 	}
 	req := workflows.StageRequest(pipeline, stage, ev.GetRepo().GetCloneURL(), commit, describe(ev, branch))
 	if err := h.deployer.Deploy(c.Request.Context(), stage.App, req); err != nil {
 		log.Error("queue deploy", "app", stage.App, "commit", commit, "error", err)
-		if delivery != "" && h.deliveries != nil {
-			if ferr := h.deliveries.ForgetDelivery(context.WithoutCancel(c.Request.Context()), delivery); ferr != nil {
-				log.Error("forget delivery", "error", ferr)
-			}
-		}
+		h.forget(c, log, delivery)
 		c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not queue the deploy; redeliver the webhook once drover's worker is back"})
 		return
 	}
 	log.Info("deploy queued", "app", stage.App, "commit", commit, "pipeline", pipeline.Name, "stage", stage.Name)
 	out.Status = "accepted"
 	c.JSON(http.StatusAccepted, out)
+}
+
+// pullRequest turns pull_request events of a repository whose pipeline has
+// a review stage into events for the pull request's review app workflow.
+func (h *Handler) pullRequest(c *gin.Context, log *slog.Logger, delivery string, payload []byte) {
+	ev, err := github.ParseWebHook("pull_request", payload)
+	pre, ok := ev.(*github.PullRequestEvent)
+	if err != nil || !ok || pre.GetRepo().GetFullName() == "" || pre.GetPullRequest().GetNumber() == 0 {
+		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: fmt.Sprintf("parse pull_request payload: no repository or pull request number (%v)", err)})
+		return
+	}
+	repo, number, action := pre.GetRepo().GetFullName(), pre.GetPullRequest().GetNumber(), pre.GetAction()
+	pipeline, stage, ok := h.config.ReviewStage(repo)
+	if !ok {
+		c.JSON(http.StatusOK, answer{Status: "ignored", Message: "no pipeline of " + repo + " has a review stage"})
+		return
+	}
+	start := workflows.ReviewStart(pipeline, stage, number)
+	out := answer{App: start.App, Commit: pre.GetPullRequest().GetHead().GetSHA(), Operation: workflows.ReviewWorkflowID(repo, number)}
+	pr := gh.FromPullRequest(pre.GetPullRequest())
+	switch action {
+	case workflows.PROpened, workflows.PRReopened, workflows.PRSynchronize, workflows.PRReadyForReview:
+		if pr.Head == "" || pr.CloneURL == "" {
+			c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: "pull_request payload has no pull_request.head.sha or head.repo.clone_url"})
+			return
+		}
+		if !h.fresh(c, log, delivery, "pull_request", &out) {
+			return
+		}
+		if err := h.deployer.ReviewEvent(c.Request.Context(), start, workflows.PREvent{Action: action, PR: pr}); err != nil {
+			log.Error("hand pull request to its review app", "app", start.App, "error", err)
+			h.forget(c, log, delivery)
+			c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not reach the review app's workflow; redeliver the webhook once drover's worker is back"})
+			return
+		}
+		log.Info("review app event", "app", start.App, "action", action, "commit", pr.Head)
+		out.Status = "accepted"
+		c.JSON(http.StatusAccepted, out)
+	case workflows.PRClosed:
+		why := "the pull request was closed"
+		if pre.GetPullRequest().GetMerged() {
+			why = "the pull request was merged"
+		}
+		running, err := h.deployer.ReviewClose(c.Request.Context(), repo, number, workflows.PREvent{Action: action, PR: pr, Reason: why})
+		if err != nil {
+			log.Error("close review app", "app", start.App, "error", err)
+			c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not reach the review app's workflow; redeliver the webhook"})
+			return
+		}
+		if !running {
+			out.Status, out.Message = "ignored", "pull request #"+fmt.Sprint(number)+" has no review app"
+			c.JSON(http.StatusOK, out)
+			return
+		}
+		out.Status, out.Message = "accepted", "destroying "+start.App
+		c.JSON(http.StatusAccepted, out)
+	default:
+		c.JSON(http.StatusOK, answer{Status: "ignored", App: start.App, Message: fmt.Sprintf("drover does not act on pull_request %q", action)})
+	}
+}
+
+// fresh records a delivery and reports whether it is new; a redelivery is
+// answered here.
+func (h *Handler) fresh(c *gin.Context, log *slog.Logger, delivery, event string, out *answer) bool {
+	if delivery == "" || h.deliveries == nil {
+		return true
+	}
+	fresh, err := h.deliveries.RecordDelivery(c.Request.Context(), delivery, event)
+	if err != nil {
+		log.Error("record delivery", "error", err)
+		c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not record the delivery; redeliver it"})
+		return false
+	}
+	if !fresh {
+		out.Status, out.Message = "duplicate", "delivery "+delivery+" was already received; nothing started"
+		c.JSON(http.StatusOK, *out)
+		return false
+	}
+	return true
+}
+
+// forget drops a delivery whose work could not start, so GitHub's
+// redelivery of it is acted on.
+func (h *Handler) forget(c *gin.Context, log *slog.Logger, delivery string) {
+	if delivery == "" || h.deliveries == nil {
+		return
+	}
+	if err := h.deliveries.ForgetDelivery(context.WithoutCancel(c.Request.Context()), delivery); err != nil {
+		log.Error("forget delivery", "error", err)
+	}
 }
 
 // ci turns CI webhooks into signals for the deploys waiting on that commit,

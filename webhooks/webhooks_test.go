@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -71,6 +72,10 @@ type fakeDeployer struct {
 	// waiting are the app/commit pairs with a deploy waiting for CI.
 	waiting map[string]bool
 	signals []string
+	// reviews are the pull request events handed to review apps, and
+	// running the review app workflows started.
+	reviews []review
+	running map[string]bool
 }
 
 func (d *fakeDeployer) SignalCI(ctx context.Context, app, commit string) (bool, error) {
@@ -91,6 +96,35 @@ func (d *fakeDeployer) Deploy(ctx context.Context, app string, req workflows.Dep
 	}
 	d.calls = append(d.calls, call{app, req})
 	return nil
+}
+
+func (d *fakeDeployer) ReviewEvent(ctx context.Context, start workflows.ReviewInput, ev workflows.PREvent) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err != nil {
+		return d.err
+	}
+	d.reviews = append(d.reviews, review{start, ev})
+	if d.running == nil {
+		d.running = map[string]bool{}
+	}
+	d.running[workflows.ReviewWorkflowID(start.Stage.Request.Repo, start.Number)] = true
+	return nil
+}
+
+func (d *fakeDeployer) ReviewClose(ctx context.Context, repo string, number int, ev workflows.PREvent) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.running[workflows.ReviewWorkflowID(repo, number)] {
+		return false, nil
+	}
+	d.reviews = append(d.reviews, review{workflows.ReviewInput{Number: number}, ev})
+	return true, nil
+}
+
+type review struct {
+	start workflows.ReviewInput
+	ev    workflows.PREvent
 }
 
 type memDeliveries struct {
@@ -338,5 +372,100 @@ func BenchmarkServePush(b *testing.B) {
 		if w := s.send("push", "bench-"+strconv.Itoa(i), push, sig); w.Code != http.StatusAccepted {
 			b.Fatalf("status %d", w.Code)
 		}
+	}
+}
+
+// TestPullRequestWebhooksDriveReviewApps sends GitHub's real pull_request
+// payloads (opened, synchronize, reopened, closed), signed, and checks
+// what reaches the review app's workflow.
+func TestPullRequestWebhooksDriveReviewApps(t *testing.T) {
+	cfg, err := pipelines.ParseConfig("drover.yaml", []byte(`github: { webhook_secret: x }
+regions: { a: { driver: local }, b: { driver: local } }
+pipelines:
+  hello:
+    repo: Codertocat/Hello-World
+    stages:
+      review: { regions: [a, b], ttl: 48h, config_from: staging, url: 'https://{app}.review.example.com' }
+      staging: { app: hw-staging, branch: main, regions: [a] }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &fakeDeployer{}
+	h, err := webhooks.New(cfg, secret, d, &memDeliveries{seen: map[string]bool{}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := gin.New()
+	h.Register(e)
+	s := &server{engine: e}
+	send := func(fixture, delivery string, edit func(map[string]any)) *httptest.ResponseRecorder {
+		p := mustFixture(t, fixture)
+		if edit != nil {
+			edit(p)
+		}
+		body, _ := json.Marshal(p)
+		return s.send("pull_request", delivery, body, sign(body, secret))
+	}
+	// Closed before any review app exists: nothing to destroy.
+	if w := send("pull_request.closed.payload.json", "d-0", nil); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "has no review app") {
+		t.Fatalf("closed without an app: %d %s", w.Code, w.Body)
+	}
+	for i, fixture := range []string{"opened", "synchronize", "reopened"} {
+		w := send("pull_request."+fixture+".payload.json", "d-"+fixture, nil)
+		if w.Code != http.StatusAccepted || !strings.Contains(w.Body.String(), `"app":"hello-pr-2"`) || !strings.Contains(w.Body.String(), `"operation":"review/codertocat/hello-world/2"`) {
+			t.Fatalf("%s: %d %s", fixture, w.Code, w.Body)
+		}
+		r := d.reviews[i]
+		if r.ev.Action != fixture || r.ev.PR.Head != "ec26c3e57ca3a959ca5aad62de7213c562f8c821" || r.ev.PR.Fork || r.ev.PR.Branch != "changes" ||
+			r.ev.PR.CloneURL != "https://github.com/Codertocat/Hello-World.git" {
+			t.Fatalf("%s event = %+v", fixture, r.ev)
+		}
+		st := r.start
+		if st.App != "hello-pr-2" || st.Pipeline != "hello" || st.Number != 2 || st.Stage.TTL != 48*time.Hour || st.Stage.ConfigFrom != "hw-staging" ||
+			st.Stage.URL != "https://hello-pr-2.review.example.com" || st.Stage.Request.Environment != "hello-pr-2" || strings.Join(st.Stage.Request.Regions, ",") != "a,b" {
+			t.Fatalf("%s start = %+v", fixture, st)
+		}
+	}
+	// A redelivery starts nothing.
+	if w := send("pull_request.synchronize.payload.json", "d-synchronize", nil); w.Code != http.StatusOK || len(d.reviews) != 3 {
+		t.Fatalf("redelivery: %d %s (%d events)", w.Code, w.Body, len(d.reviews))
+	}
+	// From a fork: handed on, marked as a fork (the workflow will not deploy it).
+	w := send("pull_request.opened.payload.json", "d-fork", func(p map[string]any) {
+		head := p["pull_request"].(map[string]any)["head"].(map[string]any)
+		head["repo"].(map[string]any)["full_name"] = "mallory/Hello-World"
+		head["sha"] = "1111111111111111111111111111111111111111"
+	})
+	if w.Code != http.StatusAccepted || !d.reviews[3].ev.PR.Fork {
+		t.Fatalf("fork: %d %s %+v", w.Code, w.Body, d.reviews[3].ev)
+	}
+	// Merged and closed: the app is destroyed, saying why.
+	w = send("pull_request.closed.payload.json", "d-closed", func(p map[string]any) { p["pull_request"].(map[string]any)["merged"] = true })
+	if w.Code != http.StatusAccepted || d.reviews[4].ev.Action != "closed" || d.reviews[4].ev.Reason != "the pull request was merged" {
+		t.Fatalf("closed: %d %s %+v", w.Code, w.Body, d.reviews[4].ev)
+	}
+	// Actions drover does not act on, malformed payloads, and other repos.
+	if w := send("pull_request.opened.payload.json", "d-labeled", func(p map[string]any) { p["action"] = "labeled" }); w.Code != http.StatusOK {
+		t.Fatalf("labeled: %d %s", w.Code, w.Body)
+	}
+	if w := send("pull_request.opened.payload.json", "d-other", func(p map[string]any) {
+		p["repository"].(map[string]any)["full_name"] = "someone/else"
+	}); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "no pipeline of someone/else has a review stage") {
+		t.Fatalf("other repo: %d %s", w.Code, w.Body)
+	}
+	bad := []byte(`{"action":"opened","pull_request":{}}`)
+	if w := s.send("pull_request", "d-bad", bad, sign(bad, secret)); w.Code != http.StatusBadRequest {
+		t.Fatalf("malformed: %d %s", w.Code, w.Body)
+	}
+	// Temporal down: 503, and the delivery is forgotten so GitHub's
+	// redelivery works.
+	d.err = errors.New("temporal is down")
+	if w := send("pull_request.opened.payload.json", "d-down", nil); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("temporal down: %d %s", w.Code, w.Body)
+	}
+	d.err = nil
+	if w := send("pull_request.opened.payload.json", "d-down", nil); w.Code != http.StatusAccepted {
+		t.Fatalf("redelivery after the outage: %d %s", w.Code, w.Body)
 	}
 }

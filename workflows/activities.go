@@ -56,6 +56,9 @@ type Activities struct {
 	Branches BranchReader
 	// Queue hands pushes found by reconciliation to apps' queues.
 	Queue PushQueue
+	// Comments keeps drover's comment on pull requests; nil without
+	// GitHub credentials.
+	Comments Commenter
 	// PublicURL is drover's own base URL, for links in reports.
 	PublicURL func() string
 	// Git authenticates https fetches of private repositories (a token,

@@ -203,3 +203,28 @@ func (s *Starter) WatchBranches(ctx context.Context, watches []Watch) error {
 	}
 	return nil
 }
+
+// ReviewEvent hands a pull request event to its review app's workflow,
+// starting the workflow with start when it is not running.
+func (s *Starter) ReviewEvent(ctx context.Context, start ReviewInput, ev PREvent) error {
+	_, err := s.Client.SignalWithStartWorkflow(ctx, ReviewWorkflowID(start.Stage.Request.Repo, start.Number), SignalPullRequest, ev,
+		client.StartWorkflowOptions{TaskQueue: TaskQueue}, ReviewAppWorkflow, start)
+	if err != nil {
+		return fmt.Errorf("hand %s of #%d to %s: %w", ev.Action, start.Number, start.App, err)
+	}
+	return nil
+}
+
+// ReviewClose tells a running review app workflow to destroy its app. It
+// reports false when none runs (the pull request has no review app).
+func (s *Starter) ReviewClose(ctx context.Context, repo string, number int, ev PREvent) (bool, error) {
+	err := s.Client.SignalWorkflow(ctx, ReviewWorkflowID(repo, number), "", SignalPullRequest, ev)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("close the review app of #%d: %w", number, err)
+	}
+	return true, nil
+}

@@ -10,5 +10,6 @@ func Register(w worker.Registry, acts *Activities) {
 	w.RegisterWorkflow(RollbackWorkflow)
 	w.RegisterWorkflow(ChangeWorkflow)
 	w.RegisterWorkflow(MissedPushWorkflow)
+	w.RegisterWorkflow(ReviewAppWorkflow)
 	w.RegisterActivity(acts)
 }

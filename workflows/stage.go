@@ -21,3 +21,16 @@ func StageRequest(p pipelines.Pipeline, st pipelines.Stage, cloneURL, commit, de
 	}
 	return req
 }
+
+// ReviewStart is the first state of pull request number's review app in
+// pipeline p, whose review stage is st.
+func ReviewStart(p pipelines.Pipeline, st pipelines.Stage, number int) ReviewInput {
+	app := pipelines.ReviewAppName(p.Name, number)
+	req := StageRequest(p, st, "", "", "")
+	req.Environment = app
+	rs := ReviewStage{Request: req, TTL: st.ReviewTTL(), DeployDrafts: st.DeployDrafts, MaxApps: st.MaxApps, URL: st.ReviewURL(app)}
+	if from, ok := p.Stages[st.ConfigFrom]; ok && st.ConfigFrom != "" {
+		rs.ConfigFrom = from.App
+	}
+	return ReviewInput{Pipeline: p.Name, App: app, Number: number, Stage: rs}
+}

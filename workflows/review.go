@@ -1,0 +1,473 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drover/drover/gh"
+	"github.com/drover/drover/pipelines"
+)
+
+// SignalPullRequest tells a review app's workflow what happened to its
+// pull request; the payload is a PREvent.
+const SignalPullRequest = "pull_request"
+
+// QueryReview returns a review app workflow's ReviewState.
+const QueryReview = "review"
+
+// Pull request actions drover acts on, GitHub's words, and its own.
+const (
+	PROpened         = "opened"
+	PRReopened       = "reopened"
+	PRSynchronize    = "synchronize"
+	PRReadyForReview = "ready_for_review"
+	PRClosed         = "closed"
+	// PRCreate deploys the pull request on purpose (`drover review-apps
+	// create`), even from a fork or as a draft.
+	PRCreate = "create"
+	// PRDestroy destroys the review app (`drover review-apps destroy`, or
+	// max_apps making room); the workflow ends.
+	PRDestroy = "destroy"
+)
+
+// PREvent is one thing that happened to a pull request.
+type PREvent struct {
+	Action string
+	// PR is the pull request as GitHub last described it; a PRCreate or
+	// PRDestroy from drover itself may carry only its number.
+	PR gh.PullRequest
+	// Reason says why, for PRDestroy.
+	Reason string `json:",omitempty"`
+	// By is who asked, for PRCreate and PRDestroy.
+	By string `json:",omitempty"`
+}
+
+// ReviewWorkflowID is the business key of pull request number of repo.
+func ReviewWorkflowID(repo string, number int) string {
+	return fmt.Sprintf("review/%s/%d", strings.ToLower(repo), number)
+}
+
+// ReviewStage is the review stage's settings a review app lives by.
+type ReviewStage struct {
+	// Request is the review stage's deploy without a commit; its
+	// Environment is the review app's name.
+	Request DeployRequest
+	TTL     time.Duration
+	// ConfigFrom is the app whose config vars a new review app starts with.
+	ConfigFrom   string `json:",omitempty"`
+	DeployDrafts bool   `json:",omitempty"`
+	MaxApps      int    `json:",omitempty"`
+	// URL is the review app's URL from the stage's pattern, if it has one.
+	URL string `json:",omitempty"`
+}
+
+// ReviewInput is a review app workflow's state; it is carried across
+// Continue-As-New.
+type ReviewInput struct {
+	Pipeline string
+	App      string
+	Number   int
+	Stage    ReviewStage
+	// PR is the pull request as last heard of.
+	PR gh.PullRequest
+	// Allowed is true once someone deployed a fork's pull request on
+	// purpose; it then deploys on every push.
+	Allowed bool `json:",omitempty"`
+	// Deployed is the commit the app runs; Failed, one whose deploy failed.
+	Deployed string `json:",omitempty"`
+	Failed   string `json:",omitempty"`
+	// Postdeployed is true once app.json's postdeploy script ran.
+	Postdeployed bool `json:",omitempty"`
+	// Postdeploy and Predestroy are app.json's postdeploy (run once, after
+	// the first successful deploy) and pr-predestroy (run before teardown).
+	Postdeploy string `json:",omitempty"`
+	Predestroy string `json:",omitempty"`
+	// Comment is the ID of drover's comment on the pull request.
+	Comment int64 `json:",omitempty"`
+	// Noticed is the notice (fork, draft) already commented, so it is said
+	// once.
+	Noticed string `json:",omitempty"`
+	// LastActive is when the app last deployed, or the workflow started:
+	// the TTL counts from it.
+	LastActive time.Time
+	// Pending are events received but not handled before Continue-As-New.
+	Pending []PREvent `json:",omitempty"`
+	// ContinueAfter bounds the events one run handles before it continues
+	// as new (0: 100); tests lower it.
+	ContinueAfter int `json:",omitempty"`
+}
+
+// ReviewState is what QueryReview answers.
+type ReviewState struct {
+	App       string
+	Head      string
+	Deployed  string
+	Deploying string
+	Closed    bool
+}
+
+// reviewTeardownRetry retries teardown steps until they succeed: a region
+// that is down or a rate limit must not leave a review app running.
+var reviewTeardownRetry = &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute}
+
+// ReviewAppWorkflow owns one pull request's review app from open to close:
+// it deploys each new head through DeployWorkflow (the newest head wins),
+// runs app.json's postdeploy once, keeps one comment on the pull request
+// up to date, and destroys the app in every region when the pull request
+// closes, when someone asks, or after the stage's TTL without a deploy.
+func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
+	log := workflow.GetLogger(ctx)
+	events := workflow.GetSignalChannel(ctx, SignalPullRequest)
+	if in.LastActive.IsZero() {
+		in.LastActive = workflow.Now(ctx)
+	}
+	if in.Stage.TTL <= 0 {
+		in.Stage.TTL = pipelines.DefaultReviewTTL
+	}
+	if in.ContinueAfter <= 0 {
+		in.ContinueAfter = 100
+	}
+	st := ReviewState{App: in.App}
+	if err := workflow.SetQueryHandler(ctx, QueryReview, func() (ReviewState, error) {
+		st.Head, st.Deployed = in.PR.Head, in.Deployed
+		return st, nil
+	}); err != nil {
+		return err
+	}
+	var (
+		closing   *PREvent // set once the app is to be destroyed
+		deploying string
+		child     workflow.ChildWorkflowFuture
+		cancel    workflow.CancelFunc
+		handled   int
+	)
+	comment := func(body string) {
+		in.Comment = commentOnPR(ctx, in, body)
+	}
+	handle := func(ev PREvent) {
+		handled++
+		if ev.PR.Number != 0 && ev.PR.Head != "" {
+			in.PR = ev.PR
+		}
+		switch ev.Action {
+		case PRClosed, PRDestroy:
+			if closing == nil {
+				e := ev
+				if e.Reason == "" {
+					e.Reason = "the pull request was closed"
+				}
+				closing = &e
+			}
+		case PRCreate:
+			// On purpose: a fork or a draft deploys, and a failed head is
+			// tried again.
+			in.Allowed = true
+			in.Noticed, in.Failed = "", ""
+		case PRReopened:
+			// A new life: whatever ran before was destroyed.
+			in.Deployed, in.Failed, in.Postdeployed = "", "", false
+		}
+	}
+	for _, ev := range in.Pending {
+		handle(ev)
+	}
+	in.Pending = nil
+
+	// wants returns the head to deploy now, or "" with a notice to give.
+	wants := func() (string, string) {
+		head := in.PR.Head
+		switch {
+		case closing != nil || head == "" || head == in.Deployed || head == in.Failed:
+			return "", ""
+		case in.PR.Fork && !in.Allowed:
+			return "", "fork"
+		case in.PR.Draft && !in.Stage.DeployDrafts && !in.Allowed:
+			return "", "draft"
+		}
+		return head, ""
+	}
+
+	for {
+		if closing != nil && child == nil {
+			if err := teardownReview(ctx, &in, *closing); err != nil {
+				return err
+			}
+			// A pull request reopened (or pushed to) while its app was
+			// torn down starts a new life, not lost with this run.
+			var again []PREvent
+			for {
+				var ev PREvent
+				if !events.ReceiveAsync(&ev) {
+					break
+				}
+				again = append(again, ev)
+			}
+			for _, ev := range again {
+				if ev.Action != PRClosed && ev.Action != PRDestroy {
+					fresh := ReviewInput{Pipeline: in.Pipeline, App: in.App, Number: in.Number, Stage: in.Stage, PR: in.PR,
+						Allowed: in.Allowed, Comment: in.Comment, Pending: again, ContinueAfter: in.ContinueAfter}
+					return workflow.NewContinueAsNewError(ctx, ReviewAppWorkflow, fresh)
+				}
+			}
+			return nil
+		}
+		if child == nil {
+			head, notice := wants()
+			if notice != "" && notice != in.Noticed {
+				in.Noticed = notice
+				comment(reviewNotice(in, notice))
+			}
+			if head != "" {
+				var err error
+				child, cancel, err = startReviewDeploy(ctx, &in, head)
+				if err != nil {
+					log.Error("review app not deployed", "app", in.App, "commit", head, "error", err)
+					in.Failed = head
+					comment(reviewFailed(in, head, err))
+					child = nil
+					continue
+				}
+				deploying = head
+				st.Deploying = head
+			}
+		}
+		if child == nil && (handled >= in.ContinueAfter || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) {
+			for {
+				var ev PREvent
+				if !events.ReceiveAsync(&ev) {
+					break
+				}
+				in.Pending = append(in.Pending, ev)
+			}
+			return workflow.NewContinueAsNewError(ctx, ReviewAppWorkflow, in)
+		}
+
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(events, func(c workflow.ReceiveChannel, more bool) {
+			var ev PREvent
+			c.Receive(ctx, &ev)
+			handle(ev)
+		})
+		var ttlCancel workflow.CancelFunc
+		expired := false
+		if child != nil {
+			sel.AddFuture(child, func(f workflow.Future) {
+				var res DeployResult
+				err := f.Get(ctx, &res)
+				child, cancel = nil, nil
+				st.Deploying = ""
+				finishReviewDeploy(ctx, &in, deploying, res, err, closing != nil)
+				deploying = ""
+			})
+		} else {
+			// The TTL runs only while nothing deploys.
+			var tctx workflow.Context
+			tctx, ttlCancel = workflow.WithCancel(ctx)
+			wait := in.LastActive.Add(in.Stage.TTL).Sub(workflow.Now(ctx))
+			sel.AddFuture(workflow.NewTimer(tctx, max(wait, time.Millisecond)), func(workflow.Future) { expired = true })
+		}
+		sel.Select(ctx)
+		if ttlCancel != nil {
+			ttlCancel()
+		}
+		if expired && closing == nil {
+			closing = &PREvent{Action: PRDestroy, Reason: fmt.Sprintf("no deploy for %s (the review stage's ttl)", in.Stage.TTL)}
+			if in.Deployed == "" && in.Failed == "" {
+				// Nothing was ever made: say nothing and end.
+				return nil
+			}
+		}
+		if child != nil {
+			head, _ := wants()
+			switch {
+			case closing != nil:
+				// Stop the deploy where it is; it records its release
+				// failed, and teardown removes whatever it started.
+				cancel()
+			case head != "" && head != deploying:
+				// A newer push: a deploy still waiting for CI gives way.
+				child.SignalChildWorkflow(ctx, SignalSupersede, head)
+			}
+		}
+	}
+}
+
+// startReviewDeploy prepares the review app for head (the app, its config
+// from config_from and app.json, making room under max_apps) and starts
+// its deploy as a child workflow.
+func startReviewDeploy(ctx workflow.Context, in *ReviewInput, head string) (workflow.ChildWorkflowFuture, workflow.CancelFunc, error) {
+	req := in.Stage.Request
+	req.Commit, req.CloneURL = head, in.PR.CloneURL
+	req.Environment = in.App
+	req.Description = fmt.Sprintf("pull request #%d: %s", in.Number, in.PR.Title)
+	in.Comment = commentOnPR(ctx, *in, reviewDeploying(*in, head))
+
+	bctx := workflow.WithActivityOptions(ctx, longOptions(30*time.Minute, 15*time.Second, 3))
+	var build BuildResult
+	if err := workflow.ExecuteActivity(bctx, a.Build, BuildInput{App: in.App, Repo: req.Repo, CloneURL: req.CloneURL, Commit: head}).Get(ctx, &build); err != nil {
+		return nil, nil, err
+	}
+	actx := workflow.WithActivityOptions(ctx, shortOptions())
+	var prep PrepareReviewResult
+	if err := workflow.ExecuteActivity(actx, a.PrepareReviewApp, PrepareReviewInput{
+		App: in.App, Pipeline: in.Pipeline, Repo: req.Repo, PR: in.PR, Regions: req.Regions, Slug: build.Slug,
+		ConfigFrom: in.Stage.ConfigFrom, MaxApps: in.Stage.MaxApps,
+	}).Get(ctx, &prep); err != nil {
+		return nil, nil, err
+	}
+	in.Predestroy = prep.Predestroy
+	for _, ev := range prep.Evict {
+		// Making room: the review app idle longest goes, and says why.
+		err := workflow.SignalExternalWorkflow(ctx, ReviewWorkflowID(ev.Repo, ev.PR), "", SignalPullRequest, PREvent{
+			Action: PRDestroy, PR: gh.PullRequest{Number: ev.PR},
+			Reason: fmt.Sprintf("the review stage keeps at most %d review apps (max_apps), and #%d needed room; it had been idle longest", in.Stage.MaxApps, in.Number),
+		}).Get(ctx, nil)
+		if err != nil {
+			workflow.GetLogger(ctx).Warn("evict review app", "app", ev.App, "error", err)
+		}
+	}
+	cctx, cancel := workflow.WithCancel(ctx)
+	child := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(cctx, workflow.ChildWorkflowOptions{
+		WorkflowID: DeployWorkflowID(in.App, head),
+		// The review app's workflow decides what deploys; a commit
+		// deployed before the pull request was closed and reopened
+		// deploys again.
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowRunTimeout:    3 * time.Hour,
+		WaitForCancellation:   true,
+	}), DeployWorkflow, DeployInput{App: in.App, DeployRequest: req})
+	in.Postdeploy = prep.Postdeploy
+	return child, cancel, nil
+}
+
+// finishReviewDeploy records how a review app's deploy ended: the ledger,
+// postdeploy after the first success, and the pull request's comment.
+func finishReviewDeploy(ctx workflow.Context, in *ReviewInput, head string, res DeployResult, err error, closing bool) {
+	log := workflow.GetLogger(ctx)
+	if err != nil {
+		if closing {
+			return
+		}
+		if _, ok := supersededBy(err); ok {
+			return
+		}
+		in.Failed = head
+		in.Comment = commentOnPR(ctx, *in, reviewFailed(*in, head, err))
+		return
+	}
+	in.Deployed, in.Failed = head, ""
+	in.LastActive = workflow.Now(ctx)
+	url := in.Stage.URL
+	if url == "" && len(res.URLs) > 0 {
+		url = res.URLs[0].URL
+	}
+	actx := workflow.WithActivityOptions(ctx, shortOptions())
+	if err := workflow.ExecuteActivity(actx, a.ReviewDeployed, ReviewDeployedInput{App: in.App, Commit: head, URL: url}).Get(ctx, nil); err != nil {
+		log.Error("record review app deploy", "app", in.App, "error", err)
+	}
+	note := ""
+	if in.Postdeploy != "" && !in.Postdeployed && len(in.Stage.Request.Regions) > 0 {
+		// Once in the app's life, like Heroku's postdeploy: seed data.
+		pctx := workflow.WithActivityOptions(ctx, longOptions(30*time.Minute, 15*time.Second, 3))
+		err := workflow.ExecuteActivity(pctx, a.RunReviewScript, ReviewScriptInput{
+			App: in.App, Name: "postdeploy", Command: in.Postdeploy, Region: in.Stage.Request.Regions[0],
+		}).Get(ctx, nil)
+		in.Postdeployed = true
+		if err != nil {
+			note = "\n\nThe postdeploy script failed: " + reason(err)
+		}
+	}
+	in.Comment = commentOnPR(ctx, *in, reviewDeployed(*in, head, res.Version, url)+note)
+}
+
+// teardownReview destroys the review app: pr-predestroy, its jobs in every
+// region, its config, its ledger entry, and a last word on the pull
+// request. Each step retries until it succeeds.
+func teardownReview(ctx workflow.Context, in *ReviewInput, why PREvent) error {
+	log := workflow.GetLogger(ctx)
+	if in.Deployed == "" && in.Failed == "" {
+		// Nothing was made (a fork or draft never deployed).
+		if in.Comment != 0 {
+			in.Comment = commentOnPR(ctx, *in, fmt.Sprintf("No review app was made for this pull request; %s.", why.Reason))
+		}
+		return nil
+	}
+	if in.Predestroy != "" && in.Deployed != "" && len(in.Stage.Request.Regions) > 0 {
+		pctx := workflow.WithActivityOptions(ctx, longOptions(30*time.Minute, 15*time.Second, 3))
+		err := workflow.ExecuteActivity(pctx, a.RunReviewScript, ReviewScriptInput{
+			App: in.App, Name: "pr-predestroy", Command: in.Predestroy, Region: in.Stage.Request.Regions[0],
+		}).Get(ctx, nil)
+		if err != nil {
+			// The app goes anyway: a broken script must not keep it.
+			log.Warn("pr-predestroy failed; destroying anyway", "app", in.App, "error", err)
+		}
+	}
+	tctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute, RetryPolicy: reviewTeardownRetry,
+	})
+	var stops []workflow.Future
+	for _, region := range in.Stage.Request.Regions {
+		stops = append(stops, workflow.ExecuteActivity(tctx, a.StopApp, StopAppInput{App: in.App, Region: region}))
+	}
+	for i, f := range stops {
+		if err := f.Get(ctx, nil); err != nil {
+			return fmt.Errorf("stop %s in %s: %w", in.App, in.Stage.Request.Regions[i], err)
+		}
+	}
+	if err := workflow.ExecuteActivity(tctx, a.DestroyReviewApp, DestroyReviewInput{App: in.App, Reason: why.Reason}).Get(ctx, nil); err != nil {
+		return fmt.Errorf("record %s destroyed: %w", in.App, err)
+	}
+	in.Comment = commentOnPR(ctx, *in, fmt.Sprintf("The review app **%s** was destroyed: %s.", in.App, why.Reason))
+	return nil
+}
+
+// commentOnPR sets drover's one comment on the pull request. Like other
+// reports to GitHub it never fails the workflow; it returns the comment's
+// ID (the old one when GitHub could not be told).
+func commentOnPR(ctx workflow.Context, in ReviewInput, body string) int64 {
+	cctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: 5},
+	})
+	id := in.Comment
+	err := workflow.ExecuteActivity(cctx, a.CommentOnPR, CommentInput{
+		Repo: in.Stage.Request.Repo, Number: in.Number, Key: in.App, Body: body, Comment: in.Comment,
+	}).Get(ctx, &id)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("comment on pull request", "app", in.App, "error", err)
+		return in.Comment
+	}
+	return id
+}
+
+func reviewDeploying(in ReviewInput, head string) string {
+	return fmt.Sprintf("Deploying `%s` to the review app **%s**…", short(head), in.App)
+}
+
+func reviewDeployed(in ReviewInput, head string, version int, url string) string {
+	where := ""
+	if url != "" {
+		where = ": " + url
+	}
+	return fmt.Sprintf("The review app **%s** runs `%s` (v%d)%s\n\nEach push to this pull request redeploys it. It is destroyed when the pull request closes, or after %s without a deploy.",
+		in.App, short(head), version, where, in.Stage.TTL)
+}
+
+func reviewFailed(in ReviewInput, head string, err error) string {
+	return fmt.Sprintf("The deploy of `%s` to the review app **%s** failed: %s\n\nPush a fix to try again.", short(head), in.App, reason(err))
+}
+
+func reviewNotice(in ReviewInput, notice string) string {
+	switch notice {
+	case "fork":
+		return fmt.Sprintf("This pull request comes from a fork, so drover did not deploy a review app for it: its code would run with the pipeline's config vars and secrets. After reviewing the code, a maintainer can deploy it with `drover review-apps create %s %d`.", in.Pipeline, in.Number)
+	case "draft":
+		return "This pull request is a draft: drover deploys its review app once it is marked ready for review."
+	}
+	return notice
+}
