@@ -78,6 +78,9 @@ type ReviewInput struct {
 	// Allowed is true once someone deployed a fork's pull request on
 	// purpose; it then deploys on every push.
 	Allowed bool `json:",omitempty"`
+	// Created is true once the app exists (in the ledger, maybe in
+	// regions): from then on, teardown has something to remove.
+	Created bool `json:",omitempty"`
 	// Deployed is the commit the app runs; Failed, one whose deploy failed.
 	Deployed string `json:",omitempty"`
 	Failed   string `json:",omitempty"`
@@ -277,7 +280,7 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 		}
 		if expired && closing == nil {
 			closing = &PREvent{Action: PRDestroy, Reason: fmt.Sprintf("no deploy for %s (the review stage's ttl)", in.Stage.TTL)}
-			if in.Deployed == "" && in.Failed == "" {
+			if !in.Created {
 				// Nothing was ever made: say nothing and end.
 				return nil
 			}
@@ -313,6 +316,8 @@ func startReviewDeploy(ctx workflow.Context, in *ReviewInput, head string) (work
 		return nil, nil, err
 	}
 	actx := workflow.WithActivityOptions(ctx, shortOptions())
+	// From here the app may exist, even if preparing it fails halfway.
+	in.Created = true
 	var prep PrepareReviewResult
 	if err := workflow.ExecuteActivity(actx, a.PrepareReviewApp, PrepareReviewInput{
 		App: in.App, Pipeline: in.Pipeline, Repo: req.Repo, PR: in.PR, Regions: req.Regions, Slug: build.Slug,
@@ -390,7 +395,7 @@ func finishReviewDeploy(ctx workflow.Context, in *ReviewInput, head string, res 
 // request. Each step retries until it succeeds.
 func teardownReview(ctx workflow.Context, in *ReviewInput, why PREvent) error {
 	log := workflow.GetLogger(ctx)
-	if in.Deployed == "" && in.Failed == "" {
+	if !in.Created {
 		// Nothing was made (a fork or draft never deployed).
 		if in.Comment != 0 {
 			in.Comment = commentOnPR(ctx, *in, fmt.Sprintf("No review app was made for this pull request; %s.", why.Reason))

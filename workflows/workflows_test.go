@@ -88,9 +88,12 @@ type fakeRegion struct {
 	name string
 	mu   sync.Mutex
 	// failRelease makes Deploy of that release fail with the reason.
-	failRelease  map[int]string
-	deploys      []int
-	stops        int
+	failRelease map[int]string
+	deploys     []int
+	stops       int
+	// stopFailures makes that many Stop calls fail, as a region that is
+	// down does.
+	stopFailures int
 	tasks        []regions.Task
 	taskExit     int
 	running      int
@@ -129,6 +132,10 @@ func (r *fakeRegion) Stop(ctx context.Context, app string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.stops++
+	if r.stopFailures > 0 {
+		r.stopFailures--
+		return fmt.Errorf("dial tcp 10.0.0.1:4646: connection refused: %w", regions.ErrUnavailable)
+	}
 	r.running = 0
 	return nil
 }
