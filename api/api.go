@@ -36,6 +36,9 @@ type Server struct {
 	// Config and Operations enable promote, rollback and operations.
 	Config     *pipelines.Config
 	Operations Operations
+	// Reviews and ReviewOps enable the review app endpoints.
+	Reviews   ReviewLedger
+	ReviewOps ReviewStarter
 	// Tokens are the bearer tokens allowed to call the API.
 	Tokens []Token
 	Logger *slog.Logger
@@ -83,6 +86,7 @@ func (s *Server) Register(r *gin.Engine) {
 	v1.GET("/apps/:app/config", s.getConfig)
 	v1.PATCH("/apps/:app/config", s.patchConfig)
 	s.registerOperations(v1)
+	s.registerReviewApps(v1)
 }
 
 // Error is the body of every error answer.

@@ -59,6 +59,8 @@ type Activities struct {
 	// Comments keeps drover's comment on pull requests; nil without
 	// GitHub credentials.
 	Comments Commenter
+	// PullRequests reads pull requests; nil without GitHub credentials.
+	PullRequests PullRequestReader
 	// PublicURL is drover's own base URL, for links in reports.
 	PublicURL func() string
 	// Git authenticates https fetches of private repositories (a token,

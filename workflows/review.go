@@ -148,6 +148,7 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 		child     workflow.ChildWorkflowFuture
 		cancel    workflow.CancelFunc
 		handled   int
+		needPR    bool
 	)
 	comment := func(body string) {
 		in.Comment = commentOnPR(ctx, in, body)
@@ -171,6 +172,11 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 			// tried again.
 			in.Allowed = true
 			in.Noticed, in.Failed = "", ""
+			if in.PR.Head == "" {
+				// Asked for before any webhook told this workflow of the
+				// pull request: GitHub says where its head is.
+				needPR = true
+			}
 		case PRReopened:
 			// A new life: whatever ran before was destroyed.
 			in.Deployed, in.Failed, in.Postdeployed = "", "", false
@@ -218,6 +224,20 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 				}
 			}
 			return nil
+		}
+		if needPR {
+			needPR = false
+			var pr gh.PullRequest
+			if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, shortOptions()), a.ReadPullRequest,
+				ReadPullRequestInput{Repo: in.Stage.Request.Repo, Number: in.Number}).Get(ctx, &pr); err != nil {
+				log.Error("read pull request", "app", in.App, "error", err)
+				comment(fmt.Sprintf("drover could not read pull request #%d from GitHub to deploy it: %s", in.Number, reason(err)))
+			} else {
+				in.PR = pr
+				if !pr.Open && closing == nil {
+					closing = &PREvent{Action: PRDestroy, Reason: "the pull request is closed"}
+				}
+			}
 		}
 		if child == nil {
 			head, notice := wants()

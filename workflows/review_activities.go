@@ -19,6 +19,11 @@ type Commenter interface {
 	UpsertComment(ctx context.Context, repo string, number int, key, body string, id int64) (int64, error)
 }
 
+// PullRequestReader reads a pull request from GitHub.
+type PullRequestReader interface {
+	PullRequest(ctx context.Context, repo string, number int) (gh.PullRequest, error)
+}
+
 // AppJSONFile is Heroku's app manifest at a repository's root.
 const AppJSONFile = "app.json"
 
@@ -246,4 +251,19 @@ func (a *Activities) CommentOnPR(ctx context.Context, in CommentInput) (int64, e
 	}
 	id, err := a.Comments.UpsertComment(ctx, in.Repo, in.Number, in.Key, in.Body, in.Comment)
 	return id, retryAfterRateLimit(err)
+}
+
+// ReadPullRequestInput names a pull request.
+type ReadPullRequestInput struct {
+	Repo   string
+	Number int
+}
+
+// ReadPullRequest reads a pull request's head and state from GitHub.
+func (a *Activities) ReadPullRequest(ctx context.Context, in ReadPullRequestInput) (gh.PullRequest, error) {
+	if a.PullRequests == nil {
+		return gh.PullRequest{}, refuse("reading pull request #%d needs GitHub credentials (github.token_env or github.app_id)", in.Number)
+	}
+	pr, err := a.PullRequests.PullRequest(ctx, in.Repo, in.Number)
+	return pr, retryAfterRateLimit(err)
 }

@@ -1,0 +1,148 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/drover/drover/gh"
+	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/workflows"
+)
+
+// ReviewLedger reads review apps from the ledger.
+type ReviewLedger interface {
+	ReviewApps(ctx context.Context, pipeline string) ([]pipelines.ReviewApp, error)
+	ReviewApp(ctx context.Context, app string) (pipelines.ReviewApp, error)
+}
+
+// ReviewStarter hands events to review app workflows.
+type ReviewStarter interface {
+	ReviewEvent(ctx context.Context, start workflows.ReviewInput, ev workflows.PREvent) error
+	ReviewClose(ctx context.Context, repo string, number int, ev workflows.PREvent) (bool, error)
+}
+
+// ReviewAppAnswer is what creating or destroying a review app answers.
+type ReviewAppAnswer struct {
+	App       string `json:"app"`
+	PR        int    `json:"pr"`
+	Operation string `json:"operation"`
+	Status    string `json:"status"`
+}
+
+func (s *Server) registerReviewApps(v1 *gin.RouterGroup) {
+	if s.Reviews == nil || s.ReviewOps == nil || s.Config == nil {
+		return
+	}
+	v1.GET("/pipelines/:pipeline/review-apps", s.listReviewApps)
+	v1.POST("/pipelines/:pipeline/review-apps/:number", s.createReviewApp)
+	v1.DELETE("/pipelines/:pipeline/review-apps/:number", s.destroyReviewApp)
+}
+
+// reviewStage loads the route's pipeline and its review stage.
+func (s *Server) reviewStage(c *gin.Context) (pipelines.Pipeline, pipelines.Stage, bool) {
+	name := c.Param("pipeline")
+	p, ok := s.Config.Pipelines[name]
+	if !ok {
+		fail(c, http.StatusNotFound, "not_found", "no pipeline named "+strconv.Quote(name))
+		return p, pipelines.Stage{}, false
+	}
+	if !allowed(c, p.Name) {
+		return p, pipelines.Stage{}, false
+	}
+	st, ok := p.Stages[pipelines.StageReview]
+	if !ok {
+		fail(c, http.StatusBadRequest, "invalid", "pipeline "+p.Name+" has no review stage; add stages.review to drover.yaml")
+		return p, st, false
+	}
+	return p, st, true
+}
+
+func prNumber(c *gin.Context) (int, bool) {
+	n, err := strconv.Atoi(c.Param("number"))
+	if err != nil || n <= 0 {
+		fail(c, http.StatusBadRequest, "invalid", fmt.Sprintf("%q is not a pull request number", c.Param("number")))
+		return 0, false
+	}
+	return n, true
+}
+
+// listReviewApps answers the pipeline's live review apps, by PR number.
+func (s *Server) listReviewApps(c *gin.Context) {
+	p, _, ok := s.reviewStage(c)
+	if !ok {
+		return
+	}
+	list, err := s.Reviews.ReviewApps(c.Request.Context(), p.Name)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if list == nil {
+		list = []pipelines.ReviewApp{}
+	}
+	c.JSON(http.StatusOK, list)
+}
+
+// createReviewApp deploys a pull request's review app on purpose: a fork's
+// (which never deploys by itself), a draft, or one whose deploy failed.
+func (s *Server) createReviewApp(c *gin.Context) {
+	p, st, ok := s.reviewStage(c)
+	if !ok {
+		return
+	}
+	n, ok := prNumber(c)
+	if !ok {
+		return
+	}
+	start := workflows.ReviewStart(p, st, n)
+	ev := workflows.PREvent{Action: workflows.PRCreate, PR: gh.PullRequest{Number: n}, By: caller(c).Name}
+	if err := s.ReviewOps.ReviewEvent(c.Request.Context(), start, ev); err != nil {
+		s.logger().Error("create review app", "app", start.App, "error", err)
+		fail(c, http.StatusServiceUnavailable, "unavailable", "could not reach the review app's workflow; is drover's worker running?")
+		return
+	}
+	c.JSON(http.StatusAccepted, ReviewAppAnswer{App: start.App, PR: n, Operation: workflows.ReviewWorkflowID(p.Repo, n), Status: "deploying"})
+}
+
+// destroyReviewApp destroys a pull request's review app in every region.
+func (s *Server) destroyReviewApp(c *gin.Context) {
+	p, st, ok := s.reviewStage(c)
+	if !ok {
+		return
+	}
+	n, ok := prNumber(c)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	start := workflows.ReviewStart(p, st, n)
+	ev := workflows.PREvent{Action: workflows.PRDestroy, PR: gh.PullRequest{Number: n}, By: caller(c).Name,
+		Reason: "destroyed by " + caller(c).Name + " with `drover review-apps destroy`"}
+	running, err := s.ReviewOps.ReviewClose(ctx, p.Repo, n, ev)
+	if err == nil && !running {
+		// No workflow holds it (it ended without tearing down, or never
+		// ran): a live one in the ledger is torn down by a new one.
+		ra, lerr := s.Reviews.ReviewApp(ctx, start.App)
+		switch {
+		case errors.Is(lerr, pipelines.ErrNotFound) || (lerr == nil && ra.DestroyedAt != nil):
+			fail(c, http.StatusNotFound, "not_found", fmt.Sprintf("pull request #%d of %s has no review app", n, p.Name))
+			return
+		case lerr != nil:
+			s.failErr(c, lerr)
+			return
+		}
+		start.Created = true
+		err = s.ReviewOps.ReviewEvent(ctx, start, ev)
+	}
+	if err != nil {
+		s.logger().Error("destroy review app", "app", start.App, "error", err)
+		fail(c, http.StatusServiceUnavailable, "unavailable", "could not reach the review app's workflow; is drover's worker running?")
+		return
+	}
+	c.JSON(http.StatusAccepted, ReviewAppAnswer{App: start.App, PR: n, Operation: workflows.ReviewWorkflowID(p.Repo, n), Status: "destroying"})
+}
