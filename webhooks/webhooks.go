@@ -274,15 +274,18 @@ func (h *Handler) ci(c *gin.Context, log *slog.Logger, event string, payload []b
 		return
 	}
 	var repo, sha string
+	// prs are the pull requests the checks ran for: their review apps
+	// may wait on them. Status events do not say; those deploys poll.
+	var prs []*github.PullRequest
 	switch e := ev.(type) {
 	case *github.CheckSuiteEvent:
-		repo, sha = e.GetRepo().GetFullName(), e.GetCheckSuite().GetHeadSHA()
+		repo, sha, prs = e.GetRepo().GetFullName(), e.GetCheckSuite().GetHeadSHA(), e.GetCheckSuite().PullRequests
 	case *github.CheckRunEvent:
-		repo, sha = e.GetRepo().GetFullName(), e.GetCheckRun().GetHeadSHA()
+		repo, sha, prs = e.GetRepo().GetFullName(), e.GetCheckRun().GetHeadSHA(), e.GetCheckRun().PullRequests
 	case *github.StatusEvent:
 		repo, sha = e.GetRepo().GetFullName(), e.GetSHA()
 	case *github.WorkflowRunEvent:
-		repo, sha = e.GetRepo().GetFullName(), e.GetWorkflowRun().GetHeadSHA()
+		repo, sha, prs = e.GetRepo().GetFullName(), e.GetWorkflowRun().GetHeadSHA(), e.GetWorkflowRun().PullRequests
 	}
 	if repo == "" || sha == "" {
 		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: event + " payload has no repository or commit"})
@@ -293,13 +296,22 @@ func (h *Handler) ci(c *gin.Context, log *slog.Logger, event string, payload []b
 		if !strings.EqualFold(p.Repo, repo) {
 			continue
 		}
+		var apps []string
 		for _, st := range p.Stages {
-			if !st.WaitForCI || st.Branch == "" {
-				continue
+			switch {
+			case !st.WaitForCI:
+			case st.Name == pipelines.StageReview:
+				for _, pr := range prs {
+					apps = append(apps, pipelines.ReviewAppName(p.Name, pr.GetNumber()))
+				}
+			case st.Branch != "":
+				apps = append(apps, st.App)
 			}
-			ok, err := h.deployer.SignalCI(c.Request.Context(), st.App, sha)
+		}
+		for _, app := range apps {
+			ok, err := h.deployer.SignalCI(c.Request.Context(), app, sha)
 			if err != nil {
-				log.Error("signal CI", "app", st.App, "commit", sha, "error", err)
+				log.Error("signal CI", "app", app, "commit", sha, "error", err)
 				c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not reach the waiting deploy; redeliver the webhook"})
 				return
 			}

@@ -284,6 +284,7 @@ pipelines:
   hello:
     repo: Codertocat/Hello-World
     stages:
+      review: { regions: [a], wait_for_ci: true }
       staging: { app: hw-staging, branch: main, regions: [a], wait_for_ci: true }
       production: { app: hw, regions: [a] }
   octo:
@@ -303,6 +304,9 @@ pipelines:
 		{"status", "status", "hw-staging/6113728f27ae82c7b1a177c8d03f9e96e0adf246", http.StatusAccepted},
 		{"workflow_run.completed", "workflow_run", "octo-staging/3484a3fb816e0859fd6e1cea078d76385ff50625", http.StatusAccepted},
 		{"check_suite.completed", "check_suite", "", http.StatusOK}, // nobody waits
+		// The check suite ran for pull request #2: its review app's deploy waits.
+		{"check_suite.completed", "check_suite", "hello-pr-2/ec26c3e57ca3a959ca5aad62de7213c562f8c821", http.StatusAccepted},
+		{"check_run.completed", "check_run", "hello-pr-2/ec26c3e57ca3a959ca5aad62de7213c562f8c821", http.StatusAccepted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.fixture+"/"+tt.waiting, func(t *testing.T) {

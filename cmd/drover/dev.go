@@ -204,6 +204,8 @@ func (d *Dev) Start(ctx context.Context) error {
 		acts.CI = &gh.Client{Auth: auth}
 		acts.Reporter = &gh.Client{Auth: auth}
 		acts.Branches = &gh.Client{Auth: auth}
+		acts.Comments = &gh.Client{Auth: auth}
+		acts.PullRequests = &gh.Client{Auth: auth}
 	}
 	if err := d.reconcile(ctx, acts); err != nil {
 		return err
@@ -259,7 +261,7 @@ func (d *Dev) Start(ctx context.Context) error {
 		}
 		tokens = append(tokens, api.Token{Name: t.Name, Value: v, Pipelines: t.Pipelines})
 	}
-	(&api.Server{Ledger: d.store, Tokens: tokens, Config: cfg, Operations: starter, Logger: d.Logger}).Register(engine)
+	(&api.Server{Ledger: d.store, Tokens: tokens, Config: cfg, Operations: starter, Reviews: d.store, ReviewOps: starter, Logger: d.Logger}).Register(engine)
 	ln, err := net.Listen("tcp", d.Options.Listen)
 	if err != nil {
 		return &hintError{err: fmt.Errorf("listen on %s: %w", d.Options.Listen, err), hint: "pass --listen 127.0.0.1:0 for any free port"}
@@ -282,7 +284,22 @@ func (d *Dev) Start(ctx context.Context) error {
 // each of its apps, adopting processes that outlived an earlier drover.
 func (d *Dev) reconcile(ctx context.Context, acts *workflows.Activities) error {
 	want := map[string][]regions.Deployment{}
-	for _, app := range d.Config.Apps() {
+	apps := d.Config.Apps()
+	// Live review apps come back too; they are in the ledger, not the config.
+	for _, p := range d.Config.Pipelines {
+		st, ok := p.Stages[pipelines.StageReview]
+		if !ok {
+			continue
+		}
+		live, err := d.store.ReviewApps(ctx, p.Name)
+		if err != nil {
+			return err
+		}
+		for _, ra := range live {
+			apps = append(apps, pipelines.App{Name: ra.App, Pipeline: p.Name, Stage: st.Name, Repo: p.Repo, Regions: st.Regions})
+		}
+	}
+	for _, app := range apps {
 		rel, err := d.store.CurrentRelease(ctx, app.Name)
 		if errors.Is(err, pipelines.ErrNotFound) {
 			continue
