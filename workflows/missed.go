@@ -134,6 +134,10 @@ func MissedPushWorkflow(ctx workflow.Context, in MissedPushInput) (MissedPushRes
 		return MissedPushResult{}, fmt.Errorf("read the head of %s %s: %w", in.Request.Repo, in.Branch, err)
 	}
 	res := MissedPushResult{Head: head.Commit}
+	if head.Commit == "" {
+		res.Known = "the branch has no commit"
+		return res, nil
+	}
 	if err := workflow.ExecuteActivity(actx, a.CommitKnown, CommitKnownInput{App: in.App, Commit: head.Commit}).Get(ctx, &res.Known); err != nil {
 		return res, err
 	}

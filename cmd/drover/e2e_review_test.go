@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover/drover/pipelines"
+)
+
+// prPayload is GitHub's own pull_request example for action, pointed at
+// the local repository's branch and head.
+func prPayload(t *testing.T, action, repoDir, branch, head string, number int) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "github", "pull_request."+action+".payload.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	p["number"] = number
+	pr := p["pull_request"].(map[string]any)
+	pr["number"] = number
+	h := pr["head"].(map[string]any)
+	h["sha"], h["ref"] = head, branch
+	h["repo"].(map[string]any)["full_name"] = "octo-org/hello"
+	h["repo"].(map[string]any)["clone_url"] = "file://" + repoDir
+	pr["base"].(map[string]any)["repo"].(map[string]any)["full_name"] = "octo-org/hello"
+	p["repository"].(map[string]any)["full_name"] = "octo-org/hello"
+	out, _ := json.Marshal(p)
+	return out
+}
+
+func (s *stack) reviewApps(ctx context.Context) []pipelines.ReviewApp {
+	s.t.Helper()
+	var list []pipelines.ReviewApp
+	if err := s.get(ctx, "/api/v1/pipelines/hello/review-apps", &list); err != nil {
+		s.t.Fatal(err)
+	}
+	return list
+}
+
+// waitReviewApp waits until pull request number's review app runs commit.
+func (s *stack) waitReviewApp(ctx context.Context, number int, commit string) pipelines.ReviewApp {
+	s.t.Helper()
+	var found pipelines.ReviewApp
+	eventually(ctx, s.t, fmt.Sprintf("review app of #%d running %s", number, commit), func() bool {
+		for _, r := range s.reviewApps(ctx) {
+			if r.PR == number && r.Commit == commit && r.URL != "" {
+				found = r
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// TestE2EReviewApp opens a pull request from a branch of a local git
+// repository: its review app answers at its URL with the staging config,
+// a push to the branch redeploys it, one comment on the pull request keeps
+// its URL, and closing the pull request stops its processes and its URL.
+func TestE2EReviewApp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end; skipped by -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	repo := newGitRepo(t)
+	gh, srv := newGitHubStandIn(t, "file://"+repo.dir)
+	t.Setenv(secretEnv, "e2e-secret")
+	t.Setenv("DROVER_E2E_GH_TOKEN", "e2e-gh-token")
+	config := filepath.Join(t.TempDir(), "drover.yaml")
+	os.WriteFile(config, []byte(fmt.Sprintf(`github: { webhook_secret_env: %s, token_env: DROVER_E2E_GH_TOKEN, api_url: '%s/api/v3/' }
+regions:
+  local-a: { driver: local }
+pipelines:
+  hello:
+    repo: octo-org/hello
+    stages:
+      review: { regions: [local-a], ttl: 72h, config_from: staging, wait_for_ci: false }
+      staging: { app: hello-staging, branch: main, regions: [local-a], reconcile_interval: 1h }
+`, secretEnv, srv.URL)), 0o644)
+	data := t.TempDir()
+	d, s := startDev(t, ctx, config, data)
+	defer d.Close()
+	t.Setenv("DROVER_URL", s.base)
+	t.Setenv("DROVER_TOKEN", s.token)
+
+	c0 := repo.commit("main", "web: bin/web\n")
+	gh.setHead(c0, "main")
+	repo.git("checkout", "-q", "-b", "feature")
+	c1 := repo.commit("review one", "web: bin/web\n")
+
+	if code, body := s.webhook(ctx, "pull_request", "pr-1", prPayload(t, "opened", repo.dir, "feature", c1, 42)); code != http.StatusAccepted {
+		t.Fatalf("opened: %d %s", code, body)
+	}
+	r := s.waitReviewApp(ctx, 42, c1)
+	if r.App != "hello-pr-42" {
+		t.Fatalf("review app = %+v", r)
+	}
+	if body, err := httpGet(r.URL); err != nil || !strings.Contains(body, "review one from hello-pr-42 v1") {
+		t.Fatalf("GET %s = %q, %v", r.URL, body, err)
+	}
+	var out, errOut bytes.Buffer
+	if code := Run(ctx, []string{"review-apps", "hello"}, Streams{Out: &out, Err: &errOut}); code != exitOK {
+		t.Fatalf("drover review-apps: exit %d: %s", code, errOut.String())
+	}
+	if got := out.String(); !strings.Contains(got, "#42") || !strings.Contains(got, "hello-pr-42") || !strings.Contains(got, c1[:7]) || !strings.Contains(got, r.URL) {
+		t.Fatalf("drover review-apps hello:\n%s", got)
+	}
+
+	// A push to the branch redeploys it.
+	c2 := repo.commit("review two", "web: bin/web\n")
+	if code, body := s.webhook(ctx, "pull_request", "pr-2", prPayload(t, "synchronize", repo.dir, "feature", c2, 42)); code != http.StatusAccepted {
+		t.Fatalf("synchronize: %d %s", code, body)
+	}
+	r = s.waitReviewApp(ctx, 42, c2)
+	if body, err := httpGet(r.URL); err != nil || !strings.Contains(body, "review two from hello-pr-42 v2") {
+		t.Fatalf("GET %s after the push = %q, %v", r.URL, body, err)
+	}
+	eventually(ctx, t, "the comment naming c2", func() bool {
+		c := gh.issueComments(42)
+		return len(c) == 1 && strings.Contains(c[0], "runs `"+c2[:7]+"` (v2): "+r.URL)
+	})
+	if st := gh.deploymentStates(c2, "hello-pr-42"); len(st) == 0 {
+		t.Fatal("the review app's deploy was not reported as a GitHub deployment")
+	}
+	if n := appProcesses(data, "hello-pr-42"); n != 1 {
+		t.Fatalf("%d web processes for hello-pr-42, want 1", n)
+	}
+
+	// Closing destroys it: processes gone, URL refusing connections.
+	if code, body := s.webhook(ctx, "pull_request", "pr-3", prPayload(t, "closed", repo.dir, "feature", c2, 42)); code != http.StatusAccepted {
+		t.Fatalf("closed: %d %s", code, body)
+	}
+	eventually(ctx, t, "the review app destroyed", func() bool { return len(s.reviewApps(ctx)) == 0 })
+	eventually(ctx, t, "its processes gone", func() bool { return appProcesses(data, "hello-pr-42") == 0 })
+	if _, err := httpGet(r.URL); err == nil {
+		t.Fatalf("%s still answers after the pull request closed", r.URL)
+	}
+	eventually(ctx, t, "the last comment", func() bool {
+		c := gh.issueComments(42)
+		return len(c) == 1 && strings.Contains(c[0], "was destroyed: the pull request was closed")
+	})
+}
