@@ -382,3 +382,28 @@ func TestReviewAppBrokenManifestSaysWhy(t *testing.T) {
 	}
 	rf.assertDestroyed(t, "the pull request was closed")
 }
+
+// TestReviewAppMaxAppsEvictsTheIdlest: with max_apps 2 and two review apps
+// live, opening a third destroys the one idle longest, saying why.
+func TestReviewAppMaxAppsEvictsTheIdlest(t *testing.T) {
+	rf := newReviewFixture(t)
+	ctx := context.Background()
+	old, recent := time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour)
+	rf.store.PutReviewApp(ctx, pipelines.ReviewApp{App: "hello-pr-7", Pipeline: "hello", Repo: "octo-org/hello", PR: 7, DeployedAt: &recent})
+	rf.store.PutReviewApp(ctx, pipelines.ReviewApp{App: "hello-pr-8", Pipeline: "hello", Repo: "octo-org/hello", PR: 8, DeployedAt: &old})
+	var evicted []string
+	rf.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", workflows.SignalPullRequest, mock.Anything).Return(
+		func(namespace, id, runID, name string, arg any) error {
+			ev := arg.(workflows.PREvent)
+			evicted = append(evicted, fmt.Sprintf("%s:%s:%s", id, ev.Action, ev.Reason))
+			return nil
+		})
+	rf.at(0, workflows.PROpened, "c1")
+	rf.at(time.Hour, workflows.PRClosed, "c1")
+	if err := rf.run(t, func(in *workflows.ReviewInput) { in.Stage.MaxApps = 2 }); err != nil {
+		t.Fatal(err)
+	}
+	if len(evicted) != 1 || !strings.HasPrefix(evicted[0], "review/octo-org/hello/8:destroy:the review stage keeps at most 2 review apps (max_apps)") {
+		t.Fatalf("evicted %q; want #8, idle longest", evicted)
+	}
+}
