@@ -22,6 +22,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	}{
 		{"deploy.json", workflows.DeployWorkflow},
 		{"app.json", workflows.AppWorkflow},
+		{"review.json", workflows.ReviewAppWorkflow},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

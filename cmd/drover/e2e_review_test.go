@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/workflows"
 )
 
 // prPayload is GitHub's own pull_request example for action, pointed at
@@ -152,4 +153,7 @@ pipelines:
 		c := gh.issueComments(42)
 		return len(c) == 1 && strings.Contains(c[0], "was destroyed: the pull request was closed")
 	})
+	if dir := os.Getenv("DROVER_SAVE_HISTORY"); dir != "" {
+		saveHistory(t, ctx, d, dir, "review.json", workflows.ReviewWorkflowID("octo-org/hello", 42))
+	}
 }
