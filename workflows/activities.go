@@ -230,6 +230,10 @@ type CreateReleaseInput struct {
 	From int
 	// Scale, when set, changes these process types' counts.
 	Scale pipelines.Formation
+	// Initial, when set, is the formation of the app's first release
+	// (app.json's formation for a review app); types the Procfile lacks
+	// are ignored.
+	Initial pipelines.Formation `json:",omitempty"`
 }
 
 // CreateReleaseResult names the release and the one it replaces.
@@ -271,6 +275,12 @@ func (a *Activities) CreateRelease(ctx context.Context, in CreateReleaseInput) (
 		}
 	case !errors.Is(err, pipelines.ErrNotFound):
 		return CreateReleaseResult{}, err
+	default:
+		for typ, n := range in.Initial {
+			if _, ok := formation[typ]; ok {
+				formation[typ] = n
+			}
+		}
 	}
 	for typ, n := range in.Scale {
 		if _, ok := formation[typ]; !ok {

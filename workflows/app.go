@@ -7,6 +7,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/drover/drover/pipelines"
 )
 
 // DeployRequest asks an app's queue to deploy a commit; it is the payload of
@@ -31,6 +33,8 @@ type DeployRequest struct {
 	// CI, when set, makes the deploy wait for the commit's CI to pass
 	// after building it.
 	CI *CIPolicy `json:",omitempty"`
+	// Formation, when set, is the app's first release's formation.
+	Formation pipelines.Formation `json:",omitempty"`
 }
 
 // CIPolicy is how a deploy waits for CI.

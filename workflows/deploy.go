@@ -93,7 +93,7 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 	}
 	report(ctx, in, &deployment, "in_progress", "releasing "+short(in.Commit), "")
 	res, err := release(ctx, in, CreateReleaseInput{
-		App: in.App, Slug: build.Slug, Commit: in.Commit, Procfile: build.Procfile, Description: description,
+		App: in.App, Slug: build.Slug, Commit: in.Commit, Procfile: build.Procfile, Description: description, Initial: in.Formation,
 	}, true)
 	if err != nil {
 		report(ctx, in, &deployment, "failure", res.Reason, "")

@@ -346,6 +346,7 @@ func startReviewDeploy(ctx workflow.Context, in *ReviewInput, head string) (work
 		return nil, nil, err
 	}
 	in.Predestroy = prep.Predestroy
+	req.Formation = prep.Formation
 	for _, ev := range prep.Evict {
 		// Making room: the review app idle longest goes, and says why.
 		err := workflow.SignalExternalWorkflow(ctx, ReviewWorkflowID(ev.Repo, ev.PR), "", SignalPullRequest, PREvent{

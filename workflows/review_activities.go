@@ -46,6 +46,8 @@ type PrepareReviewInput struct {
 // PrepareReviewResult is what the review app's app.json asks for, and
 // the review apps to destroy to make room for it.
 type PrepareReviewResult struct {
+	// Formation is app.json's formation, for the app's first release.
+	Formation  pipelines.Formation `json:",omitempty"`
 	Postdeploy string
 	Predestroy string
 	Evict      []ReviewEvict
@@ -115,6 +117,12 @@ func (a *Activities) PrepareReviewApp(ctx context.Context, in PrepareReviewInput
 		return res, err
 	}
 	res.Postdeploy, res.Predestroy = manifest.Scripts.Postdeploy, manifest.Scripts.PrPredestroy
+	for typ, f := range manifest.Formation {
+		if res.Formation == nil {
+			res.Formation = pipelines.Formation{}
+		}
+		res.Formation[typ] = f.Quantity
+	}
 
 	base := map[string]string{}
 	if in.ConfigFrom != "" {

@@ -67,7 +67,8 @@ const reviewManifest = `{
     "DATABASE_URL": { "description": "copied from staging" },
     "GREETING": "hi"
   },
-  "scripts": { "postdeploy": "bin/seed", "pr-predestroy": "bin/goodbye" }
+  "scripts": { "postdeploy": "bin/seed", "pr-predestroy": "bin/goodbye" },
+  "formation": { "web": { "quantity": 2 }, "clock": { "quantity": 1 } }
 }`
 
 type reviewFixture struct {
@@ -195,6 +196,12 @@ func TestReviewAppOpenDeployCommentClose(t *testing.T) {
 	}
 	if got := rf.ledger(t); got != "v1:c1:succeeded v2:c2:succeeded" {
 		t.Fatalf("ledger = %s", got)
+	}
+	// app.json's formation makes the first release's; the next keeps it.
+	for _, v := range []int{1, 2} {
+		if r, _ := rf.store.Release(context.Background(), reviewApp, v); r.Formation["web"] != 2 || len(r.Formation) != 1 {
+			t.Fatalf("v%d formation = %v; want app.json's web=2 (clock is not in the Procfile)", v, r.Formation)
+		}
 	}
 	if got := strings.Join(rf.tasks("a"), ","); got != "postdeploy:bin/seed,pr-predestroy:bin/goodbye" {
 		t.Fatalf("tasks in a = %s; postdeploy runs once, pr-predestroy before teardown", got)
