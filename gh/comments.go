@@ -94,7 +94,8 @@ func FromPullRequest(pr *github.PullRequest) PullRequest {
 		CloneURL: head.GetRepo().GetCloneURL(),
 		// A pull request from another repository runs code the pipeline's
 		// owners have not reviewed, with their secrets.
-		Fork:  head.GetRepo().GetFullName() != "" && !strings.EqualFold(head.GetRepo().GetFullName(), pr.GetBase().GetRepo().GetFullName()),
+		// A head repository that is gone (a deleted fork) counts as one.
+		Fork:  !strings.EqualFold(head.GetRepo().GetFullName(), pr.GetBase().GetRepo().GetFullName()) || head.GetRepo().GetFullName() == "",
 		Draft: pr.GetDraft(), Open: pr.GetState() == "open",
 	}
 }

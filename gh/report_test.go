@@ -146,3 +146,35 @@ func TestUpsertCommentEditsItsOwnComment(t *testing.T) {
 		t.Fatalf("after deletion = %d, %v", id, err)
 	}
 }
+
+func TestFromPullRequest(t *testing.T) {
+	repo := func(name string) *github.Repository {
+		return &github.Repository{FullName: github.String(name), CloneURL: github.String("https://github.com/" + name + ".git")}
+	}
+	pr := func(head *github.Repository, draft bool, state string) *github.PullRequest {
+		return &github.PullRequest{Number: github.Int(42), Title: github.String("Add login"), Draft: github.Bool(draft), State: github.String(state),
+			Head: &github.PullRequestBranch{SHA: github.String("abc"), Ref: github.String("login"), Repo: head},
+			Base: &github.PullRequestBranch{Repo: repo("octo-org/hello")}}
+	}
+	tests := []struct {
+		name       string
+		pr         *github.PullRequest
+		fork, open bool
+		draft      bool
+	}{
+		{"same repository", pr(repo("octo-org/hello"), false, "open"), false, true, false},
+		{"names compare case-insensitively", pr(repo("Octo-Org/Hello"), false, "open"), false, true, false},
+		{"fork", pr(repo("mallory/hello"), false, "open"), true, true, false},
+		{"deleted fork", pr(nil, false, "open"), true, true, false},
+		{"draft", pr(repo("octo-org/hello"), true, "open"), false, true, true},
+		{"closed", pr(repo("octo-org/hello"), false, "closed"), false, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := gh.FromPullRequest(tt.pr)
+			if got.Fork != tt.fork || got.Open != tt.open || got.Draft != tt.draft || got.Head != "abc" || got.Branch != "login" || got.Number != 42 {
+				t.Fatalf("= %+v", got)
+			}
+		})
+	}
+}

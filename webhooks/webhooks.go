@@ -195,7 +195,7 @@ func (h *Handler) pullRequest(c *gin.Context, log *slog.Logger, delivery string,
 	pr := gh.FromPullRequest(pre.GetPullRequest())
 	switch action {
 	case workflows.PROpened, workflows.PRReopened, workflows.PRSynchronize, workflows.PRReadyForReview:
-		if pr.Head == "" || pr.CloneURL == "" {
+		if pr.Head == "" || (pr.CloneURL == "" && !pr.Fork) {
 			c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: "pull_request payload has no pull_request.head.sha or head.repo.clone_url"})
 			return
 		}
