@@ -62,13 +62,19 @@ func (s *Server) reviewStage(c *gin.Context) (pipelines.Pipeline, pipelines.Stag
 	return p, st, true
 }
 
-func prNumber(c *gin.Context) (int, bool) {
+// reviewApp loads the route's pipeline, its review stage and the pull
+// request's number.
+func (s *Server) reviewApp(c *gin.Context) (pipelines.Pipeline, pipelines.Stage, int, bool) {
+	p, st, ok := s.reviewStage(c)
+	if !ok {
+		return p, st, 0, false
+	}
 	n, err := strconv.Atoi(c.Param("number"))
 	if err != nil || n <= 0 {
 		fail(c, http.StatusBadRequest, "invalid", fmt.Sprintf("%q is not a pull request number", c.Param("number")))
-		return 0, false
+		return p, st, 0, false
 	}
-	return n, true
+	return p, st, n, true
 }
 
 // listReviewApps answers the pipeline's live review apps, by PR number.
@@ -91,11 +97,7 @@ func (s *Server) listReviewApps(c *gin.Context) {
 // createReviewApp deploys a pull request's review app on purpose: a fork's
 // (which never deploys by itself), a draft, or one whose deploy failed.
 func (s *Server) createReviewApp(c *gin.Context) {
-	p, st, ok := s.reviewStage(c)
-	if !ok {
-		return
-	}
-	n, ok := prNumber(c)
+	p, st, n, ok := s.reviewApp(c)
 	if !ok {
 		return
 	}
@@ -111,11 +113,7 @@ func (s *Server) createReviewApp(c *gin.Context) {
 
 // destroyReviewApp destroys a pull request's review app in every region.
 func (s *Server) destroyReviewApp(c *gin.Context) {
-	p, st, ok := s.reviewStage(c)
-	if !ok {
-		return
-	}
-	n, ok := prNumber(c)
+	p, st, n, ok := s.reviewApp(c)
 	if !ok {
 		return
 	}

@@ -185,14 +185,7 @@ func (g *gitHubStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // checkSuitePayload is GitHub's check_suite example for commit sha.
 func checkSuitePayload(t *testing.T, sha string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "github", "check_suite.completed.payload.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p map[string]any
-	if err := json.Unmarshal(b, &p); err != nil {
-		t.Fatal(err)
-	}
+	p := fixture(t, "check_suite.completed.payload.json")
 	p["check_suite"].(map[string]any)["head_sha"] = sha
 	p["repository"].(map[string]any)["full_name"] = "octo-org/hello"
 	out, _ := json.Marshal(p)
@@ -206,6 +199,30 @@ func (s *stack) webhook(ctx context.Context, event, delivery string, payload []b
 		s.t.Fatal(err)
 	}
 	return code, string(body)
+}
+
+// startWithGitHub starts drover dev with one local region and the hello
+// pipeline's stages (YAML lines under stages:), talking to a GitHub API
+// stand-in that serves repo.
+func startWithGitHub(t *testing.T, ctx context.Context, repo *gitRepo, data, stages string) (*gitHubStandIn, *Dev, *stack) {
+	t.Helper()
+	gh, srv := newGitHubStandIn(t, "file://"+repo.dir)
+	t.Setenv(secretEnv, "e2e-secret")
+	t.Setenv("DROVER_E2E_GH_TOKEN", "e2e-gh-token")
+	config := filepath.Join(t.TempDir(), "drover.yaml")
+	yaml := fmt.Sprintf(`github: { webhook_secret_env: %s, token_env: DROVER_E2E_GH_TOKEN, api_url: '%s/api/v3/' }
+regions:
+  local-a: { driver: local }
+pipelines:
+  hello:
+    repo: octo-org/hello
+    stages:%s
+`, secretEnv, srv.URL, stages)
+	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, s := startDev(t, ctx, config, data)
+	return gh, d, s
 }
 
 // eventually polls cond every 100 ms until it holds or ctx ends.
@@ -233,20 +250,8 @@ func TestE2EGitHubInTheLoop(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	repo := newGitRepo(t)
-	gh, srv := newGitHubStandIn(t, "file://"+repo.dir)
-	t.Setenv(secretEnv, "e2e-secret")
-	t.Setenv("DROVER_E2E_GH_TOKEN", "e2e-gh-token")
-	config := filepath.Join(t.TempDir(), "drover.yaml")
-	os.WriteFile(config, []byte(fmt.Sprintf(`github: { webhook_secret_env: %s, token_env: DROVER_E2E_GH_TOKEN, api_url: '%s/api/v3/' }
-regions:
-  local-a: { driver: local }
-pipelines:
-  hello:
-    repo: octo-org/hello
-    stages:
-      staging: { app: hello-staging, branch: main, regions: [local-a], wait_for_ci: true, reconcile_interval: 1s }
-`, secretEnv, srv.URL)), 0o644)
-	d, s := startDev(t, ctx, config, t.TempDir())
+	gh, d, s := startWithGitHub(t, ctx, repo, t.TempDir(), `
+      staging: { app: hello-staging, branch: main, regions: [local-a], wait_for_ci: true, reconcile_interval: 1s }`)
 	defer d.Close()
 
 	// c1 is pushed, but its webhook is lost. Its CI is still running.

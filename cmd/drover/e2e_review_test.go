@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,14 +19,7 @@ import (
 // the local repository's branch and head.
 func prPayload(t *testing.T, action, repoDir, branch, head string, number int) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "github", "pull_request."+action+".payload.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p map[string]any
-	if err := json.Unmarshal(b, &p); err != nil {
-		t.Fatal(err)
-	}
+	p := fixture(t, "pull_request."+action+".payload.json")
 	p["number"] = number
 	pr := p["pull_request"].(map[string]any)
 	pr["number"] = number
@@ -77,22 +69,10 @@ func TestE2EReviewApp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	repo := newGitRepo(t)
-	gh, srv := newGitHubStandIn(t, "file://"+repo.dir)
-	t.Setenv(secretEnv, "e2e-secret")
-	t.Setenv("DROVER_E2E_GH_TOKEN", "e2e-gh-token")
-	config := filepath.Join(t.TempDir(), "drover.yaml")
-	os.WriteFile(config, []byte(fmt.Sprintf(`github: { webhook_secret_env: %s, token_env: DROVER_E2E_GH_TOKEN, api_url: '%s/api/v3/' }
-regions:
-  local-a: { driver: local }
-pipelines:
-  hello:
-    repo: octo-org/hello
-    stages:
-      review: { regions: [local-a], ttl: 72h, config_from: staging, wait_for_ci: false }
-      staging: { app: hello-staging, branch: main, regions: [local-a], reconcile_interval: 1h }
-`, secretEnv, srv.URL)), 0o644)
 	data := t.TempDir()
-	d, s := startDev(t, ctx, config, data)
+	gh, d, s := startWithGitHub(t, ctx, repo, data, `
+      review: { regions: [local-a], ttl: 72h, config_from: staging, wait_for_ci: false }
+      staging: { app: hello-staging, branch: main, regions: [local-a], reconcile_interval: 1h }`)
 	defer d.Close()
 	t.Setenv("DROVER_URL", s.base)
 	t.Setenv("DROVER_TOKEN", s.token)

@@ -138,10 +138,10 @@ pipelines:
 	return path
 }
 
-// pushPayload is GitHub's own push example, pointed at the local repository.
-func pushPayload(t *testing.T, repoDir, commit string) []byte {
+// fixture reads one of GitHub's own webhook examples, to edit and send.
+func fixture(t *testing.T, name string) map[string]any {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "github", "push.payload.json"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "github", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,6 +149,13 @@ func pushPayload(t *testing.T, repoDir, commit string) []byte {
 	if err := json.Unmarshal(b, &p); err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// pushPayload is GitHub's own push example, pointed at the local repository.
+func pushPayload(t *testing.T, repoDir, commit string) []byte {
+	t.Helper()
+	p := fixture(t, "push.payload.json")
 	p["ref"], p["after"], p["deleted"] = "refs/heads/main", commit, false
 	repo := p["repository"].(map[string]any)
 	repo["full_name"], repo["clone_url"] = "octo-org/hello", "file://"+repoDir
