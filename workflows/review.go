@@ -149,6 +149,7 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 		cancel    workflow.CancelFunc
 		handled   int
 		needPR    bool
+		told      string // the newer head a waiting deploy was told of
 	)
 	comment := func(body string) {
 		in.Comment = commentOnPR(ctx, in, body)
@@ -312,9 +313,13 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 				// Stop the deploy where it is; it records its release
 				// failed, and teardown removes whatever it started.
 				cancel()
-			case head != "" && head != deploying:
-				// A newer push: a deploy still waiting for CI gives way.
-				child.SignalChildWorkflow(ctx, SignalSupersede, head)
+			case head != "" && head != deploying && head != told && in.Stage.Request.CI != nil:
+				// A newer push: a deploy still waiting for CI gives way
+				// (one past the wait finishes, and the newer head follows).
+				told = head
+				if child.GetChildWorkflowExecution().Get(ctx, nil) == nil {
+					child.SignalChildWorkflow(ctx, SignalSupersede, head)
+				}
 			}
 		}
 	}

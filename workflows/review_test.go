@@ -414,3 +414,21 @@ func TestReviewAppMaxAppsEvictsTheIdlest(t *testing.T) {
 		t.Fatalf("evicted %q; want #8, idle longest", evicted)
 	}
 }
+
+// TestReviewAppPushSupersedesADeployWaitingForCI: with wait_for_ci, a push
+// replaces a deploy whose CI has not finished.
+func TestReviewAppPushSupersedesADeployWaitingForCI(t *testing.T) {
+	rf := newReviewFixture(t)
+	rf.acts.CI = &ciBySHA{state: map[string]gh.Verdict{"c2": green}, reads: map[string]int{}}
+	rf.at(0, workflows.PROpened, "c1")
+	rf.at(time.Minute, workflows.PRSynchronize, "c2")
+	rf.at(time.Hour, workflows.PRClosed, "c2")
+	if err := rf.run(t, func(in *workflows.ReviewInput) {
+		in.Stage.Request.CI = &workflows.CIPolicy{Timeout: 24 * time.Hour, Poll: 2 * time.Minute}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rf.ledger(t); got != "v1:c1:superseded v2:c2:succeeded" {
+		t.Fatalf("ledger = %s; c1 waited for CI and gave way to c2", got)
+	}
+}
