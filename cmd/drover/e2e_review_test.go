@@ -133,6 +133,41 @@ func TestE2EReviewApp(t *testing.T) {
 		c := gh.issueComments(42)
 		return len(c) == 1 && strings.Contains(c[0], "was destroyed: the pull request was closed")
 	})
+	// A pull request from a fork waits for someone to deploy it with the
+	// CLI, which then also destroys it.
+	fork := prPayload(t, "opened", repo.dir, "feature", c2, 43)
+	var p map[string]any
+	json.Unmarshal(fork, &p)
+	p["pull_request"].(map[string]any)["head"].(map[string]any)["repo"].(map[string]any)["full_name"] = "mallory/hello"
+	fork, _ = json.Marshal(p)
+	if code, body := s.webhook(ctx, "pull_request", "pr-4", fork); code != http.StatusAccepted {
+		t.Fatalf("fork opened: %d %s", code, body)
+	}
+	eventually(ctx, t, "the fork notice", func() bool {
+		c := gh.issueComments(43)
+		return len(c) == 1 && strings.Contains(c[0], "drover review-apps create hello 43")
+	})
+	if list := s.reviewApps(ctx); len(list) != 0 {
+		t.Fatalf("a fork's pull request was deployed by itself: %+v", list)
+	}
+	out.Reset()
+	if code := Run(ctx, []string{"review-apps", "create", "hello", "43"}, Streams{Out: &out, Err: &errOut}); code != exitOK {
+		t.Fatalf("drover review-apps create: exit %d: %s", code, errOut.String())
+	}
+	r = s.waitReviewApp(ctx, 43, c2)
+	if body, err := httpGet(r.URL); err != nil || !strings.Contains(body, "review two from hello-pr-43 v1") {
+		t.Fatalf("GET %s = %q, %v", r.URL, body, err)
+	}
+	out.Reset()
+	if code := Run(ctx, []string{"review-apps", "destroy", "hello", "43"}, Streams{Out: &out, Err: &errOut}); code != exitOK || !strings.Contains(out.String(), "destroying hello-pr-43") {
+		t.Fatalf("drover review-apps destroy: exit %d: %s %s", code, out.String(), errOut.String())
+	}
+	eventually(ctx, t, "hello-pr-43 destroyed", func() bool { return len(s.reviewApps(ctx)) == 0 && appProcesses(data, "hello-pr-43") == 0 })
+	errOut.Reset()
+	if code := Run(ctx, []string{"review-apps", "destroy", "hello", "43"}, Streams{Out: &out, Err: &errOut}); code != exitNotFound || !strings.Contains(errOut.String(), "has no review app") {
+		t.Fatalf("destroying it again: exit %d: %s", code, errOut.String())
+	}
+
 	if dir := os.Getenv("DROVER_SAVE_HISTORY"); dir != "" {
 		saveHistory(t, ctx, d, dir, "review.json", workflows.ReviewWorkflowID("octo-org/hello", 42))
 	}
