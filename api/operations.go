@@ -59,17 +59,17 @@ func nonce() string {
 	return hex.EncodeToString(b)
 }
 
-// stageInput is what a stage's app needs for an operation: its regions and
-// rollout policy from drover.yaml.
-func stageInput(app string, st pipelines.Stage) workflows.DeployInput {
-	parallel, onFailure := st.Rollout.Policy()
-	in := workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
-		Regions: st.Regions, MaxParallel: parallel, OnFailure: onFailure,
-	}}
-	if ok, timeout := st.Approval(); ok {
-		in.ApprovalTimeout = timeout
+// stageInput is what a stage's app needs for an operation: its regions,
+// rollout and approval policy, and where GitHub hears of it (the stage's
+// environment, or the review app's own).
+func stageInput(p pipelines.Pipeline, app string, st pipelines.Stage) workflows.DeployInput {
+	req := workflows.StageRequest(p, st, "", "", "")
+	// An operation reuses a build: there is no commit's CI to wait for.
+	req.CI = nil
+	if st.Name == pipelines.StageReview {
+		req.Environment = app
 	}
-	return in
+	return workflows.DeployInput{App: app, DeployRequest: req}
 }
 
 // PipelineInfo is a pipeline and its stages, as drover.yaml says.
@@ -111,7 +111,8 @@ func (s *Server) listPipelines(c *gin.Context) {
 
 // appInput is stageInput for an app, from its stage in drover.yaml.
 func (s *Server) appInput(app pipelines.App) workflows.DeployInput {
-	return stageInput(app.Name, s.Config.Pipelines[app.Pipeline].Stages[app.Stage])
+	p := s.Config.Pipelines[app.Pipeline]
+	return stageInput(p, app.Name, p.Stages[app.Stage])
 }
 
 // promote moves staging's current (or named) release to production. The
@@ -156,7 +157,7 @@ func (s *Server) promote(c *gin.Context) {
 		fail(c, http.StatusConflict, "conflict", to.App+" is running "+st.Running+"; promote again when it ends (drover operations watch, drover releases "+to.App+")")
 		return
 	}
-	in := workflows.PromoteInput{DeployInput: stageInput(to.App, to), FromApp: from.App, FromVersion: version}
+	in := workflows.PromoteInput{DeployInput: stageInput(p, to.App, to), FromApp: from.App, FromVersion: version}
 	op := workflows.Operation{ID: workflows.OperationWorkflowID(workflows.OpPromote, to.App, nonce()), Kind: workflows.OpPromote, Promote: &in}
 	s.startOperation(c, to.App, op)
 }

@@ -99,11 +99,7 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 		report(ctx, in, &deployment, "failure", res.Reason, "")
 		return res, err
 	}
-	url := ""
-	if len(res.URLs) > 0 {
-		url = res.URLs[0].URL
-	}
-	report(ctx, in, &deployment, "success", fmt.Sprintf("v%d is running", res.Version), url)
+	report(ctx, in, &deployment, "success", fmt.Sprintf("v%d is running", res.Version), firstURL(res))
 	return res, nil
 }
 

@@ -61,7 +61,7 @@ func ChangeWorkflow(ctx workflow.Context, in ChangeInput) (DeployResult, error) 
 		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
 	}
 	in.Commit = cur.Commit
-	return release(ctx, in.DeployInput, CreateReleaseInput{
+	return reported(ctx, in.DeployInput, CreateReleaseInput{
 		App: in.App, Slug: cur.Slug, Commit: cur.Commit, Procfile: cur.Procfile,
 		Description: in.Description, Scale: in.Scale,
 	}, true)
@@ -97,7 +97,7 @@ func PromoteWorkflow(ctx workflow.Context, in PromoteInput) (DeployResult, error
 		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
 	}
 	in.Commit = src.Commit
-	return release(ctx, in.DeployInput, CreateReleaseInput{
+	return reported(ctx, in.DeployInput, CreateReleaseInput{
 		App: in.App, Slug: src.Slug, Commit: src.Commit, Procfile: src.Procfile,
 		Description: fmt.Sprintf("promoted from %s v%d", in.FromApp, src.Version),
 	}, true)
@@ -112,7 +112,7 @@ func RollbackWorkflow(ctx workflow.Context, in RollbackInput) (DeployResult, err
 		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
 	}
 	in.Commit = target.Commit
-	return release(ctx, in.DeployInput, CreateReleaseInput{
+	return reported(ctx, in.DeployInput, CreateReleaseInput{
 		App: in.App, Slug: target.Slug, Commit: target.Commit, Procfile: target.Procfile,
 		Description: fmt.Sprintf("rollback to v%d", target.Version), From: target.Version,
 	}, in.RunReleasePhase)

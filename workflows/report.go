@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -81,4 +82,26 @@ func report(ctx workflow.Context, in DeployInput, deployment *int64, state, desc
 		return
 	}
 	*deployment = id
+}
+
+// reported makes an operation's release (a promotion, rollback or change)
+// and tells GitHub how it goes, as a push's deploy is told.
+func reported(ctx workflow.Context, in DeployInput, create CreateReleaseInput, releasePhase bool) (DeployResult, error) {
+	var deployment int64
+	report(ctx, in, &deployment, "in_progress", create.Description, "")
+	res, err := release(ctx, in, create, releasePhase)
+	if err != nil {
+		report(ctx, in, &deployment, "failure", res.Reason, "")
+		return res, err
+	}
+	report(ctx, in, &deployment, "success", fmt.Sprintf("v%d is running: %s", res.Version, create.Description), firstURL(res))
+	return res, nil
+}
+
+// firstURL is where the release answers in its first region, if anywhere.
+func firstURL(res DeployResult) string {
+	if len(res.URLs) > 0 {
+		return res.URLs[0].URL
+	}
+	return ""
 }

@@ -86,3 +86,26 @@ func TestDeployIsReportedToGitHub(t *testing.T) {
 		})
 	}
 }
+
+// TestPromotionIsReportedToGitHub: a promotion is a release of production,
+// reported as a deploy of the promoted commit to the production
+// environment.
+func TestPromotionIsReportedToGitHub(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.deploy(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	rep := &fakeReporter{}
+	f.acts.Reporter = rep
+	in := promote(app, 0)
+	in.Repo, in.Environment = "octo-org/hello", "production"
+	if _, err := f.run(t, workflows.PromoteWorkflow, in); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(rep.statuses, " "); got != "77:in_progress: 77:success:http://a.test" {
+		t.Fatalf("deployment statuses = %q", got)
+	}
+	if got := strings.Join(rep.commit, " "); got != "drover/production:pending drover/production:success" {
+		t.Fatalf("commit statuses = %q", got)
+	}
+}
