@@ -70,7 +70,7 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 	var deployment int64
 	report(ctx, in, &deployment, "queued", "building "+short(in.Commit), "")
 	failed := func(err error) (DeployResult, error) {
-		report(ctx, in, &deployment, "failure", reason(err), "")
+		report(ctx, in, &deployment, failureState(err), reason(err), "")
 		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
 	}
 	var build BuildResult
@@ -96,7 +96,7 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 		App: in.App, Slug: build.Slug, Commit: in.Commit, Procfile: build.Procfile, Description: description, Initial: in.Formation,
 	}, true)
 	if err != nil {
-		report(ctx, in, &deployment, "failure", res.Reason, "")
+		report(ctx, in, &deployment, failureState(err), res.Reason, "")
 		return res, err
 	}
 	report(ctx, in, &deployment, "success", fmt.Sprintf("v%d is running", res.Version), firstURL(res))

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -91,7 +92,7 @@ func reported(ctx workflow.Context, in DeployInput, create CreateReleaseInput, r
 	report(ctx, in, &deployment, "in_progress", create.Description, "")
 	res, err := release(ctx, in, create, releasePhase)
 	if err != nil {
-		report(ctx, in, &deployment, "failure", res.Reason, "")
+		report(ctx, in, &deployment, failureState(err), res.Reason, "")
 		return res, err
 	}
 	report(ctx, in, &deployment, "success", fmt.Sprintf("v%d is running: %s", res.Version, create.Description), firstURL(res))
@@ -104,4 +105,19 @@ func firstURL(res DeployResult) string {
 		return res.URLs[0].URL
 	}
 	return ""
+}
+
+// failureState is how GitHub hears of a failed deploy: "failure" when the
+// code, its CI, its release phase or its rollout failed, "error" when
+// drover could not do its part (a region or GitHub unreachable, a step
+// out of retries), which is for drover's operators rather than the author.
+func failureState(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		switch app.Type() {
+		case errInvalid, errDeployFailed, errReleasePhase:
+			return "failure"
+		}
+	}
+	return "error"
 }

@@ -59,6 +59,8 @@ func TestDeployIsReportedToGitHub(t *testing.T) {
 		{"success", []gh.Verdict{green}, false, true, "77:queued: 77:in_progress: 77:success:http://a.test", "drover/staging:pending drover/staging:pending drover/staging:success"},
 		{"CI red", []gh.Verdict{red}, false, false, "77:queued: 77:failure:", "drover/staging:pending drover/staging:failure"},
 		{"GitHub down never fails a deploy", []gh.Verdict{green}, true, true, "", ""},
+		// A region drover cannot reach is drover's trouble, not the code's.
+		{"region unreachable", []gh.Verdict{green}, false, false, "77:queued: 77:in_progress: 77:error:", "drover/staging:pending drover/staging:pending drover/staging:error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,6 +68,7 @@ func TestDeployIsReportedToGitHub(t *testing.T) {
 			rep := &fakeReporter{fail: tt.fail}
 			f.acts.Reporter, f.acts.CI = rep, &fakeCI{verdicts: tt.ci}
 			f.acts.PublicURL = func() string { return "http://drover.test" }
+			f.regions["a"].unreachable = tt.name == "region unreachable"
 			env := f.env()
 			env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
 			env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
