@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/workflows"
 )
 
 // gitHubStandIn serves the GitHub API calls drover makes, shaped like
@@ -316,4 +317,46 @@ func TestE2EGitHubInTheLoop(t *testing.T) {
 		t.Fatalf("%d releases; CI red must release nothing", len(rs))
 	}
 	s.answersEverywhere(ctx, "hello-staging", 1, "caught up from hello-staging v1")
+}
+
+// TestE2EMissedPushSchedules: drover dev keeps one Temporal schedule per
+// auto-deploy stage in step with drover.yaml: made on start, updated when
+// the interval changes, deleted when the stage goes.
+func TestE2EMissedPushSchedules(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end; skipped by -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	repo := newGitRepo(t)
+	_, d, _ := startWithGitHub(t, ctx, repo, t.TempDir(), `
+      staging: { app: hello-staging, branch: main, regions: [local-a], reconcile_interval: 1h }`)
+	defer d.Close()
+	sc := d.client.ScheduleClient()
+	every := func() time.Duration {
+		t.Helper()
+		desc, err := sc.GetHandle(ctx, workflows.MissedPushScheduleID("hello-staging")).Describe(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return desc.Schedule.Spec.Intervals[0].Every
+	}
+	if got := every(); got != time.Hour {
+		t.Fatalf("interval = %v, want drover.yaml's 1h", got)
+	}
+	starter := &workflows.Starter{Client: d.client}
+	watches := workflows.Watches(d.Config)
+	watches[0].Every = 5 * time.Minute
+	if err := starter.WatchBranches(ctx, watches); err != nil {
+		t.Fatal(err)
+	}
+	if got := every(); got != 5*time.Minute {
+		t.Fatalf("interval after the change = %v", got)
+	}
+	if err := starter.WatchBranches(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.GetHandle(ctx, workflows.MissedPushScheduleID("hello-staging")).Describe(ctx); err == nil {
+		t.Fatal("the schedule of a stage no longer configured is still there")
+	}
 }
