@@ -115,6 +115,8 @@ type Dev struct {
 	store        *sqlstore.Store
 	client       client.Client
 	worker       worker.Worker
+	// github says how drover acts on GitHub, for the banner.
+	github string
 	http         *http.Server
 	regions      regionSet
 	locals       map[string]*local.Region
@@ -199,6 +201,7 @@ func (d *Dev) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.github = githubSummary(cfg, auth)
 	if auth != nil {
 		acts.Git = auth
 		acts.CI = &gh.Client{Auth: auth}
@@ -334,6 +337,7 @@ func (d *Dev) PrintBanner(w interface{ Write([]byte) (int, error) }) {
 	fmt.Fprintf(w, "  %-18s %s\n", "Data dir:", d.DataDir)
 	fmt.Fprintf(w, "  %-18s %s\n", "Config:", d.Config.File)
 	fmt.Fprintf(w, "  %-18s %s (%s)\n", "Webhook secret:", d.Secret, d.secretSource)
+	fmt.Fprintf(w, "  %-18s %s\n", "GitHub:", d.github)
 	fmt.Fprintf(w, "  %-18s export DROVER_URL=http://%s DROVER_TOKEN=%s\n", "CLI:", d.HTTPAddr, d.Token)
 }
 
@@ -472,4 +476,20 @@ func githubAuth(cfg *pipelines.Config, logger *slog.Logger) (gh.Auth, error) {
 		return nil, fmt.Errorf("%s: %w", cfg.File, err)
 	}
 	return auth, nil
+}
+
+// githubSummary says in a line how drover acts on GitHub, and what is off
+// without it.
+func githubSummary(cfg *pipelines.Config, auth gh.Auth) string {
+	api := cfg.GitHub.APIURL
+	if api == "" {
+		api = gh.PublicAPI
+	}
+	switch auth.(type) {
+	case *gh.AppAuth:
+		return fmt.Sprintf("GitHub App %d at %s", cfg.GitHub.AppID, api)
+	case *gh.TokenAuth:
+		return fmt.Sprintf("token from $%s at %s", cfg.GitHub.TokenEnv, api)
+	}
+	return "not connected (set github.token_env or github.app_id): no CI waits, deployment reports, review app comments or missed-push checks"
 }

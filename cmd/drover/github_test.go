@@ -61,6 +61,11 @@ func TestGitHubAuthFromConfig(t *testing.T) {
 			if got != tt.want {
 				t.Fatalf("auth = %T, want %s", auth, tt.want)
 			}
+			// The banner says which, or what is off without it.
+			summary := githubSummary(&pipelines.Config{GitHub: tt.github}, auth)
+			if want := map[string]string{"": "not connected", "*gh.TokenAuth": "token from $DROVER_TEST_GH_TOKEN", "*gh.AppAuth": "GitHub App 42 at https://github.example.com/api/v3/"}[tt.want]; !strings.Contains(summary, want) {
+				t.Fatalf("summary = %q, want %q", summary, want)
+			}
 		})
 	}
 }
