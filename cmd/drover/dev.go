@@ -106,17 +106,17 @@ type Dev struct {
 	Options DevOptions
 	Logger  *slog.Logger
 
-	Config       *pipelines.Config
-	Secret       string
-	Token        string
-	HTTPAddr     string
-	DataDir      string
-	temporal     *devstack.Server
-	store        *sqlstore.Store
-	client       client.Client
-	worker       worker.Worker
+	Config   *pipelines.Config
+	Secret   string
+	Token    string
+	HTTPAddr string
+	DataDir  string
+	temporal *devstack.Server
+	store    *sqlstore.Store
+	client   client.Client
+	worker   worker.Worker
 	// github says how drover acts on GitHub, for the banner.
-	github string
+	github       string
 	http         *http.Server
 	regions      regionSet
 	locals       map[string]*local.Region
