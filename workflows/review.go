@@ -75,9 +75,13 @@ type ReviewInput struct {
 	Stage    ReviewStage
 	// PR is the pull request as last heard of.
 	PR gh.PullRequest
-	// Allowed is true once someone deployed a fork's pull request on
-	// purpose; it then deploys on every push.
+	// Allowed is true once someone deployed the pull request on purpose:
+	// a draft then deploys on every push.
 	Allowed bool `json:",omitempty"`
+	// AllowedHead is the one head of a fork's pull request someone
+	// deployed on purpose. A fork's newer commits wait for someone to look
+	// at them and deploy again: they would run with the pipeline's secrets.
+	AllowedHead string `json:",omitempty"`
 	// Created is true once the app exists (in the ledger, maybe in
 	// regions): from then on, teardown has something to remove.
 	Created bool `json:",omitempty"`
@@ -171,7 +175,7 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 		case PRCreate:
 			// On purpose: a fork or a draft deploys, and a failed head is
 			// tried again.
-			in.Allowed = true
+			in.Allowed, in.AllowedHead = true, in.PR.Head
 			in.Noticed, in.Failed = "", ""
 			if in.PR.Head == "" {
 				// Asked for before any webhook told this workflow of the
@@ -194,8 +198,8 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 		switch {
 		case closing != nil || head == "" || head == in.Deployed || head == in.Failed:
 			return "", ""
-		case in.PR.Fork && !in.Allowed:
-			return "", "fork"
+		case in.PR.Fork && head != in.AllowedHead:
+			return "", "fork@" + head
 		case in.PR.Draft && !in.Stage.DeployDrafts && !in.Allowed:
 			return "", "draft"
 		}
@@ -220,7 +224,7 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 			for _, ev := range again {
 				if ev.Action != PRClosed && ev.Action != PRDestroy {
 					fresh := ReviewInput{Pipeline: in.Pipeline, App: in.App, Number: in.Number, Stage: in.Stage, PR: in.PR,
-						Allowed: in.Allowed, Comment: in.Comment, Pending: again, ContinueAfter: in.ContinueAfter}
+						Comment: in.Comment, Pending: again, ContinueAfter: in.ContinueAfter}
 					return workflow.NewContinueAsNewError(ctx, ReviewAppWorkflow, fresh)
 				}
 			}
@@ -235,6 +239,7 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 				comment(fmt.Sprintf("drover could not read pull request #%d from GitHub to deploy it: %s", in.Number, reason(err)))
 			} else {
 				in.PR = pr
+				in.AllowedHead = pr.Head
 				if !pr.Open && closing == nil {
 					closing = &PREvent{Action: PRDestroy, Reason: "the pull request is closed"}
 				}
@@ -494,10 +499,10 @@ func reviewFailed(in ReviewInput, head string, err error) string {
 }
 
 func reviewNotice(in ReviewInput, notice string) string {
-	switch notice {
-	case "fork":
-		return fmt.Sprintf("This pull request comes from a fork, so drover did not deploy a review app for it: its code would run with the pipeline's config vars and secrets. After reviewing the code, a maintainer can deploy it with `drover review-apps create %s %d`.", in.Pipeline, in.Number)
-	case "draft":
+	if head, ok := strings.CutPrefix(notice, "fork@"); ok {
+		return fmt.Sprintf("This pull request comes from a fork, so drover did not deploy `%s` to a review app: its code would run with the pipeline's config vars and secrets. After reviewing the code, a maintainer can deploy it with `drover review-apps create %s %d` (again for each new commit).", short(head), in.Pipeline, in.Number)
+	}
+	if notice == "draft" {
 		return "This pull request is a draft: drover deploys its review app once it is marked ready for review."
 	}
 	return notice

@@ -310,17 +310,25 @@ func TestReviewAppForkWaitsForSomeoneToDeployIt(t *testing.T) {
 		if len(rf.builder.builds) != 0 {
 			t.Errorf("built %v from a fork", rf.builder.builds)
 		}
-		if got := rf.comments.only(t); len(got) != 1 || !strings.Contains(got[0], "comes from a fork") || !strings.Contains(got[0], "drover review-apps create hello 42") {
-			t.Errorf("comments = %q; want one notice saying how to deploy it", got)
+		// One comment, edited for each new commit, saying how to deploy it.
+		if got := rf.comments.only(t); len(got) != 2 || !strings.Contains(got[1], "did not deploy `c2`") || !strings.Contains(got[1], "drover review-apps create hello 42") {
+			t.Errorf("comments = %q; want the notice, naming the newest commit", got)
 		}
 	}, 30*time.Minute)
 	rf.at(time.Hour, workflows.PRCreate, "", func(e *workflows.PREvent) { e.PR = gh.PullRequest{Number: 42}; e.By = "admin" })
-	rf.at(2*time.Hour, workflows.PRClosed, "c2", fork)
+	// A newer commit from the fork was not looked at: it waits again.
+	rf.at(90*time.Minute, workflows.PRSynchronize, "c3", fork)
+	rf.env.RegisterDelayedCallback(func() {
+		if last := rf.comments.last(t); !strings.Contains(last, "did not deploy `c3`") {
+			t.Errorf("comment after the fork's new commit = %q", last)
+		}
+	}, 100*time.Minute)
+	rf.at(2*time.Hour, workflows.PRClosed, "c3", fork)
 	if err := rf.run(t, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := rf.ledger(t); got != "v1:c2:succeeded" {
-		t.Fatalf("ledger = %s; deployed on purpose, the newest head", got)
+		t.Fatalf("ledger = %s; deployed on purpose, the head someone looked at, and nothing after", got)
 	}
 	rf.assertDestroyed(t, "the pull request was closed")
 }
