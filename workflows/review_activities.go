@@ -218,6 +218,12 @@ type StopAppInput struct {
 // StopApp stops and purges app in a region.
 func (a *Activities) StopApp(ctx context.Context, in StopAppInput) error {
 	region, err := a.Regions.Region(in.Region)
+	if errors.Is(err, pipelines.ErrNotFound) {
+		// The region left drover.yaml since the app was made: drover can
+		// no longer reach it, and teardown must not stall on it.
+		a.logger().Warn("region no longer configured; nothing stopped there", "app", in.App, "region", in.Region)
+		return nil
+	}
 	if err != nil {
 		return permanent(err)
 	}

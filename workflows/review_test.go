@@ -440,3 +440,19 @@ func TestReviewAppPushSupersedesADeployWaitingForCI(t *testing.T) {
 		t.Fatalf("ledger = %s; c1 waited for CI and gave way to c2", got)
 	}
 }
+
+// TestReviewAppTeardownSkipsARegionNoLongerConfigured: a region removed
+// from drover.yaml since the app was made does not stall its teardown.
+func TestReviewAppTeardownSkipsARegionNoLongerConfigured(t *testing.T) {
+	rf := newReviewFixture(t)
+	rf.at(0, workflows.PROpened, "c1")
+	rf.env.RegisterDelayedCallback(func() { delete(rf.regions, "b") }, 30*time.Minute)
+	rf.at(time.Hour, workflows.PRClosed, "c1")
+	if err := rf.run(t, nil); err != nil {
+		t.Fatal(err)
+	}
+	ra, err := rf.store.ReviewApp(context.Background(), reviewApp)
+	if err != nil || ra.DestroyedAt == nil || rf.regions["a"].stops == 0 {
+		t.Fatalf("review app = %+v, %v; a stopped %d times", ra, err, rf.regions["a"].stops)
+	}
+}
