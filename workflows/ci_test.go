@@ -210,16 +210,9 @@ func TestNewerPushSupersedesADeployWaitingForCI(t *testing.T) {
 	if c2Done == 0 {
 		t.Fatal("c2 had not deployed 10 minutes after it was pushed: c1's wait for CI held the queue")
 	}
-	rs, err := f.store.Releases(context.Background(), app, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for i := len(rs) - 1; i >= 0; i-- {
-		got = append(got, fmt.Sprintf("%s:%s:%s", rs[i].Name(), rs[i].Commit, rs[i].Status))
-	}
-	if want := "v1:c1:superseded v2:c2:succeeded"; strings.Join(got, " ") != want {
-		t.Fatalf("ledger = %s, want %s", strings.Join(got, " "), want)
+	got, rs := f.ledger(t, app)
+	if want := "v1:c1:superseded v2:c2:succeeded"; got != want {
+		t.Fatalf("ledger = %s, want %s", got, want)
 	}
 	if !strings.Contains(rs[1].Description, "superseded by c2") {
 		t.Fatalf("c1's description = %q", rs[1].Description)

@@ -125,15 +125,8 @@ func (rf *reviewFixture) run(t *testing.T, in func(*workflows.ReviewInput)) erro
 
 func (rf *reviewFixture) ledger(t *testing.T) string {
 	t.Helper()
-	rs, err := rf.store.Releases(context.Background(), reviewApp, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for i := len(rs) - 1; i >= 0; i-- {
-		out = append(out, fmt.Sprintf("%s:%s:%s", rs[i].Name(), rs[i].Commit, rs[i].Status))
-	}
-	return strings.Join(out, " ")
+	got, _ := rf.fixture.ledger(t, reviewApp)
+	return got
 }
 
 func (rf *reviewFixture) tasks(region string) []string {

@@ -217,6 +217,21 @@ func (f *fixture) deploy(t *testing.T, commit string) (workflows.DeployResult, e
 	return res, err
 }
 
+// ledger returns app's releases, oldest first, as "v1:c1:succeeded …",
+// and the releases themselves, newest first.
+func (f *fixture) ledger(t *testing.T, app string) (string, []pipelines.Release) {
+	t.Helper()
+	rs, err := f.store.Releases(context.Background(), app, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for i := len(rs) - 1; i >= 0; i-- {
+		out = append(out, fmt.Sprintf("%s:%s:%s", rs[i].Name(), rs[i].Commit, rs[i].Status))
+	}
+	return strings.Join(out, " "), rs
+}
+
 func (f *fixture) release(t *testing.T, v int) pipelines.Release {
 	t.Helper()
 	r, err := f.store.Release(context.Background(), app, v)
@@ -573,17 +588,10 @@ func TestAppQueueSupersedesWaitingPushes(t *testing.T) {
 	if got := fmt.Sprint(f.builder.builds); got != "[c1 c4]" {
 		t.Fatalf("built %s, want [c1 c4]: c2 and c3 waited and were superseded", got)
 	}
-	rs, err := f.store.Releases(context.Background(), app, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for i := len(rs) - 1; i >= 0; i-- {
-		got = append(got, fmt.Sprintf("%s:%s:%s", rs[i].Name(), rs[i].Commit, rs[i].Status))
-	}
+	got, rs := f.ledger(t, app)
 	want := "v1:c1:succeeded v2:c2:superseded v3:c3:superseded v4:c4:succeeded"
-	if strings.Join(got, " ") != want {
-		t.Fatalf("ledger = %s\nwant     %s", strings.Join(got, " "), want)
+	if got != want {
+		t.Fatalf("ledger = %s\nwant     %s", got, want)
 	}
 	if !strings.Contains(rs[1].Description, "superseded by c4") {
 		t.Fatalf("v3 description = %q", rs[1].Description)
