@@ -99,3 +99,26 @@ func FromPullRequest(pr *github.PullRequest) PullRequest {
 		Draft: pr.GetDraft(), Open: pr.GetState() == "open",
 	}
 }
+
+// OpenPullRequests lists repo's open pull requests, every page.
+func (c *Client) OpenPullRequests(ctx context.Context, repo string) ([]PullRequest, error) {
+	gc, owner, name, err := c.api(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	var out []PullRequest
+	opts := &github.PullRequestListOptions{State: "open", ListOptions: github.ListOptions{PerPage: 100}}
+	for {
+		list, resp, err := gc.PullRequests.List(ctx, owner, name, opts)
+		if err != nil {
+			return nil, fmt.Errorf("open pull requests of %s: %w", repo, rateLimited(err, time.Now()))
+		}
+		for _, pr := range list {
+			out = append(out, FromPullRequest(pr))
+		}
+		if resp.NextPage == 0 {
+			return out, nil
+		}
+		opts.Page = resp.NextPage
+	}
+}

@@ -123,8 +123,9 @@ type Stage struct {
 	WaitForCI      bool     `yaml:"wait_for_ci"`
 	RequiredChecks []string `yaml:"required_checks"`
 	CITimeout      string   `yaml:"ci_timeout"`
-	// ReconcileInterval is how often an auto-deploy stage's branch head is
-	// read from GitHub to catch a push whose webhook never arrived.
+	// ReconcileInterval is how often an auto-deploy stage's branch head
+	// (or the review stage's open pull requests) is read from GitHub to
+	// catch a webhook that never arrived.
 	ReconcileInterval string `yaml:"reconcile_interval"`
 
 	// The review stage's settings: it has no app of its own, but one app
@@ -430,8 +431,14 @@ func (c *Config) validateReview(p Pipeline, sname string, s Stage, bad func(key,
 	case s.URL != "" && !strings.Contains(s.URL, "{app}"):
 		return bad(skey+".url", "%q has no {app}; review apps need one URL each, like https://{app}.review.example.com", s.URL)
 	}
-	if d, err := time.ParseDuration(s.TTL); s.TTL != "" && (err != nil || d <= 0) {
-		return bad(skey+".ttl", "%q is not a positive duration like 72h", s.TTL)
+	for _, dur := range []struct{ key, value, like string }{
+		{"ttl", s.TTL, "72h"},
+		{"ci_timeout", s.CITimeout, "60m"},
+		{"reconcile_interval", s.ReconcileInterval, "2m"},
+	} {
+		if d, err := time.ParseDuration(dur.value); dur.value != "" && (err != nil || d <= 0) {
+			return bad(skey+"."+dur.key, "%q is not a positive duration like %s", dur.value, dur.like)
+		}
 	}
 	if s.ConfigFrom != "" {
 		if _, ok := p.Stages[s.ConfigFrom]; !ok || s.ConfigFrom == StageReview {
@@ -613,7 +620,7 @@ func (c *Config) validate() error {
 				return bad(skey+".rollout.on_failure", "unknown value %q; want fail_all, fail_local or \"\" (stop at the failed region)", *f)
 			}
 			if s.ReconcileInterval != "" && s.Branch == "" {
-				return bad(skey+".reconcile_interval", "only a stage with a branch is reconciled with it")
+				return bad(skey+".reconcile_interval", "only a stage with a branch, or the review stage, is reconciled with GitHub")
 			}
 			if s.Branch != "" {
 				if other, dup := branches[s.Branch]; dup {

@@ -136,6 +136,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"review config_from unknown", base + "      review: { regions: [a], config_from: staging }\n", `pipelines.p.stages.review.config_from: unknown stage "staging"`},
 		{"review url without app", base + "      review: { regions: [a], url: 'https://review.example.com' }\n", `pipelines.p.stages.review.url: "https://review.example.com" has no {app}`},
 		{"review negative max_apps", base + "      review: { regions: [a], max_apps: -1 }\n", "pipelines.p.stages.review.max_apps: must be 0"},
+		{"review bad ci timeout", base + "      review: { regions: [a], wait_for_ci: true, ci_timeout: soon }\n", `pipelines.p.stages.review.ci_timeout: "soon" is not a positive duration`},
+		{"review bad reconcile interval", base + "      review: { regions: [a], reconcile_interval: x }\n", `pipelines.p.stages.review.reconcile_interval: "x" is not a positive duration`},
 		{"ttl on staging", base + "      staging: { app: x, regions: [a], ttl: 1h }\n", "pipelines.p.stages.staging.ttl: only the review stage has ttl"},
 		{"two secrets", "github: { webhook_secret: a, webhook_secret_env: B }\n", "github: set webhook_secret or webhook_secret_env, not both"},
 	}
@@ -238,7 +240,7 @@ func TestReviewStageConfig(t *testing.T) {
 pipelines:
   hello:
     repo: octo-org/hello
-    stages: { review: { regions: [local-a], ttl: 72h, config_from: staging, wait_for_ci: false, max_apps: 3, url: 'https://{app}.review.example.com' }, staging: { app: hello-staging, branch: main, regions: [local-a] }, production: { app: hello, regions: [local-a] } }
+    stages: { review: { regions: [local-a], ttl: 72h, config_from: staging, wait_for_ci: false, max_apps: 3, url: 'https://{app}.review.example.com', reconcile_interval: 5m }, staging: { app: hello-staging, branch: main, regions: [local-a] }, production: { app: hello, regions: [local-a] } }
 `
 	c, err := pipelines.ParseConfig("drover.yaml", []byte(yaml))
 	if err != nil {

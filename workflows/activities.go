@@ -61,6 +61,8 @@ type Activities struct {
 	Comments Commenter
 	// PullRequests reads pull requests; nil without GitHub credentials.
 	PullRequests PullRequestReader
+	// Reviews hands missed pull requests to review app workflows.
+	Reviews ReviewQueue
 	// PublicURL is drover's own base URL, for links in reports.
 	PublicURL func() string
 	// Git authenticates https fetches of private repositories (a token,

@@ -153,28 +153,27 @@ func (s *Starter) DeployExists(ctx context.Context, app, commit string) (bool, e
 	return true, nil
 }
 
-// WatchBranches makes Temporal run MissedPushWorkflow on a schedule for
-// each watch, creating or updating its schedule, and deletes the
-// schedules of stages no longer in the config.
-func (s *Starter) WatchBranches(ctx context.Context, watches []Watch) error {
+// EnsureSchedules makes Temporal run each watch's workflow on its
+// schedule, creating or updating it, and deletes drover's schedules that
+// the config no longer asks for.
+func (s *Starter) EnsureSchedules(ctx context.Context, watches []Watch) error {
 	sc := s.Client.ScheduleClient()
 	keep := map[string]bool{}
 	for _, w := range watches {
-		id := MissedPushScheduleID(w.Input.App)
-		keep[id] = true
+		keep[w.ID] = true
 		spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: w.Every}}}
 		action := &client.ScheduleWorkflowAction{
-			ID: id, Workflow: MissedPushWorkflow, Args: []any{w.Input}, TaskQueue: TaskQueue,
+			ID: w.ID, Workflow: w.Workflow, Args: []any{w.Arg}, TaskQueue: TaskQueue,
 			WorkflowRunTimeout: 5 * time.Minute,
 		}
 		_, err := sc.Create(ctx, client.ScheduleOptions{
-			ID: id, Spec: spec, Action: action,
-			// One look at a time; a slow one makes the next wait its turn.
+			ID: w.ID, Spec: spec, Action: action,
+			// One run at a time; a slow one makes the next wait its turn.
 			Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
-			Note:    "drover: deploys " + w.Input.Branch + " heads whose push webhook never arrived",
+			Note:    w.Note,
 		})
 		if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-			err = sc.GetHandle(ctx, id).Update(ctx, client.ScheduleUpdateOptions{
+			err = sc.GetHandle(ctx, w.ID).Update(ctx, client.ScheduleUpdateOptions{
 				DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
 					sched := in.Description.Schedule
 					sched.Spec, sched.Action = &spec, action
@@ -183,7 +182,7 @@ func (s *Starter) WatchBranches(ctx context.Context, watches []Watch) error {
 			})
 		}
 		if err != nil {
-			return fmt.Errorf("schedule missed-push checks of %s: %w", w.Input.App, err)
+			return fmt.Errorf("schedule %s: %w", w.ID, err)
 		}
 	}
 	iter, err := sc.List(ctx, client.ScheduleListOptions{PageSize: 100})
@@ -195,13 +194,31 @@ func (s *Starter) WatchBranches(ctx context.Context, watches []Watch) error {
 		if err != nil {
 			return fmt.Errorf("list schedules: %w", err)
 		}
-		if strings.HasPrefix(e.ID, MissedPushScheduleID("")) && !keep[e.ID] {
+		ours := false
+		for _, prefix := range schedulePrefixes {
+			ours = ours || strings.HasPrefix(e.ID, prefix)
+		}
+		if ours && !keep[e.ID] {
 			if err := sc.GetHandle(ctx, e.ID).Delete(ctx); err != nil {
-				return fmt.Errorf("delete schedule %s of a stage no longer configured: %w", e.ID, err)
+				return fmt.Errorf("delete schedule %s, which the config no longer asks for: %w", e.ID, err)
 			}
 		}
 	}
 	return nil
+}
+
+// ReviewRunning reports whether pull request number's review app
+// workflow runs.
+func (s *Starter) ReviewRunning(ctx context.Context, repo string, number int) (bool, error) {
+	desc, err := s.Client.DescribeWorkflowExecution(ctx, ReviewWorkflowID(repo, number), "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look for the review app workflow of #%d: %w", number, err)
+	}
+	return desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
 }
 
 // ReviewEvent hands a pull request event to its review app's workflow,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -162,26 +163,41 @@ func MissedPushWorkflow(ctx workflow.Context, in MissedPushInput) (MissedPushRes
 	return res, nil
 }
 
-// Watches returns what the missed-push schedules watch: every auto-deploy
-// stage of cfg, with its interval.
+// Watches returns drover's schedules for cfg: a missed-push check for
+// every auto-deploy stage, and a pull request sweep for every pipeline
+// with a review stage, each at its stage's reconcile_interval.
 func Watches(cfg *pipelines.Config) []Watch {
 	var out []Watch
 	for _, p := range cfg.Pipelines {
 		for _, st := range p.Stages {
-			if st.Branch == "" {
-				continue
+			switch {
+			case st.Branch != "":
+				in := MissedPushInput{App: st.App, Branch: st.Branch, Request: StageRequest(p, st, "", "", "")}
+				out = append(out, Watch{
+					ID: MissedPushScheduleID(st.App), Every: st.ReconcileEvery(), Workflow: MissedPushWorkflow, Arg: in,
+					Note: "drover: deploys " + st.Branch + " heads whose push webhook never arrived",
+				})
+			case st.Name == pipelines.StageReview:
+				out = append(out, Watch{
+					ID: ReviewSweepScheduleID(p.Name), Every: st.ReconcileEvery(), Workflow: ReviewSweepWorkflow, Arg: ReviewTemplateFor(p, st),
+					Note: "drover: makes and destroys review apps whose pull_request webhook never arrived",
+				})
 			}
-			out = append(out, Watch{
-				Input: MissedPushInput{App: st.App, Branch: st.Branch, Request: StageRequest(p, st, "", "", "")},
-				Every: st.ReconcileEvery(),
-			})
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 
-// Watch is one missed-push schedule.
+// Watch is one of drover's schedules: Workflow(Arg) every Every.
 type Watch struct {
-	Input MissedPushInput
-	Every time.Duration
+	ID       string
+	Every    time.Duration
+	Workflow any
+	Arg      any
+	Note     string
 }
+
+// schedulePrefixes are the IDs drover's schedules start with; schedules
+// with these prefixes that the config no longer asks for are deleted.
+var schedulePrefixes = []string{MissedPushScheduleID(""), ReviewSweepScheduleID("")}

@@ -11,5 +11,6 @@ func Register(w worker.Registry, acts *Activities) {
 	w.RegisterWorkflow(ChangeWorkflow)
 	w.RegisterWorkflow(MissedPushWorkflow)
 	w.RegisterWorkflow(ReviewAppWorkflow)
+	w.RegisterWorkflow(ReviewSweepWorkflow)
 	w.RegisterActivity(acts)
 }

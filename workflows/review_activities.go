@@ -22,6 +22,7 @@ type Commenter interface {
 // PullRequestReader reads a pull request from GitHub.
 type PullRequestReader interface {
 	PullRequest(ctx context.Context, repo string, number int) (gh.PullRequest, error)
+	OpenPullRequests(ctx context.Context, repo string) ([]gh.PullRequest, error)
 }
 
 // AppJSONFile is Heroku's app manifest at a repository's root.

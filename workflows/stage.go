@@ -1,6 +1,10 @@
 package workflows
 
-import "github.com/drover/drover/pipelines"
+import (
+	"strings"
+
+	"github.com/drover/drover/pipelines"
+)
 
 // StageRequest is the deploy of commit into stage st of pipeline p, with
 // the stage's rollout, approval, CI and reporting settings. Every way a
@@ -22,15 +26,35 @@ func StageRequest(p pipelines.Pipeline, st pipelines.Stage, cloneURL, commit, de
 	return req
 }
 
-// ReviewStart is the first state of pull request number's review app in
-// pipeline p, whose review stage is st.
-func ReviewStart(p pipelines.Pipeline, st pipelines.Stage, number int) ReviewInput {
-	app := pipelines.ReviewAppName(p.Name, number)
-	req := StageRequest(p, st, "", "", "")
-	req.Environment = app
-	rs := ReviewStage{Request: req, TTL: st.ReviewTTL(), DeployDrafts: st.DeployDrafts, MaxApps: st.MaxApps, URL: st.ReviewURL(app)}
+// ReviewTemplate is what every review app of a pipeline starts from.
+type ReviewTemplate struct {
+	Pipeline string
+	Repo     string
+	Stage    ReviewStage
+	// URLPattern is the stage's url, with {app}.
+	URLPattern string `json:",omitempty"`
+}
+
+// ReviewTemplateFor is the template of pipeline p's review stage st.
+func ReviewTemplateFor(p pipelines.Pipeline, st pipelines.Stage) ReviewTemplate {
+	rs := ReviewStage{Request: StageRequest(p, st, "", "", ""), TTL: st.ReviewTTL(), DeployDrafts: st.DeployDrafts, MaxApps: st.MaxApps}
 	if from, ok := p.Stages[st.ConfigFrom]; ok && st.ConfigFrom != "" {
 		rs.ConfigFrom = from.App
 	}
-	return ReviewInput{Pipeline: p.Name, App: app, Number: number, Stage: rs}
+	return ReviewTemplate{Pipeline: p.Name, Repo: p.Repo, Stage: rs, URLPattern: st.URL}
+}
+
+// For is the first state of pull request number's review app.
+func (t ReviewTemplate) For(number int) ReviewInput {
+	app := pipelines.ReviewAppName(t.Pipeline, number)
+	rs := t.Stage
+	rs.Request.Environment = app
+	rs.URL = strings.ReplaceAll(t.URLPattern, "{app}", app)
+	return ReviewInput{Pipeline: t.Pipeline, App: app, Number: number, Stage: rs}
+}
+
+// ReviewStart is the first state of pull request number's review app in
+// pipeline p, whose review stage is st.
+func ReviewStart(p pipelines.Pipeline, st pipelines.Stage, number int) ReviewInput {
+	return ReviewTemplateFor(p, st).For(number)
 }

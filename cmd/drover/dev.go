@@ -229,7 +229,7 @@ func (d *Dev) Start(ctx context.Context) error {
 		return fmt.Errorf("connect to embedded temporal at %s: %w", d.temporal.FrontendAddress(), err)
 	}
 	starter := &workflows.Starter{Client: d.client}
-	acts.Queue = starter
+	acts.Queue, acts.Reviews = starter, starter
 	d.worker = worker.New(d.client, workflows.TaskQueue, worker.Options{})
 	workflows.Register(d.worker, acts)
 	if err := d.worker.Start(); err != nil {
@@ -244,9 +244,9 @@ func (d *Dev) Start(ctx context.Context) error {
 	watches := workflows.Watches(cfg)
 	if auth == nil {
 		watches = nil
-		d.Logger.Info("missed-push reconciliation is off: it reads branches from GitHub; set github.token_env or github.app_id")
+		d.Logger.Info("missed-webhook reconciliation is off: it reads branches and pull requests from GitHub; set github.token_env or github.app_id")
 	}
-	if err := starter.WatchBranches(ctx, watches); err != nil {
+	if err := starter.EnsureSchedules(ctx, watches); err != nil {
 		return err
 	}
 	hooks, err := webhooks.New(cfg, d.Secret, starter, d.store, d.Logger.With("component", "webhooks"))

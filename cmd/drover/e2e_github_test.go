@@ -36,6 +36,20 @@ type gitHubStandIn struct {
 	commit   map[string][]string // sha → "context:state"
 	comments map[int64]string    // comment ID → body
 	onIssue  map[int64]int       // comment ID → issue number
+	pulls    []map[string]any    // open pull requests
+}
+
+// setOpenPulls sets the open pull requests, head SHA by number, all from
+// the repository itself.
+func (g *gitHubStandIn) setOpenPulls(heads map[int]string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.pulls = nil
+	for n, sha := range heads {
+		repo := map[string]any{"full_name": "octo-org/hello", "clone_url": g.cloneURL}
+		g.pulls = append(g.pulls, map[string]any{"number": n, "state": "open", "title": fmt.Sprintf("PR %d", n),
+			"head": map[string]any{"sha": sha, "ref": "feature", "repo": repo}, "base": map[string]any{"ref": "main", "repo": repo}})
+	}
 }
 
 func newGitHubStandIn(t *testing.T, cloneURL string) (*gitHubStandIn, *httptest.Server) {
@@ -110,6 +124,15 @@ func (g *gitHubStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == "GET" && path == "":
 		reply(200, map[string]any{"id": 1, "full_name": "octo-org/hello", "clone_url": g.cloneURL, "default_branch": "main"})
+	case r.Method == "GET" && path == "/pulls":
+		if r.URL.Query().Get("state") != "open" {
+			g.t.Errorf("pull requests listed with state %q", r.URL.Query().Get("state"))
+		}
+		list := g.pulls
+		if list == nil {
+			list = []map[string]any{}
+		}
+		reply(200, list)
 	case r.Method == "GET" && path == "/branches/main":
 		reply(200, map[string]any{"name": "main", "commit": map[string]any{"sha": g.head, "commit": map[string]any{"message": g.message}}, "protected": false})
 	case r.Method == "GET" && len(parts) == 3 && parts[0] == "commits" && parts[2] == "check-runs":
@@ -347,13 +370,13 @@ func TestE2EMissedPushSchedules(t *testing.T) {
 	starter := &workflows.Starter{Client: d.client}
 	watches := workflows.Watches(d.Config)
 	watches[0].Every = 5 * time.Minute
-	if err := starter.WatchBranches(ctx, watches); err != nil {
+	if err := starter.EnsureSchedules(ctx, watches); err != nil {
 		t.Fatal(err)
 	}
 	if got := every(); got != 5*time.Minute {
 		t.Fatalf("interval after the change = %v", got)
 	}
-	if err := starter.WatchBranches(ctx, nil); err != nil {
+	if err := starter.EnsureSchedules(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sc.GetHandle(ctx, workflows.MissedPushScheduleID("hello-staging")).Describe(ctx); err == nil {

@@ -71,7 +71,7 @@ func TestE2EReviewApp(t *testing.T) {
 	repo := newGitRepo(t)
 	data := t.TempDir()
 	gh, d, s := startWithGitHub(t, ctx, repo, data, `
-      review: { regions: [local-a], ttl: 72h, config_from: staging, wait_for_ci: false }
+      review: { regions: [local-a], ttl: 72h, config_from: staging, wait_for_ci: false, reconcile_interval: 1h }
       staging: { app: hello-staging, branch: main, regions: [local-a], reconcile_interval: 1h }`)
 	defer d.Close()
 	t.Setenv("DROVER_URL", s.base)
@@ -163,6 +163,14 @@ func TestE2EReviewApp(t *testing.T) {
 		t.Fatalf("drover review-apps destroy: exit %d: %s %s", code, out.String(), errOut.String())
 	}
 	eventually(ctx, t, "hello-pr-43 destroyed", func() bool { return len(s.reviewApps(ctx)) == 0 && appProcesses(data, "hello-pr-43") == 0 })
+	eventually(ctx, t, "the last comment on #43", func() bool {
+		c := gh.issueComments(43)
+		return len(c) == 1 && strings.Contains(c[0], "was destroyed: destroyed by admin")
+	})
+	// Its workflow ends after that comment.
+	if err := d.client.GetWorkflow(ctx, workflows.ReviewWorkflowID("octo-org/hello", 43), "").Get(ctx, nil); err != nil {
+		t.Fatalf("review app workflow of #43: %v", err)
+	}
 	errOut.Reset()
 	if code := Run(ctx, []string{"review-apps", "destroy", "hello", "43"}, Streams{Out: &out, Err: &errOut}); code != exitNotFound || !strings.Contains(errOut.String(), "has no review app") {
 		t.Fatalf("destroying it again: exit %d: %s", code, errOut.String())
@@ -171,4 +179,43 @@ func TestE2EReviewApp(t *testing.T) {
 	if dir := os.Getenv("DROVER_SAVE_HISTORY"); dir != "" {
 		saveHistory(t, ctx, d, dir, "review.json", workflows.ReviewWorkflowID("octo-org/hello", 42))
 	}
+}
+
+// TestE2EReviewAppSweep: pull_request webhooks that never arrive. The
+// sweep (a Temporal schedule every second) finds the open pull request and
+// makes its review app, then finds it no longer open and destroys it.
+func TestE2EReviewAppSweep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end; skipped by -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	repo := newGitRepo(t)
+	data := t.TempDir()
+	gh, d, s := startWithGitHub(t, ctx, repo, data, `
+      review: { regions: [local-a], reconcile_interval: 1s }
+      staging: { app: hello-staging, branch: main, regions: [local-a], reconcile_interval: 1h }`)
+	defer d.Close()
+	repo.commit("main", "web: bin/web\n")
+	repo.git("checkout", "-q", "-b", "feature")
+	c1 := repo.commit("swept", "web: bin/web\n")
+
+	gh.setOpenPulls(map[int]string{50: c1})
+	r := s.waitReviewApp(ctx, 50, c1)
+	if body, err := httpGet(r.URL); err != nil || !strings.Contains(body, "swept from hello-pr-50 v1") {
+		t.Fatalf("GET %s = %q, %v", r.URL, body, err)
+	}
+	time.Sleep(2 * time.Second) // more sweeps: nothing deploys twice
+	if rs := s.releases(ctx, "hello-pr-50"); len(rs) != 1 {
+		t.Fatalf("%d releases of hello-pr-50, want 1", len(rs))
+	}
+	gh.setOpenPulls(nil)
+	eventually(ctx, t, "hello-pr-50 destroyed", func() bool { return len(s.reviewApps(ctx)) == 0 && appProcesses(data, "hello-pr-50") == 0 })
+	if _, err := httpGet(r.URL); err == nil {
+		t.Fatalf("%s still answers", r.URL)
+	}
+	eventually(ctx, t, "the last comment", func() bool {
+		c := gh.issueComments(50)
+		return len(c) == 1 && strings.Contains(c[0], "was destroyed: the pull request is no longer open")
+	})
 }
