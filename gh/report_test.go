@@ -178,3 +178,31 @@ func TestFromPullRequest(t *testing.T) {
 		})
 	}
 }
+
+func TestOpenPullRequestsReadsEveryPage(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v3/repos/octo-org/hello/pulls" || r.URL.Query().Get("state") != "open" {
+			t.Errorf("unexpected %s", r.URL)
+		}
+		pr := `{"number":%d,"state":"open","draft":%v,"head":{"sha":"s%d","ref":"b","repo":{"full_name":%q,"clone_url":"https://x"}},"base":{"repo":{"full_name":"octo-org/hello"}}}`
+		if r.URL.Query().Get("page") == "2" {
+			fmt.Fprintf(w, "["+pr+"]", 3, true, 3, "octo-org/hello")
+			return
+		}
+		w.Header().Set("Link", fmt.Sprintf(`<http://%s%s?state=open&page=2>; rel="next"`, r.Host, r.URL.Path))
+		fmt.Fprintf(w, "["+pr+","+pr+"]", 1, false, 1, "octo-org/hello", 2, false, 2, "mallory/hello")
+	}))
+	defer srv.Close()
+	auth, _ := gh.NewTokenAuth(srv.URL+"/api/v3/", "t")
+	prs, err := (&gh.Client{Auth: auth}).OpenPullRequests(context.Background(), "octo-org/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range prs {
+		got = append(got, fmt.Sprintf("#%d %s fork=%v draft=%v open=%v", p.Number, p.Head, p.Fork, p.Draft, p.Open))
+	}
+	if want := "#1 s1 fork=false draft=false open=true|#2 s2 fork=true draft=false open=true|#3 s3 fork=false draft=true open=true"; strings.Join(got, "|") != want {
+		t.Fatalf("= %s", strings.Join(got, "|"))
+	}
+}
