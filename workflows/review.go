@@ -359,9 +359,10 @@ func startReviewDeploy(ctx workflow.Context, in *ReviewInput, head string) (work
 	req.Formation = prep.Formation
 	for _, ev := range prep.Evict {
 		// Making room: the review app idle longest goes, and says why.
-		err := workflow.SignalExternalWorkflow(ctx, ReviewWorkflowID(ev.Repo, ev.PR), "", SignalPullRequest, PREvent{
-			Action: PRDestroy, PR: gh.PullRequest{Number: ev.PR},
-			Reason: fmt.Sprintf("the review stage keeps at most %d review apps (max_apps), and #%d needed room; it had been idle longest", in.Stage.MaxApps, in.Number),
+		start := ReviewInput{Pipeline: in.Pipeline, App: ev.App, Number: ev.PR, Stage: in.Stage, Created: true}
+		start.Stage.Request.Environment, start.Stage.URL = ev.App, ""
+		err := workflow.ExecuteActivity(actx, a.EvictReviewApp, EvictInput{Start: start, Reason: fmt.Sprintf(
+			"the review stage keeps at most %d review apps (max_apps), and #%d needed room; it had been idle longest", in.Stage.MaxApps, in.Number),
 		}).Get(ctx, nil)
 		if err != nil {
 			workflow.GetLogger(ctx).Warn("evict review app", "app", ev.App, "error", err)

@@ -282,3 +282,31 @@ func (a *Activities) ReadPullRequest(ctx context.Context, in ReadPullRequestInpu
 	pr, err := a.PullRequests.PullRequest(ctx, in.Repo, in.Number)
 	return pr, retryAfterRateLimit(err)
 }
+
+// EvictInput is a review app to destroy to make room for another.
+type EvictInput struct {
+	// Start is the evicted app's first state, should its workflow need
+	// starting to tear it down.
+	Start  ReviewInput
+	Reason string
+}
+
+// EvictReviewApp tells a review app's workflow to destroy the app, or
+// starts one that does when none runs.
+func (a *Activities) EvictReviewApp(ctx context.Context, in EvictInput) error {
+	return destroyReviewApp(ctx, a.Reviews, in.Start, PREvent{Action: PRDestroy, PR: gh.PullRequest{Number: in.Start.Number}, Reason: in.Reason})
+}
+
+// destroyReviewApp tells a running review app workflow to destroy its
+// app, or starts one, knowing the app exists, to tear it down.
+func destroyReviewApp(ctx context.Context, q ReviewQueue, start ReviewInput, ev PREvent) error {
+	if q == nil {
+		return errors.New("no workflow client to reach review apps")
+	}
+	running, err := q.ReviewClose(ctx, start.Stage.Request.Repo, start.Number, ev)
+	if err != nil || running {
+		return err
+	}
+	start.Created = true
+	return q.ReviewEvent(ctx, start, ev)
+}

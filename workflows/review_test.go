@@ -399,20 +399,19 @@ func TestReviewAppMaxAppsEvictsTheIdlest(t *testing.T) {
 	old, recent := time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour)
 	rf.store.PutReviewApp(ctx, pipelines.ReviewApp{App: "hello-pr-7", Pipeline: "hello", Repo: "octo-org/hello", PR: 7, DeployedAt: &recent})
 	rf.store.PutReviewApp(ctx, pipelines.ReviewApp{App: "hello-pr-8", Pipeline: "hello", Repo: "octo-org/hello", PR: 8, DeployedAt: &old})
-	var evicted []string
-	rf.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", workflows.SignalPullRequest, mock.Anything).Return(
-		func(namespace, id, runID, name string, arg any) error {
-			ev := arg.(workflows.PREvent)
-			evicted = append(evicted, fmt.Sprintf("%s:%s:%s", id, ev.Action, ev.Reason))
-			return nil
-		})
+	// #8's workflow is gone: one is started to tear it down.
+	q := &fakeReviewQueue{running: map[int]bool{7: true}}
+	rf.acts.Reviews = q
 	rf.at(0, workflows.PROpened, "c1")
 	rf.at(time.Hour, workflows.PRClosed, "c1")
 	if err := rf.run(t, func(in *workflows.ReviewInput) { in.Stage.MaxApps = 2 }); err != nil {
 		t.Fatal(err)
 	}
-	if len(evicted) != 1 || !strings.HasPrefix(evicted[0], "review/octo-org/hello/8:destroy:the review stage keeps at most 2 review apps (max_apps)") {
-		t.Fatalf("evicted %q; want #8, idle longest", evicted)
+	if got := strings.Join(q.got, "|"); got != "start #8 hello-pr-8 destroy created=true" {
+		t.Fatalf("evicted %q; want #8, idle longest", got)
+	}
+	if q.reasons[0] != "the review stage keeps at most 2 review apps (max_apps), and #42 needed room; it had been idle longest" {
+		t.Fatalf("reason = %q", q.reasons[0])
 	}
 }
 

@@ -104,16 +104,8 @@ func (a *Activities) SweepReviewApps(ctx context.Context, t ReviewTemplate) (Rev
 			continue
 		}
 		ev := PREvent{Action: PRDestroy, PR: gh.PullRequest{Number: ra.PR}, Reason: "the pull request is no longer open"}
-		running, err := a.Reviews.ReviewClose(ctx, t.Repo, ra.PR, ev)
-		if err != nil {
-			return res, err
-		}
-		if !running {
-			start := t.For(ra.PR)
-			start.Created = true
-			if err := a.Reviews.ReviewEvent(ctx, start, ev); err != nil {
-				return res, fmt.Errorf("destroy %s: %w", ra.App, err)
-			}
+		if err := destroyReviewApp(ctx, a.Reviews, t.For(ra.PR), ev); err != nil {
+			return res, fmt.Errorf("destroy %s: %w", ra.App, err)
 		}
 		a.logger().Info("pull request no longer open; destroying its review app", "app", ra.App, "pr", ra.PR)
 		res.Destroyed = append(res.Destroyed, ra.PR)

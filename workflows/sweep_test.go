@@ -33,12 +33,14 @@ type fakeReviewQueue struct {
 	mu      sync.Mutex
 	running map[int]bool
 	got     []string
+	reasons []string
 }
 
 func (q *fakeReviewQueue) ReviewEvent(ctx context.Context, start workflows.ReviewInput, ev workflows.PREvent) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.got = append(q.got, fmt.Sprintf("start #%d %s %s created=%v", start.Number, start.App, ev.Action, start.Created))
+	q.reasons = append(q.reasons, ev.Reason)
 	return nil
 }
 
