@@ -209,6 +209,12 @@ func TestE2EReviewAppSweep(t *testing.T) {
 	if rs := s.releases(ctx, "hello-pr-50"); len(rs) != 1 {
 		t.Fatalf("%d releases of hello-pr-50, want 1", len(rs))
 	}
+	// Restarted on the same data dir, drover brings the review app back.
+	d.Close()
+	d, s = startDev(t, ctx, s.config, data)
+	defer d.Close()
+	s.answersEverywhere(ctx, "hello-pr-50", 1, "swept from hello-pr-50 v1")
+	r = s.waitReviewApp(ctx, 50, c1)
 	gh.setOpenPulls(nil)
 	eventually(ctx, t, "hello-pr-50 destroyed", func() bool { return len(s.reviewApps(ctx)) == 0 && appProcesses(data, "hello-pr-50") == 0 })
 	if _, err := httpGet(r.URL); err == nil {

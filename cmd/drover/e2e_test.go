@@ -168,6 +168,8 @@ type stack struct {
 	base   string
 	token  string
 	secret string
+	// config is drover.yaml's path, to restart with.
+	config string
 }
 
 func (s *stack) push(ctx context.Context, delivery string, payload []byte) (int, string) {
@@ -277,7 +279,7 @@ func startDev(t *testing.T, ctx context.Context, config, data string) (*Dev, *st
 		t.Fatal(err)
 	}
 	t.Logf("drover dev started in %v", time.Since(t0))
-	return d, &stack{t: t, base: "http://" + d.HTTPAddr, token: d.Token, secret: d.Secret}
+	return d, &stack{t: t, base: "http://" + d.HTTPAddr, token: d.Token, secret: d.Secret, config: config}
 }
 
 func TestE2EPushToRunningApp(t *testing.T) {
