@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -80,7 +81,17 @@ func TestE2EReviewApp(t *testing.T) {
 	c0 := repo.commit("main", "web: bin/web\n")
 	gh.setHead(c0, "main")
 	repo.git("checkout", "-q", "-b", "feature")
+	// The branch describes its review app: a secret made once, a value,
+	// and a postdeploy script.
+	appJSON := `{"env": {"SECRET_KEY_BASE": {"generator": "secret"}, "GREETING": "hi"}, "scripts": {"postdeploy": "echo seeded"}}`
+	if err := os.WriteFile(filepath.Join(repo.dir, "app.json"), []byte(appJSON), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	c1 := repo.commit("review one", "web: bin/web\n")
+	// Staging's config is where a review app's starts.
+	if err := s.patch(ctx, "/api/v1/apps/hello-staging/config", `{"DATABASE_URL": "postgres://staging"}`); err != nil {
+		t.Fatal(err)
+	}
 
 	if code, body := s.webhook(ctx, "pull_request", "pr-1", prPayload(t, "opened", repo.dir, "feature", c1, 42)); code != http.StatusAccepted {
 		t.Fatalf("opened: %d %s", code, body)
@@ -91,6 +102,14 @@ func TestE2EReviewApp(t *testing.T) {
 	}
 	if body, err := httpGet(r.URL); err != nil || !strings.Contains(body, "review one from hello-pr-42 v1") {
 		t.Fatalf("GET %s = %q, %v", r.URL, body, err)
+	}
+	var cfg pipelines.ConfigVars
+	if err := s.get(ctx, "/api/v1/apps/hello-pr-42/config", &cfg); err != nil {
+		t.Fatal(err)
+	}
+	secret := cfg.Vars["SECRET_KEY_BASE"]
+	if cfg.Vars["DATABASE_URL"] != "postgres://staging" || cfg.Vars["GREETING"] != "hi" || len(secret) != 64 {
+		t.Fatalf("hello-pr-42 config = %v; want staging's vars, app.json's value and a generated secret", cfg.Vars)
 	}
 	var out, errOut bytes.Buffer
 	if code := Run(ctx, []string{"review-apps", "hello"}, Streams{Out: &out, Err: &errOut}); code != exitOK {
@@ -115,6 +134,9 @@ func TestE2EReviewApp(t *testing.T) {
 	})
 	if st := gh.deploymentStates(c2, "hello-pr-42"); len(st) == 0 {
 		t.Fatal("the review app's deploy was not reported as a GitHub deployment")
+	}
+	if err := s.get(ctx, "/api/v1/apps/hello-pr-42/config", &cfg); err != nil || cfg.Vars["SECRET_KEY_BASE"] != secret {
+		t.Fatalf("secret after the push = %q, %v; it is made once for the app's life", cfg.Vars["SECRET_KEY_BASE"], err)
 	}
 	if n := appProcesses(data, "hello-pr-42"); n != 1 {
 		t.Fatalf("%d web processes for hello-pr-42, want 1", n)
