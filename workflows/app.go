@@ -341,11 +341,7 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 			sel.Select(ctx)
 			if !done && next.Push != nil && next.Push.CI != nil && status.Queued != "" && status.Queued != told {
 				told = status.Queued
-				if err := child.GetChildWorkflowExecution().Get(ctx, nil); err == nil {
-					// The signal is not waited on: a child past its wait, or
-					// already done, has nothing to do with it.
-					child.SignalChildWorkflow(ctx, SignalSupersede, told)
-				}
+				supersede(ctx, child, told)
 			}
 		}
 		status.Running = ""

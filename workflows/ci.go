@@ -25,6 +25,15 @@ const SignalSupersede = "supersede"
 // errSuperseded is the error type of a deploy a newer push replaced.
 const errSuperseded = "Superseded"
 
+// supersede tells a running deploy that newer replaces it. The signal is
+// not waited on: a deploy past its wait for CI, or already done, has
+// nothing to do with it.
+func supersede(ctx workflow.Context, child workflow.ChildWorkflowFuture, newer string) {
+	if child.GetChildWorkflowExecution().Get(ctx, nil) == nil {
+		child.SignalChildWorkflow(ctx, SignalSupersede, newer)
+	}
+}
+
 // CIReader reads a commit's CI verdict.
 type CIReader interface {
 	CIState(ctx context.Context, repo, sha string, required []string) (gh.Verdict, error)

@@ -47,15 +47,35 @@ func (s *Starter) StartOperation(ctx context.Context, app string, op Operation) 
 // SignalCI tells the deploy of commit to app that its CI changed. It
 // reports false when no such deploy is running.
 func (s *Starter) SignalCI(ctx context.Context, app, commit string) (bool, error) {
-	err := s.Client.SignalWorkflow(ctx, DeployWorkflowID(app, commit), "", SignalCI, nil)
+	ok, err := s.signalRunning(ctx, DeployWorkflowID(app, commit), SignalCI, nil)
+	if err != nil {
+		return false, fmt.Errorf("signal CI of %s to %s: %w", short(commit), app, err)
+	}
+	return ok, nil
+}
+
+// signalRunning signals workflow id, reporting false when it does not run.
+func (s *Starter) signalRunning(ctx context.Context, id, signal string, arg any) (bool, error) {
+	err := s.Client.SignalWorkflow(ctx, id, "", signal, arg)
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
 		return false, nil
 	}
-	if err != nil {
-		return false, fmt.Errorf("signal CI of %s to %s: %w", short(commit), app, err)
+	return err == nil, err
+}
+
+// status returns workflow id's status, and false when Temporal has no such
+// workflow (never started, or past retention).
+func (s *Starter) status(ctx context.Context, id string) (enumspb.WorkflowExecutionStatus, bool, error) {
+	desc, err := s.Client.DescribeWorkflowExecution(ctx, id, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return 0, false, nil
 	}
-	return true, nil
+	if err != nil {
+		return 0, false, err
+	}
+	return desc.GetWorkflowExecutionInfo().GetStatus(), true, nil
 }
 
 // SetAutoDeploy pauses or resumes app's auto-deploy.
@@ -118,15 +138,14 @@ type OperationState struct {
 // OperationState reports an operation by its workflow ID. An operation
 // still waiting in its app's queue has no workflow yet: queued.
 func (s *Starter) OperationState(ctx context.Context, id string) (OperationState, error) {
-	desc, err := s.Client.DescribeWorkflowExecution(ctx, id, "")
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		return OperationState{State: OperationQueued}, nil
-	}
+	status, found, err := s.status(ctx, id)
 	if err != nil {
 		return OperationState{}, fmt.Errorf("describe operation %s: %w", id, err)
 	}
-	switch desc.GetWorkflowExecutionInfo().GetStatus() {
+	if !found {
+		return OperationState{State: OperationQueued}, nil
+	}
+	switch status {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
 		return OperationState{State: OperationRunning}, nil
 	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
@@ -142,15 +161,11 @@ func (s *Starter) OperationState(ctx context.Context, id string) (OperationState
 // DeployExists reports whether a deploy of commit to app was ever started
 // (and is still within Temporal's retention).
 func (s *Starter) DeployExists(ctx context.Context, app, commit string) (bool, error) {
-	_, err := s.Client.DescribeWorkflowExecution(ctx, DeployWorkflowID(app, commit), "")
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		return false, nil
-	}
+	_, found, err := s.status(ctx, DeployWorkflowID(app, commit))
 	if err != nil {
 		return false, fmt.Errorf("look for the deploy of %s to %s: %w", short(commit), app, err)
 	}
-	return true, nil
+	return found, nil
 }
 
 // EnsureSchedules makes Temporal run each watch's workflow on its
@@ -210,15 +225,11 @@ func (s *Starter) EnsureSchedules(ctx context.Context, watches []Watch) error {
 // ReviewRunning reports whether pull request number's review app
 // workflow runs.
 func (s *Starter) ReviewRunning(ctx context.Context, repo string, number int) (bool, error) {
-	desc, err := s.Client.DescribeWorkflowExecution(ctx, ReviewWorkflowID(repo, number), "")
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		return false, nil
-	}
+	status, _, err := s.status(ctx, ReviewWorkflowID(repo, number))
 	if err != nil {
 		return false, fmt.Errorf("look for the review app workflow of #%d: %w", number, err)
 	}
-	return desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
+	return status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
 }
 
 // ReviewEvent hands a pull request event to its review app's workflow,
@@ -235,13 +246,9 @@ func (s *Starter) ReviewEvent(ctx context.Context, start ReviewInput, ev PREvent
 // ReviewClose tells a running review app workflow to destroy its app. It
 // reports false when none runs (the pull request has no review app).
 func (s *Starter) ReviewClose(ctx context.Context, repo string, number int, ev PREvent) (bool, error) {
-	err := s.Client.SignalWorkflow(ctx, ReviewWorkflowID(repo, number), "", SignalPullRequest, ev)
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		return false, nil
-	}
+	ok, err := s.signalRunning(ctx, ReviewWorkflowID(repo, number), SignalPullRequest, ev)
 	if err != nil {
 		return false, fmt.Errorf("close the review app of #%d: %w", number, err)
 	}
-	return true, nil
+	return ok, nil
 }

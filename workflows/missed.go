@@ -122,14 +122,20 @@ func (a *Activities) QueuePush(ctx context.Context, in QueuePushInput) error {
 	return a.Queue.Deploy(ctx, in.App, in.Request)
 }
 
+// scheduledOptions are for the steps of a scheduled check: a few tries,
+// since the next run tries again anyway.
+func scheduledOptions(timeout time.Duration) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: timeout,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
+			NonRetryableErrorTypes: []string{errInvalid}},
+	}
+}
+
 // MissedPushWorkflow looks once at an auto-deploy stage's branch and
 // queues its head when drover never saw it.
 func MissedPushWorkflow(ctx workflow.Context, in MissedPushInput) (MissedPushResult, error) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
-			NonRetryableErrorTypes: []string{errInvalid}},
-	})
+	actx := workflow.WithActivityOptions(ctx, scheduledOptions(30*time.Second))
 	var head gh.Head
 	if err := workflow.ExecuteActivity(actx, a.BranchHead, BranchHeadInput{Repo: in.Request.Repo, Branch: in.Branch}).Get(ctx, &head); err != nil {
 		return MissedPushResult{}, fmt.Errorf("read the head of %s %s: %w", in.Request.Repo, in.Branch, err)

@@ -62,6 +62,15 @@ func (a *Activities) report(ctx context.Context, in ReportInput) (int64, error) 
 	return id, a.Reporter.CommitStatus(ctx, in.Repo, in.Commit, "drover/"+in.Environment, commitState, in.Description, logURL)
 }
 
+// reportOptions are for telling GitHub things: a few tries over a few
+// minutes, after which the caller logs and carries on.
+func reportOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: 5},
+	}
+}
+
 // report tells GitHub a deploy's step. It never fails the deploy: it
 // retries for a while, then logs and carries on.
 func report(ctx workflow.Context, in DeployInput, deployment *int64, state, description, url string) {
@@ -69,10 +78,7 @@ func report(ctx workflow.Context, in DeployInput, deployment *int64, state, desc
 		return
 	}
 	rctx, _ := workflow.NewDisconnectedContext(ctx)
-	rctx = workflow.WithActivityOptions(rctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: 5},
-	})
+	rctx = workflow.WithActivityOptions(rctx, reportOptions())
 	var id int64
 	err := workflow.ExecuteActivity(rctx, a.Report, ReportInput{
 		Repo: in.Repo, Commit: in.Commit, Environment: in.Environment, Operation: workflow.GetInfo(ctx).WorkflowExecution.ID,

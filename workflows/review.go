@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -139,13 +140,6 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 	if in.ContinueAfter <= 0 {
 		in.ContinueAfter = 100
 	}
-	st := ReviewState{App: in.App}
-	if err := workflow.SetQueryHandler(ctx, QueryReview, func() (ReviewState, error) {
-		st.Head, st.Deployed = in.PR.Head, in.Deployed
-		return st, nil
-	}); err != nil {
-		return err
-	}
 	var (
 		closing   *PREvent // set once the app is to be destroyed
 		deploying string
@@ -155,6 +149,22 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 		needPR    bool
 		told      string // the newer head a waiting deploy was told of
 	)
+	if err := workflow.SetQueryHandler(ctx, QueryReview, func() (ReviewState, error) {
+		return ReviewState{App: in.App, Head: in.PR.Head, Deployed: in.Deployed, Deploying: deploying, Closed: closing != nil}, nil
+	}); err != nil {
+		return err
+	}
+	// drain takes the events already received, without waiting.
+	drain := func() []PREvent {
+		var evs []PREvent
+		for {
+			var ev PREvent
+			if !events.ReceiveAsync(&ev) {
+				return evs
+			}
+			evs = append(evs, ev)
+		}
+	}
 	comment := func(body string) {
 		in.Comment = commentOnPR(ctx, in, body)
 	}
@@ -213,14 +223,7 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 			}
 			// A pull request reopened (or pushed to) while its app was
 			// torn down starts a new life, not lost with this run.
-			var again []PREvent
-			for {
-				var ev PREvent
-				if !events.ReceiveAsync(&ev) {
-					break
-				}
-				again = append(again, ev)
-			}
+			again := drain()
 			for _, ev := range again {
 				if ev.Action != PRClosed && ev.Action != PRDestroy {
 					fresh := ReviewInput{Pipeline: in.Pipeline, App: in.App, Number: in.Number, Stage: in.Stage, PR: in.PR,
@@ -262,17 +265,10 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 					continue
 				}
 				deploying = head
-				st.Deploying = head
 			}
 		}
 		if child == nil && (handled >= in.ContinueAfter || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) {
-			for {
-				var ev PREvent
-				if !events.ReceiveAsync(&ev) {
-					break
-				}
-				in.Pending = append(in.Pending, ev)
-			}
+			in.Pending = append(in.Pending, drain()...)
 			return workflow.NewContinueAsNewError(ctx, ReviewAppWorkflow, in)
 		}
 
@@ -289,7 +285,6 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 				var res DeployResult
 				err := f.Get(ctx, &res)
 				child, cancel = nil, nil
-				st.Deploying = ""
 				finishReviewDeploy(ctx, &in, deploying, res, err, closing != nil)
 				deploying = ""
 			})
@@ -322,9 +317,7 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 				// A newer push: a deploy still waiting for CI gives way
 				// (one past the wait finishes, and the newer head follows).
 				told = head
-				if child.GetChildWorkflowExecution().Get(ctx, nil) == nil {
-					child.SignalChildWorkflow(ctx, SignalSupersede, head)
-				}
+				supersede(ctx, child, head)
 			}
 		}
 	}
@@ -355,12 +348,11 @@ func startReviewDeploy(ctx workflow.Context, in *ReviewInput, head string) (work
 	}).Get(ctx, &prep); err != nil {
 		return nil, nil, err
 	}
-	in.Predestroy = prep.Predestroy
+	in.Postdeploy, in.Predestroy = prep.Postdeploy, prep.Predestroy
 	req.Formation = prep.Formation
 	for _, ev := range prep.Evict {
 		// Making room: the review app idle longest goes, and says why.
-		start := ReviewInput{Pipeline: in.Pipeline, App: ev.App, Number: ev.PR, Stage: in.Stage, Created: true}
-		start.Stage.Request.Environment, start.Stage.URL = ev.App, ""
+		start := ReviewTemplate{Pipeline: in.Pipeline, Repo: req.Repo, Stage: in.Stage}.For(ev.PR)
 		err := workflow.ExecuteActivity(actx, a.EvictReviewApp, EvictInput{Start: start, Reason: fmt.Sprintf(
 			"the review stage keeps at most %d review apps (max_apps), and #%d needed room; it had been idle longest", in.Stage.MaxApps, in.Number),
 		}).Get(ctx, nil)
@@ -378,7 +370,6 @@ func startReviewDeploy(ctx workflow.Context, in *ReviewInput, head string) (work
 		WorkflowRunTimeout:    3 * time.Hour,
 		WaitForCancellation:   true,
 	}), DeployWorkflow, DeployInput{App: in.App, DeployRequest: req})
-	in.Postdeploy = prep.Postdeploy
 	return child, cancel, nil
 }
 
@@ -399,10 +390,7 @@ func finishReviewDeploy(ctx workflow.Context, in *ReviewInput, head string, res 
 	}
 	in.Deployed, in.Failed = head, ""
 	in.LastActive = workflow.Now(ctx)
-	url := in.Stage.URL
-	if url == "" && len(res.URLs) > 0 {
-		url = res.URLs[0].URL
-	}
+	url := cmp.Or(in.Stage.URL, firstURL(res))
 	actx := workflow.WithActivityOptions(ctx, shortOptions())
 	if err := workflow.ExecuteActivity(actx, a.ReviewDeployed, ReviewDeployedInput{App: in.App, Commit: head, URL: url}).Get(ctx, nil); err != nil {
 		log.Error("record review app deploy", "app", in.App, "error", err)
@@ -410,16 +398,22 @@ func finishReviewDeploy(ctx workflow.Context, in *ReviewInput, head string, res 
 	note := ""
 	if in.Postdeploy != "" && !in.Postdeployed && len(in.Stage.Request.Regions) > 0 {
 		// Once in the app's life, like Heroku's postdeploy: seed data.
-		pctx := workflow.WithActivityOptions(ctx, longOptions(30*time.Minute, 15*time.Second, 3))
-		err := workflow.ExecuteActivity(pctx, a.RunReviewScript, ReviewScriptInput{
-			App: in.App, Name: "postdeploy", Command: in.Postdeploy, Region: in.Stage.Request.Regions[0],
-		}).Get(ctx, nil)
+		err := runReviewScript(ctx, *in, "postdeploy", in.Postdeploy)
 		in.Postdeployed = true
 		if err != nil {
 			note = "\n\nThe postdeploy script failed: " + reason(err)
 		}
 	}
 	in.Comment = commentOnPR(ctx, *in, reviewDeployed(*in, head, res.Version, url)+note)
+}
+
+// runReviewScript runs an app.json script once, in the stage's first
+// region, from the app's current release.
+func runReviewScript(ctx workflow.Context, in ReviewInput, name, command string) error {
+	pctx := workflow.WithActivityOptions(ctx, longOptions(30*time.Minute, 15*time.Second, 3))
+	return workflow.ExecuteActivity(pctx, a.RunReviewScript, ReviewScriptInput{
+		App: in.App, Name: name, Command: command, Region: in.Stage.Request.Regions[0],
+	}).Get(ctx, nil)
 }
 
 // teardownReview destroys the review app: pr-predestroy, its jobs in every
@@ -435,11 +429,7 @@ func teardownReview(ctx workflow.Context, in *ReviewInput, why PREvent) error {
 		return nil
 	}
 	if in.Predestroy != "" && in.Deployed != "" && len(in.Stage.Request.Regions) > 0 {
-		pctx := workflow.WithActivityOptions(ctx, longOptions(30*time.Minute, 15*time.Second, 3))
-		err := workflow.ExecuteActivity(pctx, a.RunReviewScript, ReviewScriptInput{
-			App: in.App, Name: "pr-predestroy", Command: in.Predestroy, Region: in.Stage.Request.Regions[0],
-		}).Get(ctx, nil)
-		if err != nil {
+		if err := runReviewScript(ctx, *in, "pr-predestroy", in.Predestroy); err != nil {
 			// The app goes anyway: a broken script must not keep it.
 			log.Warn("pr-predestroy failed; destroying anyway", "app", in.App, "error", err)
 		}
@@ -467,10 +457,7 @@ func teardownReview(ctx workflow.Context, in *ReviewInput, why PREvent) error {
 // reports to GitHub it never fails the workflow; it returns the comment's
 // ID (the old one when GitHub could not be told).
 func commentOnPR(ctx workflow.Context, in ReviewInput, body string) int64 {
-	cctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: 5},
-	})
+	cctx := workflow.WithActivityOptions(ctx, reportOptions())
 	id := in.Comment
 	err := workflow.ExecuteActivity(cctx, a.CommentOnPR, CommentInput{
 		Repo: in.Stage.Request.Repo, Number: in.Number, Key: in.App, Body: body, Comment: in.Comment,

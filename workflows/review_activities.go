@@ -56,9 +56,8 @@ type PrepareReviewResult struct {
 
 // ReviewEvict names a review app to destroy.
 type ReviewEvict struct {
-	App  string
-	Repo string
-	PR   int
+	App string
+	PR  int
 }
 
 // PrepareReviewApp makes (or refreshes) the review app in the ledger and
@@ -86,7 +85,7 @@ func (a *Activities) PrepareReviewApp(ctx context.Context, in PrepareReviewInput
 		}
 		sort.SliceStable(others, func(i, j int) bool { return others[i].LastActive().Before(others[j].LastActive()) })
 		for i := 0; i < len(others)-in.MaxApps+1; i++ {
-			res.Evict = append(res.Evict, ReviewEvict{App: others[i].App, Repo: others[i].Repo, PR: others[i].PR})
+			res.Evict = append(res.Evict, ReviewEvict{App: others[i].App, PR: others[i].PR})
 		}
 	}
 	if err := a.Store.SyncApp(ctx, pipelines.App{Name: in.App, Pipeline: in.Pipeline, Stage: pipelines.StageReview, Repo: in.Repo, Regions: in.Regions}); err != nil {
@@ -141,12 +140,9 @@ func (a *Activities) PrepareReviewApp(ctx context.Context, in PrepareReviewInput
 	if err != nil {
 		return res, refuse("%v", err)
 	}
+	// env holds base, app.json's env and the app's own vars: set what the
+	// app lacks.
 	set := map[string]string{}
-	for k, v := range base {
-		if _, ok := cur.Vars[k]; !ok {
-			set[k] = v
-		}
-	}
 	for k, v := range env {
 		if _, ok := cur.Vars[k]; !ok {
 			set[k] = v

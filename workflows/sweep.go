@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drover/drover/gh"
@@ -39,11 +38,7 @@ type ReviewSweepResult struct {
 
 // ReviewSweepWorkflow sweeps one pipeline's pull requests once.
 func ReviewSweepWorkflow(ctx workflow.Context, t ReviewTemplate) (ReviewSweepResult, error) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
-			NonRetryableErrorTypes: []string{errInvalid}},
-	})
+	actx := workflow.WithActivityOptions(ctx, scheduledOptions(2*time.Minute))
 	var res ReviewSweepResult
 	err := workflow.ExecuteActivity(actx, a.SweepReviewApps, t).Get(ctx, &res)
 	return res, err
