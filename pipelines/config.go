@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -296,8 +297,8 @@ func (c *Config) JobTemplate(app string) []byte {
 	return nil
 }
 
-// reviewAppRE matches a review app's name and captures its pipeline.
-var reviewAppRE = regexp.MustCompile(`^([a-z0-9-]+)-pr-[1-9][0-9]*$`)
+// reviewAppRE matches a review app's name and captures its PR number.
+var reviewAppRE = regexp.MustCompile(`^[a-z0-9-]+-pr-([1-9][0-9]*)$`)
 
 // StageOfApp returns the pipeline and stage that deploy to app: the stage
 // naming it, or the review stage for a review app's name.
@@ -311,14 +312,15 @@ func (c *Config) StageOfApp(app string) (Pipeline, Stage, bool) {
 		}
 	}
 	if m := reviewAppRE.FindStringSubmatch(app); m != nil {
+		// A long pipeline name is cut in its apps' names, so each pipeline
+		// is asked what it would name this PR's app.
+		n, _ := strconv.Atoi(m[1])
 		for _, pname := range sortedKeys(c.Pipelines) {
 			p := c.Pipelines[pname]
 			st, ok := p.Stages[StageReview]
 			if !ok {
 				continue
 			}
-			var n int
-			fmt.Sscanf(app[strings.LastIndex(app, "-pr-")+4:], "%d", &n)
 			if ReviewAppName(pname, n) == app {
 				return p, st, true
 			}
@@ -430,15 +432,6 @@ func (c *Config) validateReview(p Pipeline, sname string, s Stage, bad func(key,
 		return bad(skey+".max_apps", "must be 0 (no cap) or more")
 	case s.URL != "" && !strings.Contains(s.URL, "{app}"):
 		return bad(skey+".url", "%q has no {app}; review apps need one URL each, like https://{app}.review.example.com", s.URL)
-	}
-	for _, dur := range []struct{ key, value, like string }{
-		{"ttl", s.TTL, "72h"},
-		{"ci_timeout", s.CITimeout, "60m"},
-		{"reconcile_interval", s.ReconcileInterval, "2m"},
-	} {
-		if d, err := time.ParseDuration(dur.value); dur.value != "" && (err != nil || d <= 0) {
-			return bad(skey+"."+dur.key, "%q is not a positive duration like %s", dur.value, dur.like)
-		}
 	}
 	if s.ConfigFrom != "" {
 		if _, ok := p.Stages[s.ConfigFrom]; !ok || s.ConfigFrom == StageReview {
@@ -568,6 +561,17 @@ func (c *Config) validate() error {
 			if err := c.validateReview(p, sname, s, bad); err != nil {
 				return err
 			}
+			// Every stage's durations, the review stage's included.
+			for _, dur := range []struct{ key, value, like string }{
+				{"ttl", s.TTL, "72h"},
+				{"ci_timeout", s.CITimeout, "60m"},
+				{"approval_timeout", s.ApprovalTimeout, "30m or 24h"},
+				{"reconcile_interval", s.ReconcileInterval, "2m"},
+			} {
+				if d, err := time.ParseDuration(dur.value); dur.value != "" && (err != nil || d <= 0) {
+					return bad(skey+"."+dur.key, "%q is not a positive duration like %s", dur.value, dur.like)
+				}
+			}
 			if sname == StageReview {
 				// Its apps are made per pull request; what follows is
 				// about a stage's one app.
@@ -603,15 +607,6 @@ func (c *Config) validate() error {
 					return bad(fmt.Sprintf("%s.regions[%d]", skey, i), "region %q listed twice", r)
 				}
 				seen[r] = true
-			}
-			for _, dur := range []struct{ key, value, like string }{
-				{"ci_timeout", s.CITimeout, "60m"},
-				{"approval_timeout", s.ApprovalTimeout, "30m or 24h"},
-				{"reconcile_interval", s.ReconcileInterval, "2m"},
-			} {
-				if d, err := time.ParseDuration(dur.value); dur.value != "" && (err != nil || d <= 0) {
-					return bad(skey+"."+dur.key, "%q is not a positive duration like %s", dur.value, dur.like)
-				}
 			}
 			if s.Rollout.MaxParallel < 0 {
 				return bad(skey+".rollout.max_parallel", "must be 1 or more (0 or unset: one region at a time)")

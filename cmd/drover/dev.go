@@ -203,12 +203,9 @@ func (d *Dev) Start(ctx context.Context) error {
 	}
 	d.github = githubSummary(cfg, auth)
 	if auth != nil {
+		client := &gh.Client{Auth: auth}
 		acts.Git = auth
-		acts.CI = &gh.Client{Auth: auth}
-		acts.Reporter = &gh.Client{Auth: auth}
-		acts.Branches = &gh.Client{Auth: auth}
-		acts.Comments = &gh.Client{Auth: auth}
-		acts.PullRequests = &gh.Client{Auth: auth}
+		acts.CI, acts.Reporter, acts.Branches, acts.Comments, acts.PullRequests = client, client, client, client, client
 	}
 	if err := d.reconcile(ctx, acts); err != nil {
 		return err
