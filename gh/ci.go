@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-github/v60/github"
+
+	"github.com/drover/drover/pipelines"
 )
 
 // CI states of a commit.
@@ -41,7 +43,8 @@ var okConclusions = map[string]bool{"success": true, "neutral": true, "skipped":
 // statuses is none, not pending: repositories that use only Actions have
 // check runs and no statuses, and GitHub calls that combined state
 // "pending". Every name in required must be among the runs or statuses and
-// pass. With nothing at all, the verdict is success only when nothing is
+// pass. drover's own statuses (drover/<environment>) are not CI and are
+// left out, whatever their state. With nothing at all, the verdict is success only when nothing is
 // required; callers wait a grace period before trusting that.
 func Evaluate(runs []*github.CheckRun, combined *github.CombinedStatus, required []string) Verdict {
 	v := Verdict{State: CISuccess}
@@ -73,8 +76,14 @@ func Evaluate(runs []*github.CheckRun, combined *github.CombinedStatus, required
 	statuses := 0
 	if combined != nil {
 		for _, s := range combined.Statuses {
-			statuses++
 			ctx := s.GetContext()
+			// drover's own statuses say how its deploy goes, and the
+			// deploy posts one (pending) before it waits: counting it
+			// would make every deploy wait for itself.
+			if pipelines.IsOwnStatusContext(ctx) {
+				continue
+			}
+			statuses++
 			seen[ctx] = true
 			switch s.GetState() {
 			case "success":

@@ -32,6 +32,11 @@ func statuses(states ...string) *github.CombinedStatus {
 	return cs
 }
 
+// own is a combined status holding only a status drover posted itself.
+func own(context, state string) *github.CombinedStatus {
+	return &github.CombinedStatus{State: github.String(state), Statuses: []*github.RepoStatus{{Context: github.String(context), State: github.String(state)}}}
+}
+
 func TestEvaluate(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -52,6 +57,9 @@ func TestEvaluate(t *testing.T) {
 		{"required check missing", []*github.CheckRun{run("lint", "completed", "success")}, nil, []string{"test"}, gh.CIPending, "", false},
 		{"required check present", []*github.CheckRun{run("test", "completed", "success")}, nil, []string{"test"}, gh.CISuccess, "", false},
 		{"nothing at all", nil, statuses(), nil, gh.CISuccess, "", true},
+		{"drover's own pending status is not CI", []*github.CheckRun{run("test", "completed", "success")}, own("drover/staging", "pending"), nil, gh.CISuccess, "", false},
+		{"drover's own failed status is not CI", []*github.CheckRun{run("test", "completed", "success")}, own("drover/hello-pr-42", "failure"), nil, gh.CISuccess, "", false},
+		{"only drover's own status: nothing at all", nil, own("drover/staging", "pending"), nil, gh.CISuccess, "", true},
 		{"nothing at all but a required check", nil, nil, []string{"test"}, gh.CIPending, "", true},
 	}
 	for _, tt := range tests {

@@ -561,6 +561,13 @@ func (c *Config) validate() error {
 			if err := c.validateReview(p, sname, s, bad); err != nil {
 				return err
 			}
+			// drover posts its own drover/<stage> status on every deploy;
+			// requiring it would make a deploy wait for itself.
+			for i, check := range s.RequiredChecks {
+				if IsOwnStatusContext(check) {
+					return bad(fmt.Sprintf("%s.required_checks[%d]", skey, i), "%q is a commit status drover itself posts (every %s* context is drover's); name your CI's checks instead", check, StatusContextPrefix)
+				}
+			}
 			// Every stage's durations, the review stage's included.
 			for _, dur := range []struct{ key, value, like string }{
 				{"ttl", s.TTL, "72h"},

@@ -120,6 +120,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"token for unknown pipeline", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: CI, pipelines: [nope] }] }\n", `api.tokens[0].pipelines[0]: unknown pipeline "nope"`},
 		{"token named twice", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: A }, { name: ci, token_env: B }] }\n", `api.tokens[1].name: token "ci" is named twice`},
 		{"bad approval timeout", base + "      staging: { app: x, regions: [a], require_approval: true, approval_timeout: soon }\n", `pipelines.p.stages.staging.approval_timeout: "soon" is not a positive duration`},
+		{"required check is drover's own status", base + "      staging: { app: x, regions: [a], wait_for_ci: true, required_checks: [test, drover/staging] }\n", `pipelines.p.stages.staging.required_checks[1]: "drover/staging" is a commit status drover itself posts`},
+		{"review required check is drover's own status", base + "      review: { regions: [a], wait_for_ci: true, required_checks: [drover/anything] }\n", `pipelines.p.stages.review.required_checks[0]: "drover/anything" is a commit status drover itself posts`},
 		{"bad ci timeout", base + "      staging: { app: x, regions: [a], wait_for_ci: true, ci_timeout: forever }\n", `pipelines.p.stages.staging.ci_timeout: "forever" is not a positive duration`},
 		{"app without key", "github: { app_id: 42 }\n", "github.private_key_file: a GitHub App (app_id) needs the path of its private key"},
 		{"key without app", "github: { private_key_file: app.pem }\n", "github.app_id: private_key_file is set but app_id is not"},

@@ -149,3 +149,16 @@ func (r ReviewApp) LastActive() time.Time {
 	}
 	return r.CreatedAt
 }
+
+// StatusContextPrefix begins every commit status context drover posts
+// (drover/<environment>). Those statuses report drover's own deploys, so
+// they are never part of the CI verdict a deploy waits for.
+const StatusContextPrefix = "drover/"
+
+// StatusContext is the commit status context drover reports a deploy to
+// environment (a stage or a review app) under.
+func StatusContext(environment string) string { return StatusContextPrefix + environment }
+
+// IsOwnStatusContext reports whether a commit status context is one drover
+// posts.
+func IsOwnStatusContext(context string) bool { return strings.HasPrefix(context, StatusContextPrefix) }

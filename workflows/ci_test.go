@@ -2,9 +2,6 @@ package workflows_test
 
 import (
 	"context"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +10,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/drover/drover/gh"
+	"github.com/drover/drover/gh/ghtest"
 	"github.com/drover/drover/workflows"
 )
 
@@ -38,57 +36,6 @@ var (
 	none    = gh.Verdict{State: gh.CISuccess, None: true}
 )
 
-// ciStandIn serves GitHub's check runs and combined status for one
-// commit, shaped as GitHub documents them, under an Enterprise base path.
-// Each read of the check runs takes the next step of script (the last one
-// repeats): "running", "success", "failure", "none" (no checks and an
-// empty combined status, which GitHub calls pending), or "ratelimit" (a
-// 403 with GitHub's rate-limit headers).
-type ciStandIn struct {
-	mu     sync.Mutex
-	script []string
-	reads  int
-	step   string
-}
-
-func (c *ciStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !strings.HasPrefix(r.URL.Path, "/api/v3/repos/octo-org/hello/commits/c1/") {
-		w.WriteHeader(http.StatusNotFound)
-		return
-	}
-	if strings.HasSuffix(r.URL.Path, "/check-runs") {
-		c.step = c.script[min(c.reads, len(c.script)-1)]
-		c.reads++
-		switch c.step {
-		case "ratelimit":
-			w.Header().Set("X-RateLimit-Limit", "5000")
-			w.Header().Set("X-RateLimit-Remaining", "0")
-			// Reset now: go-github would refuse calls before the reset on
-			// its own, in real time, which the test's workflow clock skips.
-			w.Header().Set("X-RateLimit-Reset", fmt.Sprint(time.Now().Unix()))
-			w.WriteHeader(http.StatusForbidden)
-			fmt.Fprint(w, `{"message":"API rate limit exceeded for installation ID 1.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}`)
-		case "none":
-			fmt.Fprint(w, `{"total_count":0,"check_runs":[]}`)
-		case "running":
-			fmt.Fprint(w, `{"total_count":1,"check_runs":[{"id":4,"head_sha":"c1","name":"test","status":"in_progress","conclusion":null,"html_url":"https://github.example.com/octo-org/hello/runs/4"}]}`)
-		default:
-			fmt.Fprintf(w, `{"total_count":1,"check_runs":[{"id":4,"head_sha":"c1","name":"test","status":"completed","conclusion":%q,"html_url":"https://github.example.com/octo-org/hello/runs/4"}]}`, c.step)
-		}
-		return
-	}
-	// Actions-only repositories have no statuses: GitHub says "pending".
-	fmt.Fprint(w, `{"state":"pending","statuses":[],"sha":"c1","total_count":0}`)
-}
-
-func (c *ciStandIn) checkReads() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reads
-}
-
 // TestWaitForCI drives a deploy's wait for CI through drover's GitHub
 // client against a GitHub API stand-in.
 func TestWaitForCI(t *testing.T) {
@@ -104,7 +51,7 @@ func TestWaitForCI(t *testing.T) {
 		reads    int
 	}{
 		{"green", []string{"success"}, nil, 0, true, "", "", time.Minute, 1},
-		{"red", []string{"failure"}, nil, 0, false, "CI failed for c1: test (failure) https://github.example.com/octo-org/hello/runs/4", "", time.Minute, 1},
+		{"red", []string{"failure"}, nil, 0, false, "CI failed for c1: test (failure) https://github.example.com/octo-org/hello/runs/1", "", time.Minute, 1},
 		{"pending then green by webhook", []string{"running", "success"}, nil, 30 * time.Second, true, "", "", 10 * time.Minute, 2},
 		{"pending then green, webhook lost: the poll finds it", []string{"running", "success"}, nil, 0, true, "", "", 3 * time.Hour, 2},
 		{"never finishes", []string{"running"}, nil, 0, false, "did not finish within 2h0m0s; still waiting on test", "", 3 * time.Hour, 3},
@@ -116,14 +63,25 @@ func TestWaitForCI(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
-			stand := &ciStandIn{script: tt.script}
-			srv := httptest.NewServer(stand)
-			defer srv.Close()
-			auth, err := gh.NewTokenAuth(srv.URL+"/api/v3/", "t")
-			if err != nil {
-				t.Fatal(err)
-			}
-			f.acts.CI = &gh.Client{Auth: auth}
+			stand := ghtest.New(t)
+			stand.AddRepo("octo-org/hello", "file:///r")
+			// Each read of the check runs takes the next step of the
+			// script: a CI app reporting its run, or GitHub saying to wait.
+			stand.BeforeRead(func(kind string, read int) {
+				if kind != "check-runs" {
+					return
+				}
+				switch step := tt.script[min(read, len(tt.script)-1)]; step {
+				case "ratelimit":
+					stand.RateLimitNext(1)
+				case "none":
+				case "running":
+					stand.AddCheckRun("octo-org/hello", "c1", "test", "in_progress", "")
+				default:
+					stand.AddCheckRun("octo-org/hello", "c1", "test", "completed", step)
+				}
+			})
+			f.acts.CI = ghClient(t, stand)
 			env := f.env()
 			env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
 			if tt.signalAt > 0 {
@@ -133,14 +91,14 @@ func TestWaitForCI(t *testing.T) {
 			env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
 				Repo: "octo-org/hello", CloneURL: "file:///r", Commit: "c1", Regions: []string{"a"}, Description: "push",
 				CI: &workflows.CIPolicy{RequiredChecks: tt.required, Timeout: 2 * time.Hour, Poll: time.Hour, Grace: 30 * time.Minute}}})
-			err = env.GetWorkflowError()
+			err := env.GetWorkflowError()
 			if (err == nil) != tt.ok || (tt.err != "" && !strings.Contains(err.Error(), tt.err)) {
 				t.Fatalf("err = %v, want ok=%v %q", err, tt.ok, tt.err)
 			}
 			if took := env.Now().Sub(start); took > tt.maxTime {
 				t.Fatalf("took %v of workflow time, want at most %v", took, tt.maxTime)
 			}
-			if got := stand.checkReads(); got != tt.reads {
+			if got := stand.Reads("check-runs"); got != tt.reads {
 				t.Fatalf("check runs read %d times, want %d", got, tt.reads)
 			}
 			rs, _ := f.store.Releases(context.Background(), app, 0)
@@ -154,6 +112,54 @@ func TestWaitForCI(t *testing.T) {
 				t.Fatalf("description = %q", rs[0].Description)
 			}
 		})
+	}
+}
+
+// ghClient is drover's GitHub client on the stand-in.
+func ghClient(t *testing.T, stand *ghtest.Server) *gh.Client {
+	t.Helper()
+	auth, err := gh.NewTokenAuth(stand.URL, ghtest.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &gh.Client{Auth: auth}
+}
+
+// TestWaitForCIIgnoresDroversOwnStatus: the deploy reports itself to
+// GitHub (a pending drover/staging commit status) before it waits for CI;
+// GitHub counts that status in the commit's combined status, as it counts
+// any. With every check run green the deploy must go on at once, not wait
+// for its own status until the CI timeout.
+func TestWaitForCIIgnoresDroversOwnStatus(t *testing.T) {
+	f := newFixture(t)
+	stand := ghtest.New(t)
+	stand.AddRepo("octo-org/hello", "file:///r")
+	stand.AddCheckRun("octo-org/hello", "c1", "test", "completed", "success")
+	stand.AddStatus("octo-org/hello", "c1", "ci/lint", "success")
+	ghc := ghClient(t, stand)
+	f.acts.CI, f.acts.Reporter = ghc, ghc
+	env := f.env()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
+	start := env.Now()
+	env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
+		Repo: "octo-org/hello", CloneURL: "file:///r", Commit: "c1", Regions: []string{"a"}, Description: "push", Environment: "staging",
+		CI: &workflows.CIPolicy{Timeout: 2 * time.Hour, Poll: time.Hour, Grace: 30 * time.Minute}}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("deploy failed: %v", err)
+	}
+	if took := env.Now().Sub(start); took > time.Minute {
+		t.Fatalf("the deploy waited %v of workflow time for CI that was already green", took)
+	}
+	if got := stand.Reads("check-runs"); got != 1 {
+		t.Fatalf("check runs read %d times, want 1", got)
+	}
+	// The wait read a combined status that held drover's own pending one.
+	got := strings.Join(stand.Statuses("octo-org/hello", "c1"), " ")
+	if !strings.HasPrefix(got, "ci/lint:success drover/staging:pending") || !strings.HasSuffix(got, "drover/staging:success") {
+		t.Fatalf("commit statuses = %s", got)
+	}
+	if d := stand.DeploymentStates("octo-org/hello", "c1", "staging"); strings.Join(d, ",") != "queued,in_progress,success http://a.test" {
+		t.Fatalf("deployment states = %v", d)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/drover/drover/pipelines"
 )
 
 // Reporter tells GitHub how a deploy goes.
@@ -59,7 +61,7 @@ func (a *Activities) report(ctx context.Context, in ReportInput) (int64, error) 
 		return id, err
 	}
 	commitState := map[string]string{"queued": "pending", "in_progress": "pending", "success": "success", "failure": "failure", "error": "error", "inactive": "error"}[in.State]
-	return id, a.Reporter.CommitStatus(ctx, in.Repo, in.Commit, "drover/"+in.Environment, commitState, in.Description, logURL)
+	return id, a.Reporter.CommitStatus(ctx, in.Repo, in.Commit, pipelines.StatusContext(in.Environment), commitState, in.Description, logURL)
 }
 
 // reportOptions are for telling GitHub things: a few tries over a few
