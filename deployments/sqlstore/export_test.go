@@ -11,3 +11,10 @@ func (s *Store) RawConfigVars(t *testing.T, app string, version int) string {
 	}
 	return raw
 }
+
+// MigrateFS is Migrate with other migrations than the embedded ones, for
+// tests of a migration that fails.
+var MigrateFS = migrateDSN
+
+// Redact is what errors and logs show of a DSN.
+var Redact = redact

@@ -26,17 +26,24 @@ const postgresEnv = "DROVER_TEST_POSTGRES_URL"
 // postgresEnv is set, each on a fresh, empty database. open reopens the
 // same database, to check what survives a restart.
 func backends(t *testing.T, fn func(t *testing.T, open func() *sqlstore.Store)) {
+	databases(t, func(t *testing.T, dsn string) {
+		fn(t, func() *sqlstore.Store { return mustOpen(t, dsn) })
+	})
+}
+
+// databases is backends for tests that need the database's DSN, to reach
+// it with plain SQL or through Migrate: a SQLite file path, or a
+// PostgreSQL URL.
+func databases(t *testing.T, fn func(t *testing.T, dsn string)) {
 	t.Run("sqlite", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "drover.db")
-		fn(t, func() *sqlstore.Store { return mustOpen(t, path) })
+		fn(t, filepath.Join(t.TempDir(), "drover.db"))
 	})
 	t.Run("postgres", func(t *testing.T) {
 		url := os.Getenv(postgresEnv)
 		if url == "" {
 			t.Skipf("%s is not set: the PostgreSQL store is not tested here (.ci/run sets it)", postgresEnv)
 		}
-		db := freshPostgresDB(t, url)
-		fn(t, func() *sqlstore.Store { return mustOpen(t, db) })
+		fn(t, freshPostgresDB(t, url))
 	})
 }
 
