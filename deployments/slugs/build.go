@@ -64,7 +64,10 @@ type BuildResult struct {
 // Node builds are as reproducible as npm makes them: npm ci from a lockfile
 // usually is, a build script that stamps the date is not.
 type Builder struct {
-	Store *Store
+	// Store keeps the slugs it builds: the local Store or a bucket.
+	Store interface {
+		Put(ctx context.Context, r io.Reader) (string, error)
+	}
 	// WorkDir holds one scratch dir per build, removed afterwards;
 	// os.TempDir() if empty.
 	WorkDir string

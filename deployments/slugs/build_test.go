@@ -169,13 +169,13 @@ func TestBuildGoApp(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", line, out.String())
 		}
 	}
-	p, _ := b.Store.Path(res.Digest)
+	p, _ := b.Store.(*slugs.Store).Path(res.Digest)
 	if info, err := os.Stat(p); err != nil || info.Size() != res.Size {
 		t.Errorf("Size = %d, file %v (%v)", res.Size, info, err)
 	}
 	assertWorkDirClean(t, b)
 
-	dir := unpacked(t, b.Store, res.Digest)
+	dir := unpacked(t, b.Store.(*slugs.Store), res.Digest)
 	if info, err := os.Stat(filepath.Join(dir, "bin", "hello")); err != nil || info.Mode()&0o111 == 0 {
 		t.Fatalf("bin/hello: %v %v; want an executable", info, err)
 	}
@@ -187,7 +187,7 @@ func TestBuildGoApp(t *testing.T) {
 	}
 
 	t.Run("same commit, fresh work dir, same digest", func(t *testing.T) {
-		again, err := newBuilder(t, b.Store).Build(ctx, slugs.BuildInput{CloneURL: r.url(), Commit: c1}, &bytes.Buffer{})
+		again, err := newBuilder(t, b.Store.(*slugs.Store)).Build(ctx, slugs.BuildInput{CloneURL: r.url(), Commit: c1}, &bytes.Buffer{})
 		if err != nil || again.Digest != res.Digest {
 			t.Fatalf("rebuild digest %s, want %s (%v)", again.Digest, res.Digest, err)
 		}
@@ -361,7 +361,7 @@ func TestBuildNodeApp(t *testing.T) {
 	if !strings.Contains(out.String(), "Node.js app detected") {
 		t.Errorf("output:\n%s", out.String())
 	}
-	dir := unpacked(t, b.Store, res.Digest)
+	dir := unpacked(t, b.Store.(*slugs.Store), res.Digest)
 	if body, err := os.ReadFile(filepath.Join(dir, "built.txt")); err != nil || string(body) != "ok" {
 		t.Fatalf("built.txt = %q, %v; npm run build did not run", body, err)
 	}

@@ -140,3 +140,19 @@ func (r readerCtx) Read(p []byte) (int, error) {
 	}
 	return r.r.Read(p)
 }
+
+// Check returns an error if the store's directory is gone or is not a
+// directory, for a readiness probe.
+func (s *Store) Check(ctx context.Context) error {
+	fi, err := os.Stat(s.dir)
+	if err != nil {
+		return fmt.Errorf("slug store %s: %w", s.dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("slug store %s: not a directory", s.dir)
+	}
+	return nil
+}
+
+// String says where the store keeps slugs, e.g. "file:///var/lib/drover/slugs".
+func (s *Store) String() string { return StoreSpec{Dir: s.dir}.String() }
