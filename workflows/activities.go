@@ -416,7 +416,9 @@ func (a *Activities) DeployRegion(ctx context.Context, in DeployRegionInput) (De
 	report, stop := a.heartbeat(ctx)
 	defer stop()
 	d.Progress = a.ledgerProgress(ctx, rel, in.Region, report)
+	start := time.Now()
 	res, err := region.Deploy(ctx, d)
+	recordRegionDeploy(ctx, in.Region, start, err)
 	if err != nil {
 		// The ledger says why, whether or not a retry follows: a region
 		// that stays unreachable ends failed with its last error.

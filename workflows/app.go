@@ -315,6 +315,7 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 			continue
 		}
 		status.Running = label
+		recordQueueDepth(ctx, in.App, len(in.Pending)+1)
 		done := false
 		// A push waiting for CI gives way to a newer push to its branch:
 		// the newer one is told to it once, and it ends unless it is past
@@ -345,5 +346,6 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 			}
 		}
 		status.Running = ""
+		recordQueueDepth(ctx, in.App, len(in.Pending))
 	}
 }

@@ -70,6 +70,7 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 	var deployment int64
 	report(ctx, in, &deployment, "queued", "building "+short(in.Commit), "")
 	failed := func(err error) (DeployResult, error) {
+		recordOperation(ctx, string(pipelines.ReleaseFailed))
 		report(ctx, in, &deployment, failureState(err), reason(err), "")
 		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
 	}
@@ -152,6 +153,7 @@ func release(ctx workflow.Context, in DeployInput, create CreateReleaseInput, re
 	res := DeployResult{Version: rel.Version}
 
 	fail := func(err error) (DeployResult, error) {
+		recordOperation(ctx, string(pipelines.ReleaseFailed))
 		res.Status, res.Reason = pipelines.ReleaseFailed, reason(err)
 		dctx, _ := workflow.NewDisconnectedContext(short)
 		if ferr := workflow.ExecuteActivity(dctx, a.FinishRelease, FinishReleaseInput{
@@ -170,7 +172,7 @@ func release(ctx workflow.Context, in DeployInput, create CreateReleaseInput, re
 
 	if releasePhase && rel.HasReleasePhase {
 		rctx := workflow.WithActivityOptions(ctx, longOptions(30*time.Minute, 15*time.Second, 3))
-		if err := workflow.ExecuteActivity(rctx, a.ReleasePhase, ReleasePhaseInput{App: in.App, Version: rel.Version, Region: in.Regions[0]}).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(deployInRegion(rctx, in.Regions[0]), a.ReleasePhase, ReleasePhaseInput{App: in.App, Version: rel.Version, Region: in.Regions[0]}).Get(ctx, nil); err != nil {
 			return fail(fmt.Errorf("release phase: %w", err))
 		}
 	}
@@ -192,6 +194,7 @@ func release(ctx workflow.Context, in DeployInput, create CreateReleaseInput, re
 		return fail(err)
 	}
 	res.Status, res.Reason = pipelines.ReleaseSucceeded, reasonOK
+	recordOperation(ctx, string(pipelines.ReleaseSucceeded))
 	return res, nil
 }
 
@@ -213,7 +216,7 @@ func rollout(ctx workflow.Context, in DeployInput, rel CreateReleaseResult) (url
 		wave := in.Regions[start:min(start+parallel, len(in.Regions))]
 		futures := make([]workflow.Future, len(wave))
 		for i, region := range wave {
-			futures[i] = workflow.ExecuteActivity(dctx, a.DeployRegion, DeployRegionInput{App: in.App, Version: rel.Version, Region: region})
+			futures[i] = workflow.ExecuteActivity(deployInRegion(dctx, region), a.DeployRegion, DeployRegionInput{App: in.App, Version: rel.Version, Region: region})
 		}
 		var failed []string
 		var errs []string
@@ -256,7 +259,7 @@ func revertAll(ctx workflow.Context, app string, failed, to int, regions []strin
 	rctx, _ := workflow.NewDisconnectedContext(ctx)
 	rctx = workflow.WithActivityOptions(rctx, longOptions(15*time.Minute, 15*time.Second, 10))
 	for i := len(regions) - 1; i >= 0; i-- {
-		if err := workflow.ExecuteActivity(rctx, a.RevertRegion, RevertRegionInput{App: app, Failed: failed, To: to, Region: regions[i]}).Get(rctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(inRegion(rctx, regions[i]), a.RevertRegion, RevertRegionInput{App: app, Failed: failed, To: to, Region: regions[i]}).Get(rctx, nil); err != nil {
 			workflow.GetLogger(ctx).Error("revert region", "app", app, "region", regions[i], "error", err)
 		}
 	}
@@ -265,6 +268,9 @@ func revertAll(ctx workflow.Context, app string, failed, to int, regions []strin
 // reason is the human part of a workflow error: the innermost application
 // error's message, wrapped in the step that failed.
 func reason(err error) string {
+	if notPickedUp(err) {
+		return fmt.Sprintf("no drover worker took the step within %s: start a worker that serves the region (a local region needs drover worker --local-regions NAME)", regionPickup)
+	}
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
 		msg := appErr.Message()

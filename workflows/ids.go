@@ -40,3 +40,11 @@ func ParseDeployWorkflowID(id string) (app, commit string, ok bool) {
 	app, commit, ok = strings.Cut(rest, "/")
 	return app, commit, ok && app != "" && commit != ""
 }
+
+// RegionTaskQueue is the task queue of the activities that act in one
+// region: deploy, revert, stop, the release phase and app.json scripts. A
+// local region runs apps on the host of the worker that polls its queue,
+// so exactly one worker polls it (drover worker --local-regions NAME);
+// every worker polls the queues of Nomad regions, which any of them can
+// reach. This is Temporal's pattern for work bound to a host.
+func RegionTaskQueue(region string) string { return TaskQueue + "-region-" + region }

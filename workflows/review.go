@@ -411,7 +411,7 @@ func finishReviewDeploy(ctx workflow.Context, in *ReviewInput, head string, res 
 // region, from the app's current release.
 func runReviewScript(ctx workflow.Context, in ReviewInput, name, command string) error {
 	pctx := workflow.WithActivityOptions(ctx, longOptions(30*time.Minute, 15*time.Second, 3))
-	return workflow.ExecuteActivity(pctx, a.RunReviewScript, ReviewScriptInput{
+	return workflow.ExecuteActivity(deployInRegion(pctx, in.Stage.Request.Regions[0]), a.RunReviewScript, ReviewScriptInput{
 		App: in.App, Name: name, Command: command, Region: in.Stage.Request.Regions[0],
 	}).Get(ctx, nil)
 }
@@ -439,7 +439,7 @@ func teardownReview(ctx workflow.Context, in *ReviewInput, why PREvent) error {
 	})
 	var stops []workflow.Future
 	for _, region := range in.Stage.Request.Regions {
-		stops = append(stops, workflow.ExecuteActivity(tctx, a.StopApp, StopAppInput{App: in.App, Region: region}))
+		stops = append(stops, stopInRegion(tctx, StopAppInput{App: in.App, Region: region}))
 	}
 	for i, f := range stops {
 		if err := f.Get(ctx, nil); err != nil {

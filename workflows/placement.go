@@ -1,0 +1,62 @@
+package workflows
+
+import (
+	"errors"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// versionRegionQueues marks workflows that send region activities to the
+// region's own task queue; older histories sent them to TaskQueue.
+const versionRegionQueues = "region-task-queues"
+
+// regionPickup is how long a deploy waits for a worker to take a step in a
+// region before it fails saying that no worker serves the region.
+const regionPickup = 10 * time.Minute
+
+// inRegion routes the activities started with the returned context to
+// region's task queue (RegionTaskQueue).
+func inRegion(ctx workflow.Context, region string) workflow.Context {
+	if workflow.GetVersion(ctx, versionRegionQueues, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return ctx
+	}
+	return workflow.WithTaskQueue(ctx, RegionTaskQueue(region))
+}
+
+// deployInRegion is inRegion for steps that should fail, not wait, when no
+// worker serves the region: a deploy says so within regionPickup. Reverts
+// and teardowns wait for a worker instead, since giving up on them leaves
+// the region wrong.
+func deployInRegion(ctx workflow.Context, region string) workflow.Context {
+	return workflow.WithScheduleToStartTimeout(inRegion(ctx, region), regionPickup)
+}
+
+// notPickedUp reports whether err is a region step no worker took.
+func notPickedUp(err error) bool {
+	var te *temporal.TimeoutError
+	return errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START
+}
+
+// stopPickup is how long a teardown waits for a worker of the region
+// before asking any worker.
+const stopPickup = time.Minute
+
+// stopInRegion stops an app in a region on the region's task queue. When
+// no worker takes it there (the region left drover.yaml, or the one worker
+// of a local region is away), any worker is asked: StopApp skips a region
+// it does not know, and a local region's worker, when it comes back,
+// stops what no release needs when it reconciles.
+func stopInRegion(ctx workflow.Context, in StopAppInput) workflow.Future {
+	f, set := workflow.NewFuture(ctx)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		err := workflow.ExecuteActivity(workflow.WithScheduleToStartTimeout(inRegion(ctx, in.Region), stopPickup), a.StopApp, in).Get(ctx, nil)
+		if notPickedUp(err) {
+			err = workflow.ExecuteActivity(ctx, a.StopApp, in).Get(ctx, nil)
+		}
+		set.Set(nil, err)
+	})
+	return f
+}
