@@ -1,0 +1,657 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/drover/drover/api"
+	"github.com/drover/drover/deployments"
+	"github.com/drover/drover/deployments/slugs"
+	"github.com/drover/drover/deployments/sqlstore"
+	"github.com/drover/drover/devstack"
+	"github.com/drover/drover/gh"
+	"github.com/drover/drover/metrics"
+	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/regions/local"
+	"github.com/drover/drover/regions/nomad"
+	"github.com/drover/drover/webhooks"
+	"github.com/drover/drover/workflows"
+)
+
+// The modes a drover process runs in. dev is server with a worker, plus an
+// embedded Temporal, SQLite, a slug directory, generated secrets and every
+// local region; server and worker connect to what the team runs.
+const (
+	modeDev    = "dev"
+	modeServer = "server"
+	modeWorker = "worker"
+)
+
+// Variables production reads. They are the interface; keep them.
+const (
+	envDatabaseURL   = "DATABASE_URL"
+	envConfigKey     = "DROVER_CONFIG_KEY"
+	envWebhookSecret = "DROVER_WEBHOOK_SECRET"
+	envAdminToken    = "DROVER_ADMIN_TOKEN"
+	envPublicURL     = "DROVER_PUBLIC_URL"
+)
+
+// workerStopTimeout is how long a stopping worker lets running activities
+// finish. Activities heartbeat every 2 s with a 15 s timeout, so one that
+// outlives this is retried on another worker within 15 s of the stop.
+const workerStopTimeout = 20 * time.Second
+
+// httpDrain bounds how long in-flight HTTP requests get at shutdown.
+const httpDrain = 25 * time.Second
+
+// NodeOptions say what one drover process runs.
+type NodeOptions struct {
+	Mode   string
+	Config string
+	// Data holds what this process keeps on its own disk: build scratch,
+	// the slug cache, local regions' processes, and in dev (or a
+	// single-node server) the databases and slugs themselves.
+	Data   string
+	Listen string
+	// MetricsListen, when set, serves /metrics (and /healthz, /readyz)
+	// there with no token.
+	MetricsListen string
+	// PublicURL is where drover's servers are reached: Nomad clients fetch
+	// slugs from it and GitHub links to operations under it.
+	PublicURL string
+	// WithWorker runs the Temporal worker in the server's process.
+	WithWorker bool
+	// LocalRegions are the local regions this process's worker serves.
+	LocalRegions []string
+	// TemporalPort is the embedded Temporal frontend's port (dev).
+	TemporalPort int
+	// Getenv reads the environment; nil reads the process's.
+	Getenv func(string) string
+}
+
+func (o NodeOptions) getenv(k string) string {
+	if o.Getenv != nil {
+		return o.Getenv(k)
+	}
+	return os.Getenv(k)
+}
+
+// Node is one running drover process: the same pieces, whichever mode.
+type Node struct {
+	Options NodeOptions
+	Logger  *slog.Logger
+
+	Config      *pipelines.Config
+	Secret      string
+	Token       string
+	HTTPAddr    string
+	MetricsAddr string
+	DataDir     string
+
+	temporal    *devstack.Server
+	store       *sqlstore.Store
+	slugs       slugs.Artifacts
+	client      client.Client
+	workers     []worker.Worker
+	metrics     *metrics.Registry
+	http        *http.Server
+	metricsHTTP *http.Server
+	regions     regionSet
+	locals      map[string]*local.Region
+	banner      [][2]string
+	stopping    atomic.Bool
+}
+
+func (n *Node) dev() bool    { return n.Options.Mode == modeDev }
+func (n *Node) serves() bool { return n.Options.Mode != modeWorker }
+func (n *Node) runsWorker() bool {
+	return n.Options.Mode != modeServer || n.Options.WithWorker
+}
+
+// say adds a line to the start-up banner.
+func (n *Node) say(label, value string) { n.banner = append(n.banner, [2]string{label, value}) }
+
+// Start brings the process up and returns once it serves (and, with a
+// worker, polls). Every bad setting stops it with the variable or key
+// named and an example.
+func (n *Node) Start(ctx context.Context) error {
+	if n.Logger == nil {
+		n.Logger = slog.Default()
+	}
+	o := n.Options
+	cfg, err := pipelines.LoadConfig(o.Config)
+	if err != nil {
+		return &hintError{err: err, hint: "start from examples/drover.yaml, or pass --config"}
+	}
+	n.Config = cfg
+	if n.DataDir, err = filepath.Abs(o.Data); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(n.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	n.metrics = metrics.New()
+	if err := n.openSecrets(); err != nil {
+		return err
+	}
+	if err := n.openStore(ctx); err != nil {
+		return err
+	}
+	if err := n.openSlugs(ctx); err != nil {
+		return err
+	}
+	if err := n.connectTemporal(ctx); err != nil {
+		return err
+	}
+	starter := &workflows.Starter{Client: n.client}
+	auth, err := githubAuth(cfg, n.Logger)
+	if err != nil {
+		return err
+	}
+	n.say("GitHub:", githubSummary(cfg, auth))
+	if n.runsWorker() {
+		if err := n.startWorkers(ctx, auth, starter); err != nil {
+			return err
+		}
+	}
+	if n.serves() {
+		if err := n.serve(ctx, auth, starter); err != nil {
+			return err
+		}
+	}
+	if err := n.serveMetrics(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// openSecrets reads the webhook secret, the admin token and the config
+// key: generated into the data dir in dev, from the environment otherwise.
+func (n *Node) openSecrets() error {
+	o, cfg := n.Options, n.Config
+	if n.dev() {
+		var source string
+		var err error
+		if n.Secret, source, err = devSecret(cfg, n.DataDir); err != nil {
+			return err
+		}
+		n.say("Webhook secret:", n.Secret+" ("+source+")")
+		if n.Token, err = readOrCreate(filepath.Join(n.DataDir, "admin-token")); err != nil {
+			return err
+		}
+		return nil
+	}
+	if n.serves() {
+		n.Secret = o.getenv(envWebhookSecret)
+		source := "$" + envWebhookSecret
+		if n.Secret == "" {
+			s, err := cfg.WebhookSecret(o.getenv)
+			if err != nil {
+				return &hintError{err: fmt.Errorf("%s is not set and %s names no webhook secret: drover %s refuses unsigned webhooks", envWebhookSecret, cfg.File, o.Mode),
+					hint: "set " + envWebhookSecret + " to the secret of the GitHub webhook (e.g. openssl rand -hex 32), or github.webhook_secret_env in drover.yaml"}
+			}
+			n.Secret, source = s, cfg.File
+		}
+		n.say("Webhook secret:", "from "+source)
+	}
+	n.Token = o.getenv(envAdminToken)
+	if n.Token != "" {
+		n.say("Admin token:", "from $"+envAdminToken)
+	}
+	if o.getenv(envConfigKey) == "" {
+		return &hintError{err: fmt.Errorf("%s is not set: every drover server and worker needs the one key that seals config vars", envConfigKey),
+			hint: "make one with openssl rand -base64 32 and give the same value to every server and worker"}
+	}
+	return nil
+}
+
+// openStore opens the state store: PostgreSQL from DATABASE_URL, or SQLite
+// under the data dir in dev and in a single-node server.
+func (n *Node) openStore(ctx context.Context) error {
+	o := n.Options
+	dsn := o.getenv(envDatabaseURL)
+	shown := redactURL(dsn)
+	switch {
+	case n.dev() || (dsn == "" && o.Mode == modeServer && o.WithWorker):
+		dsn = filepath.Join(n.DataDir, "drover.db")
+		shown = "SQLite " + dsn
+	case dsn == "":
+		return &hintError{err: fmt.Errorf("%s is not set: drover %s needs PostgreSQL, e.g. postgres://user:pass@host/db", envDatabaseURL, o.Mode),
+			hint: "use drover dev for an embedded stack, or drover server --with-worker for one node on SQLite"}
+	}
+	var err error
+	if n.store, err = sqlstore.Open(ctx, dsn); err != nil {
+		return &hintError{err: fmt.Errorf("state store %s: %w", shown, redactErr(err, dsn)), hint: "check " + envDatabaseURL + " and that the database answers"}
+	}
+	n.say("State store:", shown)
+	// Config vars are sealed at rest with one key shared by every process.
+	key, err := deployments.LoadKey(envConfigKey, filepath.Join(n.DataDir, "config-key"), o.getenv)
+	if err != nil {
+		return err
+	}
+	sealer, err := deployments.NewAESGCM(key)
+	if err != nil {
+		return err
+	}
+	n.store.SetSealer(sealer)
+	if n.serves() {
+		for _, app := range n.Config.Apps() {
+			if err := n.store.SyncApp(ctx, app); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// openSlugs opens the slug store named by DROVER_SLUG_STORE, or a
+// directory under the data dir in dev and in a single-node server.
+func (n *Node) openSlugs(ctx context.Context) error {
+	o := n.Options
+	spec := o.getenv(slugs.SpecVar)
+	if n.dev() || (spec == "" && o.Mode == modeServer && o.WithWorker) {
+		spec = "file://" + filepath.Join(n.DataDir, "slugs")
+	}
+	if spec == "" {
+		return &hintError{err: fmt.Errorf("%s is not set: the replicas of drover %s share slugs in object storage", slugs.SpecVar, o.Mode),
+			hint: "e.g. " + slugs.SpecVar + "='s3://drover-slugs?endpoint=https://s3.internal&region=us-east-1' with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"}
+	}
+	var err error
+	if n.slugs, err = slugs.OpenStore(ctx, spec, filepath.Join(n.DataDir, "slug-cache")); err != nil {
+		return &hintError{err: err, hint: "check " + slugs.SpecVar + " and the bucket's credentials"}
+	}
+	n.say("Slugs:", n.slugs.String())
+	return nil
+}
+
+// connectTemporal starts the embedded server in dev, and otherwise
+// connects to the team's Temporal with Temporal's own variables.
+func (n *Node) connectTemporal(ctx context.Context) error {
+	var opts client.Options
+	if n.dev() {
+		var err error
+		n.temporal, err = devstack.Start(ctx, devstack.Options{
+			DatabaseFile: filepath.Join(n.DataDir, "temporal.db"), FrontendPort: n.Options.TemporalPort,
+			Logger: n.Logger, Level: slog.LevelWarn,
+		})
+		if err != nil {
+			return &hintError{err: err, hint: "is another drover dev or Temporal server using the port? pass --temporal-port 0"}
+		}
+		opts = client.Options{HostPort: n.temporal.FrontendAddress(), Namespace: devstack.Namespace}
+		n.say("Temporal frontend:", fmt.Sprintf("%s  (namespace %s; temporal --address %s workflow list)", opts.HostPort, opts.Namespace, opts.HostPort))
+	} else {
+		var err error
+		if opts, err = temporalOptions(n.Config, n.Options.getenv); err != nil {
+			return err
+		}
+	}
+	opts.Logger = n.Logger.With("component", "temporal-client")
+	opts.MetricsHandler = n.metrics.Temporal()
+	c, err := dialTemporal(ctx, opts, !n.dev())
+	if err != nil {
+		return err
+	}
+	n.client = c
+	if !n.dev() {
+		n.say("Temporal:", describeTemporal(opts))
+	}
+	return nil
+}
+
+// startWorkers opens the regions this process serves and starts the
+// worker on drover's task queue and one per region on the region's own.
+func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflows.Starter) error {
+	if err := n.openRegions(); err != nil {
+		return err
+	}
+	public := n.publicURL
+	acts := &workflows.Activities{
+		Store:   n.store,
+		Builder: &slugs.Builder{Store: n.slugs, WorkDir: filepath.Join(n.DataDir, "builds"), Logger: n.Logger},
+		Slugs:   n.slugs,
+		Regions: n.regions,
+		Logger:  n.Logger,
+		Queue:   starter, Reviews: starter,
+		// Nomad clients fetch slugs from drover's servers over HTTP: from
+		// the region's slug_url, else from drover's public URL.
+		JobTemplates: n.Config.JobTemplate,
+		PublicURL:    public,
+		SlugBaseURL: func(region string) string {
+			spec := n.Config.Regions[region]
+			if spec.Driver != pipelines.DriverNomad {
+				return ""
+			}
+			if spec.Nomad.SlugURL != "" {
+				return spec.Nomad.SlugURL
+			}
+			return public()
+		},
+	}
+	// CI waiting and reporting need GitHub's API; without credentials they
+	// are off, and a stage that waits for CI fails its deploys saying so.
+	if auth != nil {
+		c := &gh.Client{Auth: auth}
+		acts.Git = auth
+		acts.CI, acts.Reporter, acts.Branches, acts.Comments, acts.PullRequests = c, c, c, c, c
+	}
+	if err := n.reconcile(ctx, acts); err != nil {
+		return err
+	}
+	main := worker.New(n.client, workflows.TaskQueue, worker.Options{WorkerStopTimeout: workerStopTimeout})
+	workflows.Register(main, acts)
+	n.workers = append(n.workers, main)
+	names := make([]string, 0, len(n.regions))
+	for name := range n.regions {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		w := worker.New(n.client, workflows.RegionTaskQueue(name), worker.Options{WorkerStopTimeout: workerStopTimeout, DisableWorkflowWorker: true})
+		w.RegisterActivity(acts)
+		n.workers = append(n.workers, w)
+	}
+	for _, w := range n.workers {
+		if err := w.Start(); err != nil {
+			return fmt.Errorf("start worker: %w", err)
+		}
+	}
+	if !n.dev() {
+		n.say("Worker:", fmt.Sprintf("task queue %s; regions %s", workflows.TaskQueue, strings.Join(names, ", ")))
+	}
+	return nil
+}
+
+// openRegions opens the regions this process's worker serves: every
+// Nomad region, and the local regions bound to it (all of them in dev).
+func (n *Node) openRegions() error {
+	n.regions, n.locals = regionSet{}, map[string]*local.Region{}
+	o, cfg := n.Options, n.Config
+	for i, name := range o.LocalRegions {
+		spec, ok := cfg.Regions[name]
+		if !ok || spec.Driver != pipelines.DriverLocal {
+			return &hintError{err: fmt.Errorf("--local-regions[%d]: %q is not a local region of %s (regions.%s.driver: local)", i, name, cfg.File, name),
+				hint: "name regions whose driver is local"}
+		}
+	}
+	for name, spec := range cfg.Regions {
+		log := n.Logger.With("region", name)
+		switch spec.Driver {
+		case pipelines.DriverLocal:
+			if !n.dev() && !slices.Contains(o.LocalRegions, name) {
+				// Its apps run on the host of the one worker bound to it.
+				log.Info("local region is served by the worker started with --local-regions " + name)
+				continue
+			}
+			r, err := local.New(local.Options{Name: name, Dir: filepath.Join(n.DataDir, "regions", name), Logger: log, Unpack: slugs.Unpack})
+			if err != nil {
+				return fmt.Errorf("region %s: %w", name, err)
+			}
+			n.regions[name], n.locals[name] = r, r
+		case pipelines.DriverNomad:
+			token := ""
+			if env := spec.Nomad.TokenEnv; env != "" {
+				if token = o.getenv(env); token == "" {
+					log.Warn("token_env names an empty variable; calling Nomad without a token", "variable", env)
+				}
+			}
+			if !n.serves() && spec.Nomad.SlugURL == "" && n.publicURL() == "" {
+				return &hintError{err: fmt.Errorf("%s: regions.%s.slug_url is not set and neither is --public-url: Nomad clients would not know where to fetch slugs", cfg.File, name),
+					hint: "pass --public-url https://drover.internal (or set " + envPublicURL + "), the address of drover's servers"}
+			}
+			r, err := nomad.New(spec, nomad.Options{Token: token, Logger: log})
+			if err != nil {
+				return fmt.Errorf("region %s: %w", name, err)
+			}
+			n.regions[name] = r
+		}
+	}
+	return nil
+}
+
+// publicURL is where drover's servers are reached.
+func (n *Node) publicURL() string {
+	if u := n.Options.PublicURL; u != "" {
+		return strings.TrimSuffix(u, "/")
+	}
+	if u := n.Options.getenv(envPublicURL); u != "" {
+		return strings.TrimSuffix(u, "/")
+	}
+	if n.HTTPAddr != "" {
+		return "http://" + n.HTTPAddr
+	}
+	return ""
+}
+
+// tokens are the API tokens: the admin token and drover.yaml's.
+func (n *Node) tokens() []api.Token {
+	var tokens []api.Token
+	if n.Token != "" {
+		tokens = append(tokens, api.Token{Name: "admin", Value: n.Token})
+	}
+	for _, t := range n.Config.API.Tokens {
+		v := n.Options.getenv(t.TokenEnv)
+		if v == "" {
+			n.Logger.Warn("api token's variable is empty; the token is off", "token", t.Name, "variable", t.TokenEnv)
+			continue
+		}
+		tokens = append(tokens, api.Token{Name: t.Name, Value: v, Pipelines: t.Pipelines})
+	}
+	return tokens
+}
+
+// serve starts the HTTP server: webhooks, the API, slugs, health and
+// metrics, and makes drover's schedules.
+func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Starter) error {
+	cfg := n.Config
+	// Pushes whose webhook never arrived are caught by reading each
+	// auto-deploy branch from GitHub on a schedule; that needs credentials.
+	watches := workflows.Watches(cfg)
+	if auth == nil {
+		watches = nil
+		n.Logger.Info("missed-webhook reconciliation is off: it reads branches and pull requests from GitHub; set github.token_env or github.app_id")
+	}
+	if err := starter.EnsureSchedules(ctx, watches); err != nil {
+		return fmt.Errorf("make drover's schedules: %w", err)
+	}
+	gin.SetMode(gin.ReleaseMode)
+	engine := gin.New()
+	engine.Use(gin.Recovery())
+	hooks, err := webhooks.New(cfg, n.Secret, starter, n.store, n.Logger.With("component", "webhooks"))
+	if err != nil {
+		return err
+	}
+	hooks.Register(engine.Group("", n.metrics.Webhooks()))
+	api.RegisterSlugs(engine, n.slugs)
+	tokens := n.tokens()
+	(&api.Server{Ledger: n.store, Tokens: tokens, Config: cfg, Operations: starter, Reviews: n.store, ReviewOps: starter, Logger: n.Logger}).Register(engine)
+	engine.GET("/readyz", gin.WrapF(n.readyz))
+	if n.Options.MetricsListen == "" {
+		engine.GET("/metrics", requireToken(tokens), gin.WrapH(n.metrics.Handler()))
+	}
+	ln, err := net.Listen("tcp", n.Options.Listen)
+	if err != nil {
+		return &hintError{err: fmt.Errorf("listen on %s: %w", n.Options.Listen, err), hint: "pass --listen 127.0.0.1:0 for any free port"}
+	}
+	n.HTTPAddr = ln.Addr().String()
+	if n.dev() {
+		// The CLI on this machine finds this stack and its token with no setup.
+		if err := writeDevLogin(devLogin{URL: "http://" + n.HTTPAddr, Token: n.Token}); err != nil {
+			n.Logger.Warn("could not save the CLI login; set DROVER_URL and DROVER_TOKEN", "error", err)
+		}
+	}
+	n.http = &http.Server{Handler: engine, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.Logger.Error("http server", "error", err)
+		}
+	}()
+	return nil
+}
+
+// serveMetrics serves /metrics, /healthz and /readyz on their own
+// address, with no token, when --metrics-listen asks for it.
+func (n *Node) serveMetrics() error {
+	addr := n.Options.MetricsListen
+	if addr == "" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", n.metrics.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"status":"ok"}`) })
+	mux.HandleFunc("GET /readyz", n.readyz)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return &hintError{err: fmt.Errorf("--metrics-listen %s: %w", addr, err), hint: "pass a free address, e.g. 127.0.0.1:9090"}
+	}
+	n.MetricsAddr = ln.Addr().String()
+	n.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go n.metricsHTTP.Serve(ln)
+	return nil
+}
+
+// readyz answers 200 when the database, Temporal and the slug store
+// answer, and 503 once shutdown began, so a load balancer stops sending.
+func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	checks := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"shutdown", func(context.Context) error {
+			if n.stopping.Load() {
+				return errors.New("drover is shutting down")
+			}
+			return nil
+		}},
+		{"database", n.store.Ping},
+		{"temporal", func(ctx context.Context) error {
+			_, err := n.client.CheckHealth(ctx, &client.CheckHealthRequest{})
+			return err
+		}},
+		{"slugs", n.slugs.Check},
+	}
+	var failed []string
+	for _, c := range checks {
+		if err := c.fn(ctx); err != nil {
+			failed = append(failed, fmt.Sprintf("%q: %q", c.name, err.Error()))
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if len(failed) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, `{"status":"unavailable","failing":{%s}}`, strings.Join(failed, ","))
+		return
+	}
+	io.WriteString(w, `{"status":"ready"}`)
+}
+
+// requireToken lets through requests bearing one of tokens.
+func requireToken(tokens []api.Token) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		got, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		for _, t := range tokens {
+			if got != "" && got == t.Value {
+				c.Next()
+				return
+			}
+		}
+		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "unauthorized", "message": "/metrics needs an API token; or serve it apart with --metrics-listen"})
+	}
+}
+
+// PrintBanner says, in one block, what this process runs and what it
+// connected to. No secret is in it but dev's own, generated ones.
+func (n *Node) PrintBanner(w io.Writer) {
+	fmt.Fprintf(w, "drover %s is running\n", n.Options.Mode)
+	if n.HTTPAddr != "" {
+		fmt.Fprintf(w, "  %-18s http://%s  (POST /webhooks/github, /api/v1, /healthz, /readyz)\n", "HTTP:", n.HTTPAddr)
+	}
+	if n.MetricsAddr != "" {
+		fmt.Fprintf(w, "  %-18s http://%s/metrics\n", "Metrics:", n.MetricsAddr)
+	}
+	for _, l := range n.banner {
+		fmt.Fprintf(w, "  %-18s %s\n", l[0], l[1])
+	}
+	fmt.Fprintf(w, "  %-18s %s\n", "Data dir:", n.DataDir)
+	fmt.Fprintf(w, "  %-18s %s\n", "Config:", n.Config.File)
+	if n.dev() {
+		fmt.Fprintf(w, "  %-18s export DROVER_URL=http://%s DROVER_TOKEN=%s\n", "CLI:", n.HTTPAddr, n.Token)
+	}
+}
+
+// Close stops everything Start started, in reverse order: readiness fails
+// first, in-flight requests finish, the workers stop polling and let their
+// activities end or hand over, then the connections close. Local apps stop
+// too; the next start brings back each app's current release.
+func (n *Node) Close() {
+	n.stopping.Store(true)
+	if n.temporal != nil {
+		n.temporal.Silence()
+	}
+	if n.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), httpDrain)
+		n.http.Shutdown(ctx)
+		cancel()
+	}
+	for _, w := range n.workers {
+		w.Stop()
+	}
+	if n.metricsHTTP != nil {
+		n.metricsHTTP.Close()
+	}
+	if n.client != nil {
+		n.client.Close()
+	}
+	if n.temporal != nil {
+		n.temporal.Stop()
+	}
+	for _, r := range n.locals {
+		r.Close(true)
+	}
+	if n.store != nil {
+		n.store.Close()
+	}
+	if n.metrics != nil {
+		n.metrics.Close()
+	}
+}
+
+// redactURL hides a URL's password, for banners and errors.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}
+
+// redactErr keeps dsn's password out of an error that may quote it.
+func redactErr(err error, dsn string) error {
+	u, perr := url.Parse(dsn)
+	if perr != nil || u.User == nil {
+		return err
+	}
+	pw, ok := u.User.Password()
+	if !ok || pw == "" || !strings.Contains(err.Error(), pw) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), pw, "xxxxx"))
+}
