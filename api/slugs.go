@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/drover/drover/deployments/slugs"
 	"github.com/drover/drover/pipelines"
 )
 
@@ -35,6 +36,11 @@ func RegisterSlugs(r gin.IRoutes, files SlugFiles) {
 		switch {
 		case errors.Is(err, pipelines.ErrNotFound), errors.Is(err, pipelines.ErrInvalid):
 			fail(c, http.StatusNotFound, "not_found", "no such slug")
+			return
+		case errors.Is(err, slugs.ErrCorrupt):
+			// The bucket holds other bytes under this digest: never serve
+			// them. Nomad's checksum would refuse them too, later and less clearly.
+			fail(c, http.StatusBadGateway, "corrupt", "the stored slug does not match its digest; it is not served")
 			return
 		case err != nil:
 			fail(c, http.StatusInternalServerError, "internal", "could not read the slug")

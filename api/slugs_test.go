@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -52,5 +54,22 @@ func TestServeSlugs(t *testing.T) {
 				t.Fatalf("content type %q", w.Header().Get("Content-Type"))
 			}
 		})
+	}
+}
+
+// corruptSlugs has a slug whose stored bytes fail their digest.
+type corruptSlugs struct{}
+
+func (corruptSlugs) Open(digest string) (*os.File, error) {
+	return nil, fmt.Errorf("slug %s: content has another sha256: refusing it: %w", digest, slugs.ErrCorrupt)
+}
+
+func TestCorruptSlugIsNotServed(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	e := gin.New()
+	api.RegisterSlugs(e, corruptSlugs{})
+	w := do(e, "GET", api.SlugPath(strings.Repeat("a", 64)), "", "")
+	if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "does not match its digest") {
+		t.Fatalf("GET a corrupt slug = %d %q", w.Code, w.Body)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -38,8 +39,30 @@ type Config struct {
 	File      string
 	GitHub    GitHubConfig
 	API       APIConfig
+	Temporal  TemporalConfig
 	Regions   map[string]RegionSpec
 	Pipelines map[string]Pipeline
+}
+
+// TemporalConfig overrides, for drover server and drover worker, what
+// Temporal's own environment variables and profile file say
+// (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
+// TEMPORAL_TLS_*, TEMPORAL_PROFILE). drover dev ignores it: it runs its own.
+type TemporalConfig struct {
+	// Address is the frontend's host:port.
+	Address   string `yaml:"address"`
+	Namespace string `yaml:"namespace"`
+	// APIKeyEnv names the variable holding an API key (Temporal Cloud).
+	APIKeyEnv string `yaml:"api_key_env"`
+	// TLS: client certificate and key for mTLS, a CA to trust, and the
+	// server name to expect; relative paths are relative to drover.yaml.
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	CAFile     string `yaml:"ca_file"`
+	ServerName string `yaml:"server_name"`
+	// TLS turns TLS on without a client certificate (a server with a
+	// public certificate); an API key or a certificate turns it on anyway.
+	TLS bool `yaml:"tls"`
 }
 
 // GitHubConfig holds how drover talks to GitHub and checks its webhooks.
@@ -262,8 +285,10 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if k := c.GitHub.PrivateKeyFile; k != "" && !filepath.IsAbs(k) {
-		c.GitHub.PrivateKeyFile = filepath.Join(filepath.Dir(path), k)
+	for _, f := range []*string{&c.GitHub.PrivateKeyFile, &c.Temporal.CertFile, &c.Temporal.KeyFile, &c.Temporal.CAFile} {
+		if *f != "" && !filepath.IsAbs(*f) {
+			*f = filepath.Join(filepath.Dir(path), *f)
+		}
 	}
 	// Job templates are files beside drover.yaml, read once here so a
 	// broken path fails at start, not at the first deploy.
@@ -332,6 +357,7 @@ func (c *Config) StageOfApp(app string) (Pipeline, Stage, bool) {
 type rawConfig struct {
 	GitHub    GitHubConfig          `yaml:"github"`
 	API       APIConfig             `yaml:"api"`
+	Temporal  TemporalConfig        `yaml:"temporal"`
 	Regions   map[string]RegionSpec `yaml:"regions"`
 	Pipelines map[string]Pipeline   `yaml:"pipelines"`
 }
@@ -358,7 +384,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
 		return nil, &ConfigError{File: file, Msg: yamlMessage(err)}
 	}
-	c := &Config{File: file, GitHub: raw.GitHub, API: raw.API, Regions: raw.Regions, Pipelines: raw.Pipelines}
+	c := &Config{File: file, GitHub: raw.GitHub, API: raw.API, Temporal: raw.Temporal, Regions: raw.Regions, Pipelines: raw.Pipelines}
 	if c.Regions == nil {
 		c.Regions = map[string]RegionSpec{}
 	}
@@ -488,6 +514,17 @@ func (c *Config) validate() error {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
 			return bad("github.api_url", "%q is not an http(s) URL; for GitHub Enterprise it looks like https://github.example.com/api/v3/", u)
 		}
+	}
+	if t := c.Temporal; t.Address != "" {
+		if _, port, err := net.SplitHostPort(t.Address); err != nil || port == "" {
+			return bad("temporal.address", "%q is not host:port, e.g. temporal.internal:7233", t.Address)
+		}
+	}
+	if n := c.Temporal.APIKeyEnv; n != "" && !envNameRE.MatchString(n) {
+		return bad("temporal.api_key_env", "%q is not an environment variable name; name the variable, not the key", n)
+	}
+	if (c.Temporal.CertFile == "") != (c.Temporal.KeyFile == "") {
+		return bad("temporal", "set cert_file and key_file together")
 	}
 	for key, name := range map[string]string{"webhook_secret_env": c.GitHub.WebhookSecretEnv, "token_env": c.GitHub.TokenEnv} {
 		if name != "" && !envNameRE.MatchString(name) {

@@ -60,9 +60,15 @@ func digest(s string) string {
 type fakeSlugs struct {
 	dir   string
 	files map[string]map[string]string
+	// corrupt is a digest whose stored bytes do not hash to it, as a
+	// tampered object in a bucket.
+	corrupt string
 }
 
 func (s *fakeSlugs) Path(d string) (string, error) {
+	if d == s.corrupt {
+		return "", fmt.Errorf("slug %s in s3://drover-slugs: content has sha256 %s, not its name: refusing it: %w", d, digest("tampered"), slugs.ErrCorrupt)
+	}
 	path := filepath.Join(s.dir, d+".tar.gz")
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
@@ -386,6 +392,25 @@ func TestDeployReleasePhaseFailureChangesNoRegion(t *testing.T) {
 	}
 	if len(f.regions["a"].tasks) != 1 {
 		t.Fatalf("release phase ran %d times, want once", len(f.regions["a"].tasks))
+	}
+}
+
+// TestDeployRefusesCorruptSlug: a slug whose stored bytes do not match its
+// digest (a tampered bucket object) fails the release at once with that
+// reason, and no region runs it.
+func TestDeployRefusesCorruptSlug(t *testing.T) {
+	f := newFixture(t)
+	f.slugs.corrupt = digest("c1")
+	_, err := f.deploy(t, "c1")
+	if err == nil || !strings.Contains(err.Error(), "not its name: refusing it") {
+		t.Fatalf("err = %v", err)
+	}
+	r := f.release(t, 1)
+	if r.Status != pipelines.ReleaseFailed || !strings.Contains(r.Reason, "content has sha256") {
+		t.Fatalf("ledger v1 = %s %q", r.Status, r.Reason)
+	}
+	if n := len(f.regions["a"].deploys) + len(f.regions["b"].deploys) + len(f.regions["a"].tasks); n != 0 {
+		t.Fatalf("%d region steps ran a corrupt slug", n)
 	}
 }
 

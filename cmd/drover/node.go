@@ -394,7 +394,7 @@ func (n *Node) openRegions() error {
 		log := n.Logger.With("region", name)
 		switch spec.Driver {
 		case pipelines.DriverLocal:
-			if !n.dev() && !slices.Contains(o.LocalRegions, name) {
+			if !n.servesLocal(name) {
 				// Its apps run on the host of the one worker bound to it.
 				log.Info("local region is served by the worker started with --local-regions " + name)
 				continue
@@ -423,6 +423,17 @@ func (n *Node) openRegions() error {
 		}
 	}
 	return nil
+}
+
+// servesLocal reports whether this process runs the local region's apps:
+// dev and a single-node server with a worker run every local region;
+// otherwise only those named by --local-regions, so each has one host.
+func (n *Node) servesLocal(name string) bool {
+	o := n.Options
+	if n.dev() || (o.Mode == modeServer && o.WithWorker && len(o.LocalRegions) == 0) {
+		return true
+	}
+	return slices.Contains(o.LocalRegions, name)
 }
 
 // publicURL is where drover's servers are reached.
