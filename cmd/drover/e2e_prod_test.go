@@ -185,15 +185,30 @@ func TestE2EProductionTopology(t *testing.T) {
 	startDrover(t, "temporal", nil, "temporal-dev", "--data", t.TempDir(), "--port", port)
 	waitPort(ctx, t, temporalAddr)
 
+	// With a real Nomad agent the stage deploys there too, from any
+	// worker; without one it has the local region only.
+	app, regionsYAML, stageRegions := fmt.Sprintf("hello-prod-%d", time.Now().Unix()%100000), "  local-a: { driver: local }\n", "[local-a]"
+	nomadAddr := os.Getenv("NOMAD_ADDR")
+	if nomadAddr != "" {
+		regionsYAML += fmt.Sprintf("  nomad-dev: { driver: nomad, address: %q }\n", nomadAddr)
+		stageRegions = "[local-a, nomad-dev]"
+		t.Cleanup(func() {
+			req, _ := http.NewRequest("DELETE", nomadAddr+"/v1/job/"+app+"?purge=true", nil)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		})
+	} else {
+		t.Log("NOMAD_ADDR is not set: the topology deploys to its local region only")
+	}
 	config := filepath.Join(t.TempDir(), "drover.yaml")
-	if err := os.WriteFile(config, []byte(`regions:
-  local-a: { driver: local }
-pipelines:
+	if err := os.WriteFile(config, []byte(fmt.Sprintf(`regions:
+%spipelines:
   hello:
     repo: octo-org/hello
     stages:
-      staging: { app: hello-staging, branch: main, regions: [local-a] }
-`), 0o644); err != nil {
+      staging: { app: %s, branch: main, regions: %s }
+`, regionsYAML, app, stageRegions)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	listenA, listenB := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -233,16 +248,20 @@ pipelines:
 	metricsW2 := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	startDrover(t, "worker-2", env, "worker", "--config", config, "--data", dataW2, "--local-regions", "local-a", "--metrics-listen", metricsW2, "--log-level", "warn")
 
-	v1 := b.waitRelease(ctx, "hello-staging", 1)
+	v1 := b.waitRelease(ctx, app, 1)
 	if v1.Status != pipelines.ReleaseSucceeded || v1.Commit != c1 {
 		t.Fatalf("v1 through server B = %s %s (%s)", v1.Status, v1.Commit, v1.Reason)
 	}
-	b.answersEverywhere(ctx, "hello-staging", 1, "hello from production from hello-staging v1")
-	if n := appProcesses(dataW2, "hello-staging"); n != 1 {
-		t.Fatalf("%d web processes of hello-staging on worker 2; exactly one deploy makes one", n)
+	regionCount := 1
+	if nomadAddr != "" {
+		regionCount = 2
+	}
+	b.answersEverywhere(ctx, app, regionCount, "hello from production from "+app+" v1")
+	if n := appProcesses(dataW2, app); n != 1 {
+		t.Fatalf("%d web processes of %s on worker 2; exactly one deploy makes one", n, app)
 	}
 	time.Sleep(2 * time.Second) // anything doubled would show by now
-	if rs := a.releases(ctx, "hello-staging"); len(rs) != 1 {
+	if rs := a.releases(ctx, app); len(rs) != 1 {
 		t.Fatalf("%d releases through server A, want exactly 1: %+v", len(rs), rs)
 	}
 
@@ -250,7 +269,7 @@ pipelines:
 	t.Setenv("DROVER_URL", b.base)
 	t.Setenv("DROVER_TOKEN", token)
 	var out, errOut bytes.Buffer
-	if code := Run(ctx, []string{"releases", "hello-staging", "--json"}, Streams{Out: &out, Err: &errOut}); code != exitOK || !strings.Contains(out.String(), c1) {
+	if code := Run(ctx, []string{"releases", app, "--json"}, Streams{Out: &out, Err: &errOut}); code != exitOK || !strings.Contains(out.String(), c1) {
 		t.Fatalf("drover releases via server B: exit %d: %s %s", code, out.String(), errOut.String())
 	}
 

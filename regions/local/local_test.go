@@ -543,7 +543,12 @@ func TestStop(t *testing.T) {
 	}
 }
 
-func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
+// isRefused reports whether nothing served the request: the port refused
+// it, or a connection the kernel had queued before the listener closed was
+// reset unanswered.
+func isRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}
 
 func TestConcurrentDeploysOfDifferentApps(t *testing.T) {
 	t.Parallel()
