@@ -150,6 +150,17 @@ func waitReady(ctx context.Context, t *testing.T, base string) {
 	}
 }
 
+// startTemporal runs a Temporal server in its own process, as the team's
+// cluster would be, and returns its frontend's address.
+func startTemporal(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	_, port, _ := net.SplitHostPort(addr)
+	startDrover(t, "temporal", nil, "temporal-dev", "--data", t.TempDir(), "--port", port)
+	waitPort(ctx, t, addr)
+	return addr
+}
+
 func waitPort(ctx context.Context, t *testing.T, addr string) {
 	t.Helper()
 	for {
@@ -180,10 +191,7 @@ func TestE2EProductionTopology(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	temporalAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	_, port, _ := net.SplitHostPort(temporalAddr)
-	startDrover(t, "temporal", nil, "temporal-dev", "--data", t.TempDir(), "--port", port)
-	waitPort(ctx, t, temporalAddr)
+	temporalAddr := startTemporal(ctx, t)
 
 	// With a real Nomad agent the stage deploys there too, from any
 	// worker; without one it has the local region only.
