@@ -33,6 +33,10 @@ type Deployment struct {
 	// JobTemplate is the user's scheduler job template (Nomad JSON or HCL)
 	// that extends what the driver renders; drivers without jobs ignore it.
 	JobTemplate []byte `json:"-"`
+	// Proven says this release's slug and config ran healthy before (a
+	// rollback, a revert, a scale change): drivers may judge its health
+	// in a shorter window, so going back takes seconds.
+	Proven bool `json:"proven,omitempty"`
 	// Progress, when set, receives short human-readable steps; activities
 	// turn them into heartbeats and ledger messages.
 	Progress func(msg string) `json:"-"`

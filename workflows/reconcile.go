@@ -30,9 +30,28 @@ func (a *Activities) Deployment(ctx context.Context, rel pipelines.Release, regi
 		}
 	}
 	d := regions.Deployment{App: rel.App, Release: rel.Version, Commit: rel.Commit, Slug: slug, Procfile: rel.Procfile,
-		Formation: rel.Formation, Env: vars}
+		Formation: rel.Formation, Env: vars, Proven: a.proven(ctx, rel)}
 	d.JobTemplate, err = a.jobTemplate(ctx, rel, slug)
 	return d, err
+}
+
+// proven reports whether rel's slug and config ran healthy before: rel
+// itself succeeded (a revert to it), or an earlier succeeded release has
+// the same slug and config version (a rollback, a scale change).
+func (a *Activities) proven(ctx context.Context, rel pipelines.Release) bool {
+	if rel.Status == pipelines.ReleaseSucceeded {
+		return true
+	}
+	rs, err := a.Store.Releases(ctx, rel.App, 0)
+	if err != nil {
+		return false
+	}
+	for _, r := range rs {
+		if r.Version < rel.Version && r.Status == pipelines.ReleaseSucceeded && r.Slug == rel.Slug && r.ConfigVersion == rel.ConfigVersion {
+			return true
+		}
+	}
+	return false
 }
 
 // RepoJobTemplates are the files at a repository's root that extend the

@@ -228,8 +228,19 @@ func (r *Region) allocsSettled(ctx context.Context, d regions.Deployment, job *a
 	return done, strings.Join(parts, ", "), nil
 }
 
+// failFastWait bounds each wait on a running deployment, so the new
+// allocations' task events are read at least this often: a task that
+// exits before it is healthy fails the region within seconds, not at the
+// progress deadline.
+const failFastWait = 3 * time.Second
+
 // watch follows dep with blocking queries until it succeeds, fails or is
-// cancelled, reporting each group's healthy count.
+// cancelled, reporting each group's healthy count. Between waits it reads
+// the deployment's allocations: one whose task exited, or that failed,
+// before it was healthy fails the deployment through the API at once (so
+// Nomad's restarts and reschedules do not retry it until the deadline),
+// and auto_revert takes its canaries away; the old allocations never
+// stopped serving.
 func (r *Region) watch(ctx context.Context, d regions.Deployment, dep *api.Deployment, progress func(string)) (regions.Result, error) {
 	index := dep.ModifyIndex
 	for {
@@ -240,10 +251,18 @@ func (r *Region) watch(ctx context.Context, d regions.Deployment, dep *api.Deplo
 		case api.DeploymentStatusFailed, api.DeploymentStatusCancelled:
 			return regions.Result{}, r.deploymentFailure(ctx, d, dep)
 		}
+		allocs, _, err := r.client.Deployments().Allocations(dep.ID, r.queryOpts(ctx))
+		if err != nil {
+			return regions.Result{}, r.wrap(ctx, fmt.Sprintf("list allocations of deployment %s", shortID(dep.ID)), err)
+		}
+		if failing := failingAllocs(allocs); len(failing) > 0 {
+			return regions.Result{}, r.failDeployment(ctx, d, dep, failing)
+		}
+		r.promoteWhenHealthy(ctx, dep, allocs)
 		msg := deploymentProgress(dep)
 		progress(msg)
 		next, qm, err := blocking(r.poll, func() { progress(msg) }, func() (*api.Deployment, *api.QueryMeta, error) {
-			return r.client.Deployments().Info(dep.ID, r.blockingOpts(ctx, index, r.wait))
+			return r.client.Deployments().Info(dep.ID, r.blockingOpts(ctx, index, min(r.wait, failFastWait)))
 		})
 		if err != nil {
 			return regions.Result{}, r.wrap(ctx, fmt.Sprintf("watch deployment %s of job %q", shortID(dep.ID), d.App), err)
@@ -255,6 +274,90 @@ func (r *Region) watch(ctx context.Context, d regions.Deployment, dep *api.Deplo
 			dep = next
 		}
 	}
+}
+
+// failingAllocs returns the allocations of a deployment that are not
+// healthy yet and already show a failure: a task that exited with an
+// error or a signal (even one Nomad will restart), a failed task, or a
+// failed or lost allocation.
+func failingAllocs(allocs []*api.AllocationListStub) []*api.AllocationListStub {
+	var out []*api.AllocationListStub
+	for _, a := range allocs {
+		if healthy(a) {
+			continue
+		}
+		if allocFailed(a) || crashed(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func healthy(a *api.AllocationListStub) bool {
+	return a.DeploymentStatus != nil && a.DeploymentStatus.Healthy != nil && *a.DeploymentStatus.Healthy
+}
+
+// promoteWhenHealthy promotes dep as soon as every group's canaries are
+// healthy, rather than when Nomad's deployment watcher next looks; Nomad
+// would auto-promote it too, so a failed call is only logged.
+func (r *Region) promoteWhenHealthy(ctx context.Context, dep *api.Deployment, allocs []*api.AllocationListStub) {
+	waiting := false
+	healthyCanaries := map[string]int{}
+	for _, a := range allocs {
+		if a.DeploymentStatus != nil && a.DeploymentStatus.Canary && healthy(a) && a.DesiredStatus == api.AllocDesiredStatusRun {
+			healthyCanaries[a.TaskGroup]++
+		}
+	}
+	for name, g := range dep.TaskGroups {
+		if g.DesiredCanaries == 0 {
+			continue
+		}
+		if g.Promoted {
+			return
+		}
+		waiting = true
+		if healthyCanaries[name] < g.DesiredCanaries {
+			return
+		}
+	}
+	if !waiting {
+		return
+	}
+	if _, _, err := r.client.Deployments().PromoteAll(dep.ID, r.writeOpts(ctx)); err != nil {
+		r.log.Debug("promote deployment", "deployment", dep.ID, "err", err)
+	}
+}
+
+// crashed reports whether a task of a exited with an error or a signal.
+func crashed(a *api.AllocationListStub) bool {
+	for _, ts := range a.TaskStates {
+		if ts == nil {
+			continue
+		}
+		if e := lastEvent(ts, api.TaskTerminated); e != nil && (e.ExitCode != 0 || e.Signal != 0) {
+			return true
+		}
+	}
+	return false
+}
+
+// failDeployment fails dep through Nomad's API, so Nomad stops placing and
+// restarting its allocations and reverts the job, and explains why from
+// the failing allocations' task events and stderr.
+func (r *Region) failDeployment(ctx context.Context, d regions.Deployment, dep *api.Deployment, failing []*api.AllocationListStub) error {
+	if _, _, err := r.client.Deployments().Fail(dep.ID, r.writeOpts(ctx)); err != nil {
+		r.log.Warn("fail deployment", "deployment", dep.ID, "err", err)
+	}
+	var lines []string
+	explained := map[string]bool{}
+	for _, a := range failing {
+		if !explained[a.TaskGroup] {
+			explained[a.TaskGroup] = true
+			lines = append(lines, a.TaskGroup+": "+r.explainAlloc(ctx, a))
+		}
+	}
+	sort.Strings(lines)
+	return r.deployError(d, fmt.Sprintf("v%d failed before it was healthy", d.Release), lines)
 }
 
 // deploymentProgress says how far each group is, e.g. "web: 1/2 healthy".

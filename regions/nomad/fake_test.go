@@ -45,6 +45,8 @@ type fakeNomad struct {
 	logs      map[string]string // "<alloc>/<task>/<stdout|stderr>"
 	services  map[string][]*api.ServiceRegistration
 	deletes   []string // request URIs of DELETEs
+	fails     []string // deployments failed through the API
+	promotes  []string // deployments promoted through the API
 	// slowWatch holds each blocking deployment query open this long, as
 	// Nomad does until something changes.
 	slowWatch time.Duration
@@ -170,6 +172,34 @@ func (f *fakeNomad) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.reply(w, deref(job.ModifyIndex), job)
+	case r.Method == http.MethodPut && strings.HasPrefix(path, "/v1/deployment/fail/"):
+		// Nomad marks the deployment failed and, with auto_revert, puts
+		// the job back on its last stable version.
+		id := strings.TrimPrefix(path, "/v1/deployment/fail/")
+		d := f.depState(id, 0)
+		if d == nil {
+			fail(w, http.StatusNotFound, "deployment not found")
+			return
+		}
+		f.fails = append(f.fails, id)
+		failed := *d
+		failed.Status, failed.StatusDescription, failed.ModifyIndex = api.DeploymentStatusFailed, "Deployment marked as failed", f.nextIndex()
+		f.deployment = append(f.deployment, &failed)
+		f.reply(w, f.index, api.DeploymentUpdateResponse{EvalID: "eval-1", DeploymentModifyIndex: failed.ModifyIndex})
+	case r.Method == http.MethodPut && strings.HasPrefix(path, "/v1/deployment/promote/"):
+		// Promotion stops the old allocations and, with every group
+		// healthy, completes the deployment.
+		id := strings.TrimPrefix(path, "/v1/deployment/promote/")
+		d := f.depState(id, 0)
+		if d == nil {
+			fail(w, http.StatusNotFound, "deployment not found")
+			return
+		}
+		f.promotes = append(f.promotes, id)
+		done := *d
+		done.Status, done.StatusDescription, done.ModifyIndex = api.DeploymentStatusSuccessful, "Deployment completed successfully", f.nextIndex()
+		f.deployment = append(f.deployment, &done)
+		f.reply(w, f.index, api.DeploymentUpdateResponse{EvalID: "eval-2", DeploymentModifyIndex: done.ModifyIndex})
 	case strings.HasPrefix(path, "/v1/deployment/allocations/"):
 		f.reply(w, f.index, f.depAllocs)
 	case strings.HasPrefix(path, "/v1/deployment/"):

@@ -292,8 +292,23 @@ func (r *Region) webURL(ctx context.Context, app string) string {
 		return ""
 	}
 	sort.Slice(regs, func(i, j int) bool { return regs[i].ID < regs[j].ID })
+	if live := liveAddress(regs, app); live != "" {
+		return live
+	}
+	// Registrations made before drover tagged them carry no tags.
 	for _, s := range regs {
-		if s.JobID == app && s.Address != "" && s.Port != 0 {
+		if s.JobID == app && s.Address != "" && s.Port != 0 && len(s.Tags) == 0 {
+			return fmt.Sprintf("http://%s:%d", s.Address, s.Port)
+		}
+	}
+	return ""
+}
+
+// liveAddress is the first live (promoted, not canary) registration of
+// app's web service.
+func liveAddress(regs []*api.ServiceRegistration, app string) string {
+	for _, s := range regs {
+		if s.JobID == app && s.Address != "" && s.Port != 0 && slices.Contains(s.Tags, TagLive) {
 			return fmt.Sprintf("http://%s:%d", s.Address, s.Port)
 		}
 	}

@@ -184,8 +184,10 @@ func TestRegionNameResolution(t *testing.T) {
 
 func TestDeployFailureSaysWhy(t *testing.T) {
 	f := newFakeNomad(t)
-	f.steps = steps("d1", 1, api.DeploymentStatusRunning, api.DeploymentStatusFailed)
-	f.steps[1].StatusDescription = "Failed due to unhealthy allocations - rolling back to job version 3"
+	// Nomad failed it by itself (the healthy deadline passed) before
+	// drover looked.
+	f.steps = steps("d1", 1, api.DeploymentStatusFailed)
+	f.steps[0].StatusDescription = "Failed due to unhealthy allocations - rolling back to job version 3"
 	f.depAllocs = []*api.AllocationListStub{
 		{
 			ID: "a-web", NodeID: "n1", Namespace: "apps", JobID: "hello", TaskGroup: "web",
@@ -231,6 +233,101 @@ func TestDeployFailureSaysWhy(t *testing.T) {
 	t.Logf("reason: %s", de.Reason)
 	if de.Region != "eu" || de.App != "hello" || de.Release != 7 {
 		t.Errorf("DeployError = %+v", de)
+	}
+}
+
+// TestDeployFailsFastWhenATaskExits: a new allocation whose task exited
+// with an error, though Nomad would restart it, fails the deployment
+// through the API at once, with the task's reason and stderr, instead of
+// waiting for the healthy or progress deadline.
+func TestDeployFailsFastWhenATaskExits(t *testing.T) {
+	tests := []struct {
+		name   string
+		states map[string]*api.TaskState
+		client string
+		want   string
+	}{
+		{"exited and restarting", map[string]*api.TaskState{"web": {State: "pending", Restarts: 1, Events: []*api.TaskEvent{
+			{Type: api.TaskStarted, DisplayMessage: "Task started by client"},
+			{Type: api.TaskTerminated, DisplayMessage: "Exit Code: 1", ExitCode: 1},
+			{Type: api.TaskRestarting, DisplayMessage: "Task restarting in 2s"},
+		}}}, api.AllocClientStatusPending, "web: exit code 1: listen tcp: address already in use"},
+		{"killed by a signal", map[string]*api.TaskState{"web": {State: "pending", Events: []*api.TaskEvent{
+			{Type: api.TaskStarted}, {Type: api.TaskTerminated, Signal: 9},
+		}}}, api.AllocClientStatusPending, "web: killed by signal 9"},
+		{"artifact never arrived", map[string]*api.TaskState{"web": {State: "dead", Failed: true, Events: []*api.TaskEvent{
+			{Type: api.TaskArtifactDownloadFailed, DisplayMessage: "checksum mismatch"},
+		}}}, api.AllocClientStatusFailed, "web: Failed Artifact Download: checksum mismatch"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeNomad(t)
+			// The deployment itself says nothing for a long time.
+			f.steps = steps("d1", 1, api.DeploymentStatusRunning)
+			f.depAllocs = []*api.AllocationListStub{{
+				ID: "a-web", NodeID: "n1", Namespace: "apps", JobID: "hello", TaskGroup: "web",
+				DesiredStatus: api.AllocDesiredStatusRun, ClientStatus: tt.client, TaskStates: tt.states,
+				DeploymentStatus: &api.AllocDeploymentStatus{Canary: true},
+			}, { // the old release's allocation keeps serving
+				ID: "a-old", TaskGroup: "web", ClientStatus: api.AllocClientStatusRunning,
+				DeploymentStatus: &api.AllocDeploymentStatus{Healthy: new(true)},
+			}}
+			f.logs["a-web/web/stderr"] = "booting\nlisten tcp: address already in use\n"
+			r := MustRegion(t, f.srv.URL)
+			start := time.Now()
+			_, err := r.Deploy(ctx(t), deployment(pipelines.Formation{"web": 1, "worker": 0}))
+			var de *regions.DeployError
+			if !errors.As(err, &de) || !strings.Contains(de.Reason, "v7 failed before it was healthy: "+tt.want) {
+				t.Fatalf("err = %v, want the reason %q", err, tt.want)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Fatalf("failed after %v; a crashed task must fail the region within seconds", took)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if len(f.fails) != 1 || f.fails[0] != "d1" {
+				t.Fatalf("deployments failed through the API = %v, want [d1]", f.fails)
+			}
+		})
+	}
+}
+
+// TestDeployPromotesHealthyCanaries: once every group's canaries are
+// healthy, the deployment is promoted at once through the API, while the
+// old allocations still serve; until then it is not.
+func TestDeployPromotesHealthyCanaries(t *testing.T) {
+	f := newFakeNomad(t)
+	f.steps = steps("d1", 1, api.DeploymentStatusRunning)
+	f.steps[0].TaskGroups["web"].DesiredCanaries = 1
+	f.depAllocs = []*api.AllocationListStub{{
+		ID: "a-new", TaskGroup: "web", ClientStatus: api.AllocClientStatusRunning, DesiredStatus: api.AllocDesiredStatusRun,
+		DeploymentStatus: &api.AllocDeploymentStatus{Canary: true},
+	}}
+	r := MustRegion(t, f.srv.URL)
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Deploy(ctx(t), deployment(pipelines.Formation{"web": 1, "worker": 0}))
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	f.mu.Lock()
+	if len(f.promotes) != 0 {
+		t.Errorf("promoted %v before the canary was healthy", f.promotes)
+	}
+	f.depAllocs[0].DeploymentStatus.Healthy = new(true)
+	f.mu.Unlock()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("deploy did not finish after its canary was healthy")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.promotes) != 1 || f.promotes[0] != "d1" {
+		t.Fatalf("promotions = %v, want [d1]", f.promotes)
 	}
 }
 

@@ -35,6 +35,16 @@ const (
 	SlugDir = "local/app"
 	// DefaultServiceProvider registers web's service in Nomad's own catalog.
 	DefaultServiceProvider = "nomad"
+	// TagLive marks a registration of the release that serves; TagCanary
+	// one of a release being rolled out, not yet promoted. Ingresses (and
+	// drover's own URL lookup) route to live registrations only, so a
+	// canary takes traffic only once Nomad promotes it and re-tags it.
+	TagLive   = "drover-live"
+	TagCanary = "drover-canary"
+	// ShutdownDelay is how long a stopping allocation keeps serving after
+	// its registration is removed, so requests routed just before still
+	// get an answer.
+	ShutdownDelay = 3 * time.Second
 )
 
 // UpdatePolicy is how fast Nomad decides a release is healthy or failed.
@@ -71,6 +81,22 @@ func DefaultUpdatePolicy() UpdatePolicy {
 		RestartInterval:  30 * time.Second,
 		RestartDelay:     2 * time.Second,
 	}
+}
+
+// provenHealth is how often a release that ran healthy before is checked:
+// every second, and healthy as soon as a check passes, so a rollback takes
+// seconds rather than a new release's full window.
+const provenHealth = time.Second
+
+// forProven is p for a proven release (regions.Deployment.Proven).
+func (p UpdatePolicy) forProven() UpdatePolicy {
+	p = p.withDefaults()
+	// Passing its HTTP check once is enough for a release already seen
+	// healthy; Nomad's least min_healthy_time is none.
+	p.MinHealthyTime = 0
+	p.CheckInterval = min(p.CheckInterval, provenHealth)
+	p.CheckTimeout = min(p.CheckTimeout, provenHealth) // Nomad's least
+	return p
 }
 
 // withDefaults fills every zero field from DefaultUpdatePolicy.
@@ -149,6 +175,9 @@ func Render(in JobInput) (*api.Job, error) {
 		}
 	}
 	upd := in.Update.withDefaults()
+	if d.Proven {
+		upd = in.Update.forProven()
+	}
 
 	job := baseJob(in, d.App, api.JobTypeService)
 	for _, proc := range services {
@@ -293,8 +322,16 @@ func serviceGroup(in JobInput, proc pipelines.Process, count int, upd UpdatePoli
 			MinHealthyTime:   new(upd.MinHealthyTime),
 			HealthyDeadline:  new(upd.HealthyDeadline),
 			ProgressDeadline: new(upd.ProgressDeadline),
-			AutoRevert:       new(true),
-			Canary:           new(0),
+			// Blue/green with Nomad's own canaries: a destructive update
+			// places a full new set beside the old one, which keeps
+			// serving until every new allocation is healthy; only then
+			// is the deployment promoted and the old set stopped. A
+			// release that never becomes healthy fails with the old set
+			// untouched, and auto_revert puts the job spec back so the
+			// canaries go.
+			AutoRevert:  new(true),
+			Canary:      new(count),
+			AutoPromote: new(count > 0),
 		},
 	}
 	if web {
@@ -303,10 +340,13 @@ func serviceGroup(in JobInput, proc pipelines.Process, count int, upd UpdatePoli
 			provider = DefaultServiceProvider
 		}
 		g.Networks = []*api.NetworkResource{{DynamicPorts: []api.Port{{Label: PortLabel}}}}
+		g.ShutdownDelay = new(ShutdownDelay)
 		g.Services = []*api.Service{{
-			Name:      WebServiceName(in.Deployment.App),
-			PortLabel: PortLabel,
-			Provider:  provider,
+			Name:       WebServiceName(in.Deployment.App),
+			PortLabel:  PortLabel,
+			Provider:   provider,
+			Tags:       []string{TagLive},
+			CanaryTags: []string{TagCanary},
 			Checks: []api.ServiceCheck{{
 				Name:     "http",
 				Type:     "http",

@@ -93,6 +93,13 @@ func TestRenderGolden(t *testing.T) {
 			in := nomad.JobInput{Spec: spec(nil), Deployment: deployment(pipelines.Formation{"web": 1, "worker": 0})}
 			return nomad.Render(in)
 		}},
+		// A rollback: a release that ran healthy before is checked every
+		// second and healthy after one.
+		{"proven-rollback", func() (*api.Job, error) {
+			d := deployment(pipelines.Formation{"web": 2, "worker": 1})
+			d.Proven = true
+			return nomad.Render(nomad.JobInput{Spec: spec(nil), Deployment: d})
+		}},
 		{"release", func() (*api.Job, error) {
 			in := nomad.JobInput{Spec: spec(nil), Deployment: deployment(nil), Commit: "0123abc",
 				Update: nomad.UpdatePolicy{RestartDelay: time.Second}}
