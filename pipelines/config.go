@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -166,9 +167,19 @@ type Stage struct {
 	// MaxApps caps the pipeline's review apps (0: no cap); opening one more
 	// destroys the one idle longest.
 	MaxApps int `yaml:"max_apps"`
-	// URL is where a review app answers, with {app} for its name, e.g.
-	// https://{app}.review.example.com; by default the region's own URL.
+	// URL is where the stage's app answers behind the team's ingress, with
+	// {app} for the app's name, e.g. https://staging.example.com or, for
+	// review apps (where {app} is required), https://{app}.review.example.com.
+	// By default it is the address the region reports.
 	URL string `yaml:"url"`
+	// Ingress is how that URL reaches the app in Nomad regions: traefik
+	// (Traefik's Nomad provider: a router for URL's host) or fabio
+	// (urlprefix-host/path); empty adds no routing tags. Only live
+	// registrations carry them: canaries take no traffic until promoted.
+	Ingress string `yaml:"ingress"`
+	// ServiceTags are added to the live registrations of web's service,
+	// for other routers (Consul-based ones, custom Traefik middlewares).
+	ServiceTags []string `yaml:"service_tags"`
 }
 
 // DefaultReviewTTL is how long a review app lives without a deploy.
@@ -179,6 +190,48 @@ func (s Stage) ReviewTTL() time.Duration { return durationOr(s.TTL, DefaultRevie
 
 // ReviewURL returns app's URL from the stage's url pattern, or "".
 func (s Stage) ReviewURL(app string) string { return strings.ReplaceAll(s.URL, "{app}", app) }
+
+// Ingresses drover writes routing tags for.
+const (
+	IngressTraefik = "traefik"
+	IngressFabio   = "fabio"
+)
+
+// Exposure is how an app is reached: its URL behind the ingress (empty:
+// the address the region reports) and the tags its live web service
+// registrations carry.
+type Exposure struct {
+	URL  string
+	Tags []string
+}
+
+// Expose returns how the stage exposes app.
+func (s Stage) Expose(app string) Exposure {
+	e := Exposure{URL: s.ReviewURL(app)}
+	if u, err := url.Parse(e.URL); err == nil && u.Host != "" {
+		path := cmp.Or(u.Path, "/")
+		switch s.Ingress {
+		case IngressTraefik:
+			rule := fmt.Sprintf("Host(`%s`)", u.Hostname())
+			if path != "/" {
+				rule += fmt.Sprintf(" && PathPrefix(`%s`)", path)
+			}
+			e.Tags = append(e.Tags, "traefik.enable=true", fmt.Sprintf("traefik.http.routers.%s.rule=%s", app, rule))
+		case IngressFabio:
+			e.Tags = append(e.Tags, "urlprefix-"+u.Host+path)
+		}
+	}
+	e.Tags = append(e.Tags, s.ServiceTags...)
+	return e
+}
+
+// Exposure returns how app is exposed by its stage.
+func (c *Config) Exposure(app string) Exposure {
+	if _, st, ok := c.StageOfApp(app); ok {
+		return st.Expose(app)
+	}
+	return Exposure{}
+}
 
 // DefaultReconcileInterval is how often a stage's branch is checked for
 // missed pushes.
@@ -440,7 +493,7 @@ func (c *Config) validateReview(p Pipeline, sname string, s Stage, bad func(key,
 		for _, k := range []struct {
 			key string
 			set bool
-		}{{"ttl", s.TTL != ""}, {"config_from", s.ConfigFrom != ""}, {"deploy_drafts", s.DeployDrafts}, {"max_apps", s.MaxApps != 0}, {"url", s.URL != ""}} {
+		}{{"ttl", s.TTL != ""}, {"config_from", s.ConfigFrom != ""}, {"deploy_drafts", s.DeployDrafts}, {"max_apps", s.MaxApps != 0}} {
 			if k.set {
 				return bad(skey+"."+k.key, "only the review stage has %s", k.key)
 			}
@@ -597,6 +650,20 @@ func (c *Config) validate() error {
 			}
 			if err := c.validateReview(p, sname, s, bad); err != nil {
 				return err
+			}
+			if s.URL != "" {
+				if u, err := url.Parse(strings.ReplaceAll(s.URL, "{app}", "app")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return bad(skey+".url", "%q is not an http(s) URL like https://{app}.example.com", s.URL)
+				}
+			}
+			switch s.Ingress {
+			case "":
+			case IngressTraefik, IngressFabio:
+				if s.URL == "" {
+					return bad(skey+".ingress", "%s routes by host: set url too, e.g. https://%s.example.com", s.Ingress, cmp.Or(s.App, "{app}"))
+				}
+			default:
+				return bad(skey+".ingress", "unknown ingress %q; want %s or %s, or service_tags for another router", s.Ingress, IngressTraefik, IngressFabio)
 			}
 			// drover posts its own drover/<stage> status on every deploy;
 			// requiring it would make a deploy wait for itself.

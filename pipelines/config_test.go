@@ -126,6 +126,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad approval timeout", base + "      staging: { app: x, regions: [a], require_approval: true, approval_timeout: soon }\n", `pipelines.p.stages.staging.approval_timeout: "soon" is not a positive duration`},
 		{"required check is drover's own status", base + "      staging: { app: x, regions: [a], wait_for_ci: true, required_checks: [test, drover/staging] }\n", `pipelines.p.stages.staging.required_checks[1]: "drover/staging" is a commit status drover itself posts`},
 		{"review required check is drover's own status", base + "      review: { regions: [a], wait_for_ci: true, required_checks: [drover/anything] }\n", `pipelines.p.stages.review.required_checks[0]: "drover/anything" is a commit status drover itself posts`},
+		{"ingress without url", base + "      staging: { app: x, regions: [a], ingress: traefik }\n", `pipelines.p.stages.staging.ingress: traefik routes by host: set url too, e.g. https://x.example.com`},
+		{"unknown ingress", base + "      staging: { app: x, regions: [a], url: 'https://x.example.com', ingress: nginx }\n", `pipelines.p.stages.staging.ingress: unknown ingress "nginx"`},
+		{"bad url", base + "      staging: { app: x, regions: [a], url: 'staging.example.com' }\n", `pipelines.p.stages.staging.url: "staging.example.com" is not an http(s) URL`},
 		{"bad ci timeout", base + "      staging: { app: x, regions: [a], wait_for_ci: true, ci_timeout: forever }\n", `pipelines.p.stages.staging.ci_timeout: "forever" is not a positive duration`},
 		{"app without key", "github: { app_id: 42 }\n", "github.private_key_file: a GitHub App (app_id) needs the path of its private key"},
 		{"key without app", "github: { private_key_file: app.pem }\n", "github.app_id: private_key_file is set but app_id is not"},
@@ -314,5 +317,32 @@ func TestLoadConfigMissingFile(t *testing.T) {
 	_, err := pipelines.LoadConfig(filepath.Join(t.TempDir(), "drover.yaml"))
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("err = %v, want not exist", err)
+	}
+}
+
+func TestStageExposure(t *testing.T) {
+	tests := []struct {
+		name  string
+		stage pipelines.Stage
+		app   string
+		url   string
+		tags  []string
+	}{
+		{"nothing", pipelines.Stage{}, "hello", "", nil},
+		{"traefik", pipelines.Stage{URL: "https://staging.example.com", Ingress: "traefik"}, "hello-staging", "https://staging.example.com",
+			[]string{"traefik.enable=true", "traefik.http.routers.hello-staging.rule=Host(`staging.example.com`)"}},
+		{"traefik with a path and a pattern", pipelines.Stage{URL: "https://{app}.example.com/api", Ingress: "traefik"}, "hello", "https://hello.example.com/api",
+			[]string{"traefik.enable=true", "traefik.http.routers.hello.rule=Host(`hello.example.com`) && PathPrefix(`/api`)"}},
+		{"fabio", pipelines.Stage{URL: "https://{app}.review.example.com", Ingress: "fabio"}, "hello-pr-7", "https://hello-pr-7.review.example.com",
+			[]string{"urlprefix-hello-pr-7.review.example.com/"}},
+		{"own tags", pipelines.Stage{URL: "https://x.example.com", ServiceTags: []string{"internal-router"}}, "x", "https://x.example.com", []string{"internal-router"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := tt.stage.Expose(tt.app)
+			if e.URL != tt.url || fmt.Sprint(e.Tags) != fmt.Sprint(tt.tags) {
+				t.Fatalf("= %q %q; want %q %q", e.URL, e.Tags, tt.url, tt.tags)
+			}
+		})
 	}
 }

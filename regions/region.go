@@ -33,6 +33,12 @@ type Deployment struct {
 	// JobTemplate is the user's scheduler job template (Nomad JSON or HCL)
 	// that extends what the driver renders; drivers without jobs ignore it.
 	JobTemplate []byte `json:"-"`
+	// URL is where the stage's ingress serves the app (drover.yaml's url),
+	// and ServiceTags the routing tags its live web registrations carry. A
+	// driver whose apps sit behind that ingress (Nomad) reports URL as
+	// where the app answers; the local driver has its own proxy.
+	URL         string   `json:"url,omitempty"`
+	ServiceTags []string `json:"service_tags,omitempty"`
 	// Proven says this release's slug and config ran healthy before (a
 	// rollback, a revert, a scale change): drivers may judge its health
 	// in a shorter window, so going back takes seconds.

@@ -31,6 +31,10 @@ func (a *Activities) Deployment(ctx context.Context, rel pipelines.Release, regi
 	}
 	d := regions.Deployment{App: rel.App, Release: rel.Version, Commit: rel.Commit, Slug: slug, Procfile: rel.Procfile,
 		Formation: rel.Formation, Env: vars, Proven: a.proven(ctx, rel)}
+	if a.Exposure != nil {
+		e := a.Exposure(rel.App)
+		d.URL, d.ServiceTags = e.URL, e.Tags
+	}
 	d.JobTemplate, err = a.jobTemplate(ctx, rel, slug)
 	return d, err
 }

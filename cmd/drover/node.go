@@ -332,6 +332,7 @@ func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflow
 		// Nomad clients fetch slugs from drover's servers over HTTP: from
 		// the region's slug_url, else from drover's public URL.
 		JobTemplates: n.Config.JobTemplate,
+		Exposure:     n.Config.Exposure,
 		PublicURL:    public,
 		SlugBaseURL: func(region string) string {
 			spec := n.Config.Regions[region]

@@ -1,6 +1,7 @@
 package nomad
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -392,7 +393,9 @@ func (r *Region) result(ctx context.Context, d regions.Deployment, dep *api.Depl
 	res := regions.Result{Message: msg}
 	if d.Formation == nil || d.Formation[pipelines.WebProcess] > 0 {
 		if _, ok := d.Procfile.Command(pipelines.WebProcess); ok {
-			res.URL = r.webURL(ctx, d.App)
+			// Behind the stage's ingress the app answers at its URL;
+			// otherwise at a live registration's address.
+			res.URL = cmp.Or(d.URL, r.webURL(ctx, d.App))
 		}
 	}
 	return res

@@ -107,6 +107,38 @@ func TestDeployNewJobSucceeds(t *testing.T) {
 	}
 }
 
+// TestDeployURL: the app answers at a live (promoted) registration, never
+// a canary's, or at the stage's ingress URL when it has one.
+func TestDeployURL(t *testing.T) {
+	canary := &api.ServiceRegistration{ID: "_nomad-task-0", ServiceName: "hello-web", Namespace: "apps", JobID: "hello",
+		Address: "10.0.0.9", Port: 11111, Tags: []string{nomad.TagCanary}}
+	live := &api.ServiceRegistration{ID: "_nomad-task-1", ServiceName: "hello-web", Namespace: "apps", JobID: "hello",
+		Address: "10.0.0.7", Port: 23456, Tags: []string{nomad.TagLive}}
+	tests := []struct {
+		name    string
+		regs    []*api.ServiceRegistration
+		ingress string
+		want    string
+	}{
+		{"live, not the canary", []*api.ServiceRegistration{canary, live}, "", "http://10.0.0.7:23456"},
+		{"only a canary", []*api.ServiceRegistration{canary}, "", ""},
+		{"behind the ingress", []*api.ServiceRegistration{canary, live}, "https://hello.example.com", "https://hello.example.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeNomad(t)
+			f.steps = steps("d1", 1, api.DeploymentStatusSuccessful)
+			f.services["hello-web"] = tt.regs
+			d := deployment(pipelines.Formation{"web": 1, "worker": 0})
+			d.URL = tt.ingress
+			res, err := MustRegion(t, f.srv.URL).Deploy(ctx(t), d)
+			if err != nil || res.URL != tt.want {
+				t.Fatalf("URL = %q, %v; want %q", res.URL, err, tt.want)
+			}
+		})
+	}
+}
+
 func TestDeployJobTemplate(t *testing.T) {
 	tests := []struct {
 		name     string

@@ -345,7 +345,7 @@ func serviceGroup(in JobInput, proc pipelines.Process, count int, upd UpdatePoli
 			Name:       WebServiceName(in.Deployment.App),
 			PortLabel:  PortLabel,
 			Provider:   provider,
-			Tags:       []string{TagLive},
+			Tags:       append([]string{TagLive}, in.Deployment.ServiceTags...),
 			CanaryTags: []string{TagCanary},
 			Checks: []api.ServiceCheck{{
 				Name:     "http",

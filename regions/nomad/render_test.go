@@ -100,6 +100,14 @@ func TestRenderGolden(t *testing.T) {
 			d.Proven = true
 			return nomad.Render(nomad.JobInput{Spec: spec(nil), Deployment: d})
 		}},
+		// Behind Traefik: only live registrations carry the router's
+		// tags; canaries carry drover-canary alone until promoted.
+		{"ingress-traefik", func() (*api.Job, error) {
+			d := deployment(pipelines.Formation{"web": 1, "worker": 0})
+			e := pipelines.Stage{URL: "https://hello.example.com", Ingress: pipelines.IngressTraefik}.Expose(d.App)
+			d.URL, d.ServiceTags = e.URL, e.Tags
+			return nomad.Render(nomad.JobInput{Spec: spec(nil), Deployment: d})
+		}},
 		{"release", func() (*api.Job, error) {
 			in := nomad.JobInput{Spec: spec(nil), Deployment: deployment(nil), Commit: "0123abc",
 				Update: nomad.UpdatePolicy{RestartDelay: time.Second}}
