@@ -76,7 +76,7 @@ type Activities struct {
 	JobTemplates func(app string) []byte
 	// Exposure says how an app is reached behind the team's ingress.
 	Exposure func(app string) pipelines.Exposure
-	Logger       *slog.Logger
+	Logger   *slog.Logger
 	// HeartbeatEvery is how often long activities heartbeat; default 2s.
 	HeartbeatEvery time.Duration
 }
