@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -41,7 +42,12 @@ type Server struct {
 	ReviewOps ReviewStarter
 	// Tokens are the bearer tokens allowed to call the API.
 	Tokens []Token
-	Logger *slog.Logger
+	// LiveURL, when set, says where app answers in region now (ok false:
+	// the region cannot say, so the URL recorded at release time stands).
+	// Scheduler regions replace allocations after a release; the URL
+	// shown must follow them.
+	LiveURL func(ctx context.Context, app, region string) (url string, ok bool)
+	Logger  *slog.Logger
 }
 
 // Token is one bearer token and what it may reach.
@@ -201,6 +207,13 @@ func (s *Server) appInfo(ctx context.Context, app pipelines.App) (AppInfo, error
 					ri.Release, ri.Status, ri.URL = cur.Version, st.Status, st.URL
 				}
 			}
+		}
+		if s.LiveURL != nil && ri.Release > 0 {
+			lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if u, ok := s.LiveURL(lctx, app.Name, region); ok {
+				ri.URL = u
+			}
+			cancel()
 		}
 		info.Where = append(info.Where, ri)
 	}

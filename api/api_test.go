@@ -112,3 +112,38 @@ func TestConfigPatchUnsets(t *testing.T) {
 		t.Fatalf("get config: %d %s", w.Code, w.Body)
 	}
 }
+
+// TestAppInfoReadsURLsLive: the URL shown is where the app answers now,
+// asked of the region, not the one recorded at release time; a region
+// that cannot say keeps the recorded one.
+func TestAppInfoReadsURLsLive(t *testing.T) {
+	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "drover.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	st.SyncApp(ctx, pipelines.App{Name: "hello", Pipeline: "hello", Stage: "staging", Repo: "o/r", Regions: []string{"a", "b"}})
+	r, _ := st.CreateRelease(ctx, deployments.NewRelease{App: "hello", Slug: strings.Repeat("a", 64), Commit: "c1", Regions: []string{"a", "b"}})
+	for _, region := range []string{"a", "b"} {
+		st.SetRegionState(ctx, "hello", r.Version, pipelines.RegionState{Region: region, Status: pipelines.RegionSuccessful, URL: "http://recorded-" + region})
+	}
+	st.FinishRelease(ctx, "hello", r.Version, pipelines.ReleaseSucceeded, "")
+	gin.SetMode(gin.TestMode)
+	e := gin.New()
+	(&api.Server{Ledger: st, Tokens: []api.Token{{Name: "admin", Value: token}},
+		LiveURL: func(_ context.Context, app, region string) (string, bool) {
+			if region == "a" {
+				return "http://10.0.0.9:31000", true
+			}
+			return "", false
+		}}).Register(e)
+	w := do(e, "GET", "/api/v1/apps/hello", "Bearer "+token, "")
+	var info api.AppInfo
+	if err := json.Unmarshal(w.Body.Bytes(), &info); err != nil || len(info.Where) != 2 {
+		t.Fatalf("GET /api/v1/apps/hello = %d %s", w.Code, w.Body)
+	}
+	if info.Where[0].URL != "http://10.0.0.9:31000" || info.Where[1].URL != "http://recorded-b" {
+		t.Fatalf("URLs = %q, %q; want the live one in a and the recorded one in b", info.Where[0].URL, info.Where[1].URL)
+	}
+}

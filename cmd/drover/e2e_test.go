@@ -660,6 +660,35 @@ pipelines:
 	if job.Priority != 70 || job.Meta["team"] != "payments" || job.Meta["drover.release"] != "1" {
 		t.Fatalf("job priority %d, meta %v; want the template's merged under drover's", job.Priority, job.Meta)
 	}
+
+	// Nomad replaces the allocation after the release (a node drain would):
+	// the URL drover shows follows it, read live from the service registry.
+	nomadURL := func() string {
+		var info api.AppInfo
+		if err := s.get(ctx, "/api/v1/apps/"+app, &info); err != nil {
+			t.Fatal(err)
+		}
+		return info.Where[0].URL
+	}
+	before := nomadURL()
+	var allocs []struct{ ID, ClientStatus string }
+	if body, err := httpGet(addr + "/v1/job/" + app + "/allocations"); err != nil || json.Unmarshal([]byte(body), &allocs) != nil {
+		t.Fatalf("allocations: %v %s", err, body)
+	}
+	for _, a := range allocs {
+		if a.ClientStatus == "running" {
+			resp, err := http.Post(addr+"/v1/allocation/"+a.ID+"/stop", "application/json", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+	}
+	eventually(ctx, t, "apps info to show the replacement allocation's address", func() bool {
+		u := nomadURL()
+		body, err := httpGet(u)
+		return u != before && err == nil && strings.Contains(body, "from nomad from "+app+" v1")
+	})
 }
 
 // TestE2EPromoteAndRollback promotes staging's builds to production with

@@ -492,7 +492,8 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 	hooks.Register(engine.Group("", n.metrics.Webhooks()))
 	api.RegisterSlugs(engine, n.slugs)
 	tokens := n.tokens()
-	(&api.Server{Ledger: n.store, Tokens: tokens, Config: cfg, Operations: starter, Reviews: n.store, ReviewOps: starter, Logger: n.Logger}).Register(engine)
+	(&api.Server{Ledger: n.store, Tokens: tokens, Config: cfg, Operations: starter, Reviews: n.store, ReviewOps: starter, Logger: n.Logger,
+		LiveURL: n.liveURLs()}).Register(engine)
 	engine.GET("/readyz", gin.WrapF(n.readyz))
 	if n.Options.MetricsListen == "" {
 		engine.GET("/metrics", requireToken(tokens), gin.WrapH(n.metrics.Handler()))
@@ -515,6 +516,41 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 		}
 	}()
 	return nil
+}
+
+// liveURLs says where an app answers now in a Nomad region: behind the
+// stage's ingress at its url, else at a live registration read from the
+// region's service registry each time, since Nomad replaces allocations
+// after a release. Local regions keep the URL of their proxy, recorded at
+// release time.
+func (n *Node) liveURLs() func(ctx context.Context, app, region string) (string, bool) {
+	clients := map[string]*nomad.Region{}
+	for name, spec := range n.Config.Regions {
+		if spec.Driver != pipelines.DriverNomad {
+			continue
+		}
+		if r, ok := n.regions[name].(*nomad.Region); ok {
+			clients[name] = r
+			continue
+		}
+		r, err := nomad.New(spec, nomad.Options{Token: n.Options.getenv(spec.Nomad.TokenEnv), Logger: n.Logger.With("region", name)})
+		if err != nil {
+			n.Logger.Warn("no live URLs for region", "region", name, "error", err)
+			continue
+		}
+		clients[name] = r
+	}
+	return func(ctx context.Context, app, region string) (string, bool) {
+		r, ok := clients[region]
+		if !ok {
+			return "", false
+		}
+		if e := n.Config.Exposure(app); e.URL != "" {
+			return e.URL, true
+		}
+		u, err := r.LiveURL(ctx, app)
+		return u, err == nil && u != ""
+	}
 }
 
 // serveMetrics serves /metrics, /healthz and /readyz on their own

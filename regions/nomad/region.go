@@ -280,6 +280,16 @@ func hasWeb(job *api.Job) bool {
 // webURL is where web answers, from Nomad's service catalog; "" when the
 // service is registered elsewhere (consul) or not at all. A lookup failure
 // is logged, not returned: the URL is a courtesy.
+// LiveURL returns where app's web process answers now: a live (promoted)
+// registration's address, or "" when there is none (or the service is in
+// Consul, which drover does not read).
+func (r *Region) LiveURL(ctx context.Context, app string) (string, error) {
+	if err := r.resolve(ctx); err != nil {
+		return "", err
+	}
+	return r.webURL(ctx, app), nil
+}
+
 func (r *Region) webURL(ctx context.Context, app string) string {
 	if p := r.spec.Nomad.ServiceProvider; p != "" && p != DefaultServiceProvider {
 		return ""
