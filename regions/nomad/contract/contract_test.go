@@ -29,9 +29,14 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"time"
 )
 
 func main() {
+	// A release that is slow to start: it answers only after this long.
+	if d, err := time.ParseDuration(os.Getenv("START_AFTER")); err == nil {
+		time.Sleep(d)
+	}
 	if os.Getenv("CRASH") != "" {
 		fmt.Fprintln(os.Stderr, "listen tcp: address already in use")
 		os.Exit(1)

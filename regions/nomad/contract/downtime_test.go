@@ -176,7 +176,58 @@ func TestNoDowntime(t *testing.T) {
 		}
 		table = append(table, fmt.Sprintf("| %s | %d of %d | %v |", row.name, missed, total, took.Round(100*time.Millisecond)))
 	}
+
+	// A new release while one is still rolling out: registering it
+	// cancels the slow one's deployment, whose canaries go, and the old
+	// allocations serve until the newest release is healthy.
+	var slowErr, nextErr error
+	var took time.Duration
+	total, missed, first := p.during(ctx, func() {
+		start := time.Now()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, slowErr = e.region.Deploy(ctx, e.deployment(app, 6, map[string]string{"GREETING": "v6", "START_AFTER": "40s"}))
+		}()
+		time.Sleep(3 * time.Second)
+		_, nextErr = e.region.Deploy(ctx, e.deployment(app, 7, map[string]string{"GREETING": "v7"}))
+		<-done
+		took = time.Since(start)
+	})
+	var de *regions.DeployError
+	if !errors.As(slowErr, &de) || !strings.Contains(de.Reason, "ancel") {
+		t.Errorf("the superseded release's deploy = %v, want it cancelled", slowErr)
+	}
+	if nextErr != nil {
+		t.Errorf("the newer release: %v", nextErr)
+	}
+	if missed != 0 {
+		t.Errorf("release during a rollout: %d of %d probes unanswered (first: %s)", missed, total, first)
+	}
+	if err := nothingStranded(ctx, client, app); err != nil {
+		t.Errorf("after a release during a rollout: %v", err)
+	}
+	if body, err := get(mustLive(ctx, t, p)); err != nil || body != "v7" {
+		t.Errorf("after a release during a rollout the app answers %q, %v; want v7", body, err)
+	}
+	table = append(table, fmt.Sprintf("| a release during a slow rollout (the slow one cancelled) | %d of %d | %v |", missed, total, took.Round(100*time.Millisecond)))
 	t.Logf("probes every 50 ms on the live service address:\n| deploy | probes unanswered | deploy took |\n| --- | --- | --- |\n%s", strings.Join(table, "\n"))
+}
+
+// mustLive is a live address of the app.
+func mustLive(ctx context.Context, t *testing.T, p *prober) string {
+	t.Helper()
+	regs, _, err := p.client.Services().Get(nomad.WebServiceName(p.app), (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range regs {
+		if slices.Contains(r.Tags, nomad.TagLive) {
+			return fmt.Sprintf("http://%s:%d/", r.Address, r.Port)
+		}
+	}
+	t.Fatal("no live registration")
+	return ""
 }
 
 // nothingStranded checks that no deployment of app is still running and no
