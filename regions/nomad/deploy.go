@@ -244,6 +244,7 @@ const failFastWait = 3 * time.Second
 // stopped serving.
 func (r *Region) watch(ctx context.Context, d regions.Deployment, dep *api.Deployment, progress func(string)) (regions.Result, error) {
 	index := dep.ModifyIndex
+	checks := checkWatch{}
 	for {
 		switch dep.Status {
 		case api.DeploymentStatusSuccessful:
@@ -257,7 +258,10 @@ func (r *Region) watch(ctx context.Context, d regions.Deployment, dep *api.Deplo
 			return regions.Result{}, r.wrap(ctx, fmt.Sprintf("list allocations of deployment %s", shortID(dep.ID)), err)
 		}
 		if failing := failingAllocs(allocs); len(failing) > 0 {
-			return regions.Result{}, r.failDeployment(ctx, d, dep, failing)
+			return regions.Result{}, r.failDeployment(ctx, d, dep, r.explainAllocs(ctx, failing))
+		}
+		if lines := r.failingChecks(ctx, allocs, checks); len(lines) > 0 {
+			return regions.Result{}, r.failDeployment(ctx, d, dep, lines)
 		}
 		r.promoteWhenHealthy(ctx, dep, allocs)
 		msg := deploymentProgress(dep)
@@ -343,12 +347,17 @@ func crashed(a *api.AllocationListStub) bool {
 }
 
 // failDeployment fails dep through Nomad's API, so Nomad stops placing and
-// restarting its allocations and reverts the job, and explains why from
-// the failing allocations' task events and stderr.
-func (r *Region) failDeployment(ctx context.Context, d regions.Deployment, dep *api.Deployment, failing []*api.AllocationListStub) error {
+// restarting its allocations and reverts the job, and says why (lines).
+func (r *Region) failDeployment(ctx context.Context, d regions.Deployment, dep *api.Deployment, lines []string) error {
 	if _, _, err := r.client.Deployments().Fail(dep.ID, r.writeOpts(ctx)); err != nil {
 		r.log.Warn("fail deployment", "deployment", dep.ID, "err", err)
 	}
+	return r.deployError(d, fmt.Sprintf("v%d failed before it was healthy", d.Release), lines)
+}
+
+// explainAllocs says, once per group, why its failing allocation failed,
+// from its task events and stderr.
+func (r *Region) explainAllocs(ctx context.Context, failing []*api.AllocationListStub) []string {
 	var lines []string
 	explained := map[string]bool{}
 	for _, a := range failing {
@@ -358,7 +367,87 @@ func (r *Region) failDeployment(ctx context.Context, d regions.Deployment, dep *
 		}
 	}
 	sort.Strings(lines)
-	return r.deployError(d, fmt.Sprintf("v%d failed before it was healthy", d.Release), lines)
+	return lines
+}
+
+// checkFailures is how many check results in a row, each an answer with
+// an error status, fail a new allocation before its healthy deadline. A
+// process that is not listening yet (connection refused) is booting, and
+// gets the whole deadline.
+const checkFailures = 3
+
+// checkWatch counts, per allocation and check, the failed results in a
+// row seen so far.
+type checkWatch map[string]*checkRun
+
+type checkRun struct {
+	last   int64 // timestamp of the last result counted
+	failed int
+	status AllocCheck
+}
+
+// AllocCheck is the part of a check result a failure reports.
+type AllocCheck struct {
+	Code   int
+	Output string
+}
+
+// failingChecks reads the checks of the not-yet-healthy running
+// allocations (Nomad's own service checks; Consul's are not read) and
+// returns, per group, why one failed checkFailures times in a row.
+func (r *Region) failingChecks(ctx context.Context, allocs []*api.AllocationListStub, w checkWatch) []string {
+	if p := r.spec.Nomad.ServiceProvider; p != "" && p != DefaultServiceProvider {
+		return nil
+	}
+	var lines []string
+	explained := map[string]bool{}
+	for _, a := range allocs {
+		if healthy(a) || a.ClientStatus != api.AllocClientStatusRunning || a.TaskGroup != pipelines.WebProcess {
+			continue
+		}
+		statuses, err := r.client.Allocations().Checks(a.ID, r.queryOpts(ctx))
+		if err != nil {
+			r.log.Debug("read checks", "alloc", a.ID, "err", err)
+			continue
+		}
+		for id, st := range statuses {
+			run := w[a.ID+"/"+id]
+			if run == nil {
+				run = &checkRun{}
+				w[a.ID+"/"+id] = run
+			}
+			if st.Timestamp == run.last {
+				continue
+			}
+			run.last = st.Timestamp
+			switch {
+			case st.Status == "success", st.StatusCode == 0:
+				run.failed = 0
+			case st.Status == "failure":
+				run.failed++
+				run.status = AllocCheck{Code: st.StatusCode, Output: strings.TrimSpace(st.Output)}
+			}
+			if run.failed >= checkFailures && !explained[a.TaskGroup] {
+				explained[a.TaskGroup] = true
+				msg := fmt.Sprintf("%s: its HTTP check failed %d times in a row: HTTP %d", a.TaskGroup, run.failed, run.status.Code)
+				if out := firstLine(run.status.Output); out != "" {
+					msg += ": " + out
+				}
+				lines = append(lines, msg)
+			}
+		}
+	}
+	sort.Strings(lines)
+	return lines
+}
+
+// firstLine is s's first line, cut to a sentence's length.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	if len(line) > 200 {
+		line = line[:200] + "…"
+	}
+	return strings.TrimSpace(line)
 }
 
 // deploymentProgress says how far each group is, e.g. "web: 1/2 healthy".

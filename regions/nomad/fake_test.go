@@ -47,6 +47,9 @@ type fakeNomad struct {
 	deletes   []string // request URIs of DELETEs
 	fails     []string // deployments failed through the API
 	promotes  []string // deployments promoted through the API
+	// checks are successive answers to an allocation's checks; the last
+	// one repeats.
+	checks map[string][]api.AllocCheckStatuses
 	// slowWatch holds each blocking deployment query open this long, as
 	// Nomad does until something changes.
 	slowWatch time.Duration
@@ -67,6 +70,7 @@ func newFakeNomad(t *testing.T) *fakeNomad {
 		allocs:        map[string]*api.Allocation{},
 		logs:          map[string]string{},
 		services:      map[string][]*api.ServiceRegistration{},
+		checks:        map[string][]api.AllocCheckStatuses{},
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
@@ -220,6 +224,17 @@ func (f *fakeNomad) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.reply(w, d.ModifyIndex, d)
+	case strings.HasPrefix(path, "/v1/client/allocation/") && strings.HasSuffix(path, "/checks"):
+		// The latest result of each of the allocation's Nomad checks.
+		id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/client/allocation/"), "/checks")
+		out := api.AllocCheckStatuses{}
+		if answers := f.checks[id]; len(answers) > 0 {
+			out = answers[0]
+			if len(answers) > 1 {
+				f.checks[id] = answers[1:]
+			}
+		}
+		f.reply(w, f.index, out)
 	case strings.HasPrefix(path, "/v1/allocation/"):
 		a, ok := f.allocs[strings.TrimPrefix(path, "/v1/allocation/")]
 		if !ok {

@@ -324,6 +324,58 @@ func TestDeployFailsFastWhenATaskExits(t *testing.T) {
 	}
 }
 
+// TestDeployFailsOnRepeatedCheckFailures: a new web allocation that runs
+// but answers its HTTP check with an error three times in a row fails the
+// region then, not at the healthy deadline; one that is not listening yet
+// (booting: connection refused) is left to the deadline.
+func TestDeployFailsOnRepeatedCheckFailures(t *testing.T) {
+	result := func(ts int64, status string, code int, out string) api.AllocCheckStatuses {
+		return api.AllocCheckStatuses{"c1": {ID: "c1", Check: "http", Group: "web", Status: status, StatusCode: code, Output: out, Timestamp: ts}}
+	}
+	tests := []struct {
+		name    string
+		answers []api.AllocCheckStatuses
+		want    string // "" : the deploy succeeds
+	}{
+		{"answers 500", []api.AllocCheckStatuses{result(1, "failure", 500, "boom\nstack"), result(2, "failure", 500, "boom"), result(3, "failure", 500, "boom")},
+			"web: its HTTP check failed 3 times in a row: HTTP 500: boom"},
+		{"a pass in between starts over", []api.AllocCheckStatuses{result(1, "failure", 500, ""), result(2, "failure", 500, ""), result(3, "success", 200, ""),
+			result(4, "failure", 500, ""), result(5, "failure", 500, "")}, ""},
+		{"booting: not listening yet", []api.AllocCheckStatuses{result(1, "failure", 0, "connection refused"), result(2, "failure", 0, "connection refused"),
+			result(3, "failure", 0, "connection refused"), result(4, "failure", 0, "connection refused")}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeNomad(t)
+			// Running long enough to read every answer, then successful.
+			states := []string{}
+			for range len(tt.answers) + 3 {
+				states = append(states, api.DeploymentStatusRunning)
+			}
+			f.steps = steps("d1", 1, append(states, api.DeploymentStatusSuccessful)...)
+			f.depAllocs = []*api.AllocationListStub{{ID: "a-new", TaskGroup: "web", ClientStatus: api.AllocClientStatusRunning,
+				DesiredStatus: api.AllocDesiredStatusRun, DeploymentStatus: &api.AllocDeploymentStatus{Canary: true}}}
+			f.checks["a-new"] = tt.answers
+			_, err := MustRegion(t, f.srv.URL).Deploy(ctx(t), deployment(pipelines.Formation{"web": 1, "worker": 0}))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("deploy failed: %v", err)
+				}
+				return
+			}
+			var de *regions.DeployError
+			if !errors.As(err, &de) || !strings.Contains(de.Reason, tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if len(f.fails) != 1 {
+				t.Fatalf("deployments failed through the API = %v", f.fails)
+			}
+		})
+	}
+}
+
 // TestDeployPromotesHealthyCanaries: once every group's canaries are
 // healthy, the deployment is promoted at once through the API, while the
 // old allocations still serve; until then it is not.

@@ -41,7 +41,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "listen tcp: address already in use")
 		os.Exit(1)
 	}
-	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, os.Getenv("GREETING")) })
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// A release that runs but answers with an error.
+		if os.Getenv("ANSWER_500") != "" {
+			http.Error(w, "database unreachable", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, os.Getenv("GREETING"))
+	})
 	http.ListenAndServe(":"+os.Getenv("PORT"), nil)
 }
 `

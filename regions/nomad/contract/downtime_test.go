@@ -136,6 +136,7 @@ func TestNoDowntime(t *testing.T) {
 	}{
 		{"good release v1 → v2 (count 1)", e.deployment(app, 2, map[string]string{"GREETING": "v2"}), false, 0, "v2"},
 		{"release whose web exits at once", e.deployment(app, 3, map[string]string{"GREETING": "v3", "CRASH": "1"}), true, 15 * time.Second, "v2"},
+		{"release whose web answers 500", e.deployment(app, 8, map[string]string{"GREETING": "v8", "ANSWER_500": "1"}), true, 25 * time.Second, "v2"},
 		{"scale web 1 → 2", scaled, false, 0, "v2"},
 		{"rollback to v1's slug and config", rollback, false, 5 * time.Second, "v1"},
 	}
