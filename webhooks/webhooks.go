@@ -23,6 +23,11 @@ import (
 // refused with 413 before anything reads them.
 const MaxBodyBytes = 25 << 20
 
+// MaxConcurrentBodies is how many delivery bodies are read and verified at
+// once; the others wait. GitHub sends deliveries one at a time per hook,
+// and a signed payload is small, so only junk would fill it.
+const MaxConcurrentBodies = 8
+
 // Deployer queues a deploy of a commit to an app.
 type Deployer interface {
 	Deploy(ctx context.Context, app string, req workflows.DeployRequest) error
@@ -46,6 +51,8 @@ type Deliveries interface {
 
 // Handler serves POST /webhooks/github.
 type Handler struct {
+	// readers bounds the bodies being read and verified at once.
+	readers    chan struct{}
 	config     *pipelines.Config
 	secret     []byte
 	deployer   Deployer
@@ -62,7 +69,8 @@ func New(cfg *pipelines.Config, secret string, d Deployer, deliveries Deliveries
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Handler{config: cfg, secret: []byte(secret), deployer: d, deliveries: deliveries, logger: logger}, nil
+	return &Handler{config: cfg, secret: []byte(secret), deployer: d, deliveries: deliveries, logger: logger,
+		readers: make(chan struct{}, MaxConcurrentBodies)}, nil
 }
 
 // Register mounts the handler on r.
@@ -85,6 +93,28 @@ func (h *Handler) Serve(c *gin.Context) {
 	delivery := c.GetHeader(github.DeliveryIDHeader)
 	log := h.logger.With("event", event, "delivery", delivery)
 
+	// Refuse what can never verify before reading a byte of the body, so
+	// an unsigned flood costs nothing: no SHA-256 signature (a SHA-1
+	// X-Hub-Signature alone is refused too), or a body announced too big.
+	if sig := c.GetHeader(github.SHA256SignatureHeader); !strings.HasPrefix(sig, "sha256=") {
+		log.Warn("webhook without an X-Hub-Signature-256")
+		c.Header("Connection", "close")
+		c.AbortWithStatusJSON(http.StatusUnauthorized, answer{Status: "rejected", Message: "missing X-Hub-Signature-256 (sha256=…); drover does not accept SHA-1 signatures"})
+		return
+	}
+	if c.Request.ContentLength > MaxBodyBytes {
+		c.Header("Connection", "close")
+		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, answer{Status: "rejected", Message: fmt.Sprintf("body larger than %d bytes", MaxBodyBytes)})
+		return
+	}
+	// Bodies are read, to verify them, a few at a time, so signed-looking
+	// junk cannot make drover hold many of them in memory at once.
+	select {
+	case h.readers <- struct{}{}:
+		defer func() { <-h.readers }()
+	case <-c.Request.Context().Done():
+		return
+	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
 	payload, err := github.ValidatePayload(c.Request, h.secret)
 	if err != nil {

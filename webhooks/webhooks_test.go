@@ -4,18 +4,23 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -471,5 +476,127 @@ pipelines:
 	d.err = nil
 	if w := send("pull_request.opened.payload.json", "d-down", nil); w.Code != http.StatusAccepted {
 		t.Fatalf("redelivery after the outage: %d %s", w.Code, w.Body)
+	}
+}
+
+// countingBody records whether anything read it.
+type countingBody struct {
+	io.Reader
+	read *atomic.Int64
+}
+
+func (b countingBody) Read(p []byte) (int, error) {
+	n, err := b.Reader.Read(p)
+	b.read.Add(int64(n))
+	return n, err
+}
+
+// TestUnverifiableDeliveriesAreRefusedUnread: a delivery with no SHA-256
+// signature, with only GitHub's legacy SHA-1 one, or announcing a body
+// over GitHub's cap is refused before a byte of its body is read.
+func TestUnverifiableDeliveriesAreRefusedUnread(t *testing.T) {
+	push := mustPush(t, "refs/heads/main", strings.Repeat("1", 40))
+	mac := hmac.New(sha1.New, []byte(secret))
+	mac.Write(push)
+	sha1sig := "sha1=" + hex.EncodeToString(mac.Sum(nil))
+	tests := []struct {
+		name    string
+		headers map[string]string
+		length  int64
+		status  int
+	}{
+		{"no signature", nil, int64(len(push)), http.StatusUnauthorized},
+		{"SHA-1 signature only", map[string]string{"X-Hub-Signature": sha1sig}, int64(len(push)), http.StatusUnauthorized},
+		{"SHA-1 value under the SHA-256 header", map[string]string{"X-Hub-Signature-256": sha1sig}, int64(len(push)), http.StatusUnauthorized},
+		{"announced too big", map[string]string{"X-Hub-Signature-256": sign(push, secret)}, webhooks.MaxBodyBytes + 1, http.StatusRequestEntityTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newServer(t)
+			var read atomic.Int64
+			req := httptest.NewRequest(http.MethodPost, "/webhooks/github", countingBody{bytes.NewReader(push), &read})
+			req.ContentLength = tt.length
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-GitHub-Event", "push")
+			req.Header.Set("X-GitHub-Delivery", "d-1")
+			for k, v := range tt.headers {
+				req.Header.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			s.engine.ServeHTTP(w, req)
+			if w.Code != tt.status || read.Load() != 0 || len(s.deployer.calls) != 0 {
+				t.Fatalf("status %d (want %d), %d body bytes read, %d deploys", w.Code, tt.status, read.Load(), len(s.deployer.calls))
+			}
+		})
+	}
+}
+
+// zeros is an endless body of zero bytes, made as it is read.
+type zeros struct{ left int64 }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.left <= 0 {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), z.left))
+	clear(p[:n])
+	z.left -= int64(n)
+	return n, nil
+}
+
+// TestUnsignedFloodKeepsMemoryFlat sends 32 unsigned 25 MiB posts at once
+// to a real HTTP server; the heap must not grow by anything like the
+// bodies' size (800 MiB), since none of them is read.
+func TestUnsignedFloodKeepsMemoryFlat(t *testing.T) {
+	s := newServer(t)
+	srv := httptest.NewServer(s.engine)
+	defer srv.Close()
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	go func() {
+		var m runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				runtime.ReadMemStats(&m)
+				if m.HeapInuse > peak.Load() {
+					peak.Store(m.HeapInuse)
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for i := range 32 {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/webhooks/github", &zeros{left: webhooks.MaxBodyBytes})
+			req.ContentLength = webhooks.MaxBodyBytes
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-GitHub-Event", "push")
+			req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("flood-%d", i))
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				if resp.StatusCode == http.StatusUnauthorized {
+					refused.Add(1)
+				}
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	growth := int64(peak.Load()) - int64(before.HeapInuse)
+	t.Logf("32 unsigned 25 MiB posts: %d answered 401; heap in use %d MiB before, peak %d MiB (growth %d MiB)",
+		refused.Load(), before.HeapInuse>>20, peak.Load()>>20, growth>>20)
+	if refused.Load() == 0 {
+		t.Fatal("no post was answered 401")
+	}
+	if growth > 64<<20 {
+		t.Fatalf("heap grew by %d MiB under an unsigned flood", growth>>20)
 	}
 }

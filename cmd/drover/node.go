@@ -509,7 +509,9 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 			n.Logger.Warn("could not save the CLI login; set DROVER_URL and DROVER_TOKEN", "error", err)
 		}
 	}
-	n.http = &http.Server{Handler: engine, ReadHeaderTimeout: 10 * time.Second}
+	// Bodies are read with a deadline, so a slow sender cannot hold a
+	// webhook reader (or an API call) open.
+	n.http = &http.Server{Handler: engine, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
 	go func() {
 		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.Logger.Error("http server", "error", err)
