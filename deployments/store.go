@@ -56,6 +56,8 @@ type Store interface {
 	// ReleaseByOperation returns the release the operation (workflow ID)
 	// made, if it made one yet.
 	ReleaseByOperation(ctx context.Context, app, operation string) (pipelines.Release, error)
+	// ReleaseOfCommit returns app's newest succeeded release of commit.
+	ReleaseOfCommit(ctx context.Context, app, commit string) (pipelines.Release, error)
 	// CurrentRelease returns app's newest succeeded release.
 	CurrentRelease(ctx context.Context, app string) (pipelines.Release, error)
 	// FinishRelease sets a pending release's final status and reason.

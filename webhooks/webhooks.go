@@ -47,6 +47,9 @@ type Deployer interface {
 type Deliveries interface {
 	RecordDelivery(ctx context.Context, id, event string) (bool, error)
 	ForgetDelivery(ctx context.Context, id string) error
+	// ReleaseOfCommit returns app's newest succeeded release of commit,
+	// or an error wrapping pipelines.ErrNotFound.
+	ReleaseOfCommit(ctx context.Context, app, commit string) (pipelines.Release, error)
 }
 
 // Handler serves POST /webhooks/github.
@@ -192,6 +195,23 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 	out := answer{App: stage.App, Commit: commit, Operation: workflows.DeployWorkflowID(stage.App, commit)}
 	if !h.fresh(c, log, delivery, "push", &out) {
 		return
+	}
+	// A delivery ID is not signed: a signed push replayed under a new one
+	// must start nothing for a commit the app already released, however
+	// long ago. A commit whose deploy failed may be pushed again.
+	if h.deliveries != nil {
+		rel, err := h.deliveries.ReleaseOfCommit(c.Request.Context(), stage.App, commit)
+		switch {
+		case err == nil:
+			out.Status, out.Message = "ignored", fmt.Sprintf("%s already released %s as %s; use drover rollback to go back to it", stage.App, commit, rel.Name())
+			c.JSON(http.StatusOK, out)
+			return
+		case !errors.Is(err, pipelines.ErrNotFound):
+			log.Error("look up releases of commit", "app", stage.App, "commit", commit, "error", err)
+			h.forget(c, log, delivery)
+			c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not read the ledger; redeliver the webhook"})
+			return
+		}
 	}
 	req := workflows.StageRequest(pipeline, stage, ev.GetRepo().GetCloneURL(), commit, describe(ev, branch))
 	if err := h.deployer.Deploy(c.Request.Context(), stage.App, req); err != nil {

@@ -135,6 +135,17 @@ type review struct {
 type memDeliveries struct {
 	mu   sync.Mutex
 	seen map[string]bool
+	// released is app/commit → the version that released it.
+	released map[string]int
+}
+
+func (m *memDeliveries) ReleaseOfCommit(ctx context.Context, app, commit string) (pipelines.Release, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v, ok := m.released[app+"/"+commit]; ok {
+		return pipelines.Release{App: app, Version: v, Commit: commit, Status: pipelines.ReleaseSucceeded}, nil
+	}
+	return pipelines.Release{}, pipelines.ErrNotFound
 }
 
 func (m *memDeliveries) RecordDelivery(ctx context.Context, id, event string) (bool, error) {
@@ -598,5 +609,33 @@ func TestUnsignedFloodKeepsMemoryFlat(t *testing.T) {
 	}
 	if growth > 64<<20 {
 		t.Fatalf("heap grew by %d MiB under an unsigned flood", growth>>20)
+	}
+}
+
+// TestReplayedPushOfAReleasedCommitStartsNothing: a delivery ID is not
+// signed, so GitHub's signed push replayed under a fresh ID must start
+// nothing for a commit the app released, however long ago; a commit whose
+// deploy failed (never released) may be pushed again.
+func TestReplayedPushOfAReleasedCommitStartsNothing(t *testing.T) {
+	cfg, err := pipelines.LoadConfig(filepath.Join("..", "examples", "drover.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	released, failed := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	d := &fakeDeployer{}
+	h, err := webhooks.New(cfg, secret, d, &memDeliveries{seen: map[string]bool{}, released: map[string]int{"hello-staging/" + released: 3}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gin.SetMode(gin.TestMode)
+	s := &server{engine: gin.New(), deployer: d}
+	h.Register(s.engine)
+	old := mustPush(t, "refs/heads/main", released)
+	if w := s.send("push", "fresh-id-1", old, sign(old, secret)); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "already released") || len(d.calls) != 0 {
+		t.Fatalf("replayed push of a released commit = %d %s, %d deploys", w.Code, w.Body, len(d.calls))
+	}
+	retry := mustPush(t, "refs/heads/main", failed)
+	if w := s.send("push", "fresh-id-2", retry, sign(retry, secret)); w.Code != http.StatusAccepted || len(d.calls) != 1 {
+		t.Fatalf("push of a commit never released = %d %s, %d deploys", w.Code, w.Body, len(d.calls))
 	}
 }

@@ -148,6 +148,18 @@ func (s *Store) CurrentRelease(ctx context.Context, app string) (pipelines.Relea
 	return r, nil
 }
 
+func (s *Store) ReleaseOfCommit(ctx context.Context, app, commit string) (pipelines.Release, error) {
+	r, err := scanRelease(s.conn().queryRow(ctx, `SELECT `+releaseColumns+` FROM releases WHERE app = ? AND commit_sha = ? AND status = ? ORDER BY version DESC LIMIT 1`,
+		app, commit, pipelines.ReleaseSucceeded))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("release of %q at %s: %w", app, commit, pipelines.ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("release of %q at %s: %w", app, commit, err)
+	}
+	return r, nil
+}
+
 func (s *Store) FinishRelease(ctx context.Context, app string, version int, status pipelines.ReleaseStatus, reason string) error {
 	return s.tx(ctx, func(tx conn) error {
 		var cur pipelines.ReleaseStatus

@@ -375,3 +375,33 @@ func testReviewApps(t *testing.T, open func() *sqlstore.Store) {
 		t.Fatalf("reopened review app = %+v", got)
 	}
 }
+
+func TestReleaseOfCommit(t *testing.T) { backends(t, testReleaseOfCommit) }
+
+func testReleaseOfCommit(t *testing.T, open func() *sqlstore.Store) {
+	s := open()
+	ctx := context.Background()
+	s.SyncApp(ctx, pipelines.App{Name: "a", Pipeline: "p", Stage: "staging", Repo: "o/r", Regions: []string{"x"}})
+	op := 0
+	mk := func(commit string, st pipelines.ReleaseStatus) {
+		op++
+		r, err := s.CreateRelease(ctx, deployments.NewRelease{App: "a", Slug: strings.Repeat("a", 64), Commit: commit, Operation: fmt.Sprint("op-", op), Regions: []string{"x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.FinishRelease(ctx, "a", r.Version, st, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("c1", pipelines.ReleaseSucceeded)
+	mk("c2", pipelines.ReleaseFailed)
+	mk("c1", pipelines.ReleaseSucceeded)
+	if r, err := s.ReleaseOfCommit(ctx, "a", "c1"); err != nil || r.Version != 3 {
+		t.Fatalf("release of c1 = v%d, %v; want the newest, v3", r.Version, err)
+	}
+	for _, c := range []string{"c2", "c3"} {
+		if _, err := s.ReleaseOfCommit(ctx, "a", c); !errors.Is(err, pipelines.ErrNotFound) {
+			t.Fatalf("release of %s: err = %v, want ErrNotFound (failed or never released)", c, err)
+		}
+	}
+}
