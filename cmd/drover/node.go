@@ -192,7 +192,7 @@ func (n *Node) openSecrets() error {
 		if n.Secret, source, err = devSecret(cfg, n.DataDir); err != nil {
 			return err
 		}
-		n.say("Webhook secret:", n.Secret+" ("+source+")")
+		n.say("Webhook secret:", mask(n.Secret)+" ("+source+")")
 		if n.Token, err = readOrCreate(filepath.Join(n.DataDir, "admin-token")); err != nil {
 			return err
 		}
@@ -643,7 +643,8 @@ func (n *Node) PrintBanner(w io.Writer) {
 	fmt.Fprintf(w, "  %-18s %s\n", "Data dir:", n.DataDir)
 	fmt.Fprintf(w, "  %-18s %s\n", "Config:", n.Config.File)
 	if n.dev() {
-		fmt.Fprintf(w, "  %-18s export DROVER_URL=http://%s DROVER_TOKEN=%s\n", "CLI:", n.HTTPAddr, n.Token)
+		fmt.Fprintf(w, "  %-18s finds this stack by itself here; elsewhere export DROVER_URL=http://%s DROVER_TOKEN=$(cat %s)\n",
+			"CLI:", n.HTTPAddr, filepath.Join(n.DataDir, "admin-token"))
 	}
 }
 
@@ -682,6 +683,15 @@ func (n *Node) Close() {
 	if n.metrics != nil {
 		n.metrics.Close()
 	}
+}
+
+// mask shows a secret's first and last four characters only, enough to
+// tell which one it is: a banner ends up in terminals' scrollback and logs.
+func mask(secret string) string {
+	if len(secret) < 16 {
+		return "…"
+	}
+	return secret[:4] + "…" + secret[len(secret)-4:]
 }
 
 // redactURL hides a URL's password, for banners and errors.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/drover/drover/devstack"
+	"github.com/drover/drover/pipelines"
 )
 
 func TestServeFlags(t *testing.T) {
@@ -182,5 +183,23 @@ func TestReadyzFailsOnShutdown(t *testing.T) {
 	d.stopping.Store(true)
 	if code, body := get(); code != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
 		t.Fatalf("readyz while stopping = %d %s", code, body)
+	}
+}
+
+// TestBannerShowsNoSecret: the banner names where the dev stack's secrets
+// are, and shows neither in full.
+func TestBannerShowsNoSecret(t *testing.T) {
+	n := &Node{Options: NodeOptions{Mode: modeDev}, Config: &pipelines.Config{File: "drover.yaml"}, DataDir: "/data",
+		Secret: "0123456789abcdef0123456789abcdef", Token: "fedcba9876543210fedcba9876543210", HTTPAddr: "127.0.0.1:8080"}
+	n.say("Webhook secret:", mask(n.Secret)+" (generated into /data/webhook-secret)")
+	var out bytes.Buffer
+	n.PrintBanner(&out)
+	if strings.Contains(out.String(), n.Secret) || strings.Contains(out.String(), n.Token) {
+		t.Fatalf("banner shows a secret:\n%s", out.String())
+	}
+	for _, want := range []string{"0123…cdef", "/data/webhook-secret", "DROVER_TOKEN=$(cat /data/admin-token)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("banner lacks %q:\n%s", want, out.String())
+		}
 	}
 }
