@@ -6,8 +6,10 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +58,25 @@ type Token struct {
 	Value string
 	// Pipelines the token may act on; nil means all (an admin token).
 	Pipelines []string
+	// Scopes are what it may do (pipelines.Scope*); nil means everything.
+	Scopes []string
+}
+
+// may reports whether the token has scope.
+func (t Token) may(scope string) bool {
+	return t.Scopes == nil || slices.Contains(t.Scopes, scope) || slices.Contains(t.Scopes, pipelines.ScopeAdmin)
+}
+
+// need lets through callers whose token has scope, and answers 403
+// naming the missing scope otherwise.
+func need(scope string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if t := caller(c); !t.may(scope) {
+			fail(c, http.StatusForbidden, "forbidden", fmt.Sprintf("token %q lacks the %s scope", t.Name, scope))
+			return
+		}
+		c.Next()
+	}
 }
 
 func (t Token) allows(pipeline string) bool {
@@ -83,16 +104,17 @@ func caller(c *gin.Context) Token {
 func (s *Server) Register(r *gin.Engine) {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	v1 := r.Group("/api/v1", s.auth)
-	v1.GET("/apps", s.listApps)
-	v1.GET("/apps/:app", s.getApp)
-	v1.GET("/apps/:app/releases", s.listReleases)
-	v1.GET("/apps/:app/releases/:version", s.getRelease)
-	v1.GET("/apps/:app/releases/:version/build", s.getBuild)
-	v1.GET("/apps/:app/builds/:commit", s.getCommitBuild)
-	v1.GET("/apps/:app/config", s.getConfig)
-	v1.PATCH("/apps/:app/config", s.patchConfig)
-	s.registerOperations(v1)
-	s.registerReviewApps(v1)
+	read, config := v1.Group("", need(pipelines.ScopeRead)), v1.Group("", need(pipelines.ScopeConfig))
+	read.GET("/apps", s.listApps)
+	read.GET("/apps/:app", s.getApp)
+	read.GET("/apps/:app/releases", s.listReleases)
+	read.GET("/apps/:app/releases/:version", s.getRelease)
+	read.GET("/apps/:app/releases/:version/build", s.getBuild)
+	read.GET("/apps/:app/builds/:commit", s.getCommitBuild)
+	v1.GET("/apps/:app/config", s.getConfig) // names with read, values with config
+	config.PATCH("/apps/:app/config", s.patchConfig)
+	s.registerOperations(read, v1.Group("", need(pipelines.ScopeDeploy)), v1.Group("", need(pipelines.ScopeApprove)))
+	s.registerReviewApps(read, v1.Group("", need(pipelines.ScopeDeploy)))
 }
 
 // Error is the body of every error answer.
@@ -329,10 +351,22 @@ func (s *Server) getConfig(c *gin.Context) {
 	if _, ok := s.app(c); !ok {
 		return
 	}
+	t := caller(c)
+	if !t.may(pipelines.ScopeRead) && !t.may(pipelines.ScopeConfig) {
+		fail(c, http.StatusForbidden, "forbidden", fmt.Sprintf("token %q lacks the read or config scope", t.Name))
+		return
+	}
 	cv, err := s.Ledger.ConfigVars(c.Request.Context(), c.Param("app"))
 	if err != nil {
 		s.failErr(c, err)
 		return
+	}
+	// Without the config scope a token sees which vars are set, not
+	// their values.
+	if !t.may(pipelines.ScopeConfig) {
+		for k := range cv.Vars {
+			cv.Vars[k] = ""
+		}
 	}
 	c.JSON(http.StatusOK, cv)
 }

@@ -39,18 +39,20 @@ type Operation struct {
 	Release *pipelines.Release `json:"release,omitempty"`
 }
 
-func (s *Server) registerOperations(v1 *gin.RouterGroup) {
+// registerOperations mounts the operation routes on groups that check the
+// read, deploy and approve scopes.
+func (s *Server) registerOperations(read, deploy, approve *gin.RouterGroup) {
 	if s.Operations == nil || s.Config == nil {
 		return
 	}
-	v1.GET("/pipelines", s.listPipelines)
-	v1.POST("/pipelines/:pipeline/promote", s.promote)
-	v1.POST("/apps/:app/rollback", s.rollback)
-	v1.POST("/apps/:app/releases", s.rerelease)
-	v1.POST("/apps/:app/formation", s.scale)
-	v1.POST("/apps/:app/autodeploy", s.autodeploy)
-	v1.POST("/approvals", s.approve)
-	v1.GET("/operations/*id", s.getOperation)
+	read.GET("/pipelines", s.listPipelines)
+	deploy.POST("/pipelines/:pipeline/promote", s.promote)
+	deploy.POST("/apps/:app/rollback", s.rollback)
+	deploy.POST("/apps/:app/releases", s.rerelease)
+	deploy.POST("/apps/:app/formation", s.scale)
+	deploy.POST("/apps/:app/autodeploy", s.autodeploy)
+	approve.POST("/approvals", s.approve)
+	read.GET("/operations/*id", s.getOperation)
 }
 
 func nonce() string {

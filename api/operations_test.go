@@ -74,8 +74,49 @@ func newOpsServer(t *testing.T) (*gin.Engine, *fakeOps, *sqlstore.Store) {
 	(&api.Server{Ledger: st, Config: cfg, Operations: ops, Tokens: []api.Token{
 		{Name: "admin", Value: token},
 		{Name: "ci-other", Value: "other-token", Pipelines: []string{"other"}},
+		{Name: "viewer", Value: "read-token", Scopes: []string{pipelines.ScopeRead}},
+		{Name: "ci", Value: "deploy-token", Scopes: []string{pipelines.ScopeRead, pipelines.ScopeDeploy}},
+		{Name: "lead", Value: "approve-token", Scopes: []string{pipelines.ScopeApprove}},
+		{Name: "ops", Value: "config-token", Scopes: []string{pipelines.ScopeConfig}},
+		{Name: "root", Value: "admin-token", Scopes: []string{pipelines.ScopeAdmin}},
 	}}).Register(e)
 	return e, ops, st
+}
+
+// TestTokenScopes: each route needs its scope; config values need the
+// config scope, while read sees which vars are set.
+func TestTokenScopes(t *testing.T) {
+	e, _, st := newOpsServer(t)
+	if _, err := st.SetConfigVars(context.Background(), "hello", map[string]string{"DATABASE_URL": "postgres://secret"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, method, path, token, body string
+		status                           int
+		contains                         string
+	}{
+		{"read lists apps", "GET", "/api/v1/apps", "read-token", "", 200, "hello"},
+		{"read cannot promote", "POST", "/api/v1/pipelines/hello/promote", "read-token", "", 403, `token \"viewer\" lacks the deploy scope`},
+		{"read sees config names, not values", "GET", "/api/v1/apps/hello/config", "read-token", "", 200, `"DATABASE_URL":""`},
+		{"read cannot set config", "PATCH", "/api/v1/apps/hello/config", "read-token", `{"A":"1"}`, 403, "lacks the config scope"},
+		{"deploy promotes", "POST", "/api/v1/pipelines/hello/promote", "deploy-token", "", 202, `"kind":"promote"`},
+		{"deploy cannot approve", "POST", "/api/v1/approvals", "deploy-token", `{"operation":"promote/hello/running","approved":true}`, 403, "lacks the approve scope"},
+		{"deploy cannot read config values", "GET", "/api/v1/apps/hello/config", "deploy-token", "", 200, `"DATABASE_URL":""`},
+		{"approve cannot promote", "POST", "/api/v1/pipelines/hello/promote", "approve-token", "", 403, "lacks the deploy scope"},
+		{"approve approves", "POST", "/api/v1/approvals", "approve-token", `{"operation":"promote/hello/running","approved":true}`, 200, `"by":"lead"`},
+		{"config reads values", "GET", "/api/v1/apps/hello/config", "config-token", "", 200, `"DATABASE_URL":"postgres://secret"`},
+		{"config cannot list releases", "GET", "/api/v1/apps/hello/releases", "config-token", "", 403, "lacks the read scope"},
+		{"admin does everything", "GET", "/api/v1/apps/hello/config", "admin-token", "", 200, "postgres://secret"},
+		{"no scopes key: everything", "GET", "/api/v1/apps/hello/config", token, "", 200, "postgres://secret"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := do(e, tt.method, tt.path, "Bearer "+tt.token, tt.body)
+			if w.Code != tt.status || !strings.Contains(w.Body.String(), tt.contains) {
+				t.Fatalf("%s %s with %s = %d %s; want %d %q", tt.method, tt.path, tt.token, w.Code, w.Body, tt.status, tt.contains)
+			}
+		})
+	}
 }
 
 func TestPromoteAndRollbackEndpoints(t *testing.T) {

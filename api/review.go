@@ -34,13 +34,15 @@ type ReviewAppAnswer struct {
 	Status    string `json:"status"`
 }
 
-func (s *Server) registerReviewApps(v1 *gin.RouterGroup) {
+// registerReviewApps mounts the review app routes on groups that check the
+// read and deploy scopes.
+func (s *Server) registerReviewApps(read, deploy *gin.RouterGroup) {
 	if s.Reviews == nil || s.ReviewOps == nil || s.Config == nil {
 		return
 	}
-	v1.GET("/pipelines/:pipeline/review-apps", s.listReviewApps)
-	v1.POST("/pipelines/:pipeline/review-apps/:number", s.createReviewApp)
-	v1.DELETE("/pipelines/:pipeline/review-apps/:number", s.destroyReviewApp)
+	read.GET("/pipelines/:pipeline/review-apps", s.listReviewApps)
+	deploy.POST("/pipelines/:pipeline/review-apps/:number", s.createReviewApp)
+	deploy.DELETE("/pipelines/:pipeline/review-apps/:number", s.destroyReviewApp)
 }
 
 // reviewStage loads the route's pipeline and its review stage.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -426,7 +427,29 @@ type APIToken struct {
 	Name      string   `yaml:"name"`
 	TokenEnv  string   `yaml:"token_env"`
 	Pipelines []string `yaml:"pipelines"`
+	// Scopes limit what the token may do (Scope* values); a token
+	// without the key may do everything, as before scopes existed.
+	Scopes []string `yaml:"scopes"`
 }
+
+// API token scopes.
+const (
+	// ScopeRead reads apps, releases, builds, operations and review apps,
+	// and config var names (not their values).
+	ScopeRead = "read"
+	// ScopeDeploy starts push-like operations: promote, rollback,
+	// re-release, scale, auto-deploy, review apps.
+	ScopeDeploy = "deploy"
+	// ScopeConfig reads config var values and sets them.
+	ScopeConfig = "config"
+	// ScopeApprove approves or rejects releases waiting for approval.
+	ScopeApprove = "approve"
+	// ScopeAdmin is every scope.
+	ScopeAdmin = "admin"
+)
+
+// Scopes are every scope a token may have.
+var Scopes = []string{ScopeRead, ScopeDeploy, ScopeConfig, ScopeApprove, ScopeAdmin}
 
 // ParseConfig parses and validates config data; file is used in errors only.
 // Unknown keys are errors, so a typo never silently drops a setting.
@@ -619,6 +642,11 @@ func (c *Config) validate() error {
 			return bad(key+".token_env", "%q is not an environment variable name; name the variable, not the token", tok.TokenEnv)
 		}
 		names[tok.Name] = true
+		for j, sc := range tok.Scopes {
+			if !slices.Contains(Scopes, sc) {
+				return bad(fmt.Sprintf("%s.scopes[%d]", key, j), "unknown scope %q; want %s", sc, strings.Join(Scopes, ", "))
+			}
+		}
 		for j, p := range tok.Pipelines {
 			if _, ok := c.Pipelines[p]; !ok {
 				return bad(fmt.Sprintf("%s.pipelines[%d]", key, j), "unknown pipeline %q", p)

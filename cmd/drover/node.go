@@ -463,7 +463,7 @@ func (n *Node) tokens() []api.Token {
 			n.Logger.Warn("api token's variable is empty; the token is off", "token", t.Name, "variable", t.TokenEnv)
 			continue
 		}
-		tokens = append(tokens, api.Token{Name: t.Name, Value: v, Pipelines: t.Pipelines})
+		tokens = append(tokens, api.Token{Name: t.Name, Value: v, Pipelines: t.Pipelines, Scopes: t.Scopes})
 	}
 	return tokens
 }
