@@ -92,8 +92,8 @@ func TestTokenScopes(t *testing.T) {
 	}
 	tests := []struct {
 		name, method, path, token, body string
-		status                           int
-		contains                         string
+		status                          int
+		contains                        string
 	}{
 		{"read lists apps", "GET", "/api/v1/apps", "read-token", "", 200, "hello"},
 		{"read cannot promote", "POST", "/api/v1/pipelines/hello/promote", "read-token", "", 403, `token \"viewer\" lacks the deploy scope`},
