@@ -141,6 +141,8 @@ func (s *Server) failErr(c *gin.Context, err error) {
 		fail(c, http.StatusBadRequest, "invalid", err.Error())
 	case errors.Is(err, pipelines.ErrConflict):
 		fail(c, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, pipelines.ErrForbidden):
+		fail(c, http.StatusForbidden, "forbidden", err.Error())
 	default:
 		s.logger().Error("api", "path", c.FullPath(), "error", err)
 		fail(c, http.StatusInternalServerError, "internal", "internal error; see drover's log")

@@ -307,6 +307,16 @@ func (s *Server) approve(c *gin.Context) {
 }
 
 func (s *Server) startOperation(c *gin.Context, app string, op workflows.Operation) {
+	// Who queued it may not approve it, if its stage needs approval.
+	by := caller(c).Name
+	switch {
+	case op.Promote != nil:
+		op.Promote.RequestedBy = by
+	case op.Rollback != nil:
+		op.Rollback.RequestedBy = by
+	case op.Change != nil:
+		op.Change.RequestedBy = by
+	}
 	if err := s.Operations.StartOperation(c.Request.Context(), app, op); err != nil {
 		s.logger().Error("start operation", "operation", op.ID, "error", err)
 		fail(c, http.StatusServiceUnavailable, "unavailable", "could not queue the "+op.Kind+"; is drover's worker running?")

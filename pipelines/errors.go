@@ -12,4 +12,7 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrConflict is returned when a write loses a race it cannot win.
 	ErrConflict = errors.New("conflict")
+	// ErrForbidden is a request the caller may not make, whoever it is
+	// allowed to act for (approving its own release).
+	ErrForbidden = errors.New("forbidden")
 )

@@ -35,6 +35,9 @@ type DeployRequest struct {
 	CI *CIPolicy `json:",omitempty"`
 	// Formation, when set, is the app's first release's formation.
 	Formation pipelines.Formation `json:",omitempty"`
+	// RequestedBy is the API token that queued the operation; it may not
+	// approve the release it asked for.
+	RequestedBy string `json:",omitempty"`
 }
 
 // CIPolicy is how a deploy waits for CI.

@@ -92,6 +92,15 @@ func (s *Starter) SetAutoDeploy(ctx context.Context, app string, ad AutoDeploy) 
 // deploy/<app>/<sha>) is waiting with. It returns an error wrapping
 // pipelines.ErrNotFound when no such operation is running.
 func (s *Starter) Approve(ctx context.Context, operation string, ap Approval) error {
+	// A release may not be approved by the token that asked for it. A
+	// workflow from before the query existed cannot say, and is approved
+	// as before.
+	if res, err := s.Client.QueryWorkflow(ctx, operation, "", QueryRequester); err == nil {
+		var by string
+		if res.Get(&by) == nil && by != "" && by == ap.By {
+			return fmt.Errorf("%s was queued by %s, who may not approve it too; ask another token with the approve scope: %w", operation, by, pipelines.ErrForbidden)
+		}
+	}
 	err := s.Client.SignalWorkflow(ctx, operation, "", SignalApproval, ap)
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {

@@ -196,6 +196,10 @@ func refuse(format string, args ...any) error {
 // SignalApproval approves or rejects a release waiting for approval.
 const SignalApproval = "approval"
 
+// QueryRequester answers, while a release waits for approval, which API
+// token queued it ("" for a push).
+const QueryRequester = "requester"
+
 // Approval is SignalApproval's payload.
 type Approval struct {
 	Approved bool
@@ -209,7 +213,13 @@ func awaitApproval(ctx workflow.Context, in DeployInput, version int) error {
 	short := workflow.WithActivityOptions(ctx, shortOptions())
 	id := workflow.GetInfo(ctx).WorkflowExecution.ID
 	workflow.GetLogger(ctx).Info("release awaits approval", "app", in.App, "version", version, "approve", "drover approve "+id)
+	// The API refuses a requester's approval of its own release; it asks
+	// this query who that is.
+	if err := workflow.SetQueryHandler(ctx, QueryRequester, func() (string, error) { return in.RequestedBy, nil }); err != nil {
+		return err
+	}
 	var got *Approval
+	timedOut := false
 	tctx, cancel := workflow.WithCancel(ctx)
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalApproval), func(c workflow.ReceiveChannel, more bool) {
@@ -217,8 +227,19 @@ func awaitApproval(ctx workflow.Context, in DeployInput, version int) error {
 		c.Receive(ctx, &ap)
 		got = &ap
 	})
-	sel.AddFuture(workflow.NewTimer(tctx, in.ApprovalTimeout), func(workflow.Future) {})
-	sel.Select(ctx)
+	sel.AddFuture(workflow.NewTimer(tctx, in.ApprovalTimeout), func(workflow.Future) { timedOut = true })
+	for {
+		sel.Select(ctx)
+		// A signal that got past the API from the requester itself does
+		// not count; the wait goes on.
+		if got != nil && in.RequestedBy != "" && got.By == in.RequestedBy {
+			workflow.GetLogger(ctx).Warn("ignored an approval by the release's own requester", "app", in.App, "version", version, "by", got.By)
+			got = nil
+		}
+		if got != nil || timedOut {
+			break
+		}
+	}
 	cancel()
 	if got == nil {
 		return refuse("nobody approved v%d within %s; run the operation again to ask anew", version, in.ApprovalTimeout)

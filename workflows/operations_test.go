@@ -283,6 +283,37 @@ func TestRollbackPausesAutoDeploy(t *testing.T) {
 	}
 }
 
+// TestRequesterCannotApproveItsOwnRelease: the query says who queued the
+// release; an approval signal from that token is ignored and the wait goes
+// on until another token decides.
+func TestRequesterCannotApproveItsOwnRelease(t *testing.T) {
+	f := newFixture(t)
+	env := f.env()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
+	env.RegisterDelayedCallback(func() {
+		res, err := env.QueryWorkflow(workflows.QueryRequester)
+		var by string
+		if err != nil || res.Get(&by) != nil || by != "ci" {
+			t.Errorf("requester query = %q, %v; want ci", by, err)
+		}
+		env.SignalWorkflow(workflows.SignalApproval, workflows.Approval{Approved: true, By: "ci"})
+	}, 5*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		if rs, _ := f.store.Releases(context.Background(), app, 0); len(rs) != 1 || rs[0].Status != pipelines.ReleasePending {
+			t.Errorf("after the requester's own approval the release is %+v; want it still waiting", rs)
+		}
+		env.SignalWorkflow(workflows.SignalApproval, workflows.Approval{Approved: true, By: "lead"})
+	}, 10*time.Minute)
+	env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
+		Repo: "octo-org/hello", CloneURL: "file:///r", Commit: "c1", Description: "promote", Regions: []string{"a"}, ApprovalTimeout: time.Hour, RequestedBy: "ci"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.release(t, 1); r.Status != pipelines.ReleaseSucceeded || r.Description != "promote; approved by lead" {
+		t.Fatalf("v1 = %s %q", r.Status, r.Description)
+	}
+}
+
 func TestApprovalGate(t *testing.T) {
 	tests := []struct {
 		name     string

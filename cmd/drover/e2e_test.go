@@ -191,7 +191,7 @@ func (s *stack) call(ctx context.Context, method, path, body string, into any) e
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
 		b, _ := io.ReadAll(resp.Body)
 		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
 	}
@@ -817,7 +817,10 @@ pipelines:
     repo: octo-org/hello
     stages:
       staging: { app: hello-staging, branch: main, regions: [local-a], require_approval: true }
+api:
+  tokens: [{ name: lead, token_env: DROVER_E2E_LEAD, scopes: [read, approve] }]
 `, secretEnv)), 0o644)
+	t.Setenv("DROVER_E2E_LEAD", "lead-token")
 	d, s := startDev(t, ctx, config, t.TempDir())
 	defer d.Close()
 	t.Setenv("DROVER_URL", "")
@@ -853,4 +856,28 @@ pipelines:
 		t.Fatalf("v1 = %s %q", v1.Status, v1.Description)
 	}
 	s.answersEverywhere(ctx, "hello-staging", 1, "approved from hello-staging v1")
+
+	// A release the admin token asked for (a re-release) cannot be
+	// approved by the admin token; the lead's token approves it.
+	var op api.Operation
+	if err := s.call(ctx, "POST", "/api/v1/apps/hello-staging/releases", `{"description": "re-release"}`, &op); err != nil || op.ID == "" {
+		t.Fatalf("re-release: %v %+v", err, op)
+	}
+	eventually(ctx, t, "v2 to wait for approval", func() bool {
+		rs := s.releases(ctx, "hello-staging")
+		return len(rs) == 2 && rs[0].Status == pipelines.ReleasePending
+	})
+	out.Reset()
+	errOut.Reset()
+	if code := Run(ctx, []string{"approve", op.ID}, Streams{Out: &out, Err: &errOut}); code == exitOK || !strings.Contains(errOut.String(), "may not approve it too") {
+		t.Fatalf("the requester approving its own release: exit %d: %s", code, errOut.String())
+	}
+	t.Setenv("DROVER_URL", s.base)
+	t.Setenv("DROVER_TOKEN", "lead-token")
+	if code := Run(ctx, []string{"approve", op.ID}, Streams{Out: &out, Err: &errOut}); code != exitOK {
+		t.Fatalf("drover approve as lead: exit %d: %s", code, errOut.String())
+	}
+	if v2 := s.waitRelease(ctx, "hello-staging", 2); v2.Status != pipelines.ReleaseSucceeded || !strings.HasSuffix(v2.Description, "approved by lead") {
+		t.Fatalf("v2 = %s %q", v2.Status, v2.Description)
+	}
 }
