@@ -4,17 +4,25 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
 )
 
-// Sealer encrypts what the store keeps at rest, such as config vars.
+// Sealer encrypts what the store keeps at rest, such as config vars. The
+// associated data (aad) names what was sealed, e.g. the app and version
+// of a config: sealed data opens only with the same aad, so a row copied
+// to another app's config does not decrypt there.
 type Sealer interface {
-	Seal(plain []byte) ([]byte, error)
-	Open(sealed []byte) ([]byte, error)
+	Seal(plain, aad []byte) ([]byte, error)
+	Open(sealed, aad []byte) ([]byte, error)
+	// KeyID names the key without revealing it, so sealed data says which
+	// key sealed it and a rotated key is told apart from a wrong one.
+	KeyID() string
 }
 
 // KeySize is the AES-256 key length AESGCM wants.
@@ -23,6 +31,7 @@ const KeySize = 32
 // AESGCM seals with AES-256-GCM and a random nonce per message.
 type AESGCM struct {
 	aead cipher.AEAD
+	id   string
 }
 
 // NewAESGCM returns a sealer for a 32-byte key.
@@ -38,29 +47,33 @@ func NewAESGCM(key []byte) (*AESGCM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config key: %w", err)
 	}
-	return &AESGCM{aead: aead}, nil
+	sum := sha256.Sum256(append([]byte("drover config key id\x00"), key...))
+	return &AESGCM{aead: aead, id: hex.EncodeToString(sum[:4])}, nil
 }
 
-// Seal returns nonce || ciphertext.
-func (s *AESGCM) Seal(plain []byte) ([]byte, error) {
+// KeyID is the first 8 hex digits of a hash of the key.
+func (s *AESGCM) KeyID() string { return s.id }
+
+// Seal returns nonce || ciphertext, authenticated with aad.
+func (s *AESGCM) Seal(plain, aad []byte) ([]byte, error) {
 	nonce := make([]byte, s.aead.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
-	return s.aead.Seal(nonce, nonce, plain, nil), nil
+	return s.aead.Seal(nonce, nonce, plain, aad), nil
 }
 
 // ErrUnseal means sealed data could not be opened: the wrong key, or data
 // that was changed.
 var ErrUnseal = errors.New("cannot decrypt: wrong config key or altered data")
 
-// Open reverses Seal.
-func (s *AESGCM) Open(sealed []byte) ([]byte, error) {
+// Open reverses Seal; aad must be what Seal was given.
+func (s *AESGCM) Open(sealed, aad []byte) ([]byte, error) {
 	n := s.aead.NonceSize()
 	if len(sealed) < n {
 		return nil, ErrUnseal
 	}
-	plain, err := s.aead.Open(nil, sealed[:n], sealed[n:], nil)
+	plain, err := s.aead.Open(nil, sealed[:n], sealed[n:], aad)
 	if err != nil {
 		return nil, ErrUnseal
 	}

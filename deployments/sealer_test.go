@@ -17,16 +17,23 @@ func TestAESGCM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := s.Seal([]byte("secret"))
-	b, _ := s.Seal([]byte("secret"))
+	aad := []byte("app a v1")
+	a, _ := s.Seal([]byte("secret"), aad)
+	b, _ := s.Seal([]byte("secret"), aad)
 	if bytes.Equal(a, b) || bytes.Contains(a, []byte("secret")) {
 		t.Fatal("sealing must use a fresh nonce and hide the plaintext")
 	}
-	if got, err := s.Open(a); err != nil || string(got) != "secret" {
+	if got, err := s.Open(a, aad); err != nil || string(got) != "secret" {
 		t.Fatalf("Open = %q, %v", got, err)
 	}
+	if _, err := s.Open(a, []byte("app b v1")); !errors.Is(err, deployments.ErrUnseal) {
+		t.Fatalf("opened with another aad: %v, want ErrUnseal", err)
+	}
+	if len(s.KeyID()) != 8 || strings.Contains(string(bytes.Repeat([]byte{1}, deployments.KeySize)), s.KeyID()) {
+		t.Fatalf("key id %q", s.KeyID())
+	}
 	a[len(a)-1] ^= 1
-	if _, err := s.Open(a); !errors.Is(err, deployments.ErrUnseal) {
+	if _, err := s.Open(a, aad); !errors.Is(err, deployments.ErrUnseal) {
 		t.Fatalf("altered data: %v, want ErrUnseal", err)
 	}
 	if _, err := deployments.NewAESGCM([]byte("short")); err == nil {

@@ -17,10 +17,21 @@ import (
 // written before, in clear, are still read, and sealed on the next change.
 func (s *Store) SetSealer(sealer deployments.Sealer) { s.sealer = sealer }
 
-// sealedPrefix marks a sealed vars column: base64 of nonce || ciphertext.
-const sealedPrefix = "sealed:v1:"
+// Sealed vars columns. v2, written now, is "sealed:v2:<key id>:" and the
+// base64 of nonce || ciphertext, authenticated with the app and version
+// (configAAD). v1, from before, had neither and is still read.
+const (
+	sealedV1 = "sealed:v1:"
+	sealedV2 = "sealed:v2:"
+)
 
-func (s *Store) encodeVars(vars map[string]string) (string, error) {
+// configAAD binds sealed config vars to their app and version, so a row
+// copied to another app, or to another version, does not open.
+func configAAD(app string, version int) []byte {
+	return []byte(fmt.Sprintf("drover config vars\x00%s\x00%d", app, version))
+}
+
+func (s *Store) encodeVars(app string, version int, vars map[string]string) (string, error) {
 	plain, err := json.Marshal(vars)
 	if err != nil {
 		return "", err
@@ -28,24 +39,35 @@ func (s *Store) encodeVars(vars map[string]string) (string, error) {
 	if s.sealer == nil {
 		return string(plain), nil
 	}
-	sealed, err := s.sealer.Seal(plain)
+	sealed, err := s.sealer.Seal(plain, configAAD(app, version))
 	if err != nil {
 		return "", err
 	}
-	return sealedPrefix + base64.StdEncoding.EncodeToString(sealed), nil
+	return sealedV2 + s.sealer.KeyID() + ":" + base64.StdEncoding.EncodeToString(sealed), nil
 }
 
-func (s *Store) decodeVars(data string, into *map[string]string) error {
+func (s *Store) decodeVars(app string, version int, data string, into *map[string]string) error {
 	plain := []byte(data)
-	if rest, ok := strings.CutPrefix(data, sealedPrefix); ok {
+	var sealed string
+	var aad []byte
+	if rest, ok := strings.CutPrefix(data, sealedV2); ok {
+		id, body, _ := strings.Cut(rest, ":")
+		if s.sealer != nil && id != s.sealer.KeyID() {
+			return fmt.Errorf("config v%d of %q was sealed with key %s; this store has key %s: %w", version, app, id, s.sealer.KeyID(), deployments.ErrUnseal)
+		}
+		sealed, aad = body, configAAD(app, version)
+	} else if rest, ok := strings.CutPrefix(data, sealedV1); ok {
+		sealed = rest
+	}
+	if sealed != "" {
 		if s.sealer == nil {
 			return fmt.Errorf("config vars are encrypted and this store has no key: %w", deployments.ErrUnseal)
 		}
-		sealed, err := base64.StdEncoding.DecodeString(rest)
+		raw, err := base64.StdEncoding.DecodeString(sealed)
 		if err != nil {
 			return deployments.ErrUnseal
 		}
-		if plain, err = s.sealer.Open(sealed); err != nil {
+		if plain, err = s.sealer.Open(raw, aad); err != nil {
 			return err
 		}
 	}
@@ -77,7 +99,7 @@ func (s *Store) configVars(ctx context.Context, q string, args ...any) (pipeline
 	if err != nil {
 		return cv, fmt.Errorf("config vars: %w", err)
 	}
-	if err := s.decodeVars(data, &cv.Vars); err != nil {
+	if err := s.decodeVars(args[0].(string), cv.Version, data, &cv.Vars); err != nil {
 		return cv, fmt.Errorf("config vars: %w", err)
 	}
 	return cv, nil
@@ -97,7 +119,7 @@ func (s *Store) SetConfigVars(ctx context.Context, app string, set map[string]st
 		case err != nil:
 			return err
 		default:
-			if err := s.decodeVars(data, &cur.Vars); err != nil {
+			if err := s.decodeVars(app, cur.Version, data, &cur.Vars); err != nil {
 				return err
 			}
 		}
@@ -108,7 +130,7 @@ func (s *Store) SetConfigVars(ctx context.Context, app string, set map[string]st
 			delete(cur.Vars, k)
 		}
 		cur.Version++
-		enc, err := s.encodeVars(cur.Vars)
+		enc, err := s.encodeVars(app, cur.Version, cur.Vars)
 		if err != nil {
 			return err
 		}

@@ -18,3 +18,12 @@ var MigrateFS = migrateDSN
 
 // Redact is what errors and logs show of a DSN.
 var Redact = redact
+
+// SetRawConfigVars overwrites the vars column as stored, for tests of rows
+// moved or written by hand.
+func (s *Store) SetRawConfigVars(t *testing.T, app string, version int, raw string) {
+	t.Helper()
+	if _, err := s.conn().exec(t.Context(), `UPDATE config_vars SET vars = ? WHERE app = ? AND version = ?`, raw, app, version); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	neturl "net/url"
@@ -287,18 +288,37 @@ func testConfigVarsSealed(t *testing.T, open func() *sqlstore.Store) {
 	if err != nil || cv.Vars["OLD"] != "clear" {
 		t.Fatalf("v2 = %+v, %v", cv, err)
 	}
-	if raw := s.RawConfigVars(t, "a", 2); strings.Contains(raw, "hunter2") || !strings.HasPrefix(raw, "sealed:v1:") {
+	if raw := s.RawConfigVars(t, "a", 2); strings.Contains(raw, "hunter2") || !strings.HasPrefix(raw, "sealed:v2:"+sealer.KeyID()+":") {
 		t.Fatalf("stored config vars %q: the secret is readable at rest", raw)
 	}
 	got, err := s.ConfigVarsAt(ctx, "a", 2)
 	if err != nil || got.Vars["DATABASE_URL"] != "postgres://user:hunter2@db/app" {
 		t.Fatalf("read back = %+v, %v", got, err)
 	}
-	// Another key cannot read them, and says so.
+	// A value sealed for app a does not open as app b's, nor as another
+	// version of a's.
+	if _, err := s.SetConfigVars(ctx, "b", map[string]string{"X": "1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.SetRawConfigVars(t, "b", 1, s.RawConfigVars(t, "a", 2))
+	if _, err := s.ConfigVarsAt(ctx, "b", 1); !errors.Is(err, deployments.ErrUnseal) {
+		t.Fatalf("a's sealed vars read as b's: %v, want ErrUnseal", err)
+	}
+	s.SetRawConfigVars(t, "a", 1, s.RawConfigVars(t, "a", 2))
+	if _, err := s.ConfigVarsAt(ctx, "a", 1); !errors.Is(err, deployments.ErrUnseal) {
+		t.Fatalf("a's v2 read as its v1: %v, want ErrUnseal", err)
+	}
+	// A row sealed before associated data and key IDs existed still opens.
+	legacy, _ := sealer.Seal([]byte(`{"LEGACY":"yes"}`), nil)
+	s.SetRawConfigVars(t, "a", 1, "sealed:v1:"+base64.StdEncoding.EncodeToString(legacy))
+	if cv, err := s.ConfigVarsAt(ctx, "a", 1); err != nil || cv.Vars["LEGACY"] != "yes" {
+		t.Fatalf("legacy sealed row = %+v, %v", cv, err)
+	}
+	// Another key cannot read them, and says which key sealed them.
 	other, _ := deployments.NewAESGCM(make([]byte, deployments.KeySize))
 	s.SetSealer(other)
-	if _, err := s.ConfigVars(ctx, "a"); !errors.Is(err, deployments.ErrUnseal) {
-		t.Fatalf("wrong key: %v, want ErrUnseal", err)
+	if _, err := s.ConfigVars(ctx, "a"); !errors.Is(err, deployments.ErrUnseal) || !strings.Contains(err.Error(), "sealed with key "+sealer.KeyID()) {
+		t.Fatalf("wrong key: %v, want ErrUnseal naming the key", err)
 	}
 }
 
