@@ -140,6 +140,11 @@ type Stage struct {
 	// into JobTemplateData.
 	JobTemplate     string `yaml:"job_template"`
 	JobTemplateData []byte `yaml:"-"`
+	// RepoJobFields are what a repository's own drover.nomad.hcl may set
+	// (RepoJobField* values); default DefaultRepoJobFields. Volumes,
+	// priority, namespaces and constraints stay the operator's unless
+	// listed here.
+	RepoJobFields []string `yaml:"repo_job_fields"`
 	// RequireApproval makes every release of the stage wait for
 	// `drover approve` before anything changes, for ApprovalTimeout.
 	RequireApproval bool   `yaml:"require_approval"`
@@ -191,6 +196,42 @@ func (s Stage) ReviewTTL() time.Duration { return durationOr(s.TTL, DefaultRevie
 
 // ReviewURL returns app's URL from the stage's url pattern, or "".
 func (s Stage) ReviewURL(app string) string { return strings.ReplaceAll(s.URL, "{app}", app) }
+
+// Fields a repository's job file may set, when drover.yaml allows them.
+const (
+	RepoJobResources     = "resources"
+	RepoJobAffinities    = "affinities"
+	RepoJobSpreads       = "spreads"
+	RepoJobMeta          = "meta"
+	RepoJobConstraints   = "constraints"
+	RepoJobVolumes       = "volumes"
+	RepoJobPriority      = "priority"
+	RepoJobEphemeralDisk = "ephemeral_disk"
+)
+
+// RepoJobFieldNames are every field repo_job_fields may list.
+var RepoJobFieldNames = []string{RepoJobResources, RepoJobAffinities, RepoJobSpreads, RepoJobMeta, RepoJobConstraints, RepoJobVolumes, RepoJobPriority, RepoJobEphemeralDisk}
+
+// DefaultRepoJobFields are what a repository's job file may set when
+// drover.yaml does not say: what the app needs to run, nothing that
+// reaches the host, other jobs or the cluster's placement rules.
+var DefaultRepoJobFields = []string{RepoJobResources, RepoJobAffinities, RepoJobSpreads, RepoJobMeta}
+
+// AllowedRepoJobFields is the stage's repo_job_fields, or the default.
+func (s Stage) AllowedRepoJobFields() []string {
+	if s.RepoJobFields == nil {
+		return DefaultRepoJobFields
+	}
+	return s.RepoJobFields
+}
+
+// RepoJobFields returns what app's repository job file may set.
+func (c *Config) RepoJobFields(app string) []string {
+	if _, st, ok := c.StageOfApp(app); ok {
+		return st.AllowedRepoJobFields()
+	}
+	return DefaultRepoJobFields
+}
 
 // Ingresses drover writes routing tags for.
 const (
@@ -692,6 +733,11 @@ func (c *Config) validate() error {
 				}
 			default:
 				return bad(skey+".ingress", "unknown ingress %q; want %s or %s, or service_tags for another router", s.Ingress, IngressTraefik, IngressFabio)
+			}
+			for i, f := range s.RepoJobFields {
+				if !slices.Contains(RepoJobFieldNames, f) {
+					return bad(fmt.Sprintf("%s.repo_job_fields[%d]", skey, i), "unknown field %q; want some of %s", f, strings.Join(RepoJobFieldNames, ", "))
+				}
 			}
 			// drover posts its own drover/<stage> status on every deploy;
 			// requiring it would make a deploy wait for itself.

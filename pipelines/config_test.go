@@ -122,6 +122,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad on_failure", base + "      staging: { app: x, regions: [a], rollout: { on_failure: fail_some } }\n", `pipelines.p.stages.staging.rollout.on_failure: unknown value "fail_some"`},
 		{"token without env", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci }] }\n", "api.tokens[0].token_env: missing"},
 		{"token for unknown pipeline", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: CI, pipelines: [nope] }] }\n", `api.tokens[0].pipelines[0]: unknown pipeline "nope"`},
+		{"unknown repo job field", base + "      staging: { app: x, regions: [a], repo_job_fields: [resources, network_mode] }\n", `pipelines.p.stages.staging.repo_job_fields[1]: unknown field "network_mode"`},
 		{"unknown token scope", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: CI, scopes: [read, root] }] }\n", `api.tokens[0].scopes[1]: unknown scope "root"; want read, deploy, config, approve, admin`},
 		{"token named twice", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: A }, { name: ci, token_env: B }] }\n", `api.tokens[1].name: token "ci" is named twice`},
 		{"bad approval timeout", base + "      staging: { app: x, regions: [a], require_approval: true, approval_timeout: soon }\n", `pipelines.p.stages.staging.approval_timeout: "soon" is not a positive duration`},

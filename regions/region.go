@@ -33,6 +33,11 @@ type Deployment struct {
 	// JobTemplate is the user's scheduler job template (Nomad JSON or HCL)
 	// that extends what the driver renders; drivers without jobs ignore it.
 	JobTemplate []byte `json:"-"`
+	// RepoJobTemplate is the repository's own job file (drover.nomad.hcl),
+	// written by whoever can push. It is merged over JobTemplate for the
+	// RepoJobFields the operator allows only; it never replaces it.
+	RepoJobTemplate []byte   `json:"-"`
+	RepoJobFields   []string `json:"repo_job_fields,omitempty"`
 	// URL is where the stage's ingress serves the app (drover.yaml's url),
 	// and ServiceTags the routing tags its live web registrations carry. A
 	// driver whose apps sit behind that ingress (Nomad) reports URL as

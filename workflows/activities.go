@@ -74,6 +74,8 @@ type Activities struct {
 	SlugBaseURL func(region string) string
 	// JobTemplates returns an app's scheduler job template, if it has one.
 	JobTemplates func(app string) []byte
+	// RepoJobFields says what an app's repository job file may set.
+	RepoJobFields func(app string) []string
 	// Exposure says how an app is reached behind the team's ingress.
 	Exposure func(app string) pipelines.Exposure
 	Logger   *slog.Logger

@@ -35,7 +35,14 @@ func (a *Activities) Deployment(ctx context.Context, rel pipelines.Release, regi
 		e := a.Exposure(rel.App)
 		d.URL, d.ServiceTags = e.URL, e.Tags
 	}
-	d.JobTemplate, err = a.jobTemplate(ctx, rel, slug)
+	if a.JobTemplates != nil {
+		d.JobTemplate = a.JobTemplates(rel.App)
+	}
+	d.RepoJobFields = pipelines.DefaultRepoJobFields
+	if a.RepoJobFields != nil {
+		d.RepoJobFields = a.RepoJobFields(rel.App)
+	}
+	d.RepoJobTemplate, err = a.repoJobTemplate(ctx, slug)
 	return d, err
 }
 
@@ -60,13 +67,15 @@ func (a *Activities) proven(ctx context.Context, rel pipelines.Release) bool {
 
 // RepoJobTemplates are the files at a repository's root that extend the
 // rendered Nomad job, looked for in this order. One in the repository
-// travels with the code and wins over the stage's job_template.
+// travels with the code, but only for the fields the stage allows
+// (repo_job_fields): it is merged over the stage's job_template, never in
+// its place.
 var RepoJobTemplates = []string{"drover.nomad.hcl", "drover.nomad.json"}
 
 // maxJobTemplate bounds a job template read from user code.
 const maxJobTemplate = 1 << 20
 
-func (a *Activities) jobTemplate(ctx context.Context, rel pipelines.Release, slug regions.Slug) ([]byte, error) {
+func (a *Activities) repoJobTemplate(ctx context.Context, slug regions.Slug) ([]byte, error) {
 	for _, name := range RepoJobTemplates {
 		b, err := slugs.ReadFile(ctx, slug.Path, name, maxJobTemplate)
 		if err == nil {
@@ -75,9 +84,6 @@ func (a *Activities) jobTemplate(ctx context.Context, rel pipelines.Release, slu
 		if !errors.Is(err, pipelines.ErrNotFound) {
 			return nil, permanent(err)
 		}
-	}
-	if a.JobTemplates != nil {
-		return a.JobTemplates(rel.App), nil
 	}
 	return nil, nil
 }

@@ -106,6 +106,10 @@ type fakeRegion struct {
 	unreachable  bool
 	lastSlug     regions.Slug
 	lastTemplate string
+	// lastRepoTemplate and lastRepoFields are the repository's job file
+	// and the fields it may set.
+	lastRepoTemplate string
+	lastRepoFields   []string
 	// during, when set, runs inside Deploy, as a driver's watch would.
 	during func(d regions.Deployment)
 }
@@ -118,6 +122,7 @@ func (r *fakeRegion) Deploy(ctx context.Context, d regions.Deployment) (regions.
 	r.deploys = append(r.deploys, d.Release)
 	r.lastSlug = d.Slug
 	r.lastTemplate = string(d.JobTemplate)
+	r.lastRepoTemplate, r.lastRepoFields = string(d.RepoJobTemplate), d.RepoJobFields
 	if r.during != nil {
 		r.during(d)
 	}
@@ -330,21 +335,26 @@ func TestDeploySucceeds(t *testing.T) {
 	}
 }
 
-func TestJobTemplateFromRepoWinsOverStage(t *testing.T) {
+// TestRepoJobFileNeverReplacesTheStagesTemplate: the stage's job_template
+// always reaches the region; a repository's drover.nomad.hcl rides along
+// with the fields the stage lets it set, for the driver to lay over it.
+func TestRepoJobFileNeverReplacesTheStagesTemplate(t *testing.T) {
 	f := newFixture(t)
 	f.acts.JobTemplates = func(app string) []byte { return []byte(`job "stage" {}`) }
 	f.slugs.files[digest("c2")] = map[string]string{"drover.nomad.hcl": `job "repo" {}`}
 	if _, err := f.deploy(t, "c1"); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.regions["a"].lastTemplate; got != `job "stage" {}` {
-		t.Fatalf("c1 (no template in the repo) got template %q, want the stage's", got)
+	if a := f.regions["a"]; a.lastTemplate != `job "stage" {}` || a.lastRepoTemplate != "" {
+		t.Fatalf("c1 (no job file in the repo) got %q and %q", a.lastTemplate, a.lastRepoTemplate)
 	}
+	f.acts.RepoJobFields = func(app string) []string { return []string{"resources"} }
 	if _, err := f.deploy(t, "c2"); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.regions["a"].lastTemplate; got != `job "repo" {}` {
-		t.Fatalf("c2 got template %q, want the repository's drover.nomad.hcl", got)
+	a := f.regions["a"]
+	if a.lastTemplate != `job "stage" {}` || a.lastRepoTemplate != `job "repo" {}` || fmt.Sprint(a.lastRepoFields) != "[resources]" {
+		t.Fatalf("c2 got template %q, repo job file %q, fields %v; want the stage's, the repo's, [resources]", a.lastTemplate, a.lastRepoTemplate, a.lastRepoFields)
 	}
 }
 

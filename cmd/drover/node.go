@@ -331,9 +331,10 @@ func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflow
 		Queue:   starter, Reviews: starter,
 		// Nomad clients fetch slugs from drover's servers over HTTP: from
 		// the region's slug_url, else from drover's public URL.
-		JobTemplates: n.Config.JobTemplate,
-		Exposure:     n.Config.Exposure,
-		PublicURL:    public,
+		JobTemplates:  n.Config.JobTemplate,
+		Exposure:      n.Config.Exposure,
+		RepoJobFields: n.Config.RepoJobFields,
+		PublicURL:     public,
 		SlugBaseURL: func(region string) string {
 			spec := n.Config.Regions[region]
 			if spec.Driver != pipelines.DriverNomad {

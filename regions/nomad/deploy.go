@@ -48,7 +48,7 @@ func (r *Region) Deploy(ctx context.Context, d regions.Deployment) (regions.Resu
 		return regions.Result{}, fmt.Errorf("deploy %s v%d in region %s: slug has no URL; Nomad clients download slugs over HTTP (set slug_url): %w",
 			d.App, d.Release, r.spec.Name, pipelines.ErrInvalid)
 	}
-	tmpl, err := r.template(ctx, d.JobTemplate)
+	tmpl, err := r.jobTemplate(ctx, d)
 	if err != nil {
 		return regions.Result{}, fmt.Errorf("deploy %s v%d in region %s: %w", d.App, d.Release, r.spec.Name, err)
 	}

@@ -212,3 +212,42 @@ func TestRenderInvalid(t *testing.T) {
 		t.Errorf("count-0 unknown type: %v", err)
 	}
 }
+
+// TestOverlayRepoTemplate: a repository's job file asking for a volume, a
+// higher priority and its own constraints gets none of them by default,
+// only what the app needs to run; the operator can allow more.
+func TestOverlayRepoTemplate(t *testing.T) {
+	op := &api.Job{Priority: new(50), Constraints: []*api.Constraint{{LTarget: "${node.class}", RTarget: "apps", Operand: "="}},
+		Meta: map[string]string{"team": "platform"}}
+	repo := &api.Job{Priority: new(100), Constraints: []*api.Constraint{{LTarget: "${node.class}", RTarget: "prod-db", Operand: "="}},
+		Meta: map[string]string{"team": "attacker", "owner": "payments"},
+		TaskGroups: []*api.TaskGroup{{Name: new("web"),
+			Volumes: map[string]*api.VolumeRequest{"host": {Name: "host", Type: "host", Source: "root"}},
+			Tasks:   []*api.Task{{Name: "web", Resources: &api.Resources{CPU: new(500)}, VolumeMounts: []*api.VolumeMount{{Volume: new("host"), Destination: new("/host")}}}},
+		}}}
+	got, err := nomad.OverlayRepoTemplate(op, repo, pipelines.DefaultRepoJobFields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := got.TaskGroups[0]
+	switch {
+	case *got.Priority != 50:
+		t.Errorf("priority = %d, want the operator's 50", *got.Priority)
+	case got.Constraints[0].RTarget != "apps" || len(got.Constraints) != 1:
+		t.Errorf("constraints = %v, want the operator's", got.Constraints)
+	case len(web.Volumes) != 0 || len(web.Tasks[0].VolumeMounts) != 0:
+		t.Errorf("the repository got a volume: %v", web.Volumes)
+	case *web.Tasks[0].Resources.CPU != 500:
+		t.Errorf("resources = %v, want the repository's", web.Tasks[0].Resources)
+	case got.Meta["team"] != "platform" || got.Meta["owner"] != "payments":
+		t.Errorf("meta = %v, want the operator's keys kept and the repository's added", got.Meta)
+	}
+	if *op.Priority != 50 || len(op.TaskGroups) != 0 {
+		t.Error("the operator's template was modified")
+	}
+	// The operator may allow volumes and priority.
+	got, _ = nomad.OverlayRepoTemplate(op, repo, []string{pipelines.RepoJobVolumes, pipelines.RepoJobPriority})
+	if *got.Priority != 100 || len(got.TaskGroups[0].Volumes) != 1 || got.TaskGroups[0].Tasks[0].Resources != nil {
+		t.Errorf("with volumes and priority allowed: priority %d, volumes %v, resources %v", *got.Priority, got.TaskGroups[0].Volumes, got.TaskGroups[0].Tasks[0].Resources)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/hashicorp/nomad/api"
 
@@ -44,4 +45,102 @@ func (r *Region) template(ctx context.Context, raw []byte) (*api.Job, error) {
 		return nil, fmt.Errorf("job template: Nomad could not parse it: %v: %w", err, pipelines.ErrInvalid)
 	}
 	return job, nil
+}
+
+// OverlayRepoTemplate returns the operator's template (op, nil for none)
+// with what the repository's own job file (repo) sets for the allowed
+// fields (pipelines.RepoJob* values) laid over it, group by group. The
+// rest of repo is dropped: a pull request cannot mount a volume, loosen a
+// placement constraint or raise its priority unless the operator's
+// drover.yaml lists that field. Neither input is modified.
+func OverlayRepoTemplate(op, repo *api.Job, allowed []string) (*api.Job, error) {
+	if repo == nil {
+		return op, nil
+	}
+	out := &api.Job{}
+	if op != nil {
+		var err error
+		if out, err = cloneJob(op); err != nil {
+			return nil, fmt.Errorf("job template: %w", err)
+		}
+	}
+	r, err := cloneJob(repo)
+	if err != nil {
+		return nil, fmt.Errorf("repository job file: %w", err)
+	}
+	may := func(f string) bool { return slices.Contains(allowed, f) }
+	if may(pipelines.RepoJobAffinities) && len(r.Affinities) > 0 {
+		out.Affinities = r.Affinities
+	}
+	if may(pipelines.RepoJobSpreads) && len(r.Spreads) > 0 {
+		out.Spreads = r.Spreads
+	}
+	if may(pipelines.RepoJobConstraints) && len(r.Constraints) > 0 {
+		out.Constraints = r.Constraints
+	}
+	if may(pipelines.RepoJobPriority) && r.Priority != nil {
+		out.Priority = r.Priority
+	}
+	if may(pipelines.RepoJobMeta) {
+		// The operator's keys win, as drover's win over both.
+		out.Meta = mergeMeta(out.Meta, r.Meta)
+	}
+	for _, rg := range r.TaskGroups {
+		if rg == nil || rg.Name == nil {
+			continue
+		}
+		g := templateGroup(out, *rg.Name)
+		if g == nil {
+			g = &api.TaskGroup{Name: rg.Name}
+			out.TaskGroups = append(out.TaskGroups, g)
+		}
+		if may(pipelines.RepoJobAffinities) && len(rg.Affinities) > 0 {
+			g.Affinities = rg.Affinities
+		}
+		if may(pipelines.RepoJobSpreads) && len(rg.Spreads) > 0 {
+			g.Spreads = rg.Spreads
+		}
+		if may(pipelines.RepoJobConstraints) && len(rg.Constraints) > 0 {
+			g.Constraints = rg.Constraints
+		}
+		if may(pipelines.RepoJobVolumes) && len(rg.Volumes) > 0 {
+			g.Volumes = rg.Volumes
+		}
+		if may(pipelines.RepoJobEphemeralDisk) && rg.EphemeralDisk != nil {
+			g.EphemeralDisk = rg.EphemeralDisk
+		}
+		if may(pipelines.RepoJobMeta) {
+			g.Meta = mergeMeta(g.Meta, rg.Meta)
+		}
+		if len(rg.Tasks) > 0 {
+			if len(g.Tasks) == 0 {
+				g.Tasks = []*api.Task{{Name: rg.Tasks[0].Name}}
+			}
+			if may(pipelines.RepoJobResources) && rg.Tasks[0].Resources != nil {
+				g.Tasks[0].Resources = rg.Tasks[0].Resources
+			}
+			if may(pipelines.RepoJobVolumes) && len(rg.Tasks[0].VolumeMounts) > 0 {
+				g.Tasks[0].VolumeMounts = rg.Tasks[0].VolumeMounts
+			}
+		}
+	}
+	return out, nil
+}
+
+// jobTemplate is the template d renders with: the operator's (the stage's
+// job_template, else the region's), overlaid with the repository's job
+// file for the fields the stage allows.
+func (r *Region) jobTemplate(ctx context.Context, d regions.Deployment) (*api.Job, error) {
+	op, err := r.template(ctx, d.JobTemplate)
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(d.RepoJobTemplate)) == 0 {
+		return op, nil
+	}
+	repo, err := r.template(ctx, d.RepoJobTemplate)
+	if err != nil {
+		return nil, fmt.Errorf("repository job file: %w", err)
+	}
+	return OverlayRepoTemplate(op, repo, d.RepoJobFields)
 }
