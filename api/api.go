@@ -42,6 +42,9 @@ type Server struct {
 	// Reviews and ReviewOps enable the review app endpoints.
 	Reviews   ReviewLedger
 	ReviewOps ReviewStarter
+	// PullRequests, when set (drover has GitHub credentials), makes a
+	// review app created on purpose deploy exactly the reviewed commit.
+	PullRequests PullRequestReader
 	// Tokens are the bearer tokens allowed to call the API.
 	Tokens []Token
 	// LiveURL, when set, says where app answers in region now (ok false:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -24,6 +25,11 @@ type ReviewLedger interface {
 type ReviewStarter interface {
 	ReviewEvent(ctx context.Context, start workflows.ReviewInput, ev workflows.PREvent) error
 	ReviewClose(ctx context.Context, repo string, number int, ev workflows.PREvent) (bool, error)
+}
+
+// PullRequestReader reads a pull request as GitHub has it now.
+type PullRequestReader interface {
+	PullRequest(ctx context.Context, repo string, number int) (gh.PullRequest, error)
 }
 
 // ReviewAppAnswer is what creating or destroying a review app answers.
@@ -103,8 +109,35 @@ func (s *Server) createReviewApp(c *gin.Context) {
 	if !ok {
 		return
 	}
+	var body struct {
+		// Commit is the head the caller reviewed; a fork's needs one.
+		Commit string `json:"commit"`
+	}
+	if !optionalBody(c, &body, `body must be {"commit": "SHA"} or empty`) {
+		return
+	}
 	start := workflows.ReviewStart(p, st, n)
-	ev := workflows.PREvent{Action: workflows.PRCreate, PR: gh.PullRequest{Number: n}, By: caller(c).Name}
+	ev := workflows.PREvent{Action: workflows.PRCreate, PR: gh.PullRequest{Number: n, Head: body.Commit}, By: caller(c).Name}
+	if s.PullRequests != nil {
+		// Deploy what was reviewed: the head as GitHub has it now, which
+		// must be the commit named, and must be named for a fork, whose
+		// code the pipeline's owners did not write.
+		pr, err := s.PullRequests.PullRequest(c.Request.Context(), p.Repo, n)
+		if err != nil {
+			s.logger().Warn("read pull request", "repo", p.Repo, "number", n, "error", err)
+			fail(c, http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("could not read pull request #%d of %s from GitHub; try again", n, p.Repo))
+			return
+		}
+		switch {
+		case pr.Fork && body.Commit == "":
+			fail(c, http.StatusBadRequest, "invalid", fmt.Sprintf("#%d comes from a fork: name the commit you reviewed (drover review-apps create %s %d --commit %s)", n, p.Name, n, pr.Head))
+			return
+		case body.Commit != "" && (len(body.Commit) < 7 || !strings.HasPrefix(pr.Head, body.Commit)):
+			fail(c, http.StatusConflict, "conflict", fmt.Sprintf("the head of #%d has moved on to %s since %s; review it, then run drover review-apps create %s %d --commit %s", n, pr.Head, body.Commit, p.Name, n, pr.Head))
+			return
+		}
+		ev.PR = pr
+	}
 	if err := s.ReviewOps.ReviewEvent(c.Request.Context(), start, ev); err != nil {
 		s.logger().Error("create review app", "app", start.App, "error", err)
 		fail(c, http.StatusServiceUnavailable, "unavailable", "could not reach the review app's workflow; is drover's worker running?")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/drover/drover/api"
 	"github.com/drover/drover/deployments/sqlstore"
+	"github.com/drover/drover/gh"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/workflows"
 )
@@ -118,5 +119,57 @@ pipelines:
 		if w := send(tt.method, tt.path, tt.tok); w.Code != tt.code || !strings.Contains(w.Body.String(), tt.msg) {
 			t.Errorf("%s %s = %d %s; want %d %q", tt.method, tt.path, w.Code, w.Body, tt.code, tt.msg)
 		}
+	}
+}
+
+// prReader answers one pull request as GitHub has it.
+type prReader struct{ pr gh.PullRequest }
+
+func (r prReader) PullRequest(ctx context.Context, repo string, number int) (gh.PullRequest, error) {
+	return r.pr, nil
+}
+
+// TestCreateReviewAppDeploysWhatWasReviewed: a fork's review app needs the
+// commit the caller reviewed; a commit the head has moved on from is
+// refused; the one named deploys, with the pull request as GitHub has it.
+func TestCreateReviewAppDeploysWhatWasReviewed(t *testing.T) {
+	cfg, err := pipelines.ParseConfig("drover.yaml", []byte(`regions: { a: { driver: local } }
+pipelines:
+  hello:
+    repo: octo-org/hello
+    stages:
+      review: { regions: [a] }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "drover.db"))
+	defer st.Close()
+	head := strings.Repeat("c", 40)
+	reviews := &fakeReviews{running: map[int]bool{}}
+	gin.SetMode(gin.TestMode)
+	e := gin.New()
+	(&api.Server{Ledger: st, Config: cfg, Operations: &fakeOps{}, Reviews: st, ReviewOps: reviews, Tokens: []api.Token{{Name: "admin", Value: token}},
+		PullRequests: prReader{gh.PullRequest{Number: 43, Head: head, Fork: true, Open: true}}}).Register(e)
+	tests := []struct {
+		name, body string
+		status     int
+		contains   string
+	}{
+		{"a fork without the commit", "", 400, "comes from a fork: name the commit you reviewed"},
+		{"a commit the head moved on from", `{"commit": "` + strings.Repeat("b", 40) + `"}`, 409, "has moved on to " + head},
+		{"too short to tell", `{"commit": "ccc"}`, 409, "has moved on"},
+		{"the reviewed commit", `{"commit": "` + head[:12] + `"}`, 202, `"status":"deploying"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := do(e, "POST", "/api/v1/pipelines/hello/review-apps/43", "Bearer "+token, tt.body)
+			if w.Code != tt.status || !strings.Contains(w.Body.String(), tt.contains) {
+				t.Fatalf("= %d %s; want %d %q", w.Code, w.Body, tt.status, tt.contains)
+			}
+		})
+	}
+	if len(reviews.events) != 1 || reviews.events[0].PR.Head != head || !reviews.events[0].PR.Fork {
+		t.Fatalf("events = %+v; want one create carrying the pull request as GitHub has it", reviews.events)
 	}
 }

@@ -488,7 +488,7 @@ func reviewFailed(in ReviewInput, head string, err error) string {
 
 func reviewNotice(in ReviewInput, notice string) string {
 	if head, ok := strings.CutPrefix(notice, "fork@"); ok {
-		return fmt.Sprintf("This pull request comes from a fork, so drover did not deploy `%s` to a review app: its code would run with the pipeline's config vars and secrets. After reviewing the code, a maintainer can deploy it with `drover review-apps create %s %d` (again for each new commit).", short(head), in.Pipeline, in.Number)
+		return fmt.Sprintf("This pull request comes from a fork, so drover did not deploy `%s` to a review app: its code would run with the pipeline's config vars and secrets. After reviewing the code, a maintainer can deploy exactly that commit with `drover review-apps create %s %d --commit %s` (again for each new commit).", short(head), in.Pipeline, in.Number, head)
 	}
 	if notice == "draft" {
 		return "This pull request is a draft: drover deploys its review app once it is marked ready for review."

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover/drover/gh/ghtest"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/workflows"
 )
@@ -172,8 +173,18 @@ func TestE2EReviewApp(t *testing.T) {
 	if list := s.reviewApps(ctx); len(list) != 0 {
 		t.Fatalf("a fork's pull request was deployed by itself: %+v", list)
 	}
+	// Deploying a fork names the commit reviewed, and exactly that one.
+	gh.SetPulls(e2eRepo, ghtest.PullRequest{Number: 43, Title: "PR 43", Head: c2, Branch: "feature", HeadRepo: "mallory/hello", HeadCloneURL: "file://" + repo.dir})
+	errOut.Reset()
+	if code := Run(ctx, []string{"review-apps", "create", "hello", "43"}, Streams{Out: &out, Err: &errOut}); code == exitOK || !strings.Contains(errOut.String(), "comes from a fork: name the commit you reviewed") {
+		t.Fatalf("create a fork's app without --commit: exit %d: %s", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := Run(ctx, []string{"review-apps", "create", "hello", "43", "--commit", c1}, Streams{Out: &out, Err: &errOut}); code == exitOK || !strings.Contains(errOut.String(), "has moved on to "+c2) {
+		t.Fatalf("create with a stale commit: exit %d: %s", code, errOut.String())
+	}
 	out.Reset()
-	if code := Run(ctx, []string{"review-apps", "create", "hello", "43"}, Streams{Out: &out, Err: &errOut}); code != exitOK {
+	if code := Run(ctx, []string{"review-apps", "create", "hello", "43", "--commit", c2[:12]}, Streams{Out: &out, Err: &errOut}); code != exitOK {
 		t.Fatalf("drover review-apps create: exit %d: %s", code, errOut.String())
 	}
 	r = s.waitReviewApp(ctx, 43, c2)

@@ -493,8 +493,12 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 	hooks.Register(engine.Group("", n.metrics.Webhooks()))
 	api.RegisterSlugs(engine, n.slugs)
 	tokens := n.tokens()
-	(&api.Server{Ledger: n.store, Tokens: tokens, Config: cfg, Operations: starter, Reviews: n.store, ReviewOps: starter, Logger: n.Logger,
-		LiveURL: n.liveURLs()}).Register(engine)
+	srv := &api.Server{Ledger: n.store, Tokens: tokens, Config: cfg, Operations: starter, Reviews: n.store, ReviewOps: starter, Logger: n.Logger,
+		LiveURL: n.liveURLs()}
+	if auth != nil {
+		srv.PullRequests = &gh.Client{Auth: auth}
+	}
+	srv.Register(engine)
 	engine.GET("/readyz", gin.WrapF(n.readyz))
 	if n.Options.MetricsListen == "" {
 		engine.GET("/metrics", requireToken(tokens), gin.WrapH(n.metrics.Handler()))

@@ -46,7 +46,7 @@ func newReviewAppsCmd(s Streams) *cobra.Command {
 					where = "-"
 				}
 				if r.Fork && r.Commit == "" {
-					where = "(fork: not deployed; drover review-apps create " + args[0] + " " + strconv.Itoa(r.PR) + ")"
+					where = "(fork: not deployed; drover review-apps create " + args[0] + " " + strconv.Itoa(r.PR) + " --commit SHA)"
 				}
 				fmt.Fprintf(tw, "#%d\t%s\t%s\t%s\t%s\n", r.PR, r.App, commit, age(now.Sub(r.CreatedAt)), where)
 			}
@@ -58,7 +58,8 @@ func newReviewAppsCmd(s Streams) *cobra.Command {
 		{"create", "Deploy a pull request's review app on purpose (a fork's, a draft, or after a failure)", http.MethodPost, "deploying"},
 		{"destroy", "Destroy a pull request's review app in every region", http.MethodDelete, "destroying"},
 	} {
-		cmd.AddCommand(&cobra.Command{
+		var commit string
+		c := &cobra.Command{
 			Use:   sub.use + " PIPELINE PR",
 			Short: sub.short,
 			Args:  cobra.ExactArgs(2),
@@ -69,13 +70,21 @@ func newReviewAppsCmd(s Streams) *cobra.Command {
 				}
 				var out api.ReviewAppAnswer
 				path := "/api/v1/pipelines/" + url.PathEscape(args[0]) + "/review-apps/" + strconv.Itoa(n)
-				if err := newAPIClient().do(cmd.Context(), sub.method, path, nil, &out); err != nil {
+				var body any
+				if commit != "" {
+					body = map[string]string{"commit": commit}
+				}
+				if err := newAPIClient().do(cmd.Context(), sub.method, path, body, &out); err != nil {
 					return err
 				}
 				fmt.Fprintf(s.Out, "%s %s (pull request #%d); follow it with `drover review-apps %s`\n", sub.verb, out.App, n, args[0])
 				return nil
 			},
-		})
+		}
+		if sub.use == "create" {
+			c.Flags().StringVar(&commit, "commit", "", "the commit you reviewed: deployed exactly, refused if the head has moved on (required for a fork)")
+		}
+		cmd.AddCommand(c)
 	}
 	return cmd
 }
