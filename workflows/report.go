@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -73,9 +74,21 @@ func reportOptions() workflow.ActivityOptions {
 	}
 }
 
+// releaseOutputRE matches a failed release phase's reason, which ends
+// with the command's last lines of output.
+var releaseOutputRE = regexp.MustCompile(`(release command .* exited with code -?\d+): (?s:.*)`)
+
+// public is a reason fit for places anyone who can read the repository
+// sees (PR comments, GitHub deployment statuses): a release phase's
+// output stays in drover, since a command may print config vars.
+func public(reason string) string {
+	return releaseOutputRE.ReplaceAllString(reason, "$1 (its output is in drover: drover releases APP --json)")
+}
+
 // report tells GitHub a deploy's step. It never fails the deploy: it
 // retries for a while, then logs and carries on.
 func report(ctx workflow.Context, in DeployInput, deployment *int64, state, description, url string) {
+	description = public(description)
 	if in.Environment == "" {
 		return
 	}

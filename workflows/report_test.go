@@ -20,7 +20,15 @@ type fakeReporter struct {
 	deployments int
 	statuses    []string
 	commit      []string
+	descs       []string
 	fail        bool
+}
+
+// descriptions returns every description GitHub was given.
+func (r *fakeReporter) descriptions() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.descs...)
 }
 
 func (r *fakeReporter) StartDeployment(ctx context.Context, repo, sha, env, desc string, release int) (int64, error) {
@@ -37,6 +45,7 @@ func (r *fakeReporter) DeploymentStatus(ctx context.Context, repo string, id int
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.statuses = append(r.statuses, fmt.Sprintf("%d:%s:%s", id, state, envURL))
+	r.descs = append(r.descs, desc)
 	return nil
 }
 
@@ -44,6 +53,7 @@ func (r *fakeReporter) CommitStatus(ctx context.Context, repo, sha, context, sta
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.commit = append(r.commit, context+":"+state)
+	r.descs = append(r.descs, desc)
 	return nil
 }
 
@@ -110,5 +120,30 @@ func TestPromotionIsReportedToGitHub(t *testing.T) {
 	}
 	if got := strings.Join(rep.commit, " "); got != "drover/production:pending drover/production:success" {
 		t.Fatalf("commit statuses = %q", got)
+	}
+}
+
+// TestReleaseOutputStaysInDrover: a failed release phase's reason ends
+// with its output, which may print config vars; what GitHub is told (and
+// a PR comment says) stops at the exit code.
+func TestReleaseOutputStaysInDrover(t *testing.T) {
+	f := newFixture(t)
+	f.regions["a"].taskExit = 3
+	f.regions["a"].taskOutput = "DATABASE_URL=postgres://user:hunter2@db/app\n"
+	rep := &fakeReporter{}
+	f.acts.Reporter = rep
+	env := f.env()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
+	env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
+		Repo: "octo-org/hello", CloneURL: "file:///r", Commit: "c1", Regions: []string{"a"}, Environment: "staging"}})
+	if env.GetWorkflowError() == nil {
+		t.Fatal("the release phase failed; the deploy must too")
+	}
+	if r := f.release(t, 1); !strings.Contains(r.Output, "hunter2") {
+		t.Fatalf("the ledger keeps the output for the app's owners: %q", r.Output)
+	}
+	all := strings.Join(rep.descriptions(), "\n")
+	if strings.Contains(all, "hunter2") || !strings.Contains(all, "exited with code 3 (its output is in drover") {
+		t.Fatalf("GitHub was told:\n%s", all)
 	}
 }

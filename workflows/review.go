@@ -483,7 +483,7 @@ func reviewDeployed(in ReviewInput, head string, version int, url string) string
 }
 
 func reviewFailed(in ReviewInput, head string, err error) string {
-	return fmt.Sprintf("The deploy of `%s` to the review app **%s** failed: %s\n\nPush a fix to try again.", short(head), in.App, reason(err))
+	return fmt.Sprintf("The deploy of `%s` to the review app **%s** failed: %s\n\nPush a fix to try again.", short(head), in.App, public(reason(err)))
 }
 
 func reviewNotice(in ReviewInput, notice string) string {

@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -102,6 +103,8 @@ type fakeRegion struct {
 	stopFailures int
 	tasks        []regions.Task
 	taskExit     int
+	// taskOutput is what tasks print ("migrating" when empty).
+	taskOutput   string
 	running      int
 	unreachable  bool
 	lastSlug     regions.Slug
@@ -155,7 +158,7 @@ func (r *fakeRegion) RunTask(ctx context.Context, t regions.Task) (regions.TaskR
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.tasks = append(r.tasks, t)
-	return regions.TaskResult{ExitCode: r.taskExit, Output: "migrating\n"}, nil
+	return regions.TaskResult{ExitCode: r.taskExit, Output: cmp.Or(r.taskOutput, "migrating\n")}, nil
 }
 
 func (r *fakeRegion) Status(ctx context.Context, app string) (regions.Status, error) {
