@@ -233,6 +233,28 @@ func (c *Config) RepoJobFields(app string) []string {
 	return DefaultRepoJobFields
 }
 
+// CheckDeploy says whether drover.yaml lets app be deployed from repo
+// ("" skips that check) to regions: app must be a stage's (or a review
+// app of a pipeline with a review stage), repo its pipeline's, and every
+// region one of its stage's. It returns an error wrapping ErrInvalid
+// otherwise: whatever reaches drover's workflows by another door than the
+// webhook and the API cannot deploy what the config does not allow.
+func (c *Config) CheckDeploy(app, repo string, regions []string) error {
+	p, st, ok := c.StageOfApp(app)
+	if !ok {
+		return fmt.Errorf("%s: no stage of %s deploys app %q: %w", c.File, c.File, app, ErrInvalid)
+	}
+	if repo != "" && !strings.EqualFold(repo, p.Repo) {
+		return fmt.Errorf("%s: app %q deploys pipelines.%s.repo (%s), not %s: %w", c.File, app, p.Name, p.Repo, repo, ErrInvalid)
+	}
+	for _, r := range regions {
+		if !slices.Contains(st.Regions, r) {
+			return fmt.Errorf("%s: region %q is not one of pipelines.%s.stages.%s.regions %v: %w", c.File, r, p.Name, st.Name, st.Regions, ErrInvalid)
+		}
+	}
+	return nil
+}
+
 // Ingresses drover writes routing tags for.
 const (
 	IngressTraefik = "traefik"

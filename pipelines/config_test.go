@@ -348,3 +348,35 @@ func TestStageExposure(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckDeploy(t *testing.T) {
+	c, err := pipelines.ParseConfig("drover.yaml", []byte(`regions: { a: { driver: local }, b: { driver: local } }
+pipelines:
+  hello:
+    repo: octo-org/hello
+    stages:
+      staging: { app: hello-staging, branch: main, regions: [a] }
+      review: { regions: [b] }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		app, repo string
+		regions   []string
+		err       string
+	}{
+		{"hello-staging", "octo-org/hello", []string{"a"}, ""},
+		{"hello-staging", "Octo-Org/Hello", nil, ""},
+		{"hello-pr-7", "octo-org/hello", []string{"b"}, ""},
+		{"hello-staging", "mallory/evil", nil, `app "hello-staging" deploys pipelines.hello.repo (octo-org/hello), not mallory/evil`},
+		{"hello-staging", "", []string{"a", "b"}, `region "b" is not one of pipelines.hello.stages.staging.regions [a]`},
+		{"payments", "", nil, `no stage of drover.yaml deploys app "payments"`},
+	}
+	for _, tt := range tests {
+		err := c.CheckDeploy(tt.app, tt.repo, tt.regions)
+		if (tt.err == "") != (err == nil) || (err != nil && (!strings.Contains(err.Error(), tt.err) || !errors.Is(err, pipelines.ErrInvalid))) {
+			t.Errorf("CheckDeploy(%s, %s, %v) = %v; want %q", tt.app, tt.repo, tt.regions, err, tt.err)
+		}
+	}
+}

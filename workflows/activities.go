@@ -74,6 +74,9 @@ type Activities struct {
 	SlugBaseURL func(region string) string
 	// JobTemplates returns an app's scheduler job template, if it has one.
 	JobTemplates func(app string) []byte
+	// CheckDeploy, when set, refuses a build or release drover.yaml does
+	// not allow (pipelines.Config.CheckDeploy).
+	CheckDeploy func(app, repo string, regions []string) error
 	// RepoJobFields says what an app's repository job file may set.
 	RepoJobFields func(app string) []string
 	// Exposure says how an app is reached behind the team's ingress.
@@ -169,6 +172,11 @@ type BuildResult struct {
 // Build builds the commit into a slug, or finds the slug an earlier build of
 // the same commit made. Broken code or a broken Procfile is non-retryable.
 func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildResult, error) {
+	if a.CheckDeploy != nil {
+		if err := a.CheckDeploy(in.App, in.Repo, nil); err != nil {
+			return BuildResult{}, permanent(err)
+		}
+	}
 	b, err := a.Store.FindBuild(ctx, in.Repo, in.Commit)
 	switch {
 	case err == nil && b.Slug != "":
@@ -255,6 +263,11 @@ type CreateReleaseResult struct {
 // CreateRelease appends a pending release with the app's current config
 // vars and formation (new process types start at one instance).
 func (a *Activities) CreateRelease(ctx context.Context, in CreateReleaseInput) (CreateReleaseResult, error) {
+	if a.CheckDeploy != nil {
+		if err := a.CheckDeploy(in.App, "", in.Regions); err != nil {
+			return CreateReleaseResult{}, permanent(err)
+		}
+	}
 	cv, err := a.Store.ConfigVars(ctx, in.App)
 	if err != nil {
 		return CreateReleaseResult{}, err

@@ -680,3 +680,38 @@ func TestIDsRoundTrip(t *testing.T) {
 type repoTokens map[string]string
 
 func (r repoTokens) Token(_ context.Context, repo string) (string, error) { return r[repo], nil }
+
+// TestDeployOutsideTheConfigIsRefused: a deploy request that reaches the
+// workflows by another door than the webhook and the API (anyone who can
+// start a workflow in the namespace) cannot build another repository or
+// release into a region its stage does not list.
+func TestDeployOutsideTheConfigIsRefused(t *testing.T) {
+	tests := []struct {
+		name    string
+		repo    string
+		regions []string
+		want    string
+	}{
+		{"another repository", "mallory/evil", []string{"a"}, "not mallory/evil"},
+		{"a region the stage does not list", "octo-org/hello", []string{"a", "b"}, `region "b" is not one of`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			cfg, err := pipelines.ParseConfig("drover.yaml", []byte("regions: { a: { driver: local }, b: { driver: local } }\npipelines:\n  hello:\n    repo: octo-org/hello\n    stages:\n      staging: { app: hello-staging, branch: main, regions: [a] }\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.acts.CheckDeploy = cfg.CheckDeploy
+			env := f.env()
+			env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
+				Repo: tt.repo, CloneURL: "file:///r", Commit: "c1", Regions: tt.regions}})
+			if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+			if n := len(f.regions["a"].deploys) + len(f.regions["b"].deploys); n != 0 {
+				t.Fatalf("%d region deploys", n)
+			}
+		})
+	}
+}

@@ -334,6 +334,7 @@ func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflow
 		JobTemplates:  n.Config.JobTemplate,
 		Exposure:      n.Config.Exposure,
 		RepoJobFields: n.Config.RepoJobFields,
+		CheckDeploy:   n.Config.CheckDeploy,
 		PublicURL:     public,
 		SlugBaseURL: func(region string) string {
 			spec := n.Config.Regions[region]
