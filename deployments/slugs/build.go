@@ -2,6 +2,7 @@ package slugs
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/drover/drover/pipelines"
@@ -197,8 +199,8 @@ func (b *Builder) fetch(ctx context.Context, log *slog.Logger, in BuildInput, di
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	env := append(os.Environ(),
-		"GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true",
+	env := append(b.baseEnv(dir),
+		"GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true", "GIT_CONFIG_NOSYSTEM=1",
 		// ext:: and fd:: would run commands named by the URL.
 		"GIT_ALLOW_PROTOCOL=https:http:ssh:git:file",
 	)
@@ -351,7 +353,7 @@ func (b *Builder) run(ctx context.Context, dir string, out io.Writer, env []stri
 	var tail bytes.Buffer
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), b.Env...), env...)
+	cmd.Env = append(append(b.baseEnv(dir), b.Env...), env...)
 	w := io.MultiWriter(out, &tail)
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Run(); err != nil {
@@ -366,6 +368,48 @@ func (b *Builder) run(ctx context.Context, dir string, out io.Writer, env []stri
 	}
 	return nil
 }
+
+// baseEnv is all a build command sees of drover's environment: a PATH, a
+// HOME of its own beside the checkout, the locale, and where the language
+// tools keep their caches (shared between builds, since they hold only
+// what the registries serve). Never drover's variables: its keys, tokens
+// and database URL stay out of code the repository runs (npm scripts, go
+// generate in a build step).
+func (b *Builder) baseEnv(dir string) []string {
+	home := filepath.Join(filepath.Dir(dir), "home")
+	os.MkdirAll(home, 0o700)
+	env := []string{"PATH=" + cmp.Or(os.Getenv("PATH"), "/usr/local/bin:/usr/bin:/bin"), "HOME=" + home}
+	// The locale, the registries and the machine's CA and proxy settings
+	// (a GitHub Enterprise behind a private CA) are the operator's
+	// infrastructure, not its secrets.
+	for _, k := range []string{"LANG", "LC_ALL", "TZ", "GOPROXY", "GONOSUMDB", "GOFLAGS", "GOTOOLCHAIN", "npm_config_registry",
+		"GIT_SSL_CAINFO", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return append(env, langCaches()...)
+}
+
+// langCaches names the Go and npm caches where the process that runs
+// builds has them, so a build's own HOME does not start them cold.
+var langCaches = sync.OnceValue(func() []string {
+	var out []string
+	userCache, _ := os.UserCacheDir()
+	userHome, _ := os.UserHomeDir()
+	gopath := cmp.Or(os.Getenv("GOPATH"), filepath.Join(userHome, "go"))
+	for _, kv := range [][2]string{
+		{"GOCACHE", cmp.Or(os.Getenv("GOCACHE"), filepath.Join(userCache, "go-build"))},
+		{"GOMODCACHE", cmp.Or(os.Getenv("GOMODCACHE"), filepath.Join(gopath, "pkg", "mod"))},
+		{"GOPATH", gopath},
+		{"npm_config_cache", cmp.Or(os.Getenv("npm_config_cache"), filepath.Join(userHome, ".npm"))},
+	} {
+		if kv[1] != "" {
+			out = append(out, kv[0]+"="+kv[1])
+		}
+	}
+	return out
+})
 
 func hasNpmScript(dir, name string) bool {
 	b, err := os.ReadFile(filepath.Join(dir, "package.json"))

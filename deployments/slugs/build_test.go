@@ -369,3 +369,38 @@ func TestBuildNodeApp(t *testing.T) {
 		t.Fatalf("slug's Procfile = %q", procfile)
 	}
 }
+
+// TestBuildSeesNoneOfDroversEnvironment: a repository's build script (an
+// npm postinstall hook) that dumps its environment into the slug finds
+// none of drover's variables, only a PATH, its own HOME and the caches.
+func TestBuildSeesNoneOfDroversEnvironment(t *testing.T) {
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Skip("npm is not on PATH; the Node buildpack test needs it")
+	}
+	t.Setenv("DROVER_CONFIG_KEY", "config-key-the-build-must-not-see")
+	t.Setenv("DATABASE_URL", "postgres://drover:hunter2@db/drover")
+	t.Setenv("DROVER_E2E_GH_TOKEN", "ghp_secret")
+	r := newRepo(t)
+	c := r.commit(map[string]string{
+		"package.json": `{"name":"n","version":"1.0.0","scripts":{"postinstall":"env > env.txt","start":"node index.js"}}`,
+		"index.js":     "console.log('hi')\n",
+	})
+	b := newBuilder(t, nil)
+	var out bytes.Buffer
+	res, err := b.Build(context.Background(), slugs.BuildInput{CloneURL: r.url(), Commit: c}, &out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	env, err := os.ReadFile(filepath.Join(unpacked(t, b.Store.(*slugs.Store), res.Digest), "env.txt"))
+	if err != nil {
+		t.Fatalf("the postinstall hook did not run: %v\n%s", err, out.String())
+	}
+	for _, secret := range []string{"config-key-the-build-must-not-see", "hunter2", "ghp_secret", "DROVER_"} {
+		if strings.Contains(string(env), secret) {
+			t.Fatalf("the build saw %q:\n%s", secret, env)
+		}
+	}
+	if !strings.Contains(string(env), "HOME=") || strings.Contains(string(env), "HOME="+os.Getenv("HOME")+"\n") {
+		t.Fatalf("the build's HOME is drover's own:\n%s", env)
+	}
+}
