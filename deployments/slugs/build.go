@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/drover/drover/pipelines"
@@ -77,6 +78,9 @@ type Builder struct {
 	Logger *slog.Logger
 	// Env is added to the environment of build commands, e.g. GOCACHE.
 	Env []string
+	// Timeout bounds a whole build, fetch included; DefaultBuildTimeout
+	// when 0. A build past it is stopped, and fails saying so.
+	Timeout time.Duration
 }
 
 var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
@@ -98,13 +102,6 @@ func (b *Builder) Build(ctx context.Context, in BuildInput, out io.Writer) (Buil
 	if b.Store == nil {
 		return BuildResult{}, errors.New("build: builder has no slug store")
 	}
-	log := b.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("commit", in.Commit, "url", redact(in.CloneURL))
-	start := time.Now()
-
 	workDir := b.WorkDir
 	if workDir == "" {
 		workDir = os.TempDir()
@@ -112,6 +109,28 @@ func (b *Builder) Build(ctx context.Context, in BuildInput, out io.Writer) (Buil
 	if err := os.MkdirAll(workDir, 0o755); err != nil {
 		return BuildResult{}, fmt.Errorf("build dir: %w", err)
 	}
+	limit := cmp.Or(b.Timeout, DefaultBuildTimeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, limit, errBuildTimeout)
+	defer cancel()
+	res, err := b.build(ctx, in, out, workDir)
+	if errors.Is(context.Cause(ctx), errBuildTimeout) {
+		return BuildResult{}, fmt.Errorf("build of %s stopped after %s, the build time limit: %w", in.Commit[:12], limit, pipelines.ErrInvalid)
+	}
+	return res, err
+}
+
+// DefaultBuildTimeout is how long a build may take.
+const DefaultBuildTimeout = 20 * time.Minute
+
+var errBuildTimeout = errors.New("build time limit")
+
+func (b *Builder) build(ctx context.Context, in BuildInput, out io.Writer, workDir string) (BuildResult, error) {
+	log := b.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("commit", in.Commit, "url", redact(in.CloneURL))
+	start := time.Now()
 	work, err := os.MkdirTemp(workDir, in.Commit[:12]+"-")
 	if err != nil {
 		return BuildResult{}, fmt.Errorf("build dir: %w", err)
@@ -356,7 +375,22 @@ func (b *Builder) run(ctx context.Context, dir string, out io.Writer, env []stri
 	cmd.Env = append(append(b.baseEnv(dir), b.Env...), env...)
 	w := io.MultiWriter(out, &tail)
 	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Run(); err != nil {
+	// Each step is its own process group, killed whole when the build is
+	// cancelled or the step ends: a background child a script left
+	// behind (holding stdout open) cannot keep the build, or the worker,
+	// busy. WaitDelay stops waiting for such a child's output.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = stepWaitDelay
+	err := cmd.Run()
+	if cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	if errors.Is(err, exec.ErrWaitDelay) {
+		fmt.Fprintf(out, "       (a background process of %s was stopped when the step ended)\n", name)
+		err = nil
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -368,6 +402,10 @@ func (b *Builder) run(ctx context.Context, dir string, out io.Writer, env []stri
 	}
 	return nil
 }
+
+// stepWaitDelay is how long a finished step's leftover children may keep
+// its output open before drover stops reading it and kills them.
+const stepWaitDelay = 2 * time.Second
 
 // baseEnv is all a build command sees of drover's environment: a PATH, a
 // HOME of its own beside the checkout, the locale, and where the language

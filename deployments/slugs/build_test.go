@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drover/drover/deployments/slugs"
 	"github.com/drover/drover/pipelines"
@@ -402,5 +403,50 @@ func TestBuildSeesNoneOfDroversEnvironment(t *testing.T) {
 	}
 	if !strings.Contains(string(env), "HOME=") || strings.Contains(string(env), "HOME="+os.Getenv("HOME")+"\n") {
 		t.Fatalf("the build's HOME is drover's own:\n%s", env)
+	}
+}
+
+// TestBuildStepsCannotOutliveTheBuild: a script that leaves a background
+// child holding its output open does not keep the build waiting, and the
+// child is killed; a build past its time limit is stopped and says so.
+func TestBuildStepsCannotOutliveTheBuild(t *testing.T) {
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Skip("npm is not on PATH; the Node buildpack test needs it")
+	}
+	tests := []struct {
+		name, postinstall string
+		timeout           time.Duration
+		err               string
+		max               time.Duration
+	}{
+		{"a background child is left behind", "sleep 300 & echo started", time.Minute, "", 30 * time.Second},
+		{"a step runs past the time limit", "sleep 300", 3 * time.Second, "stopped after 3s, the build time limit", 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRepo(t)
+			c := r.commit(map[string]string{
+				"package.json": `{"name":"n","version":"1.0.0","scripts":{"postinstall":"` + tt.postinstall + `","start":"node index.js"}}`,
+				"index.js":     "console.log('hi')\n",
+			})
+			b := newBuilder(t, nil)
+			b.Timeout = tt.timeout
+			start := time.Now()
+			var out bytes.Buffer
+			_, err := b.Build(context.Background(), slugs.BuildInput{CloneURL: r.url(), Commit: c}, &out)
+			took := time.Since(start)
+			if (tt.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+				t.Fatalf("err = %v, want %q\n%s", err, tt.err, out.String())
+			}
+			if took > tt.max {
+				t.Fatalf("the build took %v", took)
+			}
+			// No sleep of the build's is left running.
+			if _, err := exec.LookPath("pgrep"); err == nil {
+				if out, _ := exec.Command("pgrep", "-f", "^sleep 300$").Output(); len(bytes.TrimSpace(out)) > 0 {
+					t.Fatalf("a build's child outlived it: pids %s", out)
+				}
+			}
+		})
 	}
 }
