@@ -106,7 +106,7 @@ func caller(c *gin.Context) Token {
 // Register mounts /healthz and /api/v1 on r.
 func (s *Server) Register(r *gin.Engine) {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	v1 := r.Group("/api/v1", s.auth)
+	v1 := r.Group("/api/v1", BearerAuth(s.Tokens))
 	read, config := v1.Group("", need(pipelines.ScopeRead)), v1.Group("", need(pipelines.ScopeConfig))
 	read.GET("/apps", s.listApps)
 	read.GET("/apps/:app", s.getApp)
@@ -159,7 +159,13 @@ func (s *Server) logger() *slog.Logger {
 	return s.Logger
 }
 
-func (s *Server) auth(c *gin.Context) {
+// BearerAuth is gin middleware that lets through requests bearing one of
+// tokens (401 otherwise), and leaves the caller's token for the handlers.
+func BearerAuth(tokens []Token) gin.HandlerFunc {
+	return func(c *gin.Context) { bearerAuth(c, tokens) }
+}
+
+func bearerAuth(c *gin.Context, tokens []Token) {
 	token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
 	if !ok || token == "" {
 		fail(c, http.StatusUnauthorized, "unauthorized", "missing bearer token; set DROVER_TOKEN")
@@ -168,8 +174,8 @@ func (s *Server) auth(c *gin.Context) {
 	// Every token is compared, in constant time, so the answer's timing
 	// says nothing about which one came close.
 	var found *Token
-	for i := range s.Tokens {
-		t := &s.Tokens[i]
+	for i := range tokens {
+		t := &tokens[i]
 		if t.Value != "" && subtle.ConstantTimeCompare([]byte(t.Value), []byte(token)) == 1 && found == nil {
 			found = t
 		}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -227,7 +228,7 @@ func (n *Node) openSecrets() error {
 func (n *Node) openStore(ctx context.Context) error {
 	o := n.Options
 	dsn := o.getenv(envDatabaseURL)
-	shown := redactURL(dsn)
+	shown := sqlstore.Redact(dsn)
 	switch {
 	case n.dev() || (dsn == "" && o.Mode == modeServer && o.WithWorker):
 		dsn = filepath.Join(n.DataDir, "drover.db")
@@ -408,24 +409,35 @@ func (n *Node) openRegions() error {
 			}
 			n.regions[name], n.locals[name] = r, r
 		case pipelines.DriverNomad:
-			token := ""
-			if env := spec.Nomad.TokenEnv; env != "" {
-				if token = o.getenv(env); token == "" {
-					log.Warn("token_env names an empty variable; calling Nomad without a token", "variable", env)
-				}
-			}
 			if !n.serves() && spec.Nomad.SlugURL == "" && n.publicURL() == "" {
 				return &hintError{err: fmt.Errorf("%s: regions.%s.slug_url is not set and neither is --public-url: Nomad clients would not know where to fetch slugs", cfg.File, name),
 					hint: "pass --public-url https://drover.internal (or set " + envPublicURL + "), the address of drover's servers"}
 			}
-			r, err := nomad.New(spec, nomad.Options{Token: token, Logger: log})
+			r, err := n.nomadRegion(name, spec)
 			if err != nil {
-				return fmt.Errorf("region %s: %w", name, err)
+				return err
 			}
 			n.regions[name] = r
 		}
 	}
 	return nil
+}
+
+// nomadRegion opens a Nomad region of drover.yaml with the token its
+// token_env names. It does not contact Nomad.
+func (n *Node) nomadRegion(name string, spec pipelines.RegionSpec) (*nomad.Region, error) {
+	log := n.Logger.With("region", name)
+	token := ""
+	if env := spec.Nomad.TokenEnv; env != "" {
+		if token = n.Options.getenv(env); token == "" {
+			log.Warn("token_env names an empty variable; calling Nomad without a token", "variable", env)
+		}
+	}
+	r, err := nomad.New(spec, nomad.Options{Token: token, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("region %s: %w", name, err)
+	}
+	return r, nil
 }
 
 // servesLocal reports whether this process runs the local region's apps:
@@ -502,7 +514,7 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 	srv.Register(engine)
 	engine.GET("/readyz", gin.WrapF(n.readyz))
 	if n.Options.MetricsListen == "" {
-		engine.GET("/metrics", requireToken(tokens), gin.WrapH(n.metrics.Handler()))
+		engine.GET("/metrics", api.BearerAuth(tokens), gin.WrapH(n.metrics.Handler()))
 	}
 	ln, err := net.Listen("tcp", n.Options.Listen)
 	if err != nil {
@@ -541,7 +553,7 @@ func (n *Node) liveURLs() func(ctx context.Context, app, region string) (string,
 			clients[name] = r
 			continue
 		}
-		r, err := nomad.New(spec, nomad.Options{Token: n.Options.getenv(spec.Nomad.TokenEnv), Logger: n.Logger.With("region", name)})
+		r, err := n.nomadRegion(name, spec)
 		if err != nil {
 			n.Logger.Warn("no live URLs for region", "region", name, "error", err)
 			continue
@@ -619,20 +631,6 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, `{"status":"ready"}`)
 }
 
-// requireToken lets through requests bearing one of tokens.
-func requireToken(tokens []api.Token) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		got, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-		for _, t := range tokens {
-			if got != "" && got == t.Value {
-				c.Next()
-				return
-			}
-		}
-		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "unauthorized", "message": "/metrics needs an API token; or serve it apart with --metrics-listen"})
-	}
-}
-
 // PrintBanner says, in one block, what this process runs and what it
 // connected to. No secret is in it but dev's own, generated ones.
 func (n *Node) PrintBanner(w io.Writer) {
@@ -668,9 +666,13 @@ func (n *Node) Close() {
 		n.http.Shutdown(ctx)
 		cancel()
 	}
+	// Together: each worker waits up to workerStopTimeout for its
+	// activities, and one worker per region must not multiply that.
+	var wg sync.WaitGroup
 	for _, w := range n.workers {
-		w.Stop()
+		wg.Go(w.Stop)
 	}
+	wg.Wait()
 	if n.metricsHTTP != nil {
 		n.metricsHTTP.Close()
 	}
@@ -698,15 +700,6 @@ func mask(secret string) string {
 		return "…"
 	}
 	return secret[:4] + "…" + secret[len(secret)-4:]
-}
-
-// redactURL hides a URL's password, for banners and errors.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
 }
 
 // redactErr keeps dsn's password out of an error that may quote it.

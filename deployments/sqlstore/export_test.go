@@ -16,9 +16,6 @@ func (s *Store) RawConfigVars(t *testing.T, app string, version int) string {
 // tests of a migration that fails.
 var MigrateFS = migrateDSN
 
-// Redact is what errors and logs show of a DSN.
-var Redact = redact
-
 // SetRawConfigVars overwrites the vars column as stored, for tests of rows
 // moved or written by hand.
 func (s *Store) SetRawConfigVars(t *testing.T, app string, version int, raw string) {

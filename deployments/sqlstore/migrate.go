@@ -62,9 +62,9 @@ func migrateDSN(ctx context.Context, dsn string, fsys fs.FS, log *slog.Logger) (
 		return nil, err
 	}
 	defer s.Close()
-	applied, err := s.migrate(ctx, fsys, log, redact(dsn))
+	applied, err := s.migrate(ctx, fsys, log, Redact(dsn))
 	if err != nil {
-		return applied, fmt.Errorf("migrate store %s: %w", redact(dsn), err)
+		return applied, fmt.Errorf("migrate store %s: %w", Redact(dsn), err)
 	}
 	return applied, nil
 }
@@ -113,10 +113,10 @@ func (s *Store) migrate(ctx context.Context, fsys fs.FS, log *slog.Logger, datab
 	return applied, nil
 }
 
-// redact returns dsn fit for errors and logs: a SQLite path as it is, a
+// Redact returns dsn fit for errors, logs and banners: a SQLite path as it is, a
 // PostgreSQL URL without its password, whether in its user info or in a
 // password or sslpassword parameter.
-func redact(dsn string) string {
+func Redact(dsn string) string {
 	if !isPostgres(dsn) {
 		return dsn
 	}

@@ -96,9 +96,9 @@ func OpenPostgres(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.migrate(ctx, migrations, slog.Default(), redact(url)); err != nil {
+	if _, err := s.migrate(ctx, migrations, slog.Default(), Redact(url)); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("migrate postgres store %s: %w", redact(url), err)
+		return nil, fmt.Errorf("migrate postgres store %s: %w", Redact(url), err)
 	}
 	return s, nil
 }
@@ -106,13 +106,13 @@ func OpenPostgres(ctx context.Context, url string) (*Store, error) {
 func openPostgres(ctx context.Context, url string) (*Store, error) {
 	db, err := sql.Open("pgx", url)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres store %s: %w", redact(url), err)
+		return nil, fmt.Errorf("open postgres store %s: %w", Redact(url), err)
 	}
 	db.SetMaxOpenConns(10)
 	s := &Store{db: db, dialect: postgresDialect, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connect to postgres store %s: %w", redact(url), err)
+		return nil, fmt.Errorf("connect to postgres store %s: %w", Redact(url), err)
 	}
 	return s, nil
 }
