@@ -38,15 +38,8 @@ balancer; they share one Temporal namespace, one database and one bucket:
 
 --with-worker also runs the worker; with it, and DATABASE_URL and
 DROVER_SLUG_STORE unset, one node keeps SQLite and slugs under --data.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if runF != nil {
-				return runF(cmd.Context(), opts)
-			}
-			return runNode(cmd.Context(), opts, s)
-		},
 	}
-	addServeFlags(cmd, opts)
+	serveCommand(cmd, opts, s, runF)
 	f := cmd.Flags()
 	f.StringVar(&opts.Listen, "listen", ":8080", "address of the HTTP server (webhooks, API, slugs, /healthz, /readyz)")
 	f.BoolVar(&opts.WithWorker, "with-worker", false, "run the Temporal worker in this process too")
@@ -62,19 +55,21 @@ func newWorkerCmd(s Streams, runF func(context.Context, *ServeOptions) error) *c
 as drover server (DATABASE_URL, TEMPORAL_*, DROVER_SLUG_STORE,
 DROVER_CONFIG_KEY). Every worker deploys to every Nomad region; a local
 region runs apps on one worker's host, named with --local-regions.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if runF != nil {
-				return runF(cmd.Context(), opts)
-			}
-			return runNode(cmd.Context(), opts, s)
-		},
 	}
-	addServeFlags(cmd, opts)
+	serveCommand(cmd, opts, s, runF)
 	return cmd
 }
 
-func addServeFlags(cmd *cobra.Command, opts *ServeOptions) {
+// serveCommand gives drover server and drover worker what they share:
+// how they run (runF, for tests, or runNode) and their common flags.
+func serveCommand(cmd *cobra.Command, opts *ServeOptions, s Streams, runF func(context.Context, *ServeOptions) error) {
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if runF != nil {
+			return runF(cmd.Context(), opts)
+		}
+		return runNode(cmd.Context(), opts, s)
+	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Config, "config", "drover.yaml", "drover.yaml to load")
 	f.StringVar(&opts.Data, "data", ".drover", "directory for this process's own files: build scratch, the slug cache, local regions")
@@ -129,7 +124,7 @@ processes migrating at once are safe: one applies, the others wait.`,
 				return err
 			}
 			if len(applied) == 0 {
-				fmt.Fprintf(s.Out, "%s is up to date\n", redactURL(dsn))
+				fmt.Fprintf(s.Out, "%s is up to date\n", sqlstore.Redact(dsn))
 			}
 			return nil
 		},

@@ -340,16 +340,23 @@ func mustOutput(tb testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
-func TestBuildNodeApp(t *testing.T) {
+// nodeApp commits a Node app with no dependencies (so npm install needs
+// no network) and the given package.json scripts, skipping the test where
+// there is no npm.
+func nodeApp(t *testing.T, scripts string) (*repo, string) {
+	t.Helper()
 	if _, err := exec.LookPath("npm"); err != nil {
 		t.Skip("npm is not on PATH; the Node buildpack test needs it")
 	}
 	r := newRepo(t)
-	// No dependencies, so npm install needs no network.
-	c := r.commit(map[string]string{
-		"package.json": `{"name":"n","version":"1.0.0","scripts":{"build":"node -e \"require('fs').writeFileSync('built.txt','ok')\"","start":"node index.js"}}`,
+	return r, r.commit(map[string]string{
+		"package.json": `{"name":"n","version":"1.0.0","scripts":{` + scripts + `,"start":"node index.js"}}`,
 		"index.js":     "console.log('hi')\n",
 	})
+}
+
+func TestBuildNodeApp(t *testing.T) {
+	r, c := nodeApp(t, `"build":"node -e \"require('fs').writeFileSync('built.txt','ok')\""`)
 	b := newBuilder(t, nil)
 	var out bytes.Buffer
 	res, err := b.Build(context.Background(), slugs.BuildInput{CloneURL: r.url(), Commit: c}, &out)
@@ -375,17 +382,10 @@ func TestBuildNodeApp(t *testing.T) {
 // npm postinstall hook) that dumps its environment into the slug finds
 // none of drover's variables, only a PATH, its own HOME and the caches.
 func TestBuildSeesNoneOfDroversEnvironment(t *testing.T) {
-	if _, err := exec.LookPath("npm"); err != nil {
-		t.Skip("npm is not on PATH; the Node buildpack test needs it")
-	}
 	t.Setenv("DROVER_CONFIG_KEY", "config-key-the-build-must-not-see")
 	t.Setenv("DATABASE_URL", "postgres://drover:hunter2@db/drover")
 	t.Setenv("DROVER_E2E_GH_TOKEN", "ghp_secret")
-	r := newRepo(t)
-	c := r.commit(map[string]string{
-		"package.json": `{"name":"n","version":"1.0.0","scripts":{"postinstall":"env > env.txt","start":"node index.js"}}`,
-		"index.js":     "console.log('hi')\n",
-	})
+	r, c := nodeApp(t, `"postinstall":"env > env.txt"`)
 	b := newBuilder(t, nil)
 	var out bytes.Buffer
 	res, err := b.Build(context.Background(), slugs.BuildInput{CloneURL: r.url(), Commit: c}, &out)
@@ -410,9 +410,6 @@ func TestBuildSeesNoneOfDroversEnvironment(t *testing.T) {
 // child holding its output open does not keep the build waiting, and the
 // child is killed; a build past its time limit is stopped and says so.
 func TestBuildStepsCannotOutliveTheBuild(t *testing.T) {
-	if _, err := exec.LookPath("npm"); err != nil {
-		t.Skip("npm is not on PATH; the Node buildpack test needs it")
-	}
 	tests := []struct {
 		name, postinstall string
 		timeout           time.Duration
@@ -424,11 +421,7 @@ func TestBuildStepsCannotOutliveTheBuild(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newRepo(t)
-			c := r.commit(map[string]string{
-				"package.json": `{"name":"n","version":"1.0.0","scripts":{"postinstall":"` + tt.postinstall + `","start":"node index.js"}}`,
-				"index.js":     "console.log('hi')\n",
-			})
+			r, c := nodeApp(t, `"postinstall":"`+tt.postinstall+`"`)
 			b := newBuilder(t, nil)
 			b.Timeout = tt.timeout
 			start := time.Now()

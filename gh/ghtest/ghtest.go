@@ -25,10 +25,11 @@ package ghtest
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -368,7 +369,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			state = "open"
 		}
 		var list []any
-		for _, n := range sortedKeys(r.pulls) {
+		for _, n := range slices.Sorted(maps.Keys(r.pulls)) {
 			if pr := r.pulls[n]; state == "all" || pr["state"] == state {
 				list = append(list, pr)
 			}
@@ -666,13 +667,4 @@ func reply(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
-}
-
-func sortedKeys[V any](m map[int]V) []int {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Ints(keys)
-	return keys
 }

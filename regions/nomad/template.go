@@ -69,15 +69,9 @@ func OverlayRepoTemplate(op, repo *api.Job, allowed []string) (*api.Job, error) 
 		return nil, fmt.Errorf("repository job file: %w", err)
 	}
 	may := func(f string) bool { return slices.Contains(allowed, f) }
-	if may(pipelines.RepoJobAffinities) && len(r.Affinities) > 0 {
-		out.Affinities = r.Affinities
-	}
-	if may(pipelines.RepoJobSpreads) && len(r.Spreads) > 0 {
-		out.Spreads = r.Spreads
-	}
-	if may(pipelines.RepoJobConstraints) && len(r.Constraints) > 0 {
-		out.Constraints = r.Constraints
-	}
+	overlay(may(pipelines.RepoJobAffinities), &out.Affinities, r.Affinities)
+	overlay(may(pipelines.RepoJobSpreads), &out.Spreads, r.Spreads)
+	overlay(may(pipelines.RepoJobConstraints), &out.Constraints, r.Constraints)
 	if may(pipelines.RepoJobPriority) && r.Priority != nil {
 		out.Priority = r.Priority
 	}
@@ -94,15 +88,9 @@ func OverlayRepoTemplate(op, repo *api.Job, allowed []string) (*api.Job, error) 
 			g = &api.TaskGroup{Name: rg.Name}
 			out.TaskGroups = append(out.TaskGroups, g)
 		}
-		if may(pipelines.RepoJobAffinities) && len(rg.Affinities) > 0 {
-			g.Affinities = rg.Affinities
-		}
-		if may(pipelines.RepoJobSpreads) && len(rg.Spreads) > 0 {
-			g.Spreads = rg.Spreads
-		}
-		if may(pipelines.RepoJobConstraints) && len(rg.Constraints) > 0 {
-			g.Constraints = rg.Constraints
-		}
+		overlay(may(pipelines.RepoJobAffinities), &g.Affinities, rg.Affinities)
+		overlay(may(pipelines.RepoJobSpreads), &g.Spreads, rg.Spreads)
+		overlay(may(pipelines.RepoJobConstraints), &g.Constraints, rg.Constraints)
 		if may(pipelines.RepoJobVolumes) && len(rg.Volumes) > 0 {
 			g.Volumes = rg.Volumes
 		}
@@ -119,12 +107,18 @@ func OverlayRepoTemplate(op, repo *api.Job, allowed []string) (*api.Job, error) 
 			if may(pipelines.RepoJobResources) && rg.Tasks[0].Resources != nil {
 				g.Tasks[0].Resources = rg.Tasks[0].Resources
 			}
-			if may(pipelines.RepoJobVolumes) && len(rg.Tasks[0].VolumeMounts) > 0 {
-				g.Tasks[0].VolumeMounts = rg.Tasks[0].VolumeMounts
-			}
+			overlay(may(pipelines.RepoJobVolumes), &g.Tasks[0].VolumeMounts, rg.Tasks[0].VolumeMounts)
 		}
 	}
 	return out, nil
+}
+
+// overlay sets *dst to src when the field is allowed and the repository
+// set it.
+func overlay[T any](allowed bool, dst *[]T, src []T) {
+	if allowed && len(src) > 0 {
+		*dst = src
+	}
 }
 
 // jobTemplate is the template d renders with: the operator's (the stage's
