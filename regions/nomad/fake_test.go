@@ -3,6 +3,7 @@ package nomad_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -179,31 +180,35 @@ func (f *fakeNomad) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPut && strings.HasPrefix(path, "/v1/deployment/fail/"):
 		// Nomad marks the deployment failed and, with auto_revert, puts
 		// the job back on its last stable version.
-		id := strings.TrimPrefix(path, "/v1/deployment/fail/")
-		d := f.depState(id, 0)
-		if d == nil {
-			fail(w, http.StatusNotFound, "deployment not found")
-			return
-		}
-		f.fails = append(f.fails, id)
-		failed := *d
-		failed.Status, failed.StatusDescription, failed.ModifyIndex = api.DeploymentStatusFailed, "Deployment marked as failed", f.nextIndex()
-		f.deployment = append(f.deployment, &failed)
-		f.reply(w, f.index, api.DeploymentUpdateResponse{EvalID: "eval-1", DeploymentModifyIndex: failed.ModifyIndex})
+		f.updateDeployment(w, strings.TrimPrefix(path, "/v1/deployment/fail/"), &f.fails, func(d *api.Deployment) error {
+			d.Status, d.StatusDescription = api.DeploymentStatusFailed, "Deployment marked as failed"
+			return nil
+		})
 	case r.Method == http.MethodPut && strings.HasPrefix(path, "/v1/deployment/promote/"):
-		// Promotion stops the old allocations and, with every group
-		// healthy, completes the deployment.
-		id := strings.TrimPrefix(path, "/v1/deployment/promote/")
-		d := f.depState(id, 0)
-		if d == nil {
-			fail(w, http.StatusNotFound, "deployment not found")
-			return
-		}
-		f.promotes = append(f.promotes, id)
-		done := *d
-		done.Status, done.StatusDescription, done.ModifyIndex = api.DeploymentStatusSuccessful, "Deployment completed successfully", f.nextIndex()
-		f.deployment = append(f.deployment, &done)
-		f.reply(w, f.index, api.DeploymentUpdateResponse{EvalID: "eval-2", DeploymentModifyIndex: done.ModifyIndex})
+		// Nomad refuses to promote canaries that are not all healthy;
+		// promoted, the deployment completes once every allocation is.
+		f.updateDeployment(w, strings.TrimPrefix(path, "/v1/deployment/promote/"), &f.promotes, func(d *api.Deployment) error {
+			healthy := map[string]int{}
+			for _, a := range f.depAllocs {
+				if a.DeploymentStatus != nil && a.DeploymentStatus.Healthy != nil && *a.DeploymentStatus.Healthy {
+					healthy[a.TaskGroup]++
+				}
+			}
+			done := true
+			for name, g := range d.TaskGroups {
+				if healthy[name] < g.DesiredCanaries {
+					return fmt.Errorf("task group %q has %d/%d healthy allocations", name, healthy[name], g.DesiredCanaries)
+				}
+				gs := *g
+				gs.Promoted, gs.HealthyAllocs = true, healthy[name]
+				d.TaskGroups[name] = &gs
+				done = done && healthy[name] >= g.DesiredTotal
+			}
+			if done {
+				d.Status, d.StatusDescription = api.DeploymentStatusSuccessful, "Deployment completed successfully"
+			}
+			return nil
+		})
 	case strings.HasPrefix(path, "/v1/deployment/allocations/"):
 		f.reply(w, f.index, f.depAllocs)
 	case strings.HasPrefix(path, "/v1/deployment/"):
@@ -270,6 +275,33 @@ func (f *fakeNomad) serve(w http.ResponseWriter, r *http.Request) {
 		f.t.Errorf("unexpected request %s %s", r.Method, r.URL.RequestURI())
 		fail(w, http.StatusNotFound, "no such endpoint")
 	}
+}
+
+// updateDeployment answers a deployment write (fail, promote): change
+// gets a copy of the deployment's latest state and may refuse it, as Nomad
+// does with a 500; the changed state becomes the latest, and the call is
+// recorded in calls.
+func (f *fakeNomad) updateDeployment(w http.ResponseWriter, id string, calls *[]string, change func(*api.Deployment) error) {
+	var latest *api.Deployment
+	for _, d := range f.deployment {
+		if d.ID == id {
+			latest = d
+		}
+	}
+	if latest == nil {
+		fail(w, http.StatusNotFound, "deployment not found")
+		return
+	}
+	next := *latest
+	next.TaskGroups = maps.Clone(latest.TaskGroups)
+	if err := change(&next); err != nil {
+		fail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	*calls = append(*calls, id)
+	next.ModifyIndex = f.nextIndex()
+	f.deployment = append(f.deployment, &next)
+	f.reply(w, f.index, api.DeploymentUpdateResponse{EvalID: "eval-" + id, DeploymentModifyIndex: next.ModifyIndex})
 }
 
 // depState is the deployment as a blocking query at index sees it: the
