@@ -121,8 +121,13 @@ type NomadSpec struct {
 
 // Pipeline is a repository's path to production.
 type Pipeline struct {
-	Name   string           `yaml:"-"`
-	Repo   string           `yaml:"repo"`
+	Name string `yaml:"-"`
+	Repo string `yaml:"repo"`
+	// Source is where builds fetch the pipeline's code when it is not the
+	// repository on GitHub: a file:// path (development, tests) or an
+	// https mirror. Only drover.yaml sets it; a webhook payload's clone
+	// URL is never used.
+	Source string           `yaml:"source"`
 	Stages map[string]Stage `yaml:"stages"`
 }
 
@@ -728,6 +733,9 @@ func (c *Config) validate() error {
 		}
 		if !repoRE.MatchString(p.Repo) {
 			return bad(key+".repo", "%q is not owner/name", p.Repo)
+		}
+		if err := validSource(p.Source); err != nil {
+			return bad(key+".source", "%v", err)
 		}
 		if len(p.Stages) == 0 {
 			return bad(key+".stages", "missing; want at least one of %s", strings.Join(stageOrder[1:], ", "))

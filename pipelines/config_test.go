@@ -124,6 +124,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"token for unknown pipeline", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: CI, pipelines: [nope] }] }\n", `api.tokens[0].pipelines[0]: unknown pipeline "nope"`},
 		{"unknown repo job field", base + "      staging: { app: x, regions: [a], repo_job_fields: [resources, network_mode] }\n", `pipelines.p.stages.staging.repo_job_fields[1]: unknown field "network_mode"`},
 		{"unknown token scope", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: CI, scopes: [read, root] }] }\n", `api.tokens[0].scopes[1]: unknown scope "root"; want read, deploy, config, approve, admin`},
+		{"ssh source", "regions:\n  a: { driver: local }\npipelines:\n  p:\n    repo: o/r\n    source: 'ssh://git@evil.example.com/o/r'\n    stages:\n      staging: { app: x, regions: [a] }\n", "pipelines.p.source: want file:///path/to/repo or an https:// URL"},
+		{"relative file source", "regions:\n  a: { driver: local }\npipelines:\n  p:\n    repo: o/r\n    source: 'file://repo'\n    stages:\n      staging: { app: x, regions: [a] }\n", `pipelines.p.source: "file://repo": want an absolute path`},
+		{"source with credentials", "regions:\n  a: { driver: local }\npipelines:\n  p:\n    repo: o/r\n    source: 'https://me:pw@git.example.com/o/r.git'\n    stages:\n      staging: { app: x, regions: [a] }\n", "with no credentials in it"},
+		{"ext source", "regions:\n  a: { driver: local }\npipelines:\n  p:\n    repo: o/r\n    source: 'ext::sh -c touch% /tmp/pwned'\n    stages:\n      staging: { app: x, regions: [a] }\n", "pipelines.p.source: "},
 		{"token named twice", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: A }, { name: ci, token_env: B }] }\n", `api.tokens[1].name: token "ci" is named twice`},
 		{"bad approval timeout", base + "      staging: { app: x, regions: [a], require_approval: true, approval_timeout: soon }\n", `pipelines.p.stages.staging.approval_timeout: "soon" is not a positive duration`},
 		{"required check is drover's own status", base + "      staging: { app: x, regions: [a], wait_for_ci: true, required_checks: [test, drover/staging] }\n", `pipelines.p.stages.staging.required_checks[1]: "drover/staging" is a commit status drover itself posts`},
@@ -378,5 +382,45 @@ pipelines:
 		if (tt.err == "") != (err == nil) || (err != nil && (!strings.Contains(err.Error(), tt.err) || !errors.Is(err, pipelines.ErrInvalid))) {
 			t.Errorf("CheckDeploy(%s, %s, %v) = %v; want %q", tt.app, tt.repo, tt.regions, err, tt.err)
 		}
+	}
+}
+
+func TestSourceOf(t *testing.T) {
+	const regions = "regions: { a: { driver: local } }\n"
+	tests := []struct {
+		name, yaml, repo string
+		want             pipelines.GitSource
+		err              string
+	}{
+		{"github.com", regions + "pipelines: { hello: { repo: octo-org/hello, stages: { staging: { app: s, regions: [a] } } } }\n", "Octo-Org/Hello",
+			pipelines.GitSource{URL: "https://github.com/octo-org/hello.git", GitHub: true}, ""},
+		{"api.github.com", regions + "github: { api_url: 'https://api.github.com/' }\npipelines: { hello: { repo: octo-org/hello, stages: { staging: { app: s, regions: [a] } } } }\n", "octo-org/hello",
+			pipelines.GitSource{URL: "https://github.com/octo-org/hello.git", GitHub: true}, ""},
+		{"enterprise", regions + "github: { api_url: 'https://ghe.example.com/api/v3/' }\npipelines: { hello: { repo: octo-org/hello, stages: { staging: { app: s, regions: [a] } } } }\n", "octo-org/hello",
+			pipelines.GitSource{URL: "https://ghe.example.com/octo-org/hello.git", GitHub: true}, ""},
+		{"configured file source", regions + "pipelines: { hello: { repo: octo-org/hello, source: 'file:///srv/hello', stages: { staging: { app: s, regions: [a] } } } }\n", "octo-org/hello",
+			pipelines.GitSource{URL: "file:///srv/hello"}, ""},
+		{"configured mirror gets no GitHub token", regions + "pipelines: { hello: { repo: octo-org/hello, source: 'https://git.example.com/hello.git', stages: { staging: { app: s, regions: [a] } } } }\n", "octo-org/hello",
+			pipelines.GitSource{URL: "https://git.example.com/hello.git"}, ""},
+		{"unknown repository", regions + "pipelines: { hello: { repo: octo-org/hello, stages: { staging: { app: s, regions: [a] } } } }\n", "mallory/evil",
+			pipelines.GitSource{}, "no pipeline in drover.yaml deploys mallory/evil"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := pipelines.ParseConfig("drover.yaml", []byte(tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.SourceOf(tt.repo)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !errors.Is(err, pipelines.ErrNotFound) {
+					t.Fatalf("SourceOf(%s) = %v, %v; want error %q", tt.repo, got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("SourceOf(%s) = %+v, %v; want %+v", tt.repo, got, err, tt.want)
+			}
+		})
 	}
 }

@@ -188,10 +188,6 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 		c.JSON(http.StatusOK, answer{Status: "ignored", Message: fmt.Sprintf("no stage of any pipeline auto-deploys %s branch %s", repo, branch)})
 		return
 	}
-	if ev.GetRepo().GetCloneURL() == "" {
-		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: "push payload has no repository.clone_url"})
-		return
-	}
 	out := answer{App: stage.App, Commit: commit, Operation: workflows.DeployWorkflowID(stage.App, commit)}
 	if !h.fresh(c, log, delivery, "push", &out) {
 		return
@@ -213,7 +209,10 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 			return
 		}
 	}
-	req := workflows.StageRequest(pipeline, stage, ev.GetRepo().GetCloneURL(), commit, describe(ev, branch))
+	// The payload's clone_url is never fetched: builds fetch from the
+	// pipeline's configured source (pipelines.Config.SourceOf), so a
+	// signed payload cannot point a build, or a token, anywhere else.
+	req := workflows.StageRequest(pipeline, stage, h.cloneURL(pipeline.Repo), commit, describe(ev, branch))
 	if err := h.deployer.Deploy(c.Request.Context(), stage.App, req); err != nil {
 		log.Error("queue deploy", "app", stage.App, "commit", commit, "error", err)
 		h.forget(c, log, delivery)
@@ -245,10 +244,13 @@ func (h *Handler) pullRequest(c *gin.Context, log *slog.Logger, delivery string,
 	pr := gh.FromPullRequest(pre.GetPullRequest())
 	switch action {
 	case workflows.PROpened, workflows.PRReopened, workflows.PRSynchronize, workflows.PRReadyForReview:
-		if pr.Head == "" || (pr.CloneURL == "" && !pr.Fork) {
-			c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: "pull_request payload has no pull_request.head.sha or head.repo.clone_url"})
+		if pr.Head == "" {
+			c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: "pull_request payload has no pull_request.head.sha"})
 			return
 		}
+		// A fork's head is fetched from the base repository, which serves
+		// it (refs/pull/N/head), not from the fork the payload names.
+		pr.CloneURL = h.cloneURL(pipeline.Repo)
 		if !h.fresh(c, log, delivery, "pull_request", &out) {
 			return
 		}
@@ -394,4 +396,13 @@ func describe(ev *github.PushEvent, branch string) string {
 		d += ": " + msg
 	}
 	return d
+}
+
+// cloneURL is where builds of repo fetch it, as drover.yaml says.
+func (h *Handler) cloneURL(repo string) string {
+	src, err := h.config.SourceOf(repo)
+	if err != nil {
+		return ""
+	}
+	return src.URL
 }

@@ -54,7 +54,8 @@ func mustPush(tb testing.TB, ref, after string) []byte {
 	p := mustFixture(tb, "push.payload.json")
 	p["ref"], p["after"], p["deleted"] = ref, after, false
 	repo := p["repository"].(map[string]any)
-	repo["full_name"], repo["clone_url"] = "octo-org/hello", "file:///tmp/hello"
+	// A signed payload naming another clone URL must not move the build.
+	repo["full_name"], repo["clone_url"] = "octo-org/hello", "https://evil.example.com/octo-org/hello.git"
 	b, _ := json.Marshal(p)
 	return b
 }
@@ -263,7 +264,7 @@ func TestPushQueuesTheStage(t *testing.T) {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
 	c := s.deployer.calls[0]
-	if c.app != "hello-staging" || c.req.Commit != sha || c.req.CloneURL != "file:///tmp/hello" ||
+	if c.app != "hello-staging" || c.req.Commit != sha || c.req.CloneURL != "https://github.com/octo-org/hello.git" ||
 		strings.Join(c.req.Regions, ",") != "local-a" || c.req.Repo != "octo-org/hello" {
 		t.Fatalf("deploy call = %+v", c)
 	}
@@ -432,7 +433,10 @@ pipelines:
 		t.Fatalf("closed without an app: %d %s", w.Code, w.Body)
 	}
 	for i, fixture := range []string{"opened", "synchronize", "reopened"} {
-		w := send("pull_request."+fixture+".payload.json", "d-"+fixture, nil)
+		// A head repository clone URL elsewhere must not reach the build.
+		w := send("pull_request."+fixture+".payload.json", "d-"+fixture, func(p map[string]any) {
+			p["pull_request"].(map[string]any)["head"].(map[string]any)["repo"].(map[string]any)["clone_url"] = "file:///etc"
+		})
 		if w.Code != http.StatusAccepted || !strings.Contains(w.Body.String(), `"app":"hello-pr-2"`) || !strings.Contains(w.Body.String(), `"operation":"review/codertocat/hello-world/2"`) {
 			t.Fatalf("%s: %d %s", fixture, w.Code, w.Body)
 		}

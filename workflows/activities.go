@@ -69,6 +69,10 @@ type Activities struct {
 	// or a GitHub App installation's). It is held here, not passed through
 	// workflow inputs, so no token lands in a workflow history.
 	Git GitCredentials
+	// Sources says where builds of a repository fetch it
+	// (pipelines.Config.SourceOf): the input's CloneURL, which may come
+	// from a webhook payload, is used only when Sources is nil (tests).
+	Sources func(repo string) (pipelines.GitSource, error)
 	// SlugBaseURL returns the base URL at which a region's machines fetch
 	// slugs from drover, or "" for regions that read slug files directly.
 	SlugBaseURL func(region string) string
@@ -190,13 +194,21 @@ func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildResult, err
 	defer stop()
 	var out bytes.Buffer
 	w := &progressWriter{w: &out, report: report}
+	src := pipelines.GitSource{URL: in.CloneURL, GitHub: true}
+	if a.Sources != nil {
+		if src, err = a.Sources(in.Repo); err != nil {
+			return BuildResult{}, permanent(fmt.Errorf("where to fetch %s: %w", in.Repo, err))
+		}
+	}
+	// The token goes only to the repository on the GitHub host, never to
+	// a mirror or a local path drover.yaml names instead.
 	token := ""
-	if a.Git != nil && in.Repo != "" {
+	if a.Git != nil && in.Repo != "" && src.GitHub {
 		if token, err = a.Git.Token(ctx, in.Repo); err != nil {
 			return BuildResult{}, fmt.Errorf("credentials to fetch %s: %w", in.Repo, err)
 		}
 	}
-	res, err := a.Builder.Build(ctx, slugs.BuildInput{CloneURL: in.CloneURL, Commit: in.Commit, Token: token}, w)
+	res, err := a.Builder.Build(ctx, slugs.BuildInput{CloneURL: src.URL, Commit: in.Commit, Token: token}, w)
 	if err != nil {
 		a.logger().Warn("build failed", "app", in.App, "commit", in.Commit, "error", err)
 		// The output of a failed build is what its author needs most.

@@ -35,6 +35,7 @@ type fakeBuilder struct {
 	mu       sync.Mutex
 	builds   []string
 	token    string
+	url      string
 	procfile pipelines.Procfile
 	err      error
 }
@@ -43,7 +44,7 @@ func (b *fakeBuilder) Build(ctx context.Context, in slugs.BuildInput, out io.Wri
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.builds = append(b.builds, in.Commit)
-	b.token = in.Token
+	b.token, b.url = in.Token, in.CloneURL
 	fmt.Fprintf(out, "-----> building %s\n", in.Commit)
 	if b.err != nil {
 		return slugs.BuildResult{}, b.err
@@ -711,6 +712,39 @@ func TestDeployOutsideTheConfigIsRefused(t *testing.T) {
 			}
 			if n := len(f.regions["a"].deploys) + len(f.regions["b"].deploys); n != 0 {
 				t.Fatalf("%d region deploys", n)
+			}
+		})
+	}
+}
+
+// TestBuildFetchesTheConfiguredSource: whatever clone URL a request
+// carries (a webhook payload's, signed or not), the build fetches the
+// repository drover.yaml names, and GitHub's token goes only to GitHub.
+func TestBuildFetchesTheConfiguredSource(t *testing.T) {
+	tests := []struct {
+		name, pipeline string
+		wantURL        string
+		wantToken      string
+	}{
+		{"the repository on GitHub", "    repo: octo-org/hello\n", "https://github.com/octo-org/hello.git", "gh-token"},
+		{"a configured local source gets no token", "    repo: octo-org/hello\n    source: 'file:///srv/hello'\n", "file:///srv/hello", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			cfg, err := pipelines.ParseConfig("drover.yaml", []byte("regions: { a: { driver: local } }\npipelines:\n  hello:\n"+tt.pipeline+"    stages:\n      staging: { app: hello-staging, branch: main, regions: [a] }\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.acts.Sources = cfg.SourceOf
+			env := f.env()
+			env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
+				Repo: "octo-org/hello", CloneURL: "https://evil.example.com/steal.git", Commit: "c1", Regions: []string{"a"}}})
+			if err := env.GetWorkflowError(); err != nil {
+				t.Fatal(err)
+			}
+			if f.builder.url != tt.wantURL || f.builder.token != tt.wantToken {
+				t.Fatalf("build fetched %q with token %q; want %q with %q", f.builder.url, f.builder.token, tt.wantURL, tt.wantToken)
 			}
 		})
 	}

@@ -101,6 +101,13 @@ func (d *Dev) Start(ctx context.Context) error {
 		Mode: modeDev, Config: d.Options.Config, Data: d.Options.Data, Listen: d.Options.Listen,
 		TemporalPort: d.Options.TemporalPort, WithWorker: true,
 	}}
+	if d.Options.Example {
+		repo, err := filepath.Abs(exampleRepo(d.Options.Data))
+		if err != nil {
+			return err
+		}
+		d.Node.Options.Sources = map[string]string{exampleRepoName: "file://" + repo}
+	}
 	return d.Node.Start(ctx)
 }
 

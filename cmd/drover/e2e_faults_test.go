@@ -98,12 +98,14 @@ func TestE2EDatabaseAndTemporalGoAway(t *testing.T) {
 	pp := newTCPProxy(t, dbURL.Host)
 	dbURL.Host = pp.addr
 
+	repo := newGitRepo(t)
 	config := filepath.Join(t.TempDir(), "drover.yaml")
 	os.WriteFile(config, []byte(`regions:
   local-a: { driver: local }
 pipelines:
   hello:
     repo: octo-org/hello
+    source: file://`+repo.dir+`
     stages:
       staging: { app: hello-staging, branch: main, regions: [local-a] }
 `), 0o644)
@@ -132,7 +134,6 @@ pipelines:
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	repo := newGitRepo(t)
 
 	for i, away := range []struct {
 		name  string

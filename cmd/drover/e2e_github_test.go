@@ -100,8 +100,9 @@ regions:
 pipelines:
   hello:
     repo: octo-org/hello
+    source: file://%s
     stages:%s
-`, secretEnv, gh.URL, stages)
+`, secretEnv, gh.URL, repo.dir, stages)
 	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

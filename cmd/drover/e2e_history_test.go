@@ -223,15 +223,17 @@ regions:
 pipelines:
   hello:
     repo: %[3]s
+    source: file://%[6]s
     stages:
       review:     { regions: [local-a], max_apps: 1, reconcile_interval: %[5]s }
       staging:    { app: hello-staging, branch: main, regions: [local-a], wait_for_ci: true, reconcile_interval: %[5]s }
       production: { app: hello, regions: [local-a] }
   gated:
     repo: %[4]s
+    source: file://%[6]s
     stages:
       staging: { app: gated-staging, branch: main, regions: [local-a], require_approval: true, reconcile_interval: %[5]s }
-`, secretEnv, gh.URL, e2eRepo, gatedRepo, untilTriggered)
+`, secretEnv, gh.URL, e2eRepo, gatedRepo, untilTriggered, repo.dir)
 	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -209,14 +209,16 @@ func TestE2EProductionTopology(t *testing.T) {
 	} else {
 		t.Log("NOMAD_ADDR is not set: the topology deploys to its local region only")
 	}
+	repo := newGitRepo(t)
 	config := filepath.Join(t.TempDir(), "drover.yaml")
 	if err := os.WriteFile(config, []byte(fmt.Sprintf(`regions:
 %spipelines:
   hello:
     repo: octo-org/hello
+    source: file://%s
     stages:
       staging: { app: %s, branch: main, regions: %s }
-`, regionsYAML, app, stageRegions)), 0o644); err != nil {
+`, regionsYAML, repo.dir, app, stageRegions)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	listenA, listenB := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -241,7 +243,6 @@ func TestE2EProductionTopology(t *testing.T) {
 
 	// The push goes to server A while worker 1 is the only worker, so it
 	// takes the build; it is killed in the middle of it.
-	repo := newGitRepo(t)
 	c1 := repo.commit("hello from production", "web: bin/web\n")
 	if code, body := a.push(ctx, "prod-1", pushPayload(t, repo.dir, c1)); code != http.StatusAccepted {
 		t.Fatalf("push to server A: %d %s", code, body)

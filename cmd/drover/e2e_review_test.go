@@ -28,7 +28,8 @@ func prPayload(t *testing.T, action, repoDir, branch, head string, number int) [
 	h := pr["head"].(map[string]any)
 	h["sha"], h["ref"] = head, branch
 	h["repo"].(map[string]any)["full_name"] = "octo-org/hello"
-	h["repo"].(map[string]any)["clone_url"] = "file://" + repoDir
+	// Never fetched: builds fetch the pipeline's configured source.
+	h["repo"].(map[string]any)["clone_url"] = "https://clone.invalid/" + filepath.Base(repoDir) + ".git"
 	pr["base"].(map[string]any)["repo"].(map[string]any)["full_name"] = "octo-org/hello"
 	p["repository"].(map[string]any)["full_name"] = "octo-org/hello"
 	out, _ := json.Marshal(p)

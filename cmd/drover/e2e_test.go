@@ -116,10 +116,11 @@ func (r *gitRepo) commit(greeting, procfile string) string {
 
 const secretEnv = "DROVER_E2E_WEBHOOK_SECRET"
 
-// writeConfig writes the issue's drover.yaml, secret from secretEnv.
-func writeConfig(t *testing.T) string {
+// writeConfig writes the issue's drover.yaml, secret from secretEnv, its
+// pipeline fetching from the local repository repoDir.
+func writeConfig(t *testing.T, repoDir string) string {
 	t.Helper()
-	cfg := strings.ReplaceAll(`github:
+	cfg := strings.NewReplacer("DROVER_WEBHOOK_SECRET", secretEnv, "REPO_DIR", repoDir).Replace(`github:
   webhook_secret_env: DROVER_WEBHOOK_SECRET
 regions:
   local-a: { driver: local }
@@ -127,10 +128,11 @@ regions:
 pipelines:
   hello:
     repo: octo-org/hello
+    source: file://REPO_DIR
     stages:
       staging:    { app: hello-staging, branch: main, regions: [local-a, local-b] }
       production: { app: hello, regions: [local-a, local-b] }
-`, "DROVER_WEBHOOK_SECRET", secretEnv)
+`)
 	path := filepath.Join(t.TempDir(), "drover.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -152,13 +154,15 @@ func fixture(t *testing.T, name string) map[string]any {
 	return p
 }
 
-// pushPayload is GitHub's own push example, pointed at the local repository.
+// pushPayload is GitHub's own push example for octo-org/hello at commit.
+// Builds fetch from the pipeline's source in drover.yaml, never from the
+// payload's clone_url: this one names a host that does not exist.
 func pushPayload(t *testing.T, repoDir, commit string) []byte {
 	t.Helper()
 	p := fixture(t, "push.payload.json")
 	p["ref"], p["after"], p["deleted"] = "refs/heads/main", commit, false
 	repo := p["repository"].(map[string]any)
-	repo["full_name"], repo["clone_url"] = "octo-org/hello", "file://"+repoDir
+	repo["full_name"], repo["clone_url"] = "octo-org/hello", "https://clone.invalid/"+filepath.Base(repoDir)+".git"
 	out, _ := json.Marshal(p)
 	return out
 }
@@ -289,8 +293,8 @@ func TestE2EPushToRunningApp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	t.Setenv(secretEnv, "e2e-secret")
-	config, data := writeConfig(t), t.TempDir()
 	repo := newGitRepo(t)
+	config, data := writeConfig(t, repo.dir), t.TempDir()
 	const procfile = "web: bin/web\nrelease: echo migrating $DROVER_RELEASE\n"
 
 	d, s := startDev(t, ctx, config, data)
@@ -529,7 +533,8 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 	defer cancel()
 	t.Setenv(secretEnv, "e2e-secret")
 	t.Setenv("DROVER_CONFIG_DIR", t.TempDir())
-	config, data := writeConfig(t), t.TempDir()
+	repo := newGitRepo(t)
+	config, data := writeConfig(t, repo.dir), t.TempDir()
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	base := "http://" + listen
 	var log bytes.Buffer
@@ -547,7 +552,6 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 	defer func() { stopChild(child) }()
 	waitHealthy(ctx, t, base)
 	s := &stack{t: t, base: base, token: token(), secret: "e2e-secret"}
-	repo := newGitRepo(t)
 	// The release phase takes long enough to be killed in the middle of.
 	c1 := repo.commit("survivor", "web: bin/web\nrelease: sleep 3\n")
 	if code, body := s.push(ctx, "d-1", pushPayload(t, repo.dir, c1)); code != http.StatusAccepted {
@@ -617,6 +621,7 @@ func TestE2ENomadRegion(t *testing.T) {
 	defer cancel()
 	t.Setenv(secretEnv, "e2e-secret")
 	app := fmt.Sprintf("hello-e2e-%d", time.Now().Unix()%100000)
+	repo := newGitRepo(t)
 	config := filepath.Join(t.TempDir(), "drover.yaml")
 	os.WriteFile(config, []byte(fmt.Sprintf(`github: { webhook_secret_env: %s }
 regions:
@@ -625,16 +630,16 @@ regions:
 pipelines:
   hello:
     repo: octo-org/hello
+    source: file://%s
     stages:
       staging: { app: %s, branch: main, regions: [nomad-dev, local-a], job_template: job.nomad.hcl }
-`, secretEnv, addr, app)), 0o644)
+`, secretEnv, addr, repo.dir, app)), 0o644)
 	// The stage's job template, in HCL, parsed by the agent.
 	os.WriteFile(filepath.Join(filepath.Dir(config), "job.nomad.hcl"), []byte("job \"x\" {\n  priority = 70\n  meta { team = \"payments\" }\n}\n"), 0o644)
 	d, s := startDev(t, ctx, config, t.TempDir())
 	defer d.Close()
 	defer d.regions["nomad-dev"].Stop(context.Background(), app)
 
-	repo := newGitRepo(t)
 	c1 := repo.commit("from nomad", "web: bin/web\nrelease: echo migrating $DROVER_RELEASE in $DROVER_REGION\n")
 	if code, body := s.push(ctx, "d-1", pushPayload(t, repo.dir, c1)); code != http.StatusAccepted {
 		t.Fatalf("push: %d %s", code, body)
@@ -701,11 +706,11 @@ func TestE2EPromoteAndRollback(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	t.Setenv(secretEnv, "e2e-secret")
-	d, s := startDev(t, ctx, writeConfig(t), t.TempDir())
+	repo := newGitRepo(t)
+	d, s := startDev(t, ctx, writeConfig(t, repo.dir), t.TempDir())
 	defer d.Close()
 	t.Setenv("DROVER_URL", "")
 	t.Setenv("DROVER_TOKEN", "")
-	repo := newGitRepo(t)
 	cli := func(args ...string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer
@@ -808,6 +813,7 @@ func TestE2EApproval(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	t.Setenv(secretEnv, "e2e-secret")
+	repo := newGitRepo(t)
 	config := filepath.Join(t.TempDir(), "drover.yaml")
 	os.WriteFile(config, []byte(fmt.Sprintf(`github: { webhook_secret_env: %s }
 regions:
@@ -815,17 +821,17 @@ regions:
 pipelines:
   hello:
     repo: octo-org/hello
+    source: file://%s
     stages:
       staging: { app: hello-staging, branch: main, regions: [local-a], require_approval: true }
 api:
   tokens: [{ name: lead, token_env: DROVER_E2E_LEAD, scopes: [read, approve] }]
-`, secretEnv)), 0o644)
+`, secretEnv, repo.dir)), 0o644)
 	t.Setenv("DROVER_E2E_LEAD", "lead-token")
 	d, s := startDev(t, ctx, config, t.TempDir())
 	defer d.Close()
 	t.Setenv("DROVER_URL", "")
 	t.Setenv("DROVER_TOKEN", "")
-	repo := newGitRepo(t)
 	c1 := repo.commit("approved", "web: bin/web\n")
 	if code, body := s.push(ctx, "d-1", pushPayload(t, repo.dir, c1)); code != http.StatusAccepted {
 		t.Fatalf("push: %d %s", code, body)

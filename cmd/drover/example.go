@@ -29,11 +29,11 @@ func (d *Dev) DeployExample(ctx context.Context, out io.Writer) error {
 	if _, err := os.Stat(filepath.Join(src, "Procfile")); err != nil {
 		return &hintError{err: fmt.Errorf("example app not found at %s: %w", src, err), hint: "run drover dev --example from the root of the drover checkout"}
 	}
-	pipeline, stage, ok := d.Config.StageForPush("octo-org/hello", "main")
+	pipeline, stage, ok := d.Config.StageForPush(exampleRepoName, "main")
 	if !ok {
-		return &hintError{err: errors.New("no stage auto-deploys octo-org/hello branch main"), hint: "use examples/drover.yaml"}
+		return &hintError{err: errors.New("no stage auto-deploys " + exampleRepoName + " branch main"), hint: "use examples/drover.yaml"}
 	}
-	repo := filepath.Join(d.DataDir, "example", "hello")
+	repo := exampleRepo(d.DataDir)
 	commit, err := commitTree(ctx, src, repo)
 	if err != nil {
 		return err
@@ -41,7 +41,7 @@ func (d *Dev) DeployExample(ctx context.Context, out io.Writer) error {
 	fmt.Fprintf(out, "-----> Pushing %s (commit %s) to %s as a signed GitHub push webhook\n", repo, commit[:12], pipeline.Repo)
 	payload, _ := json.Marshal(map[string]any{
 		"ref": "refs/heads/main", "before": strings.Repeat("0", 40), "after": commit,
-		"repository":  map[string]any{"full_name": pipeline.Repo, "clone_url": "file://" + repo},
+		"repository":  map[string]any{"full_name": pipeline.Repo, "clone_url": "https://github.com/" + pipeline.Repo + ".git"},
 		"head_commit": map[string]any{"id": commit, "message": "example app"},
 		"pusher":      map[string]any{"name": "drover-example"},
 	})
@@ -52,6 +52,13 @@ func (d *Dev) DeployExample(ctx context.Context, out io.Writer) error {
 	fmt.Fprintf(out, "       webhook answered %d %s\n", code, strings.TrimSpace(string(body)))
 	return d.follow(ctx, out, stage.App, commit)
 }
+
+// exampleRepoName is the repository examples/drover.yaml deploys; the
+// example makes it as a git repository under the data dir (exampleRepo),
+// which the dev node's pipeline fetches from instead of GitHub.
+const exampleRepoName = "octo-org/hello"
+
+func exampleRepo(dataDir string) string { return filepath.Join(dataDir, "example", "hello") }
 
 // follow prints a deploy's progress, one line per change of state, until
 // its release is final.

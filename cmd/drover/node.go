@@ -85,6 +85,10 @@ type NodeOptions struct {
 	TemporalPort int
 	// Getenv reads the environment; nil reads the process's.
 	Getenv func(string) string
+	// Sources set pipelines' source by repository (owner/name → git
+	// URL) over drover.yaml's: drover dev --example builds the
+	// repository it makes under the data dir.
+	Sources map[string]string
 }
 
 func (o NodeOptions) getenv(k string) string {
@@ -140,6 +144,12 @@ func (n *Node) Start(ctx context.Context) error {
 	cfg, err := pipelines.LoadConfig(o.Config)
 	if err != nil {
 		return &hintError{err: err, hint: "start from examples/drover.yaml, or pass --config"}
+	}
+	for name, p := range cfg.Pipelines {
+		if src, ok := o.Sources[p.Repo]; ok {
+			p.Source = src
+			cfg.Pipelines[name] = p
+		}
 	}
 	n.Config = cfg
 	if n.DataDir, err = filepath.Abs(o.Data); err != nil {
@@ -336,6 +346,7 @@ func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflow
 		Exposure:      n.Config.Exposure,
 		RepoJobFields: n.Config.RepoJobFields,
 		CheckDeploy:   n.Config.CheckDeploy,
+		Sources:       n.Config.SourceOf,
 		PublicURL:     public,
 		SlugBaseURL: func(region string) string {
 			spec := n.Config.Regions[region]

@@ -170,7 +170,7 @@ func TestReadyzFailsOnShutdown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	t.Setenv(secretEnv, "e2e-secret")
-	d, _ := startDev(t, ctx, writeConfig(t), t.TempDir())
+	d, _ := startDev(t, ctx, writeConfig(t, t.TempDir()), t.TempDir())
 	defer d.Close()
 	get := func() (int, string) {
 		rec := httptest.NewRecorder()
