@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
+	// The types ghinstallation takes its token options in.
+	installgh "github.com/google/go-github/v88/github"
 	"github.com/google/go-github/v60/github"
 )
 
@@ -79,8 +81,13 @@ type AppAuth struct {
 }
 
 type installation struct {
+	id        int64
 	transport *ghinstallation.Transport
 	client    *github.Client
+	// git holds, by repository name (lower-cased), the transports that
+	// mint git tokens for one repository with contents: read and nothing
+	// else, so a token a build holds cannot write, or read another repo.
+	git map[string]*ghinstallation.Transport
 }
 
 // NewAppAuth returns AppAuth for the App appID with its PEM private key.
@@ -123,7 +130,7 @@ func (a *AppAuth) installationFor(ctx context.Context, repo string) (*installati
 	if err != nil {
 		return nil, err
 	}
-	inst = &installation{transport: tr, client: client}
+	inst = &installation{id: found.GetID(), transport: tr, client: client, git: map[string]*ghinstallation.Transport{}}
 	a.mu.Lock()
 	if prev := a.installations[key]; prev != nil {
 		inst = prev
@@ -143,13 +150,27 @@ func (a *AppAuth) Client(ctx context.Context, repo string) (*github.Client, erro
 	return inst.client, nil
 }
 
-// Token returns the installation's token for git, refreshed near expiry.
+// Token returns a token for git to fetch repo, refreshed near expiry:
+// the installation's, narrowed to that one repository and contents: read.
 func (a *AppAuth) Token(ctx context.Context, repo string) (string, error) {
 	inst, err := a.installationFor(ctx, repo)
 	if err != nil {
 		return "", err
 	}
-	tok, err := inst.transport.Token(ctx)
+	_, name, _ := strings.Cut(repo, "/")
+	key := strings.ToLower(name)
+	a.mu.Lock()
+	tr := inst.git[key]
+	if tr == nil {
+		tr = ghinstallation.NewFromAppsTransport(a.apps, inst.id)
+		tr.InstallationTokenOptions = &installgh.InstallationTokenOptions{
+			Repositories: []string{name},
+			Permissions:  &installgh.InstallationPermissions{Contents: installgh.Ptr("read")},
+		}
+		inst.git[key] = tr
+	}
+	a.mu.Unlock()
+	tok, err := tr.Token(ctx)
 	if err != nil {
 		return "", fmt.Errorf("installation token for %s: %w", repo, err)
 	}

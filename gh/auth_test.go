@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -26,7 +27,8 @@ type gitHubAppStandIn struct {
 	t      *testing.T
 	key    *rsa.PrivateKey
 	mu     sync.Mutex
-	tokens int // installation tokens issued
+	tokens int      // installation tokens issued
+	scopes []string // what each token was narrowed to
 	ttl    time.Duration
 	calls  []string
 }
@@ -46,10 +48,23 @@ func (s *gitHubAppStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"message":"Not Found","documentation_url":"https://docs.github.com/rest/apps/apps#get-a-repository-installation-for-the-authenticated-app"}`)
 	case r.Method == "POST" && r.URL.Path == "/api/v3/app/installations/1234/access_tokens":
 		s.checkJWT(auth)
+		// GitHub narrows a token to the repositories and permissions the
+		// body names, and answers with what it granted.
+		var body struct {
+			Repositories []string          `json:"repositories"`
+			Permissions  map[string]string `json:"permissions"`
+		}
+		json.NewDecoder(r.Body).Decode(&body)
 		s.tokens++
+		s.scopes = append(s.scopes, fmt.Sprintf("%v %v", body.Repositories, body.Permissions))
+		granted := body.Permissions
+		if granted == nil {
+			granted = map[string]string{"checks": "read", "contents": "read", "statuses": "write"}
+		}
+		perms, _ := json.Marshal(granted)
 		w.WriteHeader(http.StatusCreated)
-		fmt.Fprintf(w, `{"token":"ghs_token%d","expires_at":%q,"permissions":{"checks":"read"},"repository_selection":"selected"}`,
-			s.tokens, time.Now().Add(s.ttl).UTC().Format(time.RFC3339))
+		fmt.Fprintf(w, `{"token":"ghs_token%d","expires_at":%q,"permissions":%s,"repository_selection":"selected"}`,
+			s.tokens, time.Now().Add(s.ttl).UTC().Format(time.RFC3339), perms)
 	case r.Method == "GET" && strings.HasPrefix(r.URL.Path, "/api/v3/repos/octo-org/hello/commits/"):
 		if want := fmt.Sprintf("token ghs_token%d", s.tokens); auth != want {
 			s.t.Errorf("%s: Authorization = %q, want %q", r.URL.Path, auth, want)
@@ -107,8 +122,8 @@ func TestAppAuthExchangesAndCachesInstallationTokens(t *testing.T) {
 		// wantTokens after three CI reads and a git token.
 		wantTokens int
 	}{
-		// An hour-long token is fetched once and reused.
-		{"cached until near expiry", time.Hour, 1},
+		// An hour-long token is fetched once and reused; git gets its own.
+		{"cached until near expiry", time.Hour, 2},
 		// A token that expires within a minute is refreshed before each of
 		// the seven uses (two API calls per CI read, then git).
 		{"refreshed near expiry", 30 * time.Second, 7},
@@ -136,6 +151,11 @@ func TestAppAuthExchangesAndCachesInstallationTokens(t *testing.T) {
 			}
 			if got := stand.issued(); got != tt.wantTokens {
 				t.Fatalf("installation tokens issued = %d, want %d (calls %v)", got, tt.wantTokens, stand.calls)
+			}
+			// The API's tokens are the installation's; git's reads the one
+			// repository's contents and nothing else.
+			if first, last := stand.scopes[0], stand.scopes[len(stand.scopes)-1]; first != "[] map[]" || last != "[hello] map[contents:read]" {
+				t.Fatalf("tokens narrowed to %q", stand.scopes)
 			}
 			installs := 0
 			for _, call := range stand.calls {
