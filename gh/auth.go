@@ -10,8 +10,8 @@ import (
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	// The types ghinstallation takes its token options in.
-	installgh "github.com/google/go-github/v88/github"
 	"github.com/google/go-github/v60/github"
+	installgh "github.com/google/go-github/v88/github"
 )
 
 // PublicAPI is GitHub's API for github.com; GitHub Enterprise Server has
