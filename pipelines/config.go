@@ -793,10 +793,15 @@ func (c *Config) validate() error {
 				if len(s.Regions) == 0 {
 					return bad(skey+".regions", "missing; want a list of region names")
 				}
+				seen := map[string]bool{}
 				for i, r := range s.Regions {
 					if _, ok := c.Regions[r]; !ok {
 						return bad(fmt.Sprintf("%s.regions[%d]", skey, i), "unknown region %q; define it under regions", r)
 					}
+					if seen[r] {
+						return bad(fmt.Sprintf("%s.regions[%d]", skey, i), "region %q listed twice", r)
+					}
+					seen[r] = true
 				}
 				continue
 			}
@@ -808,6 +813,11 @@ func (c *Config) validate() error {
 			}
 			if other, dup := apps[s.App]; dup {
 				return bad(skey+".app", "app %q is already used by %s", s.App, other)
+			}
+			// A review app's name is <pipeline>-pr-<n>; a stage app named
+			// so would be deployed over, and destroyed, by a pull request.
+			if reviewAppRE.MatchString(s.App) {
+				return bad(skey+".app", "%q is named like a review app (<pipeline>-pr-<number>); choose a name that does not end in -pr-<number>", s.App)
 			}
 			apps[s.App] = skey
 			if len(s.Regions) == 0 {
@@ -838,6 +848,32 @@ func (c *Config) validate() error {
 				}
 				branches[s.Branch] = sname
 			}
+		}
+	}
+	return c.validateReviewNames(bad)
+}
+
+// validateReviewNames refuses two pipelines whose review apps would share
+// names: ReviewAppName cuts a long pipeline name to fit 63 characters,
+// so two long names with one beginning name the same apps, and one's
+// pull request would deploy into (and its close destroy) the other's.
+func (c *Config) validateReviewNames(bad func(key, format string, args ...any) error) error {
+	var reviewed []string
+	for _, pname := range sortedKeys(c.Pipelines) {
+		if _, ok := c.Pipelines[pname].Stages[StageReview]; ok {
+			reviewed = append(reviewed, pname)
+		}
+	}
+	// The cut depends only on the number's length, so one number per
+	// length stands for all of them.
+	for digits, n := 1, 1; digits <= 10; digits, n = digits+1, n*10 {
+		names := map[string]string{}
+		for _, pname := range reviewed {
+			app := ReviewAppName(pname, n)
+			if other, dup := names[app]; dup {
+				return bad("pipelines."+pname, "its review apps would have the same names as pipelines.%s's (%s for pull request %d); shorten one of the pipeline names", other, app, n)
+			}
+			names[app] = pname
 		}
 	}
 	return nil
