@@ -90,23 +90,53 @@ func (s *Starter) SetAutoDeploy(ctx context.Context, app string, ad AutoDeploy) 
 
 // Approve approves or rejects the release an operation (or a push's
 // deploy/<app>/<sha>) is waiting with. It returns an error wrapping
-// pipelines.ErrNotFound when no such operation is running.
+// pipelines.ErrConflict, saying where the operation is, when it is not
+// waiting for approval; ErrForbidden when ap.By queued it.
 func (s *Starter) Approve(ctx context.Context, operation string, ap Approval) error {
-	// A release may not be approved by the token that asked for it. A
-	// workflow from before the query existed cannot say, and is approved
-	// as before.
-	if res, err := s.Client.QueryWorkflow(ctx, operation, "", QueryRequester); err == nil {
-		var by string
-		if res.Get(&by) == nil && by != "" && by == ap.By {
-			return fmt.Errorf("%s was queued by %s, who may not approve it too; ask another token with the approve scope: %w", operation, by, pipelines.ErrForbidden)
+	h, err := s.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: operation, UpdateName: UpdateApprove, Args: []any{ap},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, nil)
+	}
+	if err == nil {
+		return nil
+	}
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		switch app.Type() {
+		case ApprovalErrSelf:
+			return fmt.Errorf("%s: %s: %w", operation, app.Message(), pipelines.ErrForbidden)
+		case ApprovalErrDecided:
+			return fmt.Errorf("%s: %s: %w", operation, app.Message(), pipelines.ErrConflict)
+		case errInvalid:
+			return fmt.Errorf("%s: %s: %w", operation, app.Message(), pipelines.ErrInvalid)
 		}
 	}
-	err := s.Client.SignalWorkflow(ctx, operation, "", SignalApproval, ap)
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		return fmt.Errorf("operation %s is not running: %w", operation, pipelines.ErrNotFound)
+	// Refused for want of a handler: the operation is not at its
+	// approval step, has ended, or started before the update existed.
+	st, serr := s.OperationState(ctx, operation)
+	if serr != nil {
+		return fmt.Errorf("approve %s: %w", operation, errors.Join(err, serr))
 	}
-	if err != nil {
+	if st.State != OperationRunning {
+		if _, found, _ := s.status(ctx, operation); !found {
+			return fmt.Errorf("operation %s is not running (queued behind another, or unknown): %w", operation, pipelines.ErrConflict)
+		}
+		return fmt.Errorf("operation %s is %s, not waiting for approval: %w", operation, st.State, pipelines.ErrConflict)
+	}
+	// A workflow from before the update answers the requester query
+	// while it waits, and takes the signal.
+	res, qerr := s.Client.QueryWorkflow(ctx, operation, "", QueryRequester)
+	if qerr != nil {
+		return fmt.Errorf("operation %s is running, not waiting for approval: %w", operation, pipelines.ErrConflict)
+	}
+	var by string
+	if res.Get(&by) == nil && by != "" && by == ap.By {
+		return fmt.Errorf("%s was queued by %s, who may not approve it too; ask another token with the approve scope: %w", operation, by, pipelines.ErrForbidden)
+	}
+	if err := s.Client.SignalWorkflow(ctx, operation, "", SignalApproval, ap); err != nil {
 		return fmt.Errorf("approve %s: %w", operation, err)
 	}
 	return nil

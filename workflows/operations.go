@@ -200,10 +200,31 @@ const SignalApproval = "approval"
 // token queued it ("" for a push).
 const QueryRequester = "requester"
 
-// Approval is SignalApproval's payload.
+// UpdateApprove approves or rejects a release waiting for approval and
+// answers only once the decision counts: its validator refuses it when
+// the release is not waiting (already decided), or when the approver is
+// the token that queued the release. An operation not at its approval
+// step has no such handler, so Temporal refuses the update there too.
+// SignalApproval stays for callers from before the update existed.
+const UpdateApprove = "approve"
+
+// Error types of UpdateApprove's refusals, for callers to map.
+const (
+	ApprovalErrSelf    = "SelfApproval"
+	ApprovalErrDecided = "AlreadyDecided"
+)
+
+// Approval is SignalApproval's and UpdateApprove's payload.
 type Approval struct {
 	Approved bool
 	By       string
+}
+
+func (ap Approval) note() string {
+	if ap.Approved {
+		return "approved by " + ap.By
+	}
+	return "rejected by " + ap.By
 }
 
 // awaitApproval waits for an approval before the release changes
@@ -219,10 +240,37 @@ func awaitApproval(ctx workflow.Context, in DeployInput, version int) error {
 		return err
 	}
 	var got *Approval
+	// An accepted update hands its decision over this channel, which
+	// adds no command: histories recorded with the signal alone replay.
+	updates := workflow.NewBufferedChannel(ctx, 1)
+	decided := false
+	err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateApprove, func(ctx workflow.Context, ap Approval) (string, error) {
+		decided = true
+		updates.Send(ctx, ap)
+		return fmt.Sprintf("v%d %s", version, ap.note()), nil
+	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, ap Approval) error {
+		switch {
+		case decided || got != nil:
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("v%d was already decided", version), ApprovalErrDecided, nil)
+		case ap.By == "":
+			return temporal.NewNonRetryableApplicationError("an approval must name who decides", errInvalid, nil)
+		case in.RequestedBy != "" && ap.By == in.RequestedBy:
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("v%d was queued by %s, who may not approve it too; ask another token with the approve scope", version, ap.By), ApprovalErrSelf, nil)
+		}
+		return nil
+	}})
+	if err != nil {
+		return err
+	}
 	timedOut := false
 	tctx, cancel := workflow.WithCancel(ctx)
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalApproval), func(c workflow.ReceiveChannel, more bool) {
+		var ap Approval
+		c.Receive(ctx, &ap)
+		got = &ap
+	})
+	sel.AddReceive(updates, func(c workflow.ReceiveChannel, more bool) {
 		var ap Approval
 		c.Receive(ctx, &ap)
 		got = &ap
@@ -241,13 +289,11 @@ func awaitApproval(ctx workflow.Context, in DeployInput, version int) error {
 		}
 	}
 	cancel()
+	decided = true
 	if got == nil {
 		return refuse("nobody approved v%d within %s; run the operation again to ask anew", version, in.ApprovalTimeout)
 	}
-	note := "approved by " + got.By
-	if !got.Approved {
-		note = "rejected by " + got.By
-	}
+	note := got.note()
 	if err := workflow.ExecuteActivity(short, a.NoteRelease, NoteReleaseInput{App: in.App, Version: version, Note: note}).Get(ctx, nil); err != nil {
 		return err
 	}

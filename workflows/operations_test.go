@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/workflows"
@@ -348,5 +349,47 @@ func TestApprovalGate(t *testing.T) {
 				t.Fatalf("region a saw %d deploys and tasks; nothing may change before approval", touched)
 			}
 		})
+	}
+}
+
+// TestApproveUpdateAnswersWhetherItCounted: approving through the update
+// says whether the decision counted, where a signal said yes to anything:
+// the requester's own approval and a second decision are refused with
+// their reason, and an approver's decision is answered with the result.
+func TestApproveUpdateAnswersWhetherItCounted(t *testing.T) {
+	f := newFixture(t)
+	env := f.env()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
+	answers := map[string]string{}
+	update := func(id string, ap workflows.Approval) {
+		env.UpdateWorkflow(workflows.UpdateApprove, id, &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { answers[id] = "rejected: " + err.Error() },
+			OnAccept: func() {},
+			OnComplete: func(res any, err error) {
+				answers[id] = fmt.Sprintf("completed: %v %v", res, err)
+			},
+		}, ap)
+	}
+	env.RegisterDelayedCallback(func() { update("self", workflows.Approval{Approved: true, By: "ci"}) }, 5*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		update("lead", workflows.Approval{Approved: true, By: "lead"})
+		update("again", workflows.Approval{Approved: false, By: "other"})
+	}, 10*time.Minute)
+	env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
+		Repo: "octo-org/hello", CloneURL: "file:///r", Commit: "c1", Description: "promote", Regions: []string{"a"}, ApprovalTimeout: time.Hour, RequestedBy: "ci"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{
+		"self":  "rejected: v1 was queued by ci, who may not approve it too",
+		"lead":  "completed: v1 approved by lead <nil>",
+		"again": "rejected: v1 was already decided",
+	} {
+		if !strings.HasPrefix(answers[id], want) {
+			t.Errorf("%s: %q; want %q", id, answers[id], want)
+		}
+	}
+	if r := f.release(t, 1); r.Status != pipelines.ReleaseSucceeded || r.Description != "promote; approved by lead" {
+		t.Fatalf("v1 = %s %q", r.Status, r.Description)
 	}
 }

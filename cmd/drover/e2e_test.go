@@ -886,4 +886,10 @@ api:
 	if v2 := s.waitRelease(ctx, "hello-staging", 2); v2.Status != pipelines.ReleaseSucceeded || !strings.HasSuffix(v2.Description, "approved by lead") {
 		t.Fatalf("v2 = %s %q", v2.Status, v2.Description)
 	}
+	// An operation that is not waiting says where it is, with 409, rather
+	// than a yes that changes nothing.
+	err := s.call(ctx, "POST", "/api/v1/approvals", `{"operation": "`+op.ID+`", "approved": true}`, nil)
+	if err == nil || !strings.Contains(err.Error(), ": 409 ") || !strings.Contains(err.Error(), "is succeeded, not waiting for approval") {
+		t.Fatalf("approving a finished operation: %v", err)
+	}
 }
