@@ -185,6 +185,17 @@ func (s *Server) rollback(c *gin.Context) {
 			s.failErr(c, err)
 			return
 		}
+	} else {
+		// Refused here with the reason alone, rather than queued to fail.
+		rs, err := s.Ledger.Releases(c.Request.Context(), app.Name, 0)
+		if err != nil {
+			s.failErr(c, err)
+			return
+		}
+		if _, ok := pipelines.RollbackTarget(rs); !ok {
+			fail(c, http.StatusConflict, "conflict", app.Name+" has no earlier succeeded release to roll back to")
+			return
+		}
 	}
 	in := workflows.RollbackInput{DeployInput: s.appInput(app), ToVersion: version, RunReleasePhase: body.RunReleasePhase}
 	op := workflows.Operation{ID: workflows.OperationWorkflowID(workflows.OpRollback, app.Name, nonce()), Kind: workflows.OpRollback, Rollback: &in}
@@ -325,16 +336,37 @@ func (s *Server) startOperation(c *gin.Context, app string, op workflows.Operati
 	c.JSON(http.StatusAccepted, Operation{ID: op.ID, Kind: op.Kind, App: app, State: workflows.OperationQueued})
 }
 
-// operationApp reads the kind and app from an operation ID
-// (<kind>/<app>/<rest>, a push's deploy/<app>/<sha> included) and checks
-// the caller may act on the app's pipeline, answering 404 or 403 if not.
+// OpReview is the kind of a review app's operation: its workflow, which
+// webhooks and review-apps create answer with.
+const OpReview = "review"
+
+// operationApp reads the kind and app from an operation ID (an
+// operation's, a push's deploy/<app>/<sha> or a review app's
+// review/<owner>/<repo>/<pr>) and checks the caller may act on the app's
+// pipeline, answering 404 or 403 if not.
 func (s *Server) operationApp(c *gin.Context, id string) (kind, app string, ok bool) {
-	kind, rest, _ := strings.Cut(id, "/")
-	app, _, found := strings.Cut(rest, "/")
-	if !found || (kind != "deploy" && !slices.Contains(workflows.OperationKinds, kind)) {
+	notFound := func() (string, string, bool) {
 		fail(c, http.StatusNotFound, "not_found", "no operation "+id)
 		return "", "", false
 	}
+	var isDeploy, isOp bool
+	if app, _, isDeploy = workflows.ParseDeployWorkflowID(id); isDeploy {
+		kind = "deploy"
+	} else if kind, app, isOp = workflows.ParseOperationWorkflowID(id); !isOp {
+		repo, number, isReview := workflows.ParseReviewWorkflowID(id)
+		if !isReview || s.Config == nil {
+			return notFound()
+		}
+		p, _, found := s.Config.ReviewStage(repo)
+		if !found {
+			return notFound()
+		}
+		if !allowed(c, p.Name) {
+			return "", "", false
+		}
+		return OpReview, pipelines.ReviewAppName(p.Name, number), true
+	}
+
 	a, err := s.Ledger.App(c.Request.Context(), app)
 	if err != nil {
 		s.failErr(c, err)
@@ -364,13 +396,15 @@ func (s *Server) getOperation(c *gin.Context) {
 		}
 		return out, nil
 	}
-	if strings.Contains(c.GetHeader("Accept"), "text/event-stream") {
-		s.streamOperation(c, read)
-		return
-	}
+	// An operation nobody knows is answered 404 before any stream starts,
+	// so a follower does not wait forever.
 	out, err := read()
 	if err != nil {
 		s.failErr(c, err)
+		return
+	}
+	if strings.Contains(c.GetHeader("Accept"), "text/event-stream") {
+		s.streamOperation(c, read)
 		return
 	}
 	c.JSON(http.StatusOK, out)

@@ -136,6 +136,7 @@ func TestPromoteAndRollbackEndpoints(t *testing.T) {
 		{"promote other pipeline's token", "POST", "/api/v1/pipelines/hello/promote", "Bearer other-token", "", 403, "forbidden", ""},
 		{"promote without token", "POST", "/api/v1/pipelines/hello/promote", "", "", 401, "unauthorized", ""},
 		{"rollback", "POST", "/api/v1/apps/hello/rollback", "Bearer " + token, "", 202, `"kind":"rollback"`, "rollback/hello"},
+		{"rollback with nothing to go back to", "POST", "/api/v1/apps/hello-staging/rollback", "Bearer " + token, "", 409, `"message":"hello-staging has no earlier succeeded release to roll back to"`, ""},
 		{"rollback to unknown release", "POST", "/api/v1/apps/hello/rollback", "Bearer " + token, `{"release":"v3"}`, 404, "not_found", ""},
 		{"config release", "POST", "/api/v1/apps/hello/releases", "Bearer " + token, "", 202, `"kind":"config"`, "config/hello"},
 		{"scale", "POST", "/api/v1/apps/hello/formation", "Bearer " + token, `{"web":3}`, 202, `"kind":"scale"`, "scale/hello"},
@@ -148,7 +149,8 @@ func TestPromoteAndRollbackEndpoints(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, ops, _ := newOpsServer(t)
+			e, ops, st := newOpsServer(t)
+			succeeded(t, st, "hello", 2)
 			w := do(e, tt.method, tt.path, tt.auth, tt.body)
 			if w.Code != tt.status || !strings.Contains(w.Body.String(), tt.contains) {
 				t.Fatalf("%s %s = %d %s; want %d containing %q", tt.method, tt.path, w.Code, w.Body, tt.status, tt.contains)
@@ -213,8 +215,24 @@ func TestApprovals(t *testing.T) {
 	}
 }
 
+// succeeded gives app n succeeded releases, so it has one to roll back to.
+func succeeded(t *testing.T, st *sqlstore.Store, app string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for range n {
+		r, err := st.CreateRelease(ctx, deployments.NewRelease{App: app, Slug: "s", Regions: []string{"local-a"}})
+		if err == nil {
+			err = st.FinishRelease(ctx, app, r.Version, pipelines.ReleaseSucceeded, "")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestOperationState(t *testing.T) {
 	e, _, st := newOpsServer(t)
+	succeeded(t, st, "hello", 2)
 	w := do(e, "POST", "/api/v1/apps/hello/rollback", "Bearer "+token, "")
 	var op api.Operation
 	json.Unmarshal(w.Body.Bytes(), &op)
@@ -226,7 +244,7 @@ func TestOperationState(t *testing.T) {
 	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil || w.Code != http.StatusOK {
 		t.Fatalf("%d %s", w.Code, w.Body)
 	}
-	if got.State != workflows.OperationRunning || got.Release == nil || got.Release.Version != 1 || got.App != "hello" {
+	if got.State != workflows.OperationRunning || got.Release == nil || got.Release.Version != 3 || got.App != "hello" {
 		t.Fatalf("operation = %+v", got)
 	}
 	if w := do(e, "GET", "/api/v1/operations/"+op.ID, "Bearer other-token", ""); w.Code != http.StatusForbidden {

@@ -94,6 +94,17 @@ pipelines:
 	if ev := reviews.events[0]; ev.Action != workflows.PRCreate || ev.By != "admin" || ev.PR.Number != 42 || reviews.starts[0].Stage.TTL != 24*time.Hour {
 		t.Fatalf("create event = %+v, start %+v", ev, reviews.starts[0])
 	}
+	// The operation it answers with is one the operations endpoint knows.
+	if w := send("GET", "/api/v1/operations/review/octo-org/hello/42", token); w.Code != http.StatusOK ||
+		!strings.Contains(w.Body.String(), `"kind":"review"`) || !strings.Contains(w.Body.String(), `"app":"hello-pr-42"`) {
+		t.Fatalf("review operation: %d %s", w.Code, w.Body)
+	}
+	if w := send("GET", "/api/v1/operations/review/octo-org/hello/42", "other-token"); w.Code != http.StatusForbidden {
+		t.Fatalf("review operation with another pipeline's token: %d %s", w.Code, w.Body)
+	}
+	if w := send("GET", "/api/v1/operations/review/octo-org/plain/1", token); w.Code != http.StatusNotFound {
+		t.Fatalf("review operation of a pipeline without review apps: %d %s", w.Code, w.Body)
+	}
 
 	// A running review app is told; one only in the ledger gets a
 	// workflow that tears it down; one that does not exist is 404.

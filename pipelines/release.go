@@ -71,6 +71,23 @@ type Release struct {
 // Name is the user-facing release name, "v7".
 func (r Release) Name() string { return fmt.Sprintf("v%d", r.Version) }
 
+// RollbackTarget is the release a rollback with no version goes back to:
+// the newest succeeded release before the current (newest succeeded) one,
+// in releases listed newest first. ok is false when there is none.
+func RollbackTarget(releases []Release) (target Release, ok bool) {
+	seenCurrent := false
+	for _, r := range releases {
+		if r.Status != ReleaseSucceeded {
+			continue
+		}
+		if seenCurrent {
+			return r, true
+		}
+		seenCurrent = true
+	}
+	return Release{}, false
+}
+
 // ParseVersion accepts "v7" or "7".
 func ParseVersion(s string) (int, error) {
 	var n int

@@ -81,6 +81,9 @@ type AppStatus struct {
 	Running string
 	Queued  string
 	Paused  string
+	// Waiting are the workflow IDs of the operations and push waiting in
+	// the queue, in order.
+	Waiting []string `json:",omitempty"`
 }
 
 // SignalAutoDeploy pauses or resumes an app's auto-deploy.
@@ -111,7 +114,17 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 	autodeploy := workflow.GetSignalChannel(ctx, SignalAutoDeploy)
 	actx := workflow.WithActivityOptions(ctx, shortOptions())
 	status := AppStatus{}
-	if err := workflow.SetQueryHandler(ctx, QueryQueue, func() (AppStatus, error) { return status, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, QueryQueue, func() (AppStatus, error) {
+		st := status
+		for _, p := range in.Pending {
+			if p.Op != nil {
+				st.Waiting = append(st.Waiting, p.Op.ID)
+			} else if p.Push != nil {
+				st.Waiting = append(st.Waiting, DeployWorkflowID(in.App, p.Push.Commit))
+			}
+		}
+		return st, nil
+	}); err != nil {
 		return err
 	}
 	// A queue carried over from before operations existed.

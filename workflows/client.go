@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,12 +119,9 @@ func (s *Starter) Approve(ctx context.Context, operation string, ap Approval) er
 	// approval step, has ended, or started before the update existed.
 	st, serr := s.OperationState(ctx, operation)
 	if serr != nil {
-		return fmt.Errorf("approve %s: %w", operation, errors.Join(err, serr))
+		return serr
 	}
 	if st.State != OperationRunning {
-		if _, found, _ := s.status(ctx, operation); !found {
-			return fmt.Errorf("operation %s is not running (queued behind another, or unknown): %w", operation, pipelines.ErrConflict)
-		}
 		return fmt.Errorf("operation %s is %s, not waiting for approval: %w", operation, st.State, pipelines.ErrConflict)
 	}
 	// A workflow from before the update answers the requester query
@@ -175,14 +173,29 @@ type OperationState struct {
 }
 
 // OperationState reports an operation by its workflow ID. An operation
-// still waiting in its app's queue has no workflow yet: queued.
+// still waiting in its app's queue has no workflow yet: queued. One that
+// is neither running, ended nor waiting returns an error wrapping
+// pipelines.ErrNotFound.
 func (s *Starter) OperationState(ctx context.Context, id string) (OperationState, error) {
 	status, found, err := s.status(ctx, id)
 	if err != nil {
 		return OperationState{}, fmt.Errorf("describe operation %s: %w", id, err)
 	}
 	if !found {
-		return OperationState{State: OperationQueued}, nil
+		waiting, err := s.waiting(ctx, id)
+		if err != nil {
+			return OperationState{}, err
+		}
+		if waiting {
+			return OperationState{State: OperationQueued}, nil
+		}
+		// It may have left the queue for its workflow meanwhile.
+		if status, found, err = s.status(ctx, id); err != nil {
+			return OperationState{}, fmt.Errorf("describe operation %s: %w", id, err)
+		}
+		if !found {
+			return OperationState{}, fmt.Errorf("no operation %s (not running, not waiting in its app's queue, or past retention): %w", id, pipelines.ErrNotFound)
+		}
 	}
 	switch status {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
@@ -195,6 +208,21 @@ func (s *Starter) OperationState(ctx context.Context, id string) (OperationState
 		st.Error = reason(err)
 	}
 	return st, nil
+}
+
+// waiting reports whether operation id waits in its app's queue.
+func (s *Starter) waiting(ctx context.Context, id string) (bool, error) {
+	app, _, ok := ParseDeployWorkflowID(id)
+	if !ok {
+		if _, app, ok = ParseOperationWorkflowID(id); !ok {
+			return false, nil
+		}
+	}
+	st, err := s.AppStatus(ctx, app)
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(st.Waiting, id), nil
 }
 
 // DeployExists reports whether a deploy of commit to app was ever started

@@ -5,6 +5,8 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -39,6 +41,40 @@ func ParseDeployWorkflowID(id string) (app, commit string, ok bool) {
 	}
 	app, commit, ok = strings.Cut(rest, "/")
 	return app, commit, ok && app != "" && commit != ""
+}
+
+// OperationWorkflowID is the ID of one promotion, rollback, config or
+// scale release; the API makes it (with a random part) so the caller can
+// follow the operation.
+func OperationWorkflowID(kind, app, nonce string) string {
+	return fmt.Sprintf("%s/%s/%s", kind, app, nonce)
+}
+
+// ParseOperationWorkflowID returns the kind and app of an
+// OperationWorkflowID; ok is false for any other ID.
+func ParseOperationWorkflowID(id string) (kind, app string, ok bool) {
+	kind, rest, _ := strings.Cut(id, "/")
+	app, nonce, _ := strings.Cut(rest, "/")
+	return kind, app, slices.Contains(OperationKinds, kind) && app != "" && nonce != "" && !strings.Contains(nonce, "/")
+}
+
+// ReviewWorkflowID is the business key of pull request number of repo.
+func ReviewWorkflowID(repo string, number int) string {
+	return fmt.Sprintf("review/%s/%d", strings.ToLower(repo), number)
+}
+
+// ParseReviewWorkflowID returns the repository (lower-cased, as the ID
+// holds it) and pull request number of a ReviewWorkflowID.
+func ParseReviewWorkflowID(id string) (repo string, number int, ok bool) {
+	rest, ok := strings.CutPrefix(id, "review/")
+	i := strings.LastIndexByte(rest, '/')
+	if !ok || i < 0 {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(rest[i+1:])
+	repo = rest[:i]
+	owner, name, two := strings.Cut(repo, "/")
+	return repo, n, err == nil && n > 0 && two && owner != "" && name != "" && !strings.Contains(name, "/")
 }
 
 // RegionTaskQueue is the task queue of the activities that act in one

@@ -27,12 +27,6 @@ var OperationKinds = []string{OpPromote, OpRollback, OpConfig, OpScale}
 // SignalOperation hands a promotion or rollback to an app's queue.
 const SignalOperation = "operation"
 
-// OperationWorkflowID is the ID of one promotion or rollback; the API
-// makes it (with a random part) so the caller can follow the operation.
-func OperationWorkflowID(kind, app, nonce string) string {
-	return fmt.Sprintf("%s/%s/%s", kind, app, nonce)
-}
-
 // Operation is a promotion or rollback waiting in an app's queue.
 type Operation struct {
 	ID       string
@@ -175,15 +169,8 @@ func (a *Activities) RollbackTarget(ctx context.Context, in SourceInput) (Source
 	if err != nil {
 		return SourceRelease{}, err
 	}
-	seenCurrent := false
-	for _, r := range rs {
-		if r.Status != pipelines.ReleaseSucceeded {
-			continue
-		}
-		if seenCurrent {
-			return source(r), nil
-		}
-		seenCurrent = true
+	if r, ok := pipelines.RollbackTarget(rs); ok {
+		return source(r), nil
 	}
 	return SourceRelease{}, refuse("%s has no earlier succeeded release to roll back to", in.App)
 }

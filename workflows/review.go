@@ -48,11 +48,6 @@ type PREvent struct {
 	By string `json:",omitempty"`
 }
 
-// ReviewWorkflowID is the business key of pull request number of repo.
-func ReviewWorkflowID(repo string, number int) string {
-	return fmt.Sprintf("review/%s/%d", strings.ToLower(repo), number)
-}
-
 // ReviewStage is the review stage's settings a review app lives by.
 type ReviewStage struct {
 	// Request is the review stage's deploy without a commit; its

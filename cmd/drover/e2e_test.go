@@ -892,4 +892,19 @@ api:
 	if err == nil || !strings.Contains(err.Error(), ": 409 ") || !strings.Contains(err.Error(), "is succeeded, not waiting for approval") {
 		t.Fatalf("approving a finished operation: %v", err)
 	}
+	// An operation nobody queued is not "queued" forever: 404 at once,
+	// for a follower's event stream too.
+	unknown := workflows.OperationWorkflowID(workflows.OpRollback, "hello-staging", "0123456789ab")
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.base+"/api/v1/operations/"+unknown, nil)
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(b), "no operation "+unknown) {
+		t.Fatalf("following an unknown operation: %d %s", resp.StatusCode, b)
+	}
 }
