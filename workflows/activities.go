@@ -403,7 +403,7 @@ func (a *Activities) target(ctx context.Context, app string, version int, region
 	if err != nil {
 		return rel, nil, regions.Deployment{}, permanent(err)
 	}
-	d, err := a.Deployment(ctx, rel, regionName)
+	d, err := a.deployment(ctx, rel, regionName)
 	return rel, region, d, err
 }
 
@@ -526,7 +526,7 @@ func (a *Activities) RevertRegion(ctx context.Context, in RevertRegionInput) err
 		if err != nil {
 			return permanent(err)
 		}
-		d, err := a.Deployment(ctx, prev, in.Region)
+		d, err := a.deployment(ctx, prev, in.Region)
 		if err != nil {
 			return err
 		}

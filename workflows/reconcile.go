@@ -10,9 +10,15 @@ import (
 	"github.com/drover/drover/regions"
 )
 
-// Deployment turns a release from the ledger into what region runs: its
-// slug, Procfile, formation and the config vars of its config version.
-func (a *Activities) Deployment(ctx context.Context, rel pipelines.Release, region string) (regions.Deployment, error) {
+// DeploymentOf turns a release from the ledger into what region runs:
+// its slug, Procfile, formation and the config vars of its config
+// version. It is a function, not a method, so registering Activities
+// does not make it an activity anything could schedule.
+func DeploymentOf(ctx context.Context, a *Activities, rel pipelines.Release, region string) (regions.Deployment, error) {
+	return a.deployment(ctx, rel, region)
+}
+
+func (a *Activities) deployment(ctx context.Context, rel pipelines.Release, region string) (regions.Deployment, error) {
 	slug, env, err := a.slugAndEnv(ctx, rel)
 	if err != nil {
 		return regions.Deployment{}, err

@@ -749,3 +749,18 @@ func TestBuildFetchesTheConfiguredSource(t *testing.T) {
 		})
 	}
 }
+
+// TestOnlyStepsAreActivities: registering Activities registers its
+// steps, not the helpers others call (turning a release into a
+// deployment), which nothing should be able to schedule.
+func TestOnlyStepsAreActivities(t *testing.T) {
+	f := newFixture(t)
+	env := f.NewTestActivityEnvironment()
+	env.RegisterActivity(f.acts)
+	if _, err := env.ExecuteActivity("Deployment", pipelines.Release{App: app, Version: 1}, "a"); err == nil || !strings.Contains(err.Error(), "unable to find activityType=Deployment") {
+		t.Fatalf("Deployment as an activity: %v; want it not registered", err)
+	}
+	if _, err := env.ExecuteActivity("RollbackTarget", workflows.SourceInput{App: app}); err == nil || !strings.Contains(err.Error(), "no earlier succeeded release") {
+		t.Fatalf("a step: %v; want it run", err)
+	}
+}

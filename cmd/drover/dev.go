@@ -146,7 +146,7 @@ func (d *Node) reconcile(ctx context.Context, acts *workflows.Activities) error 
 			return err
 		}
 		for _, region := range app.Regions {
-			dep, err := acts.Deployment(ctx, rel, region)
+			dep, err := workflows.DeploymentOf(ctx, acts, rel, region)
 			if err != nil {
 				d.Logger.Warn("cannot restore app", "app", app.Name, "release", rel.Version, "region", region, "error", err)
 				continue
