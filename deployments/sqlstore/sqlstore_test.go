@@ -169,8 +169,12 @@ func TestConcurrentReleasesGetDistinctVersions(t *testing.T) {
 	backends(t, testConcurrentReleases)
 }
 
+// testConcurrentReleases numbers releases made at once through four
+// stores on one database, as four drover processes would: one pool
+// alone (SQLite's is one connection) would serialise them and prove
+// nothing.
 func testConcurrentReleases(t *testing.T, open func() *sqlstore.Store) {
-	s := open()
+	stores := []*sqlstore.Store{open(), open(), open(), open()}
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	versions := make(chan int, 20)
@@ -178,7 +182,7 @@ func testConcurrentReleases(t *testing.T, open func() *sqlstore.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := s.CreateRelease(ctx, deployments.NewRelease{App: "a", Operation: string(rune('a' + i))})
+			r, err := stores[i%len(stores)].CreateRelease(ctx, deployments.NewRelease{App: "a", Operation: string(rune('a' + i))})
 			if err != nil {
 				t.Error(err)
 				return
