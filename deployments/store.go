@@ -67,6 +67,11 @@ type Store interface {
 	// NoteRelease appends a note (such as who approved it) to a release's
 	// description; the same note twice is kept once.
 	NoteRelease(ctx context.Context, app string, version int, note string) error
+	// SetAutoDeployPause records why app's auto-deploy is paused ("": it
+	// is not), so the pause outlives the app's queue workflow.
+	SetAutoDeployPause(ctx context.Context, app, reason string) error
+	// AutoDeployPause returns why app's auto-deploy is paused, "" if not.
+	AutoDeployPause(ctx context.Context, app string) (string, error)
 	// SetReleaseOutput keeps the release phase's output.
 	SetReleaseOutput(ctx context.Context, app string, version int, output string) error
 	// SetRegionState records where a release is in one region.

@@ -557,9 +557,28 @@ type FinishReleaseInput struct {
 	Reason  string
 }
 
-// FinishRelease records a release's final status.
+// FinishRelease records a release's final status. A manual rollback that
+// succeeds also records the auto-deploy pause it put on the app (which
+// its queue holds meanwhile), so the pause outlives the queue workflow;
+// it is written first, so a retry after a crash in between still does.
 func (a *Activities) FinishRelease(ctx context.Context, in FinishReleaseInput) error {
+	if in.Status == pipelines.ReleaseSucceeded {
+		rel, err := a.Store.Release(ctx, in.App, in.Version)
+		if err != nil {
+			return err
+		}
+		if op, _, _ := strings.Cut(rel.Operation, "@"); strings.HasPrefix(op, OpRollback+"/") {
+			if err := a.Store.SetAutoDeployPause(ctx, in.App, RollbackPauseReason(op)); err != nil {
+				return err
+			}
+		}
+	}
 	return permanentConflict(a.Store.FinishRelease(ctx, in.App, in.Version, in.Status, in.Reason))
+}
+
+// RollbackPauseReason is why a manual rollback paused auto-deploy.
+func RollbackPauseReason(operation string) string {
+	return "auto-deploy paused by a manual rollback (" + operation + ")"
 }
 
 func permanentConflict(err error) error {

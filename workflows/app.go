@@ -307,7 +307,7 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 			// silently undo it: auto-deploy pauses until resumed, and
 			// un-pauses only if the rollback fails.
 			pausedBefore := in.Paused
-			setAutoDeploy(AutoDeploy{Paused: true, Reason: "auto-deploy paused by a manual rollback (" + next.Op.ID + ")"})
+			setAutoDeploy(AutoDeploy{Paused: true, Reason: RollbackPauseReason(next.Op.ID)})
 			// Pushes that came after the rollback was asked for are
 			// skipped too, or they would undo it the moment it ends.
 			rest := in.Pending[:0]

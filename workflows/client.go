@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,14 +21,27 @@ import (
 // webhook and API edges hold one.
 type Starter struct {
 	Client client.Client
+	// Pauses keeps apps' auto-deploy pauses in the ledger; nil keeps them
+	// in the queue workflows alone.
+	Pauses AutoDeployPauses
+}
+
+// AutoDeployPauses reads and writes apps' auto-deploy pauses.
+type AutoDeployPauses interface {
+	SetAutoDeployPause(ctx context.Context, app, reason string) error
+	AutoDeployPause(ctx context.Context, app string) (string, error)
 }
 
 // Deploy hands a push to app's queue, starting the queue if it is not
 // running. Workflow IDs are business keys, so a repeated call for the same
 // commit starts nothing new.
 func (s *Starter) Deploy(ctx context.Context, app string, req DeployRequest) error {
-	_, err := s.Client.SignalWithStartWorkflow(ctx, AppWorkflowID(app), SignalDeploy, req,
-		client.StartWorkflowOptions{TaskQueue: TaskQueue}, AppWorkflow, AppInput{App: app})
+	in, err := s.appInput(ctx, app)
+	if err != nil {
+		return err
+	}
+	_, err = s.Client.SignalWithStartWorkflow(ctx, AppWorkflowID(app), SignalDeploy, req,
+		client.StartWorkflowOptions{TaskQueue: TaskQueue}, AppWorkflow, in)
 	if err != nil {
 		return fmt.Errorf("queue deploy of %s to %s: %w", short(req.Commit), app, err)
 	}
@@ -37,8 +51,12 @@ func (s *Starter) Deploy(ctx context.Context, app string, req DeployRequest) err
 // StartOperation hands a promotion or rollback to app's queue, starting the
 // queue if it is not running. It runs after whatever is already queued.
 func (s *Starter) StartOperation(ctx context.Context, app string, op Operation) error {
-	_, err := s.Client.SignalWithStartWorkflow(ctx, AppWorkflowID(app), SignalOperation, op,
-		client.StartWorkflowOptions{TaskQueue: TaskQueue}, AppWorkflow, AppInput{App: app})
+	in, err := s.appInput(ctx, app)
+	if err != nil {
+		return err
+	}
+	_, err = s.Client.SignalWithStartWorkflow(ctx, AppWorkflowID(app), SignalOperation, op,
+		client.StartWorkflowOptions{TaskQueue: TaskQueue}, AppWorkflow, in)
 	if err != nil {
 		return fmt.Errorf("queue %s of %s: %w", op.Kind, app, err)
 	}
@@ -79,8 +97,34 @@ func (s *Starter) status(ctx context.Context, id string) (enumspb.WorkflowExecut
 	return desc.GetWorkflowExecutionInfo().GetStatus(), true, nil
 }
 
-// SetAutoDeploy pauses or resumes app's auto-deploy.
+// appInput is the first state of app's queue, should a signal start it:
+// the app and its auto-deploy pause from the ledger, which outlives the
+// workflow (ended when idle, or terminated).
+func (s *Starter) appInput(ctx context.Context, app string) (AppInput, error) {
+	in := AppInput{App: app}
+	if s.Pauses == nil {
+		return in, nil
+	}
+	reason, err := s.Pauses.AutoDeployPause(ctx, app)
+	if err != nil {
+		return in, fmt.Errorf("queue of %s: %w", app, err)
+	}
+	in.Paused = reason
+	return in, nil
+}
+
+// SetAutoDeploy pauses or resumes app's auto-deploy, in the ledger first
+// (when the Starter has it) and then in the app's queue.
 func (s *Starter) SetAutoDeploy(ctx context.Context, app string, ad AutoDeploy) error {
+	if s.Pauses != nil {
+		reason := ""
+		if ad.Paused {
+			reason = cmp.Or(ad.Reason, "auto-deploy paused")
+		}
+		if err := s.Pauses.SetAutoDeployPause(ctx, app, reason); err != nil {
+			return err
+		}
+	}
 	_, err := s.Client.SignalWithStartWorkflow(ctx, AppWorkflowID(app), SignalAutoDeploy, ad,
 		client.StartWorkflowOptions{TaskQueue: TaskQueue}, AppWorkflow, AppInput{App: app})
 	if err != nil {

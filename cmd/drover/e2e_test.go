@@ -780,6 +780,15 @@ func TestE2EPromoteAndRollback(t *testing.T) {
 	if r := s.waitRelease(ctx, "hello-staging", 3); r.Description != "rollback to v1" {
 		t.Fatalf("staging v3 = %+v", r)
 	}
+	// The pause outlives the app's queue workflow, which ends when idle
+	// (here: is terminated) and starts afresh on the next push.
+	eventually(ctx, t, "the rollback to end", func() bool {
+		st, err := (&workflows.Starter{Client: d.client}).AppStatus(ctx, "hello-staging")
+		return err == nil && st.Running == ""
+	})
+	if err := d.client.TerminateWorkflow(ctx, workflows.AppWorkflowID("hello-staging"), "", "the queue ended"); err != nil {
+		t.Fatal(err)
+	}
 	c := repo.commit("C", "web: bin/web\n")
 	if code, body := s.push(ctx, "d-C", pushPayload(t, repo.dir, c)); code != http.StatusAccepted {
 		t.Fatalf("push C: %d %s", code, body)

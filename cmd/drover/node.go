@@ -171,7 +171,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.connectTemporal(ctx); err != nil {
 		return err
 	}
-	starter := &workflows.Starter{Client: n.client}
+	starter := &workflows.Starter{Client: n.client, Pauses: n.store}
 	auth, err := githubAuth(cfg, n.Logger)
 	if err != nil {
 		return err

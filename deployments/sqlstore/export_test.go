@@ -16,6 +16,9 @@ func (s *Store) RawConfigVars(t *testing.T, app string, version int) string {
 // tests of a migration that fails.
 var MigrateFS = migrateDSN
 
+// Migrations are the embedded migrations, for tests that apply some of them.
+var Migrations = migrations
+
 // SetRawConfigVars overwrites the vars column as stored, for tests of rows
 // moved or written by hand.
 func (s *Store) SetRawConfigVars(t *testing.T, app string, version int, raw string) {

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"log/slog"
 	neturl "net/url"
 	"os"
@@ -273,7 +274,14 @@ func TestMigrationMatchesLegacySchema(t *testing.T) {
 		if strings.HasPrefix(dsn, "postgres") {
 			fresh = freshPostgresDB(t, os.Getenv(postgresEnv))
 		}
-		if _, err := sqlstore.Migrate(context.Background(), fresh, testLogger(t)); err != nil {
+		// 00001 is the legacy schema; later migrations change it.
+		first := fstest.MapFS{}
+		b, err := fs.ReadFile(sqlstore.Migrations, "00001_schema.sql")
+		if err != nil {
+			t.Fatal(err)
+		}
+		first["00001_schema.sql"] = &fstest.MapFile{Data: b}
+		if _, err := sqlstore.MigrateFS(context.Background(), fresh, first, testLogger(t)); err != nil {
 			t.Fatal(err)
 		}
 		if got := describeSchema(t, fresh); !slices.Equal(got, legacy) {

@@ -429,3 +429,32 @@ func testReleaseOfCommit(t *testing.T, open func() *sqlstore.Store) {
 		}
 	}
 }
+
+func TestAutoDeployPause(t *testing.T) { backends(t, testAutoDeployPause) }
+
+func testAutoDeployPause(t *testing.T, open func() *sqlstore.Store) {
+	ctx := context.Background()
+	s := open()
+	if r, err := s.AutoDeployPause(ctx, "a"); r != "" || err != nil {
+		t.Fatalf("fresh app: %q, %v", r, err)
+	}
+	for _, reason := range []string{"paused by a manual rollback", "paused again"} {
+		if err := s.SetAutoDeployPause(ctx, "a", reason); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// It survives a restart, and is per app.
+	s2 := open()
+	if r, err := s2.AutoDeployPause(ctx, "a"); r != "paused again" || err != nil {
+		t.Fatalf("after reopening: %q, %v", r, err)
+	}
+	if r, _ := s2.AutoDeployPause(ctx, "b"); r != "" {
+		t.Fatalf("another app: %q", r)
+	}
+	if err := s2.SetAutoDeployPause(ctx, "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s2.AutoDeployPause(ctx, "a"); r != "" || err != nil {
+		t.Fatalf("resumed: %q, %v", r, err)
+	}
+}
