@@ -16,6 +16,7 @@ import (
 
 	"github.com/drover/drover/deployments"
 	"github.com/drover/drover/deployments/slugs"
+	"github.com/drover/drover/gh"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
 )
@@ -574,6 +575,40 @@ func (a *Activities) FinishRelease(ctx context.Context, in FinishReleaseInput) e
 		}
 	}
 	return permanentConflict(a.Store.FinishRelease(ctx, in.App, in.Version, in.Status, in.Reason))
+}
+
+// AbandonInput names an operation that ended (timed out, terminated)
+// without ending its release.
+type AbandonInput struct {
+	App, Operation    string
+	Repo, Environment string
+	Reason            string
+}
+
+// EndAbandonedRelease fails the release an ended operation left pending,
+// and its GitHub deployment; a release it had finished, or none, is left
+// as it is.
+func (a *Activities) EndAbandonedRelease(ctx context.Context, in AbandonInput) error {
+	rel, err := a.Store.ReleaseByOperation(ctx, in.App, in.Operation)
+	if errors.Is(err, pipelines.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if rel.Status.Terminal() {
+		return nil
+	}
+	if err := a.Store.FinishRelease(ctx, in.App, rel.Version, pipelines.ReleaseFailed, in.Reason); err != nil {
+		return permanentConflict(err)
+	}
+	if in.Repo != "" && in.Environment != "" {
+		if _, err := a.report(ctx, ReportInput{Repo: in.Repo, Commit: rel.Commit, Environment: in.Environment, Operation: in.Operation,
+			State: gh.StateFailure, Description: in.Reason, Release: rel.Version}); err != nil {
+			a.logger().Warn("report abandoned release", "app", in.App, "operation", in.Operation, "error", err)
+		}
+	}
+	return nil
 }
 
 // RollbackPauseReason is why a manual rollback paused auto-deploy.

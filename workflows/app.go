@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -74,6 +75,61 @@ type AppInput struct {
 type Pending struct {
 	Push *DeployRequest `json:",omitempty"`
 	Op   *Operation     `json:",omitempty"`
+}
+
+// request is the deploy request the entry runs with.
+func (p Pending) request() DeployRequest {
+	switch {
+	case p.Push != nil:
+		return *p.Push
+	case p.Op != nil && p.Op.Promote != nil:
+		return p.Op.Promote.DeployRequest
+	case p.Op != nil && p.Op.Rollback != nil:
+		return p.Op.Rollback.DeployRequest
+	case p.Op != nil && p.Op.Change != nil:
+		return p.Op.Change.DeployRequest
+	}
+	return DeployRequest{}
+}
+
+// operationWork bounds what one operation does besides waiting: its
+// build, release phase and rollout.
+const operationWork = 3 * time.Hour
+
+// runTimeout bounds one operation's run: no shorter than the waits
+// inside it (approval, CI), or the server would end it mid-wait and leave
+// its release pending.
+func (r DeployRequest) runTimeout() time.Duration {
+	d := operationWork + r.ApprovalTimeout
+	if r.CI != nil {
+		d += r.CI.Timeout
+	}
+	return d
+}
+
+// endAbandoned ends the release of an operation that timed out or was
+// terminated, which could not end it itself (its disconnected cleanup
+// never ran): failed in the ledger, and on GitHub.
+func endAbandoned(ctx workflow.Context, app, operation string, req DeployRequest, err error) {
+	var terminated *temporal.TerminatedError
+	reason := ""
+	switch {
+	case temporal.IsTimeoutError(err):
+		reason = "timed out"
+	case errors.As(err, &terminated):
+		reason = "was terminated"
+	default:
+		return
+	}
+	if workflow.GetVersion(ctx, "end-abandoned-releases", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	actx := workflow.WithActivityOptions(ctx, shortOptions())
+	in := AbandonInput{App: app, Operation: operation, Repo: req.Repo, Environment: req.Environment,
+		Reason: fmt.Sprintf("operation %s %s before it finished; run it again", operation, reason)}
+	if aerr := workflow.ExecuteActivity(actx, a.EndAbandonedRelease, in).Get(ctx, nil); aerr != nil {
+		workflow.GetLogger(ctx).Error("end abandoned release", "app", app, "operation", operation, "error", aerr)
+	}
 }
 
 // AppStatus is what QueryQueue answers.
@@ -279,13 +335,12 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 		}
 		next := in.Pending[0]
 		in.Pending = in.Pending[1:]
-		opts := workflow.ChildWorkflowOptions{
-			ParentClosePolicy:  enumspb.PARENT_CLOSE_POLICY_ABANDON,
-			WorkflowRunTimeout: 3 * time.Hour,
-		}
+		opts := workflow.ChildWorkflowOptions{ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON}
 		var child workflow.ChildWorkflowFuture
 		var label string
 		onFailure := func() {}
+		req := next.request()
+		opts.WorkflowRunTimeout = req.runTimeout()
 		switch {
 		case next.Push != nil:
 			req := *next.Push
@@ -352,6 +407,7 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 						forget(next.Push.Commit)
 					}
 					onFailure()
+					endAbandoned(ctx, in.App, opts.WorkflowID, req, err)
 				}
 			})
 			receive(sel)

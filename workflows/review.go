@@ -362,7 +362,7 @@ func startReviewDeploy(ctx workflow.Context, in *ReviewInput, head string) (work
 		// deployed before the pull request was closed and reopened
 		// deploys again.
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowRunTimeout:    3 * time.Hour,
+		WorkflowRunTimeout:    req.runTimeout(),
 		WaitForCancellation:   true,
 	}), DeployWorkflow, DeployInput{App: in.App, DeployRequest: req})
 	return child, cancel, nil

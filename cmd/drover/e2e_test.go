@@ -901,6 +901,24 @@ api:
 	if err == nil || !strings.Contains(err.Error(), ": 409 ") || !strings.Contains(err.Error(), "is succeeded, not waiting for approval") {
 		t.Fatalf("approving a finished operation: %v", err)
 	}
+	// A deploy ended from outside while it waits (terminated, or timed
+	// out by the server) still ends its release, instead of leaving it
+	// pending forever.
+	c3 := repo.commit("abandoned", "web: bin/web\n")
+	if code, body := s.push(ctx, "d-3", pushPayload(t, repo.dir, c3)); code != http.StatusAccepted {
+		t.Fatalf("push: %d %s", code, body)
+	}
+	eventually(ctx, t, "v3 to wait for approval", func() bool {
+		rs := s.releases(ctx, "hello-staging")
+		return len(rs) == 3 && rs[0].Status == pipelines.ReleasePending
+	})
+	if err := d.client.TerminateWorkflow(ctx, workflows.DeployWorkflowID("hello-staging", c3), "", "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if v3 := s.waitRelease(ctx, "hello-staging", 3); v3.Status != pipelines.ReleaseFailed || !strings.Contains(v3.Reason, "was terminated before it finished") {
+		t.Fatalf("v3 after its deploy was terminated = %s %q", v3.Status, v3.Reason)
+	}
+
 	// An operation nobody queued is not "queued" forever: 404 at once,
 	// for a follower's event stream too.
 	unknown := workflows.OperationWorkflowID(workflows.OpRollback, "hello-staging", "0123456789ab")
