@@ -65,6 +65,7 @@ func TestNomadRegionConfig(t *testing.T) {
     token_env: NOMAD_TOKEN_US_EAST
     ca_file: /etc/nomad/ca.pem
     task_driver: raw_exec
+    slug_url_ttl: 2160h
   dev: { driver: nomad, address: "http://127.0.0.1:4646" }
 `))
 	if err != nil {
@@ -75,6 +76,12 @@ func TestNomadRegionConfig(t *testing.T) {
 		t.Fatalf("us-east = %+v", us)
 	}
 	dev := c.Regions["dev"]
+	if got := us.Nomad.SlugGrantTTL(); got != 90*24*time.Hour {
+		t.Errorf("us-east slug URL TTL = %s, want slug_url_ttl's 2160h", got)
+	}
+	if got := dev.Nomad.SlugGrantTTL(); got != 30*24*time.Hour {
+		t.Errorf("dev slug URL TTL = %s, want the 30-day default", got)
+	}
 	if dev.NomadRegion() != "dev" || dev.Nomad.Driver() != "exec" {
 		t.Fatalf("dev defaults = %+v (region %q, driver %q)", dev, dev.NomadRegion(), dev.Nomad.Driver())
 	}
@@ -98,6 +105,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"nomad without address", "regions:\n  a: { driver: nomad }\n", "regions.a.address: missing"},
 		{"nomad bad address", "regions:\n  a: { driver: nomad, address: 127.0.0.1:4646 }\n", `regions.a.address: "127.0.0.1:4646" is not an http(s) URL`},
 		{"nomad token in file", "regions:\n  a: { driver: nomad, address: 'http://n:4646', token_env: 'abc-def-123' }\n", "regions.a.token_env: \"abc-def-123\" is not an environment variable name"},
+		{"nomad slug URL TTL", "regions:\n  a: { driver: nomad, address: 'http://n:4646', slug_url_ttl: 30d }\n", `regions.a.slug_url_ttl: "30d" is not a duration of an hour or more`},
+		{"nomad slug URL TTL too short", "regions:\n  a: { driver: nomad, address: 'http://n:4646', slug_url_ttl: 5m }\n", `regions.a.slug_url_ttl: "5m" is not a duration`},
 		{"nomad task driver", "regions:\n  a: { driver: nomad, address: 'http://n:4646', task_driver: docker }\n", `regions.a.task_driver: unknown task driver "docker"`},
 		{"nomad cert without key", "regions:\n  a: { driver: nomad, address: 'http://n:4646', cert_file: c.pem }\n", "regions.a: set cert_file and key_file together"},
 		{"temporal address without port", "temporal: { address: temporal.internal }\n", `temporal.address: "temporal.internal" is not host:port`},

@@ -109,6 +109,7 @@ type Node struct {
 	temporal    *devstack.Server
 	store       *sqlstore.Store
 	slugs       slugs.Artifacts
+	grants      *slugs.Grants
 	client      client.Client
 	workers     []worker.Worker
 	metrics     *metrics.Registry
@@ -252,6 +253,9 @@ func (n *Node) openStore(ctx context.Context) error {
 		return err
 	}
 	n.store.SetSealer(sealer)
+	// Slug URLs are signed with the same shared key, so any server
+	// serves a URL any worker signed.
+	n.grants = slugs.NewGrants(key)
 	if n.serves() {
 		for _, app := range n.Config.Apps() {
 			if err := n.store.SyncApp(ctx, app); err != nil {
@@ -330,22 +334,28 @@ func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflow
 		Regions: n.regions,
 		Logger:  n.Logger,
 		Queue:   starter, Reviews: starter,
-		// Nomad clients fetch slugs from drover's servers over HTTP: from
-		// the region's slug_url, else from drover's public URL.
 		JobTemplates:  n.Config.JobTemplate,
 		Exposure:      n.Config.Exposure,
 		RepoJobFields: n.Config.RepoJobFields,
 		CheckDeploy:   n.Config.CheckDeploy,
 		PublicURL:     public,
-		SlugBaseURL: func(region string) string {
+		// Nomad clients fetch slugs from drover's servers over HTTP: from
+		// the region's slug_url, else from drover's public URL, with a
+		// grant that outlives the region's slug_url_ttl.
+		SlugURL: func(region, digest string) string {
 			spec := n.Config.Regions[region]
 			if spec.Driver != pipelines.DriverNomad {
 				return ""
 			}
-			if spec.Nomad.SlugURL != "" {
-				return spec.Nomad.SlugURL
+			base := spec.Nomad.SlugURL
+			if base == "" {
+				base = public()
 			}
-			return public()
+			if base == "" {
+				return ""
+			}
+			ttl := spec.Nomad.SlugGrantTTL()
+			return api.SlugURL(base, n.grants, digest, api.SlugGrantExpiry(time.Now(), ttl))
 		},
 	}
 	// CI waiting and reporting need GitHub's API; without credentials they
@@ -504,8 +514,8 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 		return err
 	}
 	hooks.Register(engine.Group("", n.metrics.Webhooks()))
-	api.RegisterSlugs(engine, n.slugs)
 	tokens := n.tokens()
+	api.RegisterSlugs(engine, n.slugs, api.SlugAccess{Grants: n.grants, Tokens: tokens})
 	srv := &api.Server{Ledger: n.store, Tokens: tokens, Config: cfg, Operations: starter, Reviews: n.store, ReviewOps: starter, Logger: n.Logger,
 		LiveURL: n.liveURLs()}
 	if auth != nil {
