@@ -55,8 +55,11 @@ type Server struct {
 
 // Token is one bearer token and what it may reach.
 type Token struct {
-	Name  string
+	Name string
+	// Value is the token in clear, or "" when Hash is set.
 	Value string
+	// Hash, when set, is the token's argon2id hash (api.tokens[].token_hash).
+	Hash *pipelines.TokenHash
 	// Pipelines the token may act on; nil means all (an admin token).
 	Pipelines []string
 	// Scopes are what it may do (pipelines.Scope*); nil means everything.

@@ -487,11 +487,15 @@ type APIConfig struct {
 	Tokens []APIToken `yaml:"tokens"`
 }
 
-// APIToken is one bearer token, read from an environment variable, allowed
-// on some pipelines or, with none listed, on all of them.
+// APIToken is one bearer token, read from an environment variable or
+// given as its argon2id hash, allowed on some pipelines or, with none
+// listed, on all of them.
 type APIToken struct {
-	Name      string   `yaml:"name"`
-	TokenEnv  string   `yaml:"token_env"`
+	Name     string `yaml:"name"`
+	TokenEnv string `yaml:"token_env"`
+	// TokenHash is the token's argon2id hash (ParseTokenHash), instead
+	// of token_env, so neither the file nor the environment holds it.
+	TokenHash string   `yaml:"token_hash"`
 	Pipelines []string `yaml:"pipelines"`
 	// Scopes limit what the token may do (Scope* values); a token
 	// without the key may do everything, as before scopes existed.
@@ -702,8 +706,14 @@ func (c *Config) validate() error {
 			return bad(key+".name", "missing")
 		case names[tok.Name]:
 			return bad(key+".name", "token %q is named twice", tok.Name)
+		case tok.TokenEnv != "" && tok.TokenHash != "":
+			return bad(key, "set token_env or token_hash, not both")
+		case tok.TokenHash != "":
+			if _, err := ParseTokenHash(tok.TokenHash); err != nil {
+				return bad(key+".token_hash", "%v", err)
+			}
 		case tok.TokenEnv == "":
-			return bad(key+".token_env", "missing; name the environment variable that holds the token")
+			return bad(key+".token_env", "missing; name the environment variable that holds the token, or give token_hash")
 		case !envNameRE.MatchString(tok.TokenEnv):
 			return bad(key+".token_env", "%q is not an environment variable name; name the variable, not the token", tok.TokenEnv)
 		}

@@ -133,6 +133,16 @@ func TestParseConfigErrors(t *testing.T) {
 		{"token for unknown pipeline", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: CI, pipelines: [nope] }] }\n", `api.tokens[0].pipelines[0]: unknown pipeline "nope"`},
 		{"unknown repo job field", base + "      staging: { app: x, regions: [a], repo_job_fields: [resources, network_mode] }\n", `pipelines.p.stages.staging.repo_job_fields[1]: unknown field "network_mode"`},
 		{"unknown token scope", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: CI, scopes: [read, root] }] }\n", `api.tokens[0].scopes[1]: unknown scope "root"; want read, deploy, config, approve, admin`},
+		{"token hash not PHC", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: 'abc' }] }\n", `api.tokens[0].token_hash: want $argon2id$v=19$m=...,t=...,p=...$salt$hash`},
+		{"token hash bcrypt", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$2a$10$abcdefghijklmnopqrstuv' }] }\n", `api.tokens[0].token_hash: want $argon2id$`},
+		{"token hash argon2i", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5' }] }\n", `api.tokens[0].token_hash: algorithm "argon2i": only argon2id is supported`},
+		{"token hash version", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2id$v=16$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5' }] }\n", `api.tokens[0].token_hash: version "v=16": want v=19`},
+		{"token hash missing p", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2id$v=19$m=19456,t=2$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5' }] }\n", `api.tokens[0].token_hash: parameters "m=19456,t=2": want m, t and p`},
+		{"token hash huge memory", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5' }] }\n", `api.tokens[0].token_hash: m=4194304: want 8 to 262144 KiB`},
+		{"token hash zero passes", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2id$v=19$m=19456,t=0,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5' }] }\n", `api.tokens[0].token_hash: t=0: want 1 to 16 passes`},
+		{"token hash short salt", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5' }] }\n", `api.tokens[0].token_hash: salt: want unpadded base64 of at least 8 bytes`},
+		{"token hash padded hash", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5==' }] }\n", `api.tokens[0].token_hash: hash: want unpadded base64`},
+		{"token hash and env", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5', token_env: 'CI' }] }\n", `api.tokens[0]: set token_env or token_hash, not both`},
 		{"token named twice", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: A }, { name: ci, token_env: B }] }\n", `api.tokens[1].name: token "ci" is named twice`},
 		{"bad approval timeout", base + "      staging: { app: x, regions: [a], require_approval: true, approval_timeout: soon }\n", `pipelines.p.stages.staging.approval_timeout: "soon" is not a positive duration`},
 		{"required check is drover's own status", base + "      staging: { app: x, regions: [a], wait_for_ci: true, required_checks: [test, drover/staging] }\n", `pipelines.p.stages.staging.required_checks[1]: "drover/staging" is a commit status drover itself posts`},
@@ -387,5 +397,24 @@ pipelines:
 		if (tt.err == "") != (err == nil) || (err != nil && (!strings.Contains(err.Error(), tt.err) || !errors.Is(err, pipelines.ErrInvalid))) {
 			t.Errorf("CheckDeploy(%s, %s, %v) = %v; want %q", tt.app, tt.repo, tt.regions, err, tt.err)
 		}
+	}
+}
+
+func TestAPITokenHash(t *testing.T) {
+	const h = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5"
+	c, err := pipelines.ParseConfig("drover.yaml", []byte("api: { tokens: [{ name: ci, token_hash: '"+h+"', scopes: [read] }] }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := c.API.Tokens[0]
+	parsed, err := pipelines.ParseTokenHash(tok.TokenHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parsed.Memory != 19456 || parsed.Time != 2 || parsed.Threads != 1 || string(parsed.Salt) != "saltsaltsalt" || len(parsed.Key) != 24 {
+		t.Fatalf("parsed %s = %+v", h, parsed)
+	}
+	if parsed.String() != h {
+		t.Fatalf("%+v prints as %s, want %s", parsed, parsed, h)
 	}
 }

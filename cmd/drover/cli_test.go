@@ -130,3 +130,52 @@ func TestRegionSummary(t *testing.T) {
 		t.Fatalf("regionSummary = %q, want %q", got, want)
 	}
 }
+
+func TestTokensHash(t *testing.T) {
+	tokenHash := func(t *testing.T, out string) pipelines.TokenHash {
+		t.Helper()
+		var line string
+		for l := range strings.Lines(out) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "token_hash: "); ok {
+				line = v
+			}
+		}
+		// The line drops into drover.yaml as it is.
+		c, err := pipelines.ParseConfig("drover.yaml", []byte("api: { tokens: [{ name: ci, token_hash: "+line+" }] }\n"))
+		if err != nil {
+			t.Fatalf("output %q in drover.yaml: %v", out, err)
+		}
+		h, err := pipelines.ParseTokenHash(c.API.Tokens[0].TokenHash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	t.Run("from stdin", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		if code := Run(context.Background(), []string{"tokens", "hash"}, Streams{In: strings.NewReader("my-ci-token\n"), Out: &out, Err: &errOut}); code != exitOK {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+		h := tokenHash(t, out.String())
+		if !api.VerifyToken(h, "my-ci-token") || api.VerifyToken(h, "my-ci-token\n") || strings.Contains(out.String(), "my-ci-token") {
+			t.Fatalf("output %q: want a hash of my-ci-token alone, without the token", out.String())
+		}
+	})
+	t.Run("generate", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		if code := Run(context.Background(), []string{"tokens", "hash", "--generate"}, Streams{Out: &out, Err: &errOut}); code != exitOK {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+		first, _, _ := strings.Cut(out.String(), "\n")
+		token, ok := strings.CutPrefix(first, "token: ")
+		if !ok || len(token) < 40 || !api.VerifyToken(tokenHash(t, out.String()), token) {
+			t.Fatalf("output %q: want a new token and the hash of it", out.String())
+		}
+	})
+	t.Run("empty stdin", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		if code := Run(context.Background(), []string{"tokens", "hash"}, Streams{In: strings.NewReader(""), Out: &out, Err: &errOut}); code != exitUsage || !strings.Contains(errOut.String(), "no token on stdin") {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+	})
+}

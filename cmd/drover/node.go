@@ -482,6 +482,15 @@ func (n *Node) tokens() []api.Token {
 		tokens = append(tokens, api.Token{Name: "admin", Value: n.Token})
 	}
 	for _, t := range n.Config.API.Tokens {
+		if t.TokenHash != "" {
+			h, err := pipelines.ParseTokenHash(t.TokenHash)
+			if err != nil { // checked when the config loaded
+				n.Logger.Warn("api token's hash is malformed; the token is off", "token", t.Name, "err", err)
+				continue
+			}
+			tokens = append(tokens, api.Token{Name: t.Name, Hash: &h, Pipelines: t.Pipelines, Scopes: t.Scopes})
+			continue
+		}
 		v := n.Options.getenv(t.TokenEnv)
 		if v == "" {
 			n.Logger.Warn("api token's variable is empty; the token is off", "token", t.Name, "variable", t.TokenEnv)
