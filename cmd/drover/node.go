@@ -248,14 +248,21 @@ func (n *Node) openStore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sealer, err := deployments.NewAESGCM(key)
+	previous, err := deployments.LoadPreviousKeys(envPreviousConfigKeys, o.getenv)
+	if err != nil {
+		return &hintError{err: err, hint: "list the config keys drover had before as base64, separated by commas"}
+	}
+	ring, err := deployments.OpenKeyRing(key, previous...)
 	if err != nil {
 		return err
 	}
-	n.store.SetSealer(sealer)
+	n.store.SetSealer(ring)
+	if len(previous) > 0 {
+		n.Logger.Info("config key ring: the current key seals, previous ones still open; drover keys rotate re-seals", "current", ring.KeyID(), "keys", ring.KeyIDs())
+	}
 	// Slug URLs are signed with the same shared key, so any server
-	// serves a URL any worker signed.
-	n.grants = slugs.NewGrants(key)
+	// serves a URL any worker signed, and one a previous key signed.
+	n.grants = slugs.NewGrants(key, previous...)
 	if n.serves() {
 		for _, app := range n.Config.Apps() {
 			if err := n.store.SyncApp(ctx, app); err != nil {
