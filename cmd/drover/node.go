@@ -348,7 +348,7 @@ func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflow
 		PublicURL:     public,
 		// Nomad clients fetch slugs from drover's servers over HTTP: from
 		// the region's slug_url, else from drover's public URL, with a
-		// grant that outlives the region's slug_url_ttl.
+		// grant valid for the region's slug_url_ttl (rounded up).
 		SlugURL: func(region, digest string) string {
 			spec := n.Config.Regions[region]
 			if spec.Driver != pipelines.DriverNomad {
