@@ -4,14 +4,12 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -57,8 +55,11 @@ type Server struct {
 
 // Token is one bearer token and what it may reach.
 type Token struct {
-	Name  string
+	Name string
+	// Value is the token in clear, or "" when Hash is set.
 	Value string
+	// Hash, when set, is the token's argon2id hash (api.tokens[].token_hash).
+	Hash *pipelines.TokenHash
 	// Pipelines the token may act on; nil means all (an admin token).
 	Pipelines []string
 	// Scopes are what it may do (pipelines.Scope*); nil means everything.
@@ -162,30 +163,15 @@ func (s *Server) logger() *slog.Logger {
 // BearerAuth is gin middleware that lets through requests bearing one of
 // tokens (401 otherwise), and leaves the caller's token for the handlers.
 func BearerAuth(tokens []Token) gin.HandlerFunc {
-	return func(c *gin.Context) { bearerAuth(c, tokens) }
-}
-
-func bearerAuth(c *gin.Context, tokens []Token) {
-	token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-	if !ok || token == "" {
-		fail(c, http.StatusUnauthorized, "unauthorized", "missing bearer token; set DROVER_TOKEN")
-		return
-	}
-	// Every token is compared, in constant time, so the answer's timing
-	// says nothing about which one came close.
-	var found *Token
-	for i := range tokens {
-		t := &tokens[i]
-		if t.Value != "" && subtle.ConstantTimeCompare([]byte(t.Value), []byte(token)) == 1 && found == nil {
-			found = t
+	a := newAuthenticator(tokens)
+	return func(c *gin.Context) {
+		t, ok := a.authenticate(c)
+		if !ok {
+			return
 		}
+		c.Set(callerKey, t)
+		c.Next()
 	}
-	if found == nil {
-		fail(c, http.StatusUnauthorized, "unauthorized", "invalid bearer token")
-		return
-	}
-	c.Set(callerKey, *found)
-	c.Next()
 }
 
 // app loads the :app of the route and checks the caller may act on its

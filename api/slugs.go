@@ -2,9 +2,12 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -21,14 +24,45 @@ type SlugFiles interface {
 // from base + SlugPath(digest) and checks the digest itself.
 func SlugPath(digest string) string { return "/slugs/" + digest + ".tar.gz" }
 
-// RegisterSlugs serves slugs at /slugs/<sha256>.tar.gz with no login, so
-// Nomad clients' go-getter can fetch them. The path is the content's own
-// sha256, which cannot be guessed without the content or access to the
-// ledger; the artifact block verifies the same checksum on arrival.
-func RegisterSlugs(r gin.IRoutes, files SlugFiles) {
+// SlugURL returns the URL at which a Nomad client downloads digest from
+// the drover at base: SlugPath with a download grant valid until expires.
+func SlugURL(base string, grants *slugs.Grants, digest string, expires time.Time) string {
+	return strings.TrimRight(base, "/") + SlugPath(digest) + "?grant=" + url.QueryEscape(grants.Sign(slugs.GrantDownload, digest, expires))
+}
+
+// SlugGrantExpiry is when a slug URL signed at now for ttl expires:
+// now+ttl rounded up to a whole step (a day for long TTLs), so every
+// deploy of a digest within that step renders the same artifact URL and
+// Nomad sees no change in a job whose only difference would be the grant.
+func SlugGrantExpiry(now time.Time, ttl time.Duration) time.Time {
+	step := min(ttl/10, 24*time.Hour)
+	if step <= 0 {
+		return now.Add(ttl)
+	}
+	return now.Add(ttl).Truncate(step).Add(step)
+}
+
+// SlugAccess says who may download slugs: holders of a download grant for
+// the digest (Nomad clients, given SlugURL) and callers with an API token
+// that has the read scope.
+type SlugAccess struct {
+	Grants *slugs.Grants
+	Tokens []Token
+}
+
+// RegisterSlugs serves slugs at /slugs/<sha256>.tar.gz to callers access
+// lets through. A digest shows up in releases, job meta and logs, and a
+// slug holds the app's whole source tree, so knowing one is not enough.
+// Refusals (401, 403) come before the store is read and never say whether
+// the digest exists.
+func RegisterSlugs(r gin.IRoutes, files SlugFiles, access SlugAccess) {
+	auth := newAuthenticator(access.Tokens)
 	serve := func(c *gin.Context) {
-		digest, ok := strings.CutSuffix(c.Param("file"), ".tar.gz")
-		if !ok {
+		digest, hasSuffix := strings.CutSuffix(c.Param("file"), ".tar.gz")
+		if !access.allows(c, auth, digest) {
+			return
+		}
+		if !hasSuffix {
 			fail(c, http.StatusNotFound, "not_found", "no such slug")
 			return
 		}
@@ -53,11 +87,47 @@ func RegisterSlugs(r gin.IRoutes, files SlugFiles) {
 			return
 		}
 		c.Header("Content-Type", "application/gzip")
-		// Content-addressed: the bytes behind a name never change.
-		c.Header("Cache-Control", "public, max-age=31536000, immutable")
+		// Content-addressed: the bytes behind a name never change. Private,
+		// since a shared cache would serve them to callers without a grant.
+		c.Header("Cache-Control", "private, max-age=31536000, immutable")
 		c.Header("ETag", `"`+digest+`"`)
 		http.ServeContent(c.Writer, c.Request, "", st.ModTime(), f)
 	}
 	r.GET("/slugs/:file", serve)
 	r.HEAD("/slugs/:file", serve)
+}
+
+// allows checks the request's grant or bearer token against digest, and
+// answers 401 or 403 when neither lets it through.
+func (a SlugAccess) allows(c *gin.Context, auth *authenticator, digest string) bool {
+	if grant, ok := c.GetQuery("grant"); ok {
+		if a.Grants == nil {
+			fail(c, http.StatusForbidden, "forbidden", "slug grants are not accepted here")
+			return false
+		}
+		if err := a.Grants.Check(slugs.GrantDownload, digest, grant, time.Now()); err != nil {
+			fail(c, http.StatusForbidden, "forbidden", err.Error()+"; ask drover for a new slug URL (redeploy the release)")
+			return false
+		}
+		return true
+	}
+	if c.GetHeader("Authorization") == "" {
+		fail(c, http.StatusUnauthorized, "unauthorized", "slugs are served only with a signed ?grant= (the URL drover gives Nomad) or a bearer token with the read scope")
+		return false
+	}
+	t, ok := auth.authenticate(c)
+	if !ok {
+		return false
+	}
+	if !t.may(pipelines.ScopeRead) {
+		fail(c, http.StatusForbidden, "forbidden", fmt.Sprintf("token %q lacks the read scope", t.Name))
+		return false
+	}
+	// Which pipelines a slug belongs to is not known here, so a token
+	// limited to some of them downloads none.
+	if t.Pipelines != nil {
+		fail(c, http.StatusForbidden, "forbidden", fmt.Sprintf("token %q is limited to some pipelines; downloading slugs needs a token for all of them", t.Name))
+		return false
+	}
+	return true
 }

@@ -109,3 +109,109 @@ func LoadKey(env, file string, getenv func(string) string) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// ErrPlaintext means a store that seals its config vars found a row kept
+// in clear, from before sealing was turned on.
+var ErrPlaintext = errors.New("config vars are stored in clear")
+
+// KeyRing seals with its current key and opens with it or a previous one,
+// picked by the key ID sealed data carries, so the config key can be
+// rotated: processes given the new key as current and the old one as
+// previous read every row while drover keys rotate re-seals them.
+type KeyRing struct {
+	current Sealer
+	// keys holds current first, then the previous keys in order, once each.
+	keys []Sealer
+}
+
+// NewKeyRing returns a ring sealing with current and also opening what
+// previous sealed. A previous key equal to current, or repeated, is kept
+// once.
+func NewKeyRing(current Sealer, previous ...Sealer) *KeyRing {
+	if r, ok := current.(*KeyRing); ok && len(previous) == 0 {
+		return r
+	}
+	r := &KeyRing{current: current, keys: []Sealer{current}}
+	for _, p := range previous {
+		if _, ok := r.Key(p.KeyID()); !ok {
+			r.keys = append(r.keys, p)
+		}
+	}
+	return r
+}
+
+// Seal seals with the current key.
+func (r *KeyRing) Seal(plain, aad []byte) ([]byte, error) { return r.current.Seal(plain, aad) }
+
+// Open opens with the current key only; OpenAny and Key reach the others.
+func (r *KeyRing) Open(sealed, aad []byte) ([]byte, error) { return r.current.Open(sealed, aad) }
+
+// KeyID names the current key.
+func (r *KeyRing) KeyID() string { return r.current.KeyID() }
+
+// Key returns the ring's key with id, current or previous.
+func (r *KeyRing) Key(id string) (Sealer, bool) {
+	for _, k := range r.keys {
+		if k.KeyID() == id {
+			return k, true
+		}
+	}
+	return nil, false
+}
+
+// KeyIDs names the ring's keys, current first.
+func (r *KeyRing) KeyIDs() []string {
+	ids := make([]string, len(r.keys))
+	for i, k := range r.keys {
+		ids[i] = k.KeyID()
+	}
+	return ids
+}
+
+// OpenAny opens data that does not say which key sealed it (rows from
+// before key IDs) with each key in turn, current first.
+func (r *KeyRing) OpenAny(sealed, aad []byte) ([]byte, error) {
+	for _, k := range r.keys {
+		if plain, err := k.Open(sealed, aad); err == nil {
+			return plain, nil
+		}
+	}
+	return nil, ErrUnseal
+}
+
+// OpenKeyRing returns a ring of AES-256-GCM keys: current seals, and it
+// and previous open.
+func OpenKeyRing(current []byte, previous ...[]byte) (*KeyRing, error) {
+	cur, err := NewAESGCM(current)
+	if err != nil {
+		return nil, err
+	}
+	prev := make([]Sealer, 0, len(previous))
+	for i, k := range previous {
+		s, err := NewAESGCM(k)
+		if err != nil {
+			return nil, fmt.Errorf("previous config key %d: %w", i+1, err)
+		}
+		prev = append(prev, s)
+	}
+	return NewKeyRing(cur, prev...), nil
+}
+
+// LoadPreviousKeys reads the previous config keys from the environment
+// variable env: comma-separated base64 keys, none when it is unset. An
+// entry that is not a key is an error naming its position.
+func LoadPreviousKeys(env string, getenv func(string) string) ([][]byte, error) {
+	v := strings.TrimSpace(getenv(env))
+	if v == "" {
+		return nil, nil
+	}
+	var keys [][]byte
+	for i, part := range strings.Split(v, ",") {
+		k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(part))
+		if err != nil || len(k) != KeySize {
+			return nil, fmt.Errorf("$%s entry %d: want the base64 of %d random bytes, comma-separated", env, i+1, KeySize)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}

@@ -64,3 +64,41 @@ func TestLoadKey(t *testing.T) {
 		t.Fatalf("bad env key: %v", err)
 	}
 }
+
+func TestKeyRing(t *testing.T) {
+	oldKey, newKey := bytes.Repeat([]byte{1}, deployments.KeySize), bytes.Repeat([]byte{2}, deployments.KeySize)
+	b64 := base64.StdEncoding.EncodeToString
+	prev, err := deployments.LoadPreviousKeys("PREV", func(string) string { return b64(oldKey) + ", " + b64(newKey) })
+	if err != nil || len(prev) != 2 {
+		t.Fatalf("previous keys = %d, %v", len(prev), err)
+	}
+	ring, err := deployments.OpenKeyRing(newKey, prev...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _ := deployments.NewAESGCM(oldKey)
+	cur, _ := deployments.NewAESGCM(newKey)
+	// The current key seals; a previous key equal to it is kept once.
+	if ring.KeyID() != cur.KeyID() || strings.Join(ring.KeyIDs(), ",") != cur.KeyID()+","+old.KeyID() {
+		t.Fatalf("ring ids = %s (current %s), want %s then %s", ring.KeyIDs(), ring.KeyID(), cur.KeyID(), old.KeyID())
+	}
+	sealed, _ := ring.Seal([]byte("x"), nil)
+	if _, err := cur.Open(sealed, nil); err != nil {
+		t.Fatalf("the ring sealed with another key than its current one: %v", err)
+	}
+	byOld, _ := old.Seal([]byte("y"), nil)
+	if k, ok := ring.Key(old.KeyID()); !ok || k.KeyID() != old.KeyID() {
+		t.Fatalf("Key(%s) = %v, %v", old.KeyID(), k, ok)
+	}
+	if got, err := ring.OpenAny(byOld, nil); err != nil || string(got) != "y" {
+		t.Fatalf("OpenAny of the old key's data = %q, %v", got, err)
+	}
+	if _, ok := ring.Key("00000000"); ok {
+		t.Fatal("the ring has a key it was not given")
+	}
+	for _, bad := range []string{"nope", b64(oldKey) + ",short"} {
+		if _, err := deployments.LoadPreviousKeys("PREV", func(string) string { return bad }); err == nil || !strings.Contains(err.Error(), "$PREV entry") {
+			t.Errorf("previous keys %q: %v, want an error naming the entry", bad, err)
+		}
+	}
+}

@@ -115,6 +115,9 @@ type NomadSpec struct {
 	// SlugURL is the base URL at which Nomad clients fetch slugs from
 	// drover; default drover's own listen address.
 	SlugURL string `yaml:"slug_url"`
+	// SlugURLTTL is how long a slug URL drover hands Nomad stays valid
+	// (a Go duration, e.g. 720h); default DefaultSlugURLTTL.
+	SlugURLTTL string `yaml:"slug_url_ttl"`
 	// ServiceProvider registers web's service: nomad (default) or consul.
 	ServiceProvider string `yaml:"service_provider"`
 }
@@ -489,11 +492,15 @@ type APIConfig struct {
 	Tokens []APIToken `yaml:"tokens"`
 }
 
-// APIToken is one bearer token, read from an environment variable, allowed
-// on some pipelines or, with none listed, on all of them.
+// APIToken is one bearer token, read from an environment variable or
+// given as its argon2id hash, allowed on some pipelines or, with none
+// listed, on all of them.
 type APIToken struct {
-	Name      string   `yaml:"name"`
-	TokenEnv  string   `yaml:"token_env"`
+	Name     string `yaml:"name"`
+	TokenEnv string `yaml:"token_env"`
+	// TokenHash is the token's argon2id hash (ParseTokenHash), instead
+	// of token_env, so neither the file nor the environment holds it.
+	TokenHash string   `yaml:"token_hash"`
 	Pipelines []string `yaml:"pipelines"`
 	// Scopes limit what the token may do (Scope* values); a token
 	// without the key may do everything, as before scopes existed.
@@ -704,8 +711,14 @@ func (c *Config) validate() error {
 			return bad(key+".name", "missing")
 		case names[tok.Name]:
 			return bad(key+".name", "token %q is named twice", tok.Name)
+		case tok.TokenEnv != "" && tok.TokenHash != "":
+			return bad(key, "set token_env or token_hash, not both")
+		case tok.TokenHash != "":
+			if _, err := ParseTokenHash(tok.TokenHash); err != nil {
+				return bad(key+".token_hash", "%v", err)
+			}
 		case tok.TokenEnv == "":
-			return bad(key+".token_env", "missing; name the environment variable that holds the token")
+			return bad(key+".token_env", "missing; name the environment variable that holds the token, or give token_hash")
 		case !envNameRE.MatchString(tok.TokenEnv):
 			return bad(key+".token_env", "%q is not an environment variable name; name the variable, not the token", tok.TokenEnv)
 		}
@@ -907,8 +920,25 @@ func (n NomadSpec) validate(key string, bad func(key, format string, args ...any
 			return bad(key+".slug_url", "%q is not an http(s) URL", n.SlugURL)
 		}
 	}
+	if n.SlugURLTTL != "" {
+		if d, err := time.ParseDuration(n.SlugURLTTL); err != nil || d < time.Hour {
+			return bad(key+".slug_url_ttl", "%q is not a duration of an hour or more, e.g. 720h", n.SlugURLTTL)
+		}
+	}
 	return nil
 }
+
+// DefaultSlugURLTTL is how long a slug URL stays valid by default. Nomad
+// downloads the artifact again whenever it places an allocation: on a
+// deploy, and also days later when it reschedules one off a lost or
+// drained node. A grant that expired by then would keep the app from
+// coming back, so the default outlives any release likely still running;
+// a leaked URL is worth no more than the slug of that one digest.
+const DefaultSlugURLTTL = 30 * 24 * time.Hour
+
+// SlugGrantTTL is how long the slug URLs drover hands this region's Nomad
+// clients stay valid: slug_url_ttl, or DefaultSlugURLTTL.
+func (n NomadSpec) SlugGrantTTL() time.Duration { return durationOr(n.SlugURLTTL, DefaultSlugURLTTL) }
 
 // NomadRegion is Nomad's own name for the region: Region, or the key.
 func (r RegionSpec) NomadRegion() string {

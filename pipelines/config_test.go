@@ -65,6 +65,7 @@ func TestNomadRegionConfig(t *testing.T) {
     token_env: NOMAD_TOKEN_US_EAST
     ca_file: /etc/nomad/ca.pem
     task_driver: raw_exec
+    slug_url_ttl: 2160h
   dev: { driver: nomad, address: "http://127.0.0.1:4646" }
 `))
 	if err != nil {
@@ -75,6 +76,12 @@ func TestNomadRegionConfig(t *testing.T) {
 		t.Fatalf("us-east = %+v", us)
 	}
 	dev := c.Regions["dev"]
+	if got := us.Nomad.SlugGrantTTL(); got != 90*24*time.Hour {
+		t.Errorf("us-east slug URL TTL = %s, want slug_url_ttl's 2160h", got)
+	}
+	if got := dev.Nomad.SlugGrantTTL(); got != 30*24*time.Hour {
+		t.Errorf("dev slug URL TTL = %s, want the 30-day default", got)
+	}
 	if dev.NomadRegion() != "dev" || dev.Nomad.Driver() != "exec" {
 		t.Fatalf("dev defaults = %+v (region %q, driver %q)", dev, dev.NomadRegion(), dev.Nomad.Driver())
 	}
@@ -98,6 +105,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"nomad without address", "regions:\n  a: { driver: nomad }\n", "regions.a.address: missing"},
 		{"nomad bad address", "regions:\n  a: { driver: nomad, address: 127.0.0.1:4646 }\n", `regions.a.address: "127.0.0.1:4646" is not an http(s) URL`},
 		{"nomad token in file", "regions:\n  a: { driver: nomad, address: 'http://n:4646', token_env: 'abc-def-123' }\n", "regions.a.token_env: \"abc-def-123\" is not an environment variable name"},
+		{"nomad slug URL TTL", "regions:\n  a: { driver: nomad, address: 'http://n:4646', slug_url_ttl: 30d }\n", `regions.a.slug_url_ttl: "30d" is not a duration of an hour or more`},
+		{"nomad slug URL TTL too short", "regions:\n  a: { driver: nomad, address: 'http://n:4646', slug_url_ttl: 5m }\n", `regions.a.slug_url_ttl: "5m" is not a duration`},
 		{"nomad task driver", "regions:\n  a: { driver: nomad, address: 'http://n:4646', task_driver: docker }\n", `regions.a.task_driver: unknown task driver "docker"`},
 		{"nomad cert without key", "regions:\n  a: { driver: nomad, address: 'http://n:4646', cert_file: c.pem }\n", "regions.a: set cert_file and key_file together"},
 		{"temporal address without port", "temporal: { address: temporal.internal }\n", `temporal.address: "temporal.internal" is not host:port`},
@@ -131,6 +140,16 @@ func TestParseConfigErrors(t *testing.T) {
 		{"review region twice", base + "      review: { regions: [a, a] }\n", `pipelines.p.stages.review.regions[1]: region "a" listed twice`},
 		{"stage app named like a review app", base + "      staging: { app: hello-pr-1, regions: [a] }\n", `pipelines.p.stages.staging.app: "hello-pr-1" is named like a review app`},
 		{"review app names cut to the same", "regions:\n  a: { driver: local }\npipelines:\n  aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-one:\n    repo: o/one\n    stages:\n      review: { regions: [a] }\n  aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-two:\n    repo: o/two\n    stages:\n      review: { regions: [a] }\n", "pipelines.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-two: its review apps would have the same names as pipelines.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-one's"},
+		{"token hash not PHC", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: 'abc' }] }\n", `api.tokens[0].token_hash: want $argon2id$v=19$m=...,t=...,p=...$salt$hash`},
+		{"token hash bcrypt", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$2a$10$abcdefghijklmnopqrstuv' }] }\n", `api.tokens[0].token_hash: want $argon2id$`},
+		{"token hash argon2i", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5' }] }\n", `api.tokens[0].token_hash: algorithm "argon2i": only argon2id is supported`},
+		{"token hash version", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2id$v=16$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5' }] }\n", `api.tokens[0].token_hash: version "v=16": want v=19`},
+		{"token hash missing p", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2id$v=19$m=19456,t=2$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5' }] }\n", `api.tokens[0].token_hash: parameters "m=19456,t=2": want m, t and p`},
+		{"token hash huge memory", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5' }] }\n", `api.tokens[0].token_hash: m=4194304: want 8 to 262144 KiB`},
+		{"token hash zero passes", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2id$v=19$m=19456,t=0,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5' }] }\n", `api.tokens[0].token_hash: t=0: want 1 to 16 passes`},
+		{"token hash short salt", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5' }] }\n", `api.tokens[0].token_hash: salt: want unpadded base64 of at least 8 bytes`},
+		{"token hash padded hash", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5==' }] }\n", `api.tokens[0].token_hash: hash: want unpadded base64`},
+		{"token hash and env", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_hash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5', token_env: 'CI' }] }\n", `api.tokens[0]: set token_env or token_hash, not both`},
 		{"token named twice", base + "      staging: { app: x, regions: [a] }\napi: { tokens: [{ name: ci, token_env: A }, { name: ci, token_env: B }] }\n", `api.tokens[1].name: token "ci" is named twice`},
 		{"bad approval timeout", base + "      staging: { app: x, regions: [a], require_approval: true, approval_timeout: soon }\n", `pipelines.p.stages.staging.approval_timeout: "soon" is not a positive duration`},
 		{"required check is drover's own status", base + "      staging: { app: x, regions: [a], wait_for_ci: true, required_checks: [test, drover/staging] }\n", `pipelines.p.stages.staging.required_checks[1]: "drover/staging" is a commit status drover itself posts`},
@@ -425,5 +444,24 @@ func TestSourceOf(t *testing.T) {
 				t.Fatalf("SourceOf(%s) = %+v, %v; want %+v", tt.repo, got, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestAPITokenHash(t *testing.T) {
+	const h = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5"
+	c, err := pipelines.ParseConfig("drover.yaml", []byte("api: { tokens: [{ name: ci, token_hash: '"+h+"', scopes: [read] }] }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := c.API.Tokens[0]
+	parsed, err := pipelines.ParseTokenHash(tok.TokenHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parsed.Memory != 19456 || parsed.Time != 2 || parsed.Threads != 1 || string(parsed.Salt) != "saltsaltsalt" || len(parsed.Key) != 24 {
+		t.Fatalf("parsed %s = %+v", h, parsed)
+	}
+	if parsed.String() != h {
+		t.Fatalf("%+v prints as %s, want %s", parsed, parsed, h)
 	}
 }

@@ -74,9 +74,11 @@ type Activities struct {
 	// (pipelines.Config.SourceOf): the input's CloneURL, which may come
 	// from a webhook payload, is used only when Sources is nil (tests).
 	Sources func(repo string) (pipelines.GitSource, error)
-	// SlugBaseURL returns the base URL at which a region's machines fetch
-	// slugs from drover, or "" for regions that read slug files directly.
-	SlugBaseURL func(region string) string
+	// SlugURL returns the URL at which a region's machines fetch the slug
+	// digest from drover, signed so it needs no login, or "" for regions
+	// that read slug files directly. It reads the clock to sign, which
+	// activities may and workflow code may not.
+	SlugURL func(region, digest string) string
 	// JobTemplates returns an app's scheduler job template, if it has one.
 	JobTemplates func(app string) []byte
 	// CheckDeploy, when set, refuses a build or release drover.yaml does

@@ -3,7 +3,6 @@ package workflows
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"github.com/drover/drover/deployments/slugs"
 	"github.com/drover/drover/pipelines"
@@ -30,10 +29,8 @@ func (a *Activities) deployment(ctx context.Context, rel pipelines.Release, regi
 		vars[k] = v
 	}
 	vars["DROVER_APP"], vars["DROVER_RELEASE"], vars["DROVER_COMMIT"], vars["DROVER_REGION"] = rel.App, rel.Name(), rel.Commit, region
-	if a.SlugBaseURL != nil {
-		if base := a.SlugBaseURL(region); base != "" {
-			slug.URL = strings.TrimRight(base, "/") + "/slugs/" + rel.Slug + ".tar.gz"
-		}
+	if a.SlugURL != nil {
+		slug.URL = a.SlugURL(region, rel.Slug)
 	}
 	d := regions.Deployment{App: rel.App, Release: rel.Version, Commit: rel.Commit, Slug: slug, Procfile: rel.Procfile,
 		Formation: rel.Formation, Env: vars, Proven: a.proven(ctx, rel)}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/drover/drover/api"
 	"github.com/drover/drover/deployments/slugs"
 	"github.com/drover/drover/deployments/sqlstore"
 	"github.com/drover/drover/pipelines"
@@ -283,10 +285,11 @@ func TestDeploySucceeds(t *testing.T) {
 			}
 		}
 	}
-	// Region b fetches slugs over HTTP, as Nomad clients do.
-	f.acts.SlugBaseURL = func(region string) string {
+	// Region b fetches slugs over HTTP, as Nomad clients do, with a grant.
+	grants := slugs.NewGrants([]byte("config key"))
+	f.acts.SlugURL = func(region, digest string) string {
 		if region == "b" {
-			return "http://drover.internal:8080/"
+			return api.SlugURL("http://drover.internal:8080/", grants, digest, time.Now().Add(time.Hour))
 		}
 		return ""
 	}
@@ -294,8 +297,10 @@ func TestDeploySucceeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := f.regions["b"].lastSlug.URL, "http://drover.internal:8080/slugs/"+digest("c1")+".tar.gz"; got != want {
-		t.Errorf("region b slug URL = %q, want %q", got, want)
+	if u, err := url.Parse(f.regions["b"].lastSlug.URL); err != nil || u.Host != "drover.internal:8080" || u.Path != api.SlugPath(digest("c1")) {
+		t.Errorf("region b slug URL = %q, want %s on drover.internal:8080 (%v)", f.regions["b"].lastSlug.URL, api.SlugPath(digest("c1")), err)
+	} else if err := grants.Check(slugs.GrantDownload, digest("c1"), u.Query().Get("grant"), time.Now()); err != nil {
+		t.Errorf("region b slug URL %q: %v", u, err)
 	}
 	if seen.Status != pipelines.RegionRunning || seen.Message != "web: 0/1 healthy" {
 		t.Errorf("region b during its deploy = %+v, want running with the driver's progress", seen)

@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/drover/drover/api"
+	"github.com/drover/drover/deployments"
+	"github.com/drover/drover/deployments/sqlstore"
 	"github.com/drover/drover/pipelines"
 )
 
@@ -128,5 +131,116 @@ func TestRegionSummary(t *testing.T) {
 	}}
 	if got, want := regionSummary(r), "us-east:successful eu-west:running(web: 1/2 healthy) ap:pending"; got != want {
 		t.Fatalf("regionSummary = %q, want %q", got, want)
+	}
+}
+
+func TestTokensHash(t *testing.T) {
+	tokenHash := func(t *testing.T, out string) pipelines.TokenHash {
+		t.Helper()
+		var line string
+		for l := range strings.Lines(out) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "token_hash: "); ok {
+				line = v
+			}
+		}
+		// The line drops into drover.yaml as it is.
+		c, err := pipelines.ParseConfig("drover.yaml", []byte("api: { tokens: [{ name: ci, token_hash: "+line+" }] }\n"))
+		if err != nil {
+			t.Fatalf("output %q in drover.yaml: %v", out, err)
+		}
+		h, err := pipelines.ParseTokenHash(c.API.Tokens[0].TokenHash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	t.Run("from stdin", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		if code := Run(context.Background(), []string{"tokens", "hash"}, Streams{In: strings.NewReader("my-ci-token\n"), Out: &out, Err: &errOut}); code != exitOK {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+		h := tokenHash(t, out.String())
+		if !api.VerifyToken(h, "my-ci-token") || api.VerifyToken(h, "my-ci-token\n") || strings.Contains(out.String(), "my-ci-token") {
+			t.Fatalf("output %q: want a hash of my-ci-token alone, without the token", out.String())
+		}
+	})
+	t.Run("generate", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		if code := Run(context.Background(), []string{"tokens", "hash", "--generate"}, Streams{Out: &out, Err: &errOut}); code != exitOK {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+		first, _, _ := strings.Cut(out.String(), "\n")
+		token, ok := strings.CutPrefix(first, "token: ")
+		if !ok || len(token) < 40 || !api.VerifyToken(tokenHash(t, out.String()), token) {
+			t.Fatalf("output %q: want a new token and the hash of it", out.String())
+		}
+	})
+	t.Run("empty stdin", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		if code := Run(context.Background(), []string{"tokens", "hash"}, Streams{In: strings.NewReader(""), Out: &out, Err: &errOut}); code != exitUsage || !strings.Contains(errOut.String(), "no token on stdin") {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+	})
+}
+
+func TestKeysRotate(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	db := filepath.Join(data, "drover.db")
+	oldKey, newKey := bytes.Repeat([]byte{1}, deployments.KeySize), bytes.Repeat([]byte{2}, deployments.KeySize)
+	b64 := base64.StdEncoding.EncodeToString
+	st, err := sqlstore.OpenSQLite(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One app's config from before sealing, one sealed under the old key.
+	if _, err := st.SetConfigVars(ctx, "clear", map[string]string{"A": "1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	oldRing, _ := deployments.OpenKeyRing(oldKey)
+	st.SetSealer(oldRing)
+	if _, err := st.SetConfigVars(ctx, "sealed", map[string]string{"B": "2"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	rotate := func(t *testing.T, args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := Run(ctx, append([]string{"keys", "rotate"}, args...), Streams{Out: &out, Err: &errOut}); code != exitOK {
+			t.Fatalf("keys rotate %v: exit %d: %s", args, code, errOut.String())
+		}
+		return out.String() + errOut.String()
+	}
+	t.Setenv(envDatabaseURL, "")
+	t.Setenv(envConfigKey, b64(newKey))
+	t.Setenv(envPreviousConfigKeys, b64(oldKey))
+	if out := rotate(t, "--database", db); !strings.Contains(out, "re-sealed 2 of 2 config rows in 2 apps") || !strings.Contains(out, "clear: re-sealed 1 of 1") {
+		t.Fatalf("first rotate said %q", out)
+	}
+	// In dev, the key is the data dir's file; nothing is left to re-seal.
+	os.WriteFile(filepath.Join(data, "config-key"), []byte(b64(newKey)+"\n"), 0o600)
+	t.Setenv(envConfigKey, "")
+	t.Setenv(envPreviousConfigKeys, "")
+	if out := rotate(t, "--data", data); !strings.Contains(out, "re-sealed 0 of 2 config rows") {
+		t.Fatalf("second rotate said %q", out)
+	}
+	// Both apps' config opens with the new key alone.
+	st, err = sqlstore.OpenSQLite(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	newRing, _ := deployments.OpenKeyRing(newKey)
+	st.SetSealer(newRing)
+	for app, want := range map[string][2]string{"clear": {"A", "1"}, "sealed": {"B", "2"}} {
+		if cv, err := st.ConfigVars(ctx, app); err != nil || cv.Vars[want[0]] != want[1] {
+			t.Errorf("%s with the new key only = %+v, %v", app, cv, err)
+		}
+	}
+	// No key at all is refused, not made up.
+	var out, errOut bytes.Buffer
+	if code := Run(ctx, []string{"keys", "rotate", "--database", db, "--data", t.TempDir()}, Streams{Out: &out, Err: &errOut}); code != exitUsage || !strings.Contains(errOut.String(), "no config key") {
+		t.Fatalf("rotate without a key: exit %d: %s", code, errOut.String())
 	}
 }

@@ -25,6 +25,8 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/drover/drover/api"
+	"github.com/drover/drover/deployments/slugs"
 	"github.com/drover/drover/pipelines"
 )
 
@@ -282,17 +284,28 @@ func TestE2EProductionTopology(t *testing.T) {
 		t.Fatalf("drover releases via server B: exit %d: %s %s", code, out.String(), errOut.String())
 	}
 
-	// The slug worker 2 wrote to the bucket, served by either server.
+	// The slug worker 2 wrote to the bucket, served by either server: to
+	// a grant signed with the shared config key (as Nomad gets) and to a
+	// read token, never to a bare request.
+	grants := slugs.NewGrants([]byte("0123456789abcdef0123456789abcdef"))
 	for _, s := range []*stack{a, b} {
-		resp, err := http.Get(s.base + "/slugs/" + v1.Slug + ".tar.gz")
-		if err != nil {
-			t.Fatal(err)
+		if body, _ := httpGet(s.base + api.SlugPath(v1.Slug)); !strings.Contains(body, "unauthorized") {
+			t.Fatalf("GET %s%s without a grant or token answered: %.200s", s.base, api.SlugPath(v1.Slug), body)
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		sum := sha256.Sum256(body)
-		if resp.StatusCode != 200 || hex.EncodeToString(sum[:]) != v1.Slug {
-			t.Fatalf("GET %s/slugs/%s: %d, sha256 %x", s.base, v1.Slug, resp.StatusCode, sum)
+		signed, _ := http.NewRequest("GET", api.SlugURL(s.base, grants, v1.Slug, time.Now().Add(time.Hour)), nil)
+		withToken, _ := http.NewRequest("GET", s.base+api.SlugPath(v1.Slug), nil)
+		withToken.Header.Set("Authorization", "Bearer "+token)
+		for _, req := range []*http.Request{signed, withToken} {
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			sum := sha256.Sum256(body)
+			if resp.StatusCode != 200 || hex.EncodeToString(sum[:]) != v1.Slug {
+				t.Fatalf("GET %s: %d, sha256 %x", req.URL, resp.StatusCode, sum)
+			}
 		}
 	}
 

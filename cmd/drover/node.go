@@ -113,6 +113,7 @@ type Node struct {
 	temporal    *devstack.Server
 	store       *sqlstore.Store
 	slugs       slugs.Artifacts
+	grants      *slugs.Grants
 	client      client.Client
 	workers     []worker.Worker
 	metrics     *metrics.Registry
@@ -257,11 +258,21 @@ func (n *Node) openStore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sealer, err := deployments.NewAESGCM(key)
+	previous, err := deployments.LoadPreviousKeys(envPreviousConfigKeys, o.getenv)
+	if err != nil {
+		return &hintError{err: err, hint: "list the config keys drover had before as base64, separated by commas"}
+	}
+	ring, err := deployments.OpenKeyRing(key, previous...)
 	if err != nil {
 		return err
 	}
-	n.store.SetSealer(sealer)
+	n.store.SetSealer(ring)
+	if len(previous) > 0 {
+		n.Logger.Info("config key ring: the current key seals, previous ones still open; drover keys rotate re-seals", "current", ring.KeyID(), "keys", ring.KeyIDs())
+	}
+	// Slug URLs are signed with the same shared key, so any server
+	// serves a URL any worker signed, and one a previous key signed.
+	n.grants = slugs.NewGrants(key, previous...)
 	if n.serves() {
 		for _, app := range n.Config.Apps() {
 			if err := n.store.SyncApp(ctx, app); err != nil {
@@ -340,23 +351,29 @@ func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflow
 		Regions: n.regions,
 		Logger:  n.Logger,
 		Queue:   starter, Reviews: starter,
-		// Nomad clients fetch slugs from drover's servers over HTTP: from
-		// the region's slug_url, else from drover's public URL.
 		JobTemplates:  n.Config.JobTemplate,
 		Exposure:      n.Config.Exposure,
 		RepoJobFields: n.Config.RepoJobFields,
 		CheckDeploy:   n.Config.CheckDeploy,
 		Sources:       n.Config.SourceOf,
 		PublicURL:     public,
-		SlugBaseURL: func(region string) string {
+		// Nomad clients fetch slugs from drover's servers over HTTP: from
+		// the region's slug_url, else from drover's public URL, with a
+		// grant valid for the region's slug_url_ttl (rounded up).
+		SlugURL: func(region, digest string) string {
 			spec := n.Config.Regions[region]
 			if spec.Driver != pipelines.DriverNomad {
 				return ""
 			}
-			if spec.Nomad.SlugURL != "" {
-				return spec.Nomad.SlugURL
+			base := spec.Nomad.SlugURL
+			if base == "" {
+				base = public()
 			}
-			return public()
+			if base == "" {
+				return ""
+			}
+			ttl := spec.Nomad.SlugGrantTTL()
+			return api.SlugURL(base, n.grants, digest, api.SlugGrantExpiry(time.Now(), ttl))
 		},
 	}
 	// CI waiting and reporting need GitHub's API; without credentials they
@@ -483,6 +500,15 @@ func (n *Node) tokens() []api.Token {
 		tokens = append(tokens, api.Token{Name: "admin", Value: n.Token})
 	}
 	for _, t := range n.Config.API.Tokens {
+		if t.TokenHash != "" {
+			h, err := pipelines.ParseTokenHash(t.TokenHash)
+			if err != nil { // checked when the config loaded
+				n.Logger.Warn("api token's hash is malformed; the token is off", "token", t.Name, "err", err)
+				continue
+			}
+			tokens = append(tokens, api.Token{Name: t.Name, Hash: &h, Pipelines: t.Pipelines, Scopes: t.Scopes})
+			continue
+		}
 		v := n.Options.getenv(t.TokenEnv)
 		if v == "" {
 			n.Logger.Warn("api token's variable is empty; the token is off", "token", t.Name, "variable", t.TokenEnv)
@@ -515,8 +541,8 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 		return err
 	}
 	hooks.Register(engine.Group("", n.metrics.Webhooks()))
-	api.RegisterSlugs(engine, n.slugs)
 	tokens := n.tokens()
+	api.RegisterSlugs(engine, n.slugs, api.SlugAccess{Grants: n.grants, Tokens: tokens})
 	srv := &api.Server{Ledger: n.store, Tokens: tokens, Config: cfg, Operations: starter, Reviews: n.store, ReviewOps: starter, Logger: n.Logger,
 		LiveURL: n.liveURLs()}
 	if auth != nil {

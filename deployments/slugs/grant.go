@@ -33,22 +33,34 @@ var ErrGrant = errors.New("slug grant refused")
 // another, or for an upload.
 type Grants struct {
 	key []byte
+	// previous are grant keys of previous config keys: grants they signed
+	// (in Nomad jobs already running) still pass while the key rotates.
+	previous [][]byte
 }
 
 // NewGrants derives the grant key from secret (drover's config key, which
 // every server and worker shares), so a grant one replica signs another
 // accepts. The derivation keeps the grant key from being the key that
-// seals config vars.
-func NewGrants(secret []byte) *Grants {
+// seals config vars. Grants signed under the previous secrets still pass
+// Check.
+func NewGrants(secret []byte, previous ...[]byte) *Grants {
+	g := &Grants{key: grantKey(secret)}
+	for _, p := range previous {
+		g.previous = append(g.previous, grantKey(p))
+	}
+	return g
+}
+
+func grantKey(secret []byte) []byte {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte("drover slug grants v1"))
-	return &Grants{key: m.Sum(nil)}
+	return m.Sum(nil)
 }
 
 // Sign returns a grant for action on subject, valid until expires.
 func (g *Grants) Sign(action, subject string, expires time.Time) string {
 	exp := strconv.FormatInt(expires.Unix(), 10)
-	return exp + "." + base64.RawURLEncoding.EncodeToString(g.mac(action, subject, exp))
+	return exp + "." + base64.RawURLEncoding.EncodeToString(mac(g.key, action, subject, exp))
 }
 
 // Check returns nil if grant allows action on subject at now, and an error
@@ -63,7 +75,7 @@ func (g *Grants) Check(action, subject, grant string, now time.Time) error {
 		return fmt.Errorf("%w: malformed grant", ErrGrant)
 	}
 	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, g.mac(action, subject, exp)) {
+	if err != nil || !g.signed(got, action, subject, exp) {
 		return fmt.Errorf("%w: bad signature", ErrGrant)
 	}
 	if !now.Before(time.Unix(unix, 0)) {
@@ -72,8 +84,17 @@ func (g *Grants) Check(action, subject, grant string, now time.Time) error {
 	return nil
 }
 
-func (g *Grants) mac(action, subject, exp string) []byte {
-	m := hmac.New(sha256.New, g.key)
+// signed reports whether got is the MAC of the current or a previous key.
+func (g *Grants) signed(got []byte, action, subject, exp string) bool {
+	ok := hmac.Equal(got, mac(g.key, action, subject, exp))
+	for _, k := range g.previous {
+		ok = hmac.Equal(got, mac(k, action, subject, exp)) || ok
+	}
+	return ok
+}
+
+func mac(key []byte, action, subject, exp string) []byte {
+	m := hmac.New(sha256.New, key)
 	// Lengths first, so no two (action, subject, expiry) triples share
 	// the bytes the MAC covers.
 	fmt.Fprintf(m, "%d:%s|%d:%s|%s", len(action), action, len(subject), subject, exp)

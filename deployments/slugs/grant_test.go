@@ -10,10 +10,12 @@ import (
 
 func TestGrants(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	g := slugs.NewGrants([]byte("config key"))
+	// The config key rotated from "old key": what it signed still passes.
+	g := slugs.NewGrants([]byte("config key"), []byte("old key"))
 	digest := "aa"
 	good := g.Sign(slugs.GrantDownload, digest, now.Add(time.Hour))
 	other := slugs.NewGrants([]byte("another key"))
+	old := slugs.NewGrants([]byte("old key"))
 	cases := []struct {
 		name                   string
 		action, subject, grant string
@@ -28,6 +30,7 @@ func TestGrants(t *testing.T) {
 		{"malformed", slugs.GrantDownload, digest, "nodot", now, false},
 		{"bad base64", slugs.GrantDownload, digest, "1900000000.!!", now, false},
 		{"later expiry, same MAC", slugs.GrantDownload, digest, "9999999999" + good[len("1800003600"):], now, false},
+		{"signed with the previous key", slugs.GrantDownload, digest, old.Sign(slugs.GrantDownload, digest, now.Add(time.Hour)), now, true},
 		{"signed with another key", slugs.GrantDownload, digest, other.Sign(slugs.GrantDownload, digest, now.Add(time.Hour)), now, false},
 	}
 	for _, c := range cases {

@@ -287,7 +287,21 @@ func testConfigVarsSealed(t *testing.T, open func() *sqlstore.Store) {
 		t.Fatal(err)
 	}
 	s.SetSealer(sealer)
-	// ... is still read, and the next version is sealed.
+	// ... is refused, naming the row and what to do, whether read or
+	// changed ...
+	if _, err := s.ConfigVars(ctx, "a"); !errors.Is(err, deployments.ErrPlaintext) || !strings.Contains(err.Error(), `config v1 of "a" is stored in clear`) || !strings.Contains(err.Error(), "drover keys rotate") {
+		t.Fatalf("plaintext row read = %v, want ErrPlaintext naming a v1 and drover keys rotate", err)
+	}
+	if _, err := s.SetConfigVars(ctx, "a", map[string]string{"NEW": "x"}, nil); !errors.Is(err, deployments.ErrPlaintext) {
+		t.Fatalf("change over a plaintext row = %v, want ErrPlaintext", err)
+	}
+	// ... until it is sealed, keeping its values; the next version is sealed too.
+	if res, err := s.ResealConfigVars(ctx, nil); err != nil || res.Resealed != 1 {
+		t.Fatalf("reseal = %+v, %v; want the one plaintext row sealed", res, err)
+	}
+	if raw := s.RawConfigVars(t, "a", 1); strings.Contains(raw, "clear") || !strings.HasPrefix(raw, "sealed:v2:"+sealer.KeyID()+":") {
+		t.Fatalf("resealed v1 = %q", raw)
+	}
 	cv, err := s.SetConfigVars(ctx, "a", map[string]string{"DATABASE_URL": "postgres://user:hunter2@db/app"}, nil)
 	if err != nil || cv.Vars["OLD"] != "clear" {
 		t.Fatalf("v2 = %+v, %v", cv, err)
@@ -324,6 +338,110 @@ func testConfigVarsSealed(t *testing.T, open func() *sqlstore.Store) {
 	if _, err := s.ConfigVars(ctx, "a"); !errors.Is(err, deployments.ErrUnseal) || !strings.Contains(err.Error(), "sealed with key "+sealer.KeyID()) {
 		t.Fatalf("wrong key: %v, want ErrUnseal naming the key", err)
 	}
+}
+
+func mustSealer(tb testing.TB, seed byte) *deployments.AESGCM {
+	tb.Helper()
+	key := make([]byte, deployments.KeySize)
+	key[0] = seed
+	s, err := deployments.NewAESGCM(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func TestConfigKeyRotation(t *testing.T) { backends(t, testConfigKeyRotation) }
+
+func testConfigKeyRotation(t *testing.T, open func() *sqlstore.Store) {
+	ctx := context.Background()
+	oldKey, newKey, strange := mustSealer(t, 1), mustSealer(t, 2), mustSealer(t, 3)
+	s := open()
+	s.SetSealer(oldKey)
+	for app, n := range map[string]int{"a": 3, "b": 1} {
+		for v := 1; v <= n; v++ {
+			if _, err := s.SetConfigVars(ctx, app, map[string]string{"V": fmt.Sprint(v)}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Rows of every kind: a v1 in clear from before sealing, a v2 sealed
+	// before key IDs, a v3 and b v1 under the old key.
+	s.SetRawConfigVars(t, "a", 1, `{"N":"1"}`)
+	s.SetRawConfigVars(t, "a", 2, "sealed:v1:"+base64.StdEncoding.EncodeToString(mustSeal(t, oldKey, `{"N":"2"}`)))
+	want := map[string]map[int]string{"a": {1: "1", 2: "2"}, "b": {}}
+
+	// The new key seals; the old one still opens what it sealed.
+	s.SetSealer(deployments.NewKeyRing(newKey, oldKey))
+	if cv, err := s.ConfigVarsAt(ctx, "a", 3); err != nil || cv.Vars["V"] != "3" {
+		t.Fatalf("a v3 under the old key, read with it as previous = %+v, %v", cv, err)
+	}
+	var lines []string
+	res, err := s.ResealConfigVars(ctx, func(app string, resealed, rows int) {
+		lines = append(lines, fmt.Sprintf("%s %d/%d", app, resealed, rows))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res != (sqlstore.ResealResult{Apps: 2, Rows: 4, Resealed: 4}) || strings.Join(lines, ",") != "a 3/3,b 1/1" {
+		t.Fatalf("reseal = %+v, progress %q; want all 4 rows of a (3) and b (1)", res, lines)
+	}
+	// Every row now opens with the new key alone.
+	s.SetSealer(newKey)
+	for app, versions := range map[string]int{"a": 3, "b": 1} {
+		for v := 1; v <= versions; v++ {
+			raw := s.RawConfigVars(t, app, v)
+			if !strings.HasPrefix(raw, "sealed:v2:"+newKey.KeyID()+":") {
+				t.Errorf("%s v%d at rest = %.40q, want sealed under %s", app, v, raw, newKey.KeyID())
+			}
+			cv, err := s.ConfigVarsAt(ctx, app, v)
+			if err != nil {
+				t.Fatalf("%s v%d with the new key only: %v", app, v, err)
+			}
+			if n, ok := want[app][v]; ok && cv.Vars["N"] != n {
+				t.Errorf("%s v%d = %v, want N=%s kept", app, v, cv.Vars, n)
+			}
+		}
+	}
+	// Again: nothing left to do.
+	if res, err := s.ResealConfigVars(ctx, nil); err != nil || res != (sqlstore.ResealResult{Apps: 2, Rows: 4}) {
+		t.Fatalf("second reseal = %+v, %v; want every row skipped", res, err)
+	}
+
+	// A row under a key drover was not given names that key, read or
+	// re-sealed, and its app's other rows are left as they were.
+	other := open()
+	other.SetSealer(strange)
+	if _, err := other.SetConfigVars(ctx, "c", map[string]string{"Y": "1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.SetConfigVars(ctx, "c", map[string]string{"Y": "2"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	other.SetSealer(newKey)
+	if _, err := other.SetConfigVars(ctx, "c", map[string]string{"Y": "3"}, nil); !errors.Is(err, deployments.ErrUnseal) {
+		t.Fatalf("change over a row under an unknown key = %v, want ErrUnseal", err)
+	}
+	s.SetRawConfigVars(t, "c", 1, "sealed:v1:"+base64.StdEncoding.EncodeToString(mustSeal(t, newKey, `{"Y":"1"}`)))
+	before := s.RawConfigVars(t, "c", 1)
+	if _, err := s.ConfigVarsAt(ctx, "c", 2); !errors.Is(err, deployments.ErrUnseal) || !strings.Contains(err.Error(), `config v2 of "c" was sealed with key `+strange.KeyID()) {
+		t.Fatalf("read under an unknown key = %v, want ErrUnseal naming key %s", err, strange.KeyID())
+	}
+	if _, err := s.ResealConfigVars(ctx, nil); err == nil || !strings.Contains(err.Error(), `config v2 of "c" was sealed with key `+strange.KeyID()) {
+		t.Fatalf("reseal over an unknown key = %v, want an error naming c v2 and key %s", err, strange.KeyID())
+	}
+	if after := s.RawConfigVars(t, "c", 1); after != before {
+		t.Fatal("a failed reseal of c changed c's v1: it must be one transaction")
+	}
+}
+
+func mustSeal(tb testing.TB, s deployments.Sealer, plain string) []byte {
+	tb.Helper()
+	b, err := s.Seal([]byte(plain), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }
 
 func TestReviewApps(t *testing.T) { backends(t, testReviewApps) }

@@ -36,8 +36,9 @@ type Store struct {
 	db      *sql.DB
 	dialect dialect
 	now     func() time.Time
-	// sealer, when set, encrypts config vars at rest.
-	sealer deployments.Sealer
+	// sealer, when set, encrypts config vars at rest and opens rows
+	// sealed under its previous keys.
+	sealer *deployments.KeyRing
 }
 
 // dialect is what differs between the two databases.

@@ -104,7 +104,10 @@ func setup(t *testing.T) *env {
 	}
 	gin.SetMode(gin.TestMode)
 	engine := gin.New()
-	api.RegisterSlugs(engine, store)
+	// Slugs are served only with a grant: the URL below carries one, as
+	// the one drover hands Nomad does.
+	grants := slugs.NewGrants([]byte("contract config key"))
+	api.RegisterSlugs(engine, store, api.SlugAccess{Grants: grants})
 	srv := &http.Server{Handler: engine}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -116,7 +119,7 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{region: r, slug: regions.Slug{Digest: digest, URL: "http://" + ln.Addr().String() + api.SlugPath(digest)}}
+	return &env{region: r, slug: regions.Slug{Digest: digest, URL: api.SlugURL("http://"+ln.Addr().String(), grants, digest, time.Now().Add(time.Hour))}}
 }
 
 func (e *env) deployment(app string, release int, env map[string]string) regions.Deployment {
