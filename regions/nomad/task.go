@@ -49,6 +49,9 @@ func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResul
 			}
 			break // a previous attempt registered it: wait for its result
 		}
+		if err := r.writeConfig(ctx, id, t.App, t.Release, 0, t.Env); err != nil {
+			return regions.TaskResult{}, err
+		}
 		_, err = r.register(ctx, job, 0)
 		if err == nil {
 			break
@@ -61,6 +64,12 @@ func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResul
 	alloc, err := r.awaitTaskAlloc(ctx, id)
 	if err != nil {
 		return regions.TaskResult{}, err
+	}
+	// The task ran once and will not run again (no restarts, no
+	// reschedules; a retry of a task that never ran writes it anew), so
+	// its config vars need not stay in the cluster.
+	if err := r.deleteConfig(ctx, id, t.App); err != nil {
+		r.log.Warn("delete task config variable", "job", id, "err", err)
 	}
 	ts := alloc.TaskStates[t.Name]
 	var term *api.TaskEvent
