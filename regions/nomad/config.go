@@ -2,11 +2,13 @@ package nomad
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"sort"
 	"strconv"
@@ -142,7 +144,7 @@ func (r *Region) writeConfig(ctx context.Context, jobID, app string, release, pr
 	for attempt := 1; ; attempt++ {
 		cur, _, err := r.client.Variables().Peek(path, r.queryOpts(ctx))
 		if err != nil {
-			return r.wrap(ctx, fmt.Sprintf("read variable %s", path), err)
+			return r.wrapVar(ctx, fmt.Sprintf("read variable %s", path), err)
 		}
 		old := map[string]string{}
 		v := &api.Variable{Namespace: r.ns, Path: path}
@@ -164,7 +166,7 @@ func (r *Region) writeConfig(ctx context.Context, jobID, app string, release, pr
 			continue
 		}
 		if err != nil {
-			return r.wrap(ctx, fmt.Sprintf("write variable %s", path), err)
+			return r.wrapVar(ctx, fmt.Sprintf("write variable %s", path), err)
 		}
 		return nil
 	}
@@ -201,19 +203,31 @@ func pruneConfigs(old map[string]string, app, item, value string, prefer int) ap
 	return out
 }
 
+// wrapVar is wrap for a variable call, saying which rights a refusal
+// lacks: a token made before drover kept config vars in variables has none.
+func (r *Region) wrapVar(ctx context.Context, what string, err error) error {
+	werr := r.wrap(ctx, what, err)
+	var ue api.UnexpectedResponseError
+	if errors.As(err, &ue) && ue.StatusCode() == http.StatusForbidden {
+		return fmt.Errorf("%w; the region's Nomad token needs read, write, destroy and list on variables nomad/jobs/* in namespace %q: apply deployments/nomad/drover-deployer.policy.hcl again",
+			werr, cmp.Or(r.ns, "default"))
+	}
+	return werr
+}
+
 // deleteConfig deletes job jobID's variable if drover wrote it for app; a
 // missing variable is not an error.
 func (r *Region) deleteConfig(ctx context.Context, jobID, app string) error {
 	path := ConfigVarPath(jobID)
 	cur, _, err := r.client.Variables().Peek(path, r.queryOpts(ctx))
 	if err != nil {
-		return r.wrap(ctx, fmt.Sprintf("read variable %s", path), err)
+		return r.wrapVar(ctx, fmt.Sprintf("read variable %s", path), err)
 	}
 	if cur == nil || cur.Items[ItemApp] != app {
 		return nil
 	}
 	if _, err := r.client.Variables().CheckedDelete(path, cur.ModifyIndex, r.writeOpts(ctx)); err != nil && !isNotFound(err) {
-		return r.wrap(ctx, fmt.Sprintf("delete variable %s", path), err)
+		return r.wrapVar(ctx, fmt.Sprintf("delete variable %s", path), err)
 	}
 	return nil
 }
@@ -226,7 +240,7 @@ func (r *Region) deleteTaskConfigs(ctx context.Context, app string) error {
 	prefix := ConfigVarPath(app + "-")
 	vars, _, err := r.client.Variables().PrefixList(prefix, r.queryOpts(ctx))
 	if err != nil {
-		return r.wrap(ctx, fmt.Sprintf("list variables under %s", prefix), err)
+		return r.wrapVar(ctx, fmt.Sprintf("list variables under %s", prefix), err)
 	}
 	for _, v := range vars {
 		if !taskJobRE.MatchString(strings.TrimPrefix(v.Path, prefix)) {

@@ -23,6 +23,8 @@ import (
 const lookupPolls = 5
 
 // Deploy registers d's job and watches its Nomad deployment to the end.
+// Before registering, it writes d's config vars into the job's variable
+// (see writeConfig), which the new version's tasks read.
 //
 // It is idempotent: when the job already carries d's release and slug and
 // that version's deployment succeeded, it returns at once without

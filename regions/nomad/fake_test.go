@@ -58,6 +58,9 @@ type fakeNomad struct {
 	requests  []string
 	// vars are the Nomad variables by path (the fake has one namespace).
 	vars map[string]*api.Variable
+	// varsForbidden answers every variable call 403, as Nomad does for a
+	// token without variable rights.
+	varsForbidden bool
 	// regionNames answers /v1/regions.
 	regionNames []string
 }
@@ -385,6 +388,10 @@ const maxVariableSize = 64 << 10
 // variable as it is; GET /v1/vars?prefix= lists metadata without items.
 func (f *fakeNomad) variables(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if f.varsForbidden {
+		fail(w, http.StatusForbidden, "Permission denied")
+		return
+	}
 	if r.URL.Path == "/v1/vars" {
 		out := []*api.VariableMetadata{}
 		for _, p := range slices.Sorted(maps.Keys(f.vars)) {

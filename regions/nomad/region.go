@@ -5,7 +5,8 @@
 // task a batch job "<app>-<task>-v<release>" (see RenderReleaseJob). Every
 // job carries drover's meta (MetaRelease, MetaSlug, MetaManagedBy), so the
 // region itself says which release runs, and drover refuses to overwrite a
-// job it did not make.
+// job it did not make. Config vars are never in a job spec: each job reads
+// its release's item of its own Nomad variable (see ConfigVarPath).
 //
 // Every call names its region and namespace in its own Query- or
 // WriteOptions and carries the caller's context: the shared api.Client is

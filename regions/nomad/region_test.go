@@ -868,6 +868,9 @@ func TestDeployConfigVariableErrors(t *testing.T) {
 		{"a name that is no env var name", func(_ *fakeNomad, d *regions.Deployment) {
 			d.Env["NOT-A-NAME"] = "x"
 		}, pipelines.ErrInvalid},
+		{"a token without variable rights", func(f *fakeNomad, _ *regions.Deployment) {
+			f.varsForbidden = true
+		}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -875,8 +878,13 @@ func TestDeployConfigVariableErrors(t *testing.T) {
 			d := deployment(nil)
 			tt.setup(f, &d)
 			_, err := MustRegion(t, f.srv.URL).Deploy(ctx(t), d)
-			if !errors.Is(err, tt.want) {
+			switch {
+			case err == nil:
+				t.Fatal("deploy succeeded")
+			case tt.want != nil && !errors.Is(err, tt.want):
 				t.Fatalf("err = %v, want %v", err, tt.want)
+			case tt.want == nil && !strings.Contains(err.Error(), "drover-deployer.policy.hcl"):
+				t.Fatalf("err = %v, want it to name the policy that grants the variables", err)
 			}
 			if regs, _, _ := f.snapshot(); len(regs) != 0 {
 				t.Errorf("registered the job %d times; a release without its config must not run", len(regs))

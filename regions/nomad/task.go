@@ -23,6 +23,9 @@ import (
 //
 // Output is the task's stdout then stderr, keeping the last MaxTaskOutput
 // bytes; logs that cannot be read leave it short, not the call failed.
+//
+// t.Env goes into the job's own variable, ConfigVarPath(job ID), written
+// before the job and deleted once its allocation finished.
 func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResult, error) {
 	if err := r.resolve(ctx); err != nil {
 		return regions.TaskResult{}, err

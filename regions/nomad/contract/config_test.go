@@ -58,10 +58,11 @@ func TestConfigVars(t *testing.T) {
 		t.Fatalf("v1's process sees SECRET = %q, %v; want %q", got, err, v1)
 	}
 	for _, path := range []string{"/v1/job/" + app, "/v1/job/" + app + "/versions"} {
-		body, err := getRaw(strings.TrimRight(os.Getenv("NOMAD_ADDR"), "/") + path)
-		if err != nil {
-			t.Fatal(err)
+		var raw json.RawMessage
+		if _, err := client.Raw().Query(path, &raw, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
 		}
+		body := string(raw)
 		if strings.Contains(body, marker) || !strings.Contains(body, nomad.ConfigVarPath(app)) {
 			t.Errorf("GET %s holds the config value or does not read %s:\n%s", path, nomad.ConfigVarPath(app), body)
 		}
