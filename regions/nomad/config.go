@@ -162,8 +162,11 @@ func (r *Region) writeConfig(ctx context.Context, jobID, app string, release, pr
 			_, _, err = r.client.Variables().CheckedUpdate(v, r.writeOpts(ctx))
 		}
 		var conflict api.ErrCASConflict
-		if errors.As(err, &conflict) && attempt < casAttempts {
-			continue
+		if errors.As(err, &conflict) {
+			if attempt < casAttempts {
+				continue
+			}
+			return fmt.Errorf("write variable %s in region %s: changed by another writer %d times in a row: %w", path, r.spec.Name, attempt, pipelines.ErrConflict)
 		}
 		if err != nil {
 			return r.wrapVar(ctx, fmt.Sprintf("write variable %s", path), err)

@@ -894,28 +894,40 @@ func TestDeployConfigVariableErrors(t *testing.T) {
 }
 
 // TestDeployConfigVariableRace: a variable written by another drover
-// between the read and the write is read again, not overwritten.
+// between the read and the write is read again, not overwritten; one that
+// keeps changing is a conflict, and the job is not registered.
 func TestDeployConfigVariableRace(t *testing.T) {
-	f := newFakeNomad(t)
-	f.vars["nomad/jobs/hello"] = &api.Variable{Path: "nomad/jobs/hello", Items: api.VariableItems{nomad.ItemApp: "hello", "v5": "{}"}, ModifyIndex: 3}
-	f.steps = steps("d1", 1, api.DeploymentStatusSuccessful)
-	raced := false
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut && r.URL.Path == "/v1/var/nomad/jobs/hello" && !raced {
-			raced = true
+	for _, races := range []int{1, 100} {
+		t.Run(fmt.Sprintf("%d races", races), func(t *testing.T) {
+			f := newFakeNomad(t)
+			f.vars["nomad/jobs/hello"] = &api.Variable{Path: "nomad/jobs/hello", Items: api.VariableItems{nomad.ItemApp: "hello", "v5": "{}"}, ModifyIndex: 3}
+			f.steps = steps("d1", 1, api.DeploymentStatusSuccessful)
+			n := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPut && r.URL.Path == "/v1/var/nomad/jobs/hello" && n < races {
+					n++
+					f.mu.Lock()
+					f.vars["nomad/jobs/hello"] = &api.Variable{Path: "nomad/jobs/hello", Items: api.VariableItems{nomad.ItemApp: "hello", "v5": "{}", "v6": "{}"}, ModifyIndex: f.nextIndex()}
+					f.mu.Unlock()
+				}
+				f.serve(w, r)
+			}))
+			t.Cleanup(srv.Close)
+			_, err := MustRegion(t, srv.URL).Deploy(ctx(t), deployment(nil))
 			f.mu.Lock()
-			f.vars["nomad/jobs/hello"] = &api.Variable{Path: "nomad/jobs/hello", Items: api.VariableItems{nomad.ItemApp: "hello", "v5": "{}", "v6": "{}"}, ModifyIndex: 4}
-			f.mu.Unlock()
-		}
-		f.serve(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	if _, err := MustRegion(t, srv.URL).Deploy(ctx(t), deployment(nil)); err != nil {
-		t.Fatal(err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if keys := slices.Sorted(maps.Keys(f.vars["nomad/jobs/hello"].Items)); !slices.Equal(keys, []string{nomad.ItemApp, "v5", "v6", "v7"}) {
-		t.Errorf("items after a raced write = %v, want the other writer's v6 kept", keys)
+			defer f.mu.Unlock()
+			if races > 1 {
+				if !errors.Is(err, pipelines.ErrConflict) || len(f.registers) != 0 {
+					t.Fatalf("err = %v, registers = %d; want ErrConflict and nothing registered", err, len(f.registers))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if keys := slices.Sorted(maps.Keys(f.vars["nomad/jobs/hello"].Items)); !slices.Equal(keys, []string{nomad.ItemApp, "v5", "v6", "v7"}) {
+				t.Errorf("items after a raced write = %v, want the other writer's v6 kept", keys)
+			}
+		})
 	}
 }
