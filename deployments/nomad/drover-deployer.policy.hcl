@@ -26,6 +26,17 @@ namespace "default" {
     # The tail of a failed task's stdout and stderr, quoted in the failure.
     "read-logs",
   ]
+
+  # Apps' config vars: each job drover registers reads its own variable
+  # nomad/jobs/<job ID> (one item per release), which drover writes before
+  # registering the job, prunes to the newest releases, and deletes when it
+  # stops the app or a release phase finished. Reading is needed to keep
+  # the other releases' items and to refuse a variable drover did not write.
+  variables {
+    path "nomad/jobs/*" {
+      capabilities = ["read", "write", "destroy", "list"]
+    }
+  }
 }
 
 # Left out on purpose: node read (log reads then go through a server rather
@@ -33,4 +44,7 @@ namespace "default" {
 # and alloc-exec (drover never restarts, signals or enters an allocation;
 # a new release is a new job version), dispatch-job and scale-job (drover
 # re-registers the job with the new formation instead), and variables
-# (drover's own secrets are readable by its job without any policy).
+# outside nomad/jobs/ (drover's own secrets are readable by its job
+# without any policy). Deploying into the namespace drover itself runs in
+# lets this token read nomad/jobs/drover too; give apps their own
+# namespace to keep them apart.

@@ -23,6 +23,8 @@ import (
 const lookupPolls = 5
 
 // Deploy registers d's job and watches its Nomad deployment to the end.
+// Before registering, it writes d's config vars into the job's variable
+// (see writeConfig), which the new version's tasks read.
 //
 // It is idempotent: when the job already carries d's release and slug and
 // that version's deployment succeeded, it returns at once without
@@ -86,8 +88,15 @@ func (r *Region) Deploy(ctx context.Context, d regions.Deployment) (regions.Resu
 			}
 		}
 		var index uint64
+		var running int // the release auto_revert returns to
 		if cur != nil {
 			index = deref(cur.JobModifyIndex)
+			running, _ = strconv.Atoi(cur.Meta[MetaRelease])
+		}
+		// The new version's tasks read their config from the variable,
+		// so it is written first.
+		if err := r.writeConfig(ctx, d.App, d.App, d.Release, running, d.Env); err != nil {
+			return regions.Result{}, err
 		}
 		progress(fmt.Sprintf("registering v%d", d.Release))
 		resp, err = r.register(ctx, job, index)

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +56,11 @@ type fakeNomad struct {
 	// Nomad does until something changes.
 	slowWatch time.Duration
 	requests  []string
+	// vars are the Nomad variables by path (the fake has one namespace).
+	vars map[string]*api.Variable
+	// varsForbidden answers every variable call 403, as Nomad does for a
+	// token without variable rights.
+	varsForbidden bool
 	// regionNames answers /v1/regions.
 	regionNames []string
 }
@@ -72,6 +78,7 @@ func newFakeNomad(t *testing.T) *fakeNomad {
 		logs:          map[string]string{},
 		services:      map[string][]*api.ServiceRegistration{},
 		checks:        map[string][]api.AllocCheckStatuses{},
+		vars:          map[string]*api.Variable{},
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
@@ -123,6 +130,8 @@ func (f *fakeNomad) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.reply(w, f.index, api.Job{Priority: new(70), Meta: map[string]string{"team": "payments"}})
+	case path == "/v1/vars" || strings.HasPrefix(path, "/v1/var/"):
+		f.variables(w, r)
 	case r.Method == http.MethodGet && path == "/v1/jobs":
 		stubs := []*api.JobListStub{}
 		for id, job := range f.jobs {
@@ -368,6 +377,89 @@ func (f *fakeNomad) register(w http.ResponseWriter, r *http.Request) {
 	}
 	f.steps = nil
 	f.reply(w, idx, api.JobRegisterResponse{EvalID: "eval-1", EvalCreateIndex: idx, JobModifyIndex: idx})
+}
+
+// maxVariableSize is Nomad's cap on a variable's keys and values together.
+const maxVariableSize = 64 << 10
+
+// variables answers Nomad's Variables API as Nomad does: GET, PUT and
+// DELETE /v1/var/<path>, the writes checked against ?cas=<modify index>
+// when given (0: the variable must not exist) and answered 409 with the
+// variable as it is; GET /v1/vars?prefix= lists metadata without items.
+func (f *fakeNomad) variables(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if f.varsForbidden {
+		fail(w, http.StatusForbidden, "Permission denied")
+		return
+	}
+	if r.URL.Path == "/v1/vars" {
+		out := []*api.VariableMetadata{}
+		for _, p := range slices.Sorted(maps.Keys(f.vars)) {
+			if v := f.vars[p]; strings.HasPrefix(p, q.Get("prefix")) {
+				out = append(out, &api.VariableMetadata{Namespace: v.Namespace, Path: p, CreateIndex: v.CreateIndex, ModifyIndex: v.ModifyIndex})
+			}
+		}
+		f.reply(w, f.index, out)
+		return
+	}
+	path := strings.TrimPrefix(r.URL.Path, "/v1/var/")
+	cur := f.vars[path]
+	if cas := q.Get("cas"); cas != "" && r.Method != http.MethodGet {
+		want, _ := strconv.ParseUint(cas, 10, 64)
+		var have uint64
+		if cur != nil {
+			have = cur.ModifyIndex
+		}
+		if want != have {
+			conflict := cur
+			if conflict == nil {
+				conflict = &api.Variable{Namespace: f.wantNamespace, Path: path}
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusConflict)
+			json.NewEncoder(w).Encode(conflict)
+			return
+		}
+	}
+	switch r.Method {
+	case http.MethodGet:
+		if cur == nil {
+			fail(w, http.StatusNotFound, "variable not found")
+			return
+		}
+		f.reply(w, cur.ModifyIndex, cur)
+	case http.MethodPut:
+		var v api.Variable
+		if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
+			fail(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if len(v.Items) == 0 {
+			fail(w, http.StatusBadRequest, "variable missing required Items object")
+			return
+		}
+		size := 0
+		for k, val := range v.Items {
+			size += len(k) + len(val)
+		}
+		if size > maxVariableSize {
+			fail(w, http.StatusInternalServerError, "variables are limited to 64KiB in total size")
+			return
+		}
+		idx := f.nextIndex()
+		out := &api.Variable{Namespace: q.Get("namespace"), Path: path, Items: maps.Clone(v.Items), CreateIndex: idx, ModifyIndex: idx}
+		if cur != nil {
+			out.CreateIndex = cur.CreateIndex
+		}
+		f.vars[path] = out
+		f.reply(w, idx, out)
+	case http.MethodDelete:
+		delete(f.vars, path)
+		w.Header().Set("X-Nomad-Index", strconv.FormatUint(f.nextIndex(), 10))
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		fail(w, http.StatusMethodNotAllowed, "method not allowed")
+	}
 }
 
 func deref[T any](p *T) T {

@@ -5,7 +5,8 @@
 // task a batch job "<app>-<task>-v<release>" (see RenderReleaseJob). Every
 // job carries drover's meta (MetaRelease, MetaSlug, MetaManagedBy), so the
 // region itself says which release runs, and drover refuses to overwrite a
-// job it did not make.
+// job it did not make. Config vars are never in a job spec: each job reads
+// its release's item of its own Nomad variable (see ConfigVarPath).
 //
 // Every call names its region and namespace in its own Query- or
 // WriteOptions and carries the caller's context: the shared api.Client is
@@ -210,8 +211,9 @@ func notManaged(r *Region, id string) error {
 		id, r.spec.Name, MetaManagedBy, ManagedBy, pipelines.ErrConflict)
 }
 
-// Stop deregisters and purges the app's job. A job that does not exist is
-// not an error.
+// Stop deregisters and purges the app's job and its one-off task jobs, and
+// deletes their config variables. A job that does not exist is not an
+// error.
 func (r *Region) Stop(ctx context.Context, app string) error {
 	if err := r.resolve(ctx); err != nil {
 		return err
@@ -242,7 +244,11 @@ func (r *Region) Stop(ctx context.Context, app string) error {
 			return r.wrap(ctx, fmt.Sprintf("purge task job %q", stub.ID), err)
 		}
 	}
-	return nil
+	// Then the config vars of every release, and of the task jobs.
+	if err := r.deleteConfig(ctx, app, app); err != nil {
+		return err
+	}
+	return r.deleteTaskConfigs(ctx, app)
 }
 
 // taskJobRE matches what TaskJobID appends to the app's name.

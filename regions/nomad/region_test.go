@@ -1,8 +1,12 @@
 package nomad_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -624,6 +628,15 @@ func TestStop(t *testing.T) {
 				f.jobs["hello-staging-release-v1"] = &api.Job{ID: new("hello-staging-release-v1"), Type: new("batch"), Meta: owned("hello-staging")}
 				f.jobs["hello-backup-v2"] = &api.Job{ID: new("hello-backup-v2"), Type: new("batch")}
 			}
+			// The config variables go with them, also a task's whose job
+			// is gone; other apps' and ones drover did not write stay.
+			for path, app := range map[string]string{
+				"nomad/jobs/hello": "hello", "nomad/jobs/hello-release-v3": "hello", "nomad/jobs/hello-release-v2": "hello",
+				"nomad/jobs/hello-staging": "hello-staging", "nomad/jobs/hello-staging-release-v1": "hello-staging",
+				"nomad/jobs/hello-backup-v2": "",
+			} {
+				f.vars[path] = &api.Variable{Path: path, Items: api.VariableItems{nomad.ItemApp: app, "v1": "{}"}, ModifyIndex: 7}
+			}
 			r := MustRegion(t, f.srv.URL)
 			if err := r.Stop(ctx(t), "hello"); err != nil {
 				t.Fatal(err)
@@ -640,6 +653,13 @@ func TestStop(t *testing.T) {
 				if !strings.Contains(d, "purge=true") || (!strings.HasPrefix(d, "/v1/job/hello?") && !strings.HasPrefix(d, "/v1/job/hello-release-v3?")) {
 					t.Errorf("delete %s; want only hello and hello-release-v3, purged", d)
 				}
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			left := slices.Sorted(maps.Keys(f.vars))
+			wantLeft := []string{"nomad/jobs/hello-backup-v2", "nomad/jobs/hello-staging", "nomad/jobs/hello-staging-release-v1"}
+			if !slices.Equal(left, wantLeft) {
+				t.Errorf("variables left = %v, want %v", left, wantLeft)
 			}
 		})
 	}
@@ -688,6 +708,19 @@ func TestRunTask(t *testing.T) {
 				Slug: deployment(nil).Slug, Command: "./migrate", Env: map[string]string{"A": "b"}})
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The task job's own variable held its config while it ran
+			// (written before the job), and is gone once it finished.
+			f.mu.Lock()
+			reqs, left := slices.Clone(f.requests), len(f.vars)
+			f.mu.Unlock()
+			put := slices.IndexFunc(reqs, func(s string) bool { return strings.HasPrefix(s, "PUT /v1/var/nomad/jobs/"+id+"?") })
+			reg := slices.IndexFunc(reqs, func(s string) bool { return strings.HasPrefix(s, "PUT /v1/jobs?") })
+			if tt.wantRegs > 0 && (put < 0 || put > reg) {
+				t.Errorf("requests %q: want nomad/jobs/%s written before the job is registered", reqs, id)
+			}
+			if left != 0 {
+				t.Errorf("%d variables left after the task finished", left)
 			}
 			if res.ExitCode != tt.code || res.Output != "migrated 3 tables\nwarning: slow\n" {
 				t.Errorf("result = %+v", res)
@@ -741,5 +774,160 @@ func TestStatus(t *testing.T) {
 	}
 	if got, err := r.Status(ctx(t), "nope"); err != nil || got != (regions.Status{}) {
 		t.Errorf("Status of a missing app = %+v, %v", got, err)
+	}
+}
+
+// configItem decodes release's config item of the fake's variable at path.
+func configItem(t *testing.T, f *fakeNomad, path string, release int) (map[string]string, bool) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := f.vars[path]
+	if v == nil {
+		return nil, false
+	}
+	raw, ok := v.Items[nomad.ConfigItem(release)]
+	if !ok {
+		return nil, false
+	}
+	var env map[string]string
+	if err := json.Unmarshal([]byte(raw), &env); err != nil {
+		t.Fatalf("item %s of %s: %v", nomad.ConfigItem(release), path, err)
+	}
+	return env, true
+}
+
+// TestDeployWritesConfigVariable: a deploy writes the release's config
+// vars into the app's variable before it registers the job (whose spec
+// holds none of them), keeps the item of the release the job runs (which
+// auto_revert returns to) and the newest others, KeepConfigs in all, and
+// prunes the rest.
+func TestDeployWritesConfigVariable(t *testing.T) {
+	f := newFakeNomad(t)
+	old, _ := nomad.Render(nomad.JobInput{Spec: spec(nil), Deployment: deployment(nil)})
+	old.Meta[nomad.MetaRelease] = "2" // a rollback to v2 runs now
+	old.Version, old.JobModifyIndex, old.ModifyIndex = new(uint64(9)), new(uint64(42)), new(uint64(42))
+	f.jobs["hello"] = old
+	items := api.VariableItems{nomad.ItemApp: "hello", "stray": "x"}
+	for n := 1; n <= 6; n++ {
+		items[nomad.ConfigItem(n)] = fmt.Sprintf(`{"GREETING":"v%d"}`, n)
+	}
+	f.vars["nomad/jobs/hello"] = &api.Variable{Namespace: "apps", Path: "nomad/jobs/hello", Items: items, ModifyIndex: 40}
+	f.steps = steps("d2", 1, api.DeploymentStatusSuccessful)
+	d := deployment(nil)
+	d.Env["DROVER_RELEASE"] = "v7"
+	d.Env["TRICKY"] = "a \"b\"\nc=$d"
+
+	if _, err := MustRegion(t, f.srv.URL).Deploy(ctx(t), d); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := configItem(t, f, "nomad/jobs/hello", 7)
+	if !ok || got["DATABASE_URL"] != "postgres://db/hello" || got["TRICKY"] != d.Env["TRICKY"] || got["PORT"] != "1" {
+		t.Fatalf("item v7 = %q, want the release's config vars exactly", got)
+	}
+	if _, ok := got["DROVER_RELEASE"]; ok {
+		t.Errorf("item v7 holds drover's metadata %v; it is plain env", got)
+	}
+	f.mu.Lock()
+	keys := slices.Sorted(maps.Keys(f.vars["nomad/jobs/hello"].Items))
+	reqs := slices.Clone(f.requests)
+	f.mu.Unlock()
+	// v7 and v2 (running), then the newest: v6, v5, v4.
+	if want := []string{nomad.ItemApp, "v2", "v4", "v5", "v6", "v7"}; !slices.Equal(keys, want) {
+		t.Errorf("variable items = %v, want %v", keys, want)
+	}
+	put := slices.IndexFunc(reqs, func(s string) bool { return strings.HasPrefix(s, "PUT /v1/var/nomad/jobs/hello?") })
+	reg := slices.IndexFunc(reqs, func(s string) bool { return strings.HasPrefix(s, "PUT /v1/jobs?") })
+	if put < 0 || reg < 0 || put > reg {
+		t.Errorf("requests %q: want the variable written (with cas) before the job is registered", reqs)
+	} else if !strings.Contains(reqs[put], "cas=40") {
+		t.Errorf("variable write %s is not checked against the index read", reqs[put])
+	}
+	regs, _, _ := f.snapshot()
+	body, _ := json.Marshal(regs[len(regs)-1])
+	if bytes.Contains(body, []byte("postgres://db/hello")) {
+		t.Errorf("the registered job holds a config value: %s", body)
+	}
+}
+
+func TestDeployConfigVariableErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(f *fakeNomad, d *regions.Deployment)
+		want  error
+	}{
+		{"a variable drover did not write", func(f *fakeNomad, _ *regions.Deployment) {
+			f.vars["nomad/jobs/hello"] = &api.Variable{Path: "nomad/jobs/hello", Items: api.VariableItems{"password": "x"}, ModifyIndex: 3}
+		}, pipelines.ErrConflict},
+		{"another app's variable", func(f *fakeNomad, _ *regions.Deployment) {
+			f.vars["nomad/jobs/hello"] = &api.Variable{Path: "nomad/jobs/hello", Items: api.VariableItems{nomad.ItemApp: "other"}, ModifyIndex: 3}
+		}, pipelines.ErrConflict},
+		{"config over Nomad's 64 KiB", func(_ *fakeNomad, d *regions.Deployment) {
+			d.Env["BIG"] = strings.Repeat("x", nomad.MaxVariableSize)
+		}, pipelines.ErrInvalid},
+		{"a name that is no env var name", func(_ *fakeNomad, d *regions.Deployment) {
+			d.Env["NOT-A-NAME"] = "x"
+		}, pipelines.ErrInvalid},
+		{"a token without variable rights", func(f *fakeNomad, _ *regions.Deployment) {
+			f.varsForbidden = true
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeNomad(t)
+			d := deployment(nil)
+			tt.setup(f, &d)
+			_, err := MustRegion(t, f.srv.URL).Deploy(ctx(t), d)
+			switch {
+			case err == nil:
+				t.Fatal("deploy succeeded")
+			case tt.want != nil && !errors.Is(err, tt.want):
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			case tt.want == nil && !strings.Contains(err.Error(), "drover-deployer.policy.hcl"):
+				t.Fatalf("err = %v, want it to name the policy that grants the variables", err)
+			}
+			if regs, _, _ := f.snapshot(); len(regs) != 0 {
+				t.Errorf("registered the job %d times; a release without its config must not run", len(regs))
+			}
+		})
+	}
+}
+
+// TestDeployConfigVariableRace: a variable written by another drover
+// between the read and the write is read again, not overwritten; one that
+// keeps changing is a conflict, and the job is not registered.
+func TestDeployConfigVariableRace(t *testing.T) {
+	for _, races := range []int{1, 100} {
+		t.Run(fmt.Sprintf("%d races", races), func(t *testing.T) {
+			f := newFakeNomad(t)
+			f.vars["nomad/jobs/hello"] = &api.Variable{Path: "nomad/jobs/hello", Items: api.VariableItems{nomad.ItemApp: "hello", "v5": "{}"}, ModifyIndex: 3}
+			f.steps = steps("d1", 1, api.DeploymentStatusSuccessful)
+			n := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPut && r.URL.Path == "/v1/var/nomad/jobs/hello" && n < races {
+					n++
+					f.mu.Lock()
+					f.vars["nomad/jobs/hello"] = &api.Variable{Path: "nomad/jobs/hello", Items: api.VariableItems{nomad.ItemApp: "hello", "v5": "{}", "v6": "{}"}, ModifyIndex: f.nextIndex()}
+					f.mu.Unlock()
+				}
+				f.serve(w, r)
+			}))
+			t.Cleanup(srv.Close)
+			_, err := MustRegion(t, srv.URL).Deploy(ctx(t), deployment(nil))
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if races > 1 {
+				if !errors.Is(err, pipelines.ErrConflict) || len(f.registers) != 0 {
+					t.Fatalf("err = %v, registers = %d; want ErrConflict and nothing registered", err, len(f.registers))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if keys := slices.Sorted(maps.Keys(f.vars["nomad/jobs/hello"].Items)); !slices.Equal(keys, []string{nomad.ItemApp, "v5", "v6", "v7"}) {
+				t.Errorf("items after a raced write = %v, want the other writer's v6 kept", keys)
+			}
+		})
 	}
 }

@@ -3,7 +3,10 @@ package nomad
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
@@ -182,7 +185,7 @@ func Render(in JobInput) (*api.Job, error) {
 	job := baseJob(in, d.App, api.JobTypeService)
 	for _, proc := range services {
 		count := max(formation[proc.Type], 0)
-		job.TaskGroups = append(job.TaskGroups, serviceGroup(in, proc, count, upd))
+		job.TaskGroups = append(job.TaskGroups, serviceGroup(in, job, proc, count, upd))
 	}
 	if err := mergeTemplate(job, in.Template); err != nil {
 		return nil, err
@@ -231,12 +234,13 @@ func renderTaskJob(in JobInput, name, command string) (*api.Job, error) {
 // taskJob renders a one-off batch job running command as task name.
 func taskJob(in JobInput, name, command string) *api.Job {
 	upd := in.Update.withDefaults()
-	job := baseJob(in, TaskJobID(in.Deployment.App, name, in.Deployment.Release), api.JobTypeBatch)
+	id := TaskJobID(in.Deployment.App, name, in.Deployment.Release)
+	job := baseJob(in, id, api.JobTypeBatch)
 	job.Meta[MetaTask] = name
 	job.TaskGroups = []*api.TaskGroup{{
 		Name:  new(name),
 		Count: new(1),
-		Tasks: []*api.Task{appTask(in, name, command, nil)},
+		Tasks: []*api.Task{appTask(in, id, name, command, nil)},
 		RestartPolicy: &api.RestartPolicy{
 			Attempts: new(0),
 			Interval: new(upd.RestartInterval),
@@ -298,7 +302,7 @@ func baseJob(in JobInput, id, typ string) *api.Job {
 	return job
 }
 
-func serviceGroup(in JobInput, proc pipelines.Process, count int, upd UpdatePolicy) *api.TaskGroup {
+func serviceGroup(in JobInput, job *api.Job, proc pipelines.Process, count int, upd UpdatePolicy) *api.TaskGroup {
 	web := proc.Type == pipelines.WebProcess
 	var extraEnv map[string]string
 	healthCheck := "task_states"
@@ -309,7 +313,7 @@ func serviceGroup(in JobInput, proc pipelines.Process, count int, upd UpdatePoli
 	g := &api.TaskGroup{
 		Name:  new(proc.Type),
 		Count: new(count),
-		Tasks: []*api.Task{appTask(in, proc.Type, proc.Command, extraEnv)},
+		Tasks: []*api.Task{appTask(in, *job.ID, proc.Type, proc.Command, extraEnv)},
 		RestartPolicy: &api.RestartPolicy{
 			Attempts: new(1),
 			Interval: new(upd.RestartInterval),
@@ -362,13 +366,19 @@ func serviceGroup(in JobInput, proc pipelines.Process, count int, upd UpdatePoli
 // WebServiceName is the service web registers: "<app>-web".
 func WebServiceName(app string) string { return app + "-" + pipelines.WebProcess }
 
-// appTask runs command from the unpacked slug with the config vars, and
-// extra (which wins over config vars, so an app cannot override PORT).
-func appTask(in JobInput, name, command string, extra map[string]string) *api.Task {
+// appTask runs command from the unpacked slug of job jobID with drover's
+// metadata (DROVER_APP, ...) and extra as plain env, and the config vars
+// from the release's item of the job's Nomad variable (ConfigVarPath),
+// read by a template. A job spec is readable by anyone who may read the
+// job (its versions, the UI), so it names no config value. extra wins over
+// config vars, so an app cannot override PORT.
+func appTask(in JobInput, jobID, name, command string, extra map[string]string) *api.Task {
 	d := in.Deployment
-	env := make(map[string]string, len(d.Env)+len(extra))
-	for k, v := range d.Env {
-		env[k] = v
+	env := make(map[string]string, len(MetadataEnv)+len(extra))
+	for _, k := range MetadataEnv {
+		if v, ok := d.Env[k]; ok {
+			env[k] = v
+		}
 	}
 	for k, v := range extra {
 		env[k] = v
@@ -380,7 +390,8 @@ func appTask(in JobInput, name, command string, extra map[string]string) *api.Ta
 			"command": "/bin/sh",
 			"args":    []string{"-c", "cd " + SlugDir + " && " + command},
 		},
-		Env: env,
+		Env:       env,
+		Templates: []*api.Template{configTemplate(jobID, d.Release, slices.Sorted(maps.Keys(env)))},
 		Artifacts: []*api.TaskArtifact{{
 			GetterSource: new(d.Slug.URL),
 			RelativeDest: new(SlugDir),
@@ -389,6 +400,39 @@ func appTask(in JobInput, name, command string, extra map[string]string) *api.Ta
 				"archive":  "tar.gz",
 			},
 		}},
+	}
+}
+
+// configTemplate renders the config vars of release from the variable of
+// job jobID into the task's environment, leaving out the names in skip
+// (set as plain env, which a template's env would override).
+//
+// Each value is written as a JSON string, which Nomad's env file parser
+// reads back exactly (quotes, newlines, '$', '=', control characters). A
+// missing release item fails the template (error_on_missing_key) rather
+// than start the app without its config. change_mode noop: writing a newer
+// release's item into the same variable never restarts or signals a
+// running allocation, which keeps the config it started with until a new
+// version replaces it.
+func configTemplate(jobID string, release int, skip []string) *api.Template {
+	var b strings.Builder
+	fmt.Fprintf(&b, "{{ with nomadVar %q }}{{ range $k, $v := .%s.Value | parseJSON }}", ConfigVarPath(jobID), ConfigItem(release))
+	if len(skip) > 0 {
+		b.WriteString("{{ if and")
+		for _, k := range skip {
+			fmt.Fprintf(&b, " (ne $k %q)", k)
+		}
+		b.WriteString(" }}{{ $k }}={{ $v | toJSON }}\n{{ end }}")
+	} else {
+		b.WriteString("{{ $k }}={{ $v | toJSON }}\n")
+	}
+	b.WriteString("{{ end }}{{ end }}")
+	return &api.Template{
+		EmbeddedTmpl:  new(b.String()),
+		DestPath:      new(ConfigEnvFile),
+		Envvars:       new(true),
+		ChangeMode:    new("noop"),
+		ErrMissingKey: new(true),
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,15 +170,97 @@ func TestRenderShape(t *testing.T) {
 	if got := web.Tasks[0].Env["PORT"]; got != "${NOMAD_PORT_http}" {
 		t.Errorf("web PORT = %q: config vars must not override it", got)
 	}
-	if _, ok := worker.Tasks[0].Env["PORT"]; !ok {
-		// worker keeps the config var PORT: only web's is drover's
-		t.Error("worker lost config var PORT")
+	// A template's env overrides the env block: web's template leaves
+	// the config var PORT out, worker's (whose PORT is no one else's)
+	// keeps it.
+	if tmpl := configTemplate(t, web.Tasks[0]); !strings.Contains(tmpl, `(ne $k "PORT")`) {
+		t.Errorf("web's config template does not leave out PORT:\n%s", tmpl)
+	}
+	if tmpl := configTemplate(t, worker.Tasks[0]); strings.Contains(tmpl, `"PORT"`) {
+		t.Errorf("worker's config template leaves out the config var PORT:\n%s", tmpl)
 	}
 	if *web.Update.HealthCheck != "checks" || *worker.Update.HealthCheck != "task_states" {
 		t.Errorf("health checks = %s, %s", *web.Update.HealthCheck, *worker.Update.HealthCheck)
 	}
 	if *web.Update.ProgressDeadline > time.Minute {
 		t.Errorf("progress deadline %v: a broken release must fail within about a minute", *web.Update.ProgressDeadline)
+	}
+}
+
+// configTemplate is the template of task that renders its config vars.
+func configTemplate(t *testing.T, task *api.Task) string {
+	t.Helper()
+	for _, tmpl := range task.Templates {
+		if *tmpl.DestPath == nomad.ConfigEnvFile {
+			if !*tmpl.Envvars || *tmpl.ChangeMode != "noop" || !*tmpl.ErrMissingKey {
+				t.Errorf("task %s: config template env=%v change_mode=%s error_on_missing_key=%v; want env, noop (a new release's item must not restart old allocations) and a missing item to fail",
+					task.Name, *tmpl.Envvars, *tmpl.ChangeMode, *tmpl.ErrMissingKey)
+			}
+			return *tmpl.EmbeddedTmpl
+		}
+	}
+	t.Fatalf("task %s has no template rendering %s", task.Name, nomad.ConfigEnvFile)
+	return ""
+}
+
+// TestRenderKeepsConfigOutOfJob: anyone who can read a job (its versions,
+// the UI) reads its spec, so no config value is in it; each task reads its
+// release's item of the job's variable instead. drover's metadata stays
+// plain env.
+func TestRenderKeepsConfigOutOfJob(t *testing.T) {
+	d := deployment(pipelines.Formation{"web": 1, "worker": 1})
+	d.Env["SECRET_KEY"] = "s3cr3t-value"
+	d.Env["DROVER_RELEASE"] = "v7"
+	service, err := nomad.Render(nomad.JobInput{Spec: spec(nil), Deployment: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := nomad.RenderReleaseJob(nomad.JobInput{Spec: spec(nil), Deployment: d}, "./migrate")
+	for _, tc := range []struct {
+		job  *api.Job
+		path string
+	}{{service, "nomad/jobs/hello"}, {release, "nomad/jobs/hello-release-v7"}} {
+		data, _ := json.Marshal(tc.job)
+		for _, secret := range []string{"s3cr3t-value", "postgres://db/hello"} {
+			if bytes.Contains(data, []byte(secret)) {
+				t.Errorf("job %s contains the config value %q", *tc.job.ID, secret)
+			}
+		}
+		for _, g := range tc.job.TaskGroups {
+			task := g.Tasks[0]
+			tmpl := configTemplate(t, task)
+			if want := `nomadVar "` + tc.path + `"`; !strings.Contains(tmpl, want) || !strings.Contains(tmpl, ".v7.Value") {
+				t.Errorf("job %s task %s: template does not read item v7 of %s:\n%s", *tc.job.ID, task.Name, tc.path, tmpl)
+			}
+			if task.Env["DROVER_RELEASE"] != "v7" {
+				t.Errorf("job %s task %s: DROVER_RELEASE = %q, want drover's metadata as plain env", *tc.job.ID, task.Name, task.Env["DROVER_RELEASE"])
+			}
+		}
+	}
+}
+
+// TestConfigJSON: a release's config item holds every value exactly, and
+// refuses what a variable or an environment cannot hold.
+func TestConfigJSON(t *testing.T) {
+	env := map[string]string{"A": "quote \" newline \n dollar $HOME equals a=b amp & <tag>", "EMPTY": "", "DROVER_APP": "hello"}
+	got, err := nomad.ConfigJSON(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]string
+	if err := json.Unmarshal([]byte(got), &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != 2 || back["A"] != env["A"] || back["EMPTY"] != "" {
+		t.Errorf("config item %s decodes to %q; want A and EMPTY exactly, without drover's metadata", got, back)
+	}
+	if strings.Contains(got, `\u0026`) {
+		t.Errorf("config item %s escapes '&', spending the variable's 64 KiB", got)
+	}
+	for _, bad := range []map[string]string{{"1A": "x"}, {"A-B": "x"}, {"A=B": "x"}, {"A": "\xff\xfe"}} {
+		if _, err := nomad.ConfigJSON(bad); !errors.Is(err, pipelines.ErrInvalid) {
+			t.Errorf("ConfigJSON(%q) = %v, want ErrInvalid", bad, err)
+		}
 	}
 }
 

@@ -23,6 +23,9 @@ import (
 //
 // Output is the task's stdout then stderr, keeping the last MaxTaskOutput
 // bytes; logs that cannot be read leave it short, not the call failed.
+//
+// t.Env goes into the job's own variable, ConfigVarPath(job ID), written
+// before the job and deleted once its allocation finished.
 func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResult, error) {
 	if err := r.resolve(ctx); err != nil {
 		return regions.TaskResult{}, err
@@ -49,6 +52,9 @@ func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResul
 			}
 			break // a previous attempt registered it: wait for its result
 		}
+		if err := r.writeConfig(ctx, id, t.App, t.Release, 0, t.Env); err != nil {
+			return regions.TaskResult{}, err
+		}
 		_, err = r.register(ctx, job, 0)
 		if err == nil {
 			break
@@ -61,6 +67,12 @@ func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResul
 	alloc, err := r.awaitTaskAlloc(ctx, id)
 	if err != nil {
 		return regions.TaskResult{}, err
+	}
+	// The task ran once and will not run again (no restarts, no
+	// reschedules; a retry of a task that never ran writes it anew), so
+	// its config vars need not stay in the cluster.
+	if err := r.deleteConfig(ctx, id, t.App); err != nil {
+		r.log.Warn("delete task config variable", "job", id, "err", err)
 	}
 	ts := alloc.TaskStates[t.Name]
 	var term *api.TaskEvent

@@ -41,6 +41,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "listen tcp: address already in use")
 		os.Exit(1)
 	}
+	// The value of one environment variable, exactly.
+	http.HandleFunc("/env/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, os.Getenv(r.URL.Path[len("/env/"):]))
+	})
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// A release that runs but answers with an error.
 		if os.Getenv("ANSWER_500") != "" {
