@@ -72,6 +72,10 @@ type Store interface {
 	SetAutoDeployPause(ctx context.Context, app, reason string) error
 	// AutoDeployPause returns why app's auto-deploy is paused, "" if not.
 	AutoDeployPause(ctx context.Context, app string) (string, error)
+	// SetReleasePhaseResult records that the release phase ran, with its
+	// exit code and output, in one write: a retry finds it and runs
+	// nothing again.
+	SetReleasePhaseResult(ctx context.Context, app string, version, exitCode int, output string) error
 	// SetReleaseOutput keeps the release phase's output.
 	SetReleaseOutput(ctx context.Context, app string, version int, output string) error
 	// SetRegionState records where a release is in one region.

@@ -60,12 +60,15 @@ type Release struct {
 	Description   string        `json:"description,omitempty"`
 	// Operation is the ID of the workflow that made this release; retries of
 	// that workflow find their own release by it.
-	Operation string        `json:"operation,omitempty"`
-	Reason    string        `json:"reason,omitempty"`
-	Output    string        `json:"release_output,omitempty"`
-	Regions   []RegionState `json:"regions,omitempty"`
-	CreatedAt time.Time     `json:"created_at"`
-	UpdatedAt time.Time     `json:"updated_at"`
+	Operation string `json:"operation,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	Output    string `json:"release_output,omitempty"`
+	// ReleasePhaseExit is the release phase's exit code once it has run
+	// (nil: not yet, or no release command).
+	ReleasePhaseExit *int          `json:"release_phase_exit,omitempty"`
+	Regions          []RegionState `json:"regions,omitempty"`
+	CreatedAt        time.Time     `json:"created_at"`
+	UpdatedAt        time.Time     `json:"updated_at"`
 }
 
 // Name is the user-facing release name, "v7".

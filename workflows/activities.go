@@ -370,11 +370,17 @@ func (a *Activities) ReleasePhase(ctx context.Context, in ReleasePhaseInput) (Re
 	if err != nil {
 		return ReleasePhaseResult{}, err
 	}
-	if strings.HasPrefix(rel.Output, releasePhaseDone) {
-		return ReleasePhaseResult{}, nil
-	}
 	cmd, ok := rel.Procfile.Command(pipelines.ReleaseProcess)
 	if !ok {
+		return ReleasePhaseResult{}, nil
+	}
+	// It ran already (a retry after a crash): its recorded result stands.
+	// Releases from before the result was recorded say so in the head of
+	// their output.
+	if rel.ReleasePhaseExit != nil {
+		return releasePhaseResult(cmd, *rel.ReleasePhaseExit, rel.Output)
+	}
+	if strings.HasPrefix(rel.Output, releasePhaseDone) {
 		return ReleasePhaseResult{}, nil
 	}
 	_, stop := a.heartbeat(ctx)
@@ -385,14 +391,20 @@ func (a *Activities) ReleasePhase(ctx context.Context, in ReleasePhaseInput) (Re
 		return ReleasePhaseResult{}, fmt.Errorf("release phase of %s v%d in %s: %w", in.App, in.Version, in.Region, err)
 	}
 	out := fmt.Sprintf("release phase exited with code %d\n%s", res.ExitCode, res.Output)
-	if err := a.Store.SetReleaseOutput(ctx, in.App, in.Version, out); err != nil {
+	if err := a.Store.SetReleasePhaseResult(ctx, in.App, in.Version, res.ExitCode, out); err != nil {
 		return ReleasePhaseResult{}, err
 	}
-	if res.ExitCode != 0 {
-		msg := fmt.Sprintf("release command %q exited with code %d: %s", cmd, res.ExitCode, lastLines(res.Output, 5))
-		return ReleasePhaseResult{ExitCode: res.ExitCode}, temporal.NewNonRetryableApplicationError(msg, errReleasePhase, nil)
+	return releasePhaseResult(cmd, res.ExitCode, out)
+}
+
+// releasePhaseResult turns an exit code into the activity's answer: a
+// non-zero exit is a non-retryable failure quoting the output's end.
+func releasePhaseResult(cmd string, exit int, output string) (ReleasePhaseResult, error) {
+	if exit == 0 {
+		return ReleasePhaseResult{}, nil
 	}
-	return ReleasePhaseResult{}, nil
+	msg := fmt.Sprintf("release command %q exited with code %d: %s", cmd, exit, lastLines(output, 5))
+	return ReleasePhaseResult{ExitCode: exit}, temporal.NewNonRetryableApplicationError(msg, errReleasePhase, nil)
 }
 
 // target loads a release, the region it is going to, and what that region

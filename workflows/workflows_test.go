@@ -769,3 +769,27 @@ func TestOnlyStepsAreActivities(t *testing.T) {
 		t.Fatalf("a step: %v; want it run", err)
 	}
 }
+
+// TestReleasePhaseRunsOnceWhateverItsOutput: the release phase's
+// completion is a fact of its own, not a header of its output, which the
+// ledger keeps only the last 1 MiB of: a retry after a release phase
+// that printed more finds it ran, and runs nothing again.
+func TestReleasePhaseRunsOnceWhateverItsOutput(t *testing.T) {
+	for _, exit := range []int{0, 3} {
+		t.Run(fmt.Sprintf("exit %d", exit), func(t *testing.T) {
+			f := newFixture(t)
+			f.regions["a"].taskOutput = strings.Repeat("applying migration 0042\n", 2<<20/24)
+			f.regions["a"].taskExit = exit
+			f.deploy(t, "c1")
+			env := f.NewTestActivityEnvironment()
+			env.RegisterActivity(f.acts)
+			_, err := env.ExecuteActivity(f.acts.ReleasePhase, workflows.ReleasePhaseInput{App: app, Version: 1, Region: "a"})
+			if (exit == 0) != (err == nil) {
+				t.Fatalf("retried release phase: %v", err)
+			}
+			if n := len(f.regions["a"].tasks); n != 1 {
+				t.Fatalf("release phase ran %d times", n)
+			}
+		})
+	}
+}

@@ -12,15 +12,20 @@ import (
 	"github.com/drover/drover/pipelines"
 )
 
-const releaseColumns = `app, version, status, slug, commit_sha, config_version, formation, procfile, description, operation, reason, output, regions, created_at, updated_at`
+const releaseColumns = `app, version, status, slug, commit_sha, config_version, formation, procfile, description, operation, reason, output, regions, created_at, updated_at, release_phase_exit`
 
 func scanRelease(sc scanner) (pipelines.Release, error) {
 	var r pipelines.Release
 	var formation, procfile, regions string
+	var exit sql.NullInt64
 	err := sc.Scan(&r.App, &r.Version, &r.Status, &r.Slug, &r.Commit, &r.ConfigVersion, &formation, &procfile,
-		&r.Description, &r.Operation, &r.Reason, &r.Output, &regions, &r.CreatedAt, &r.UpdatedAt)
+		&r.Description, &r.Operation, &r.Reason, &r.Output, &regions, &r.CreatedAt, &r.UpdatedAt, &exit)
 	if err != nil {
 		return r, err
+	}
+	if exit.Valid {
+		code := int(exit.Int64)
+		r.ReleasePhaseExit = &code
 	}
 	for _, f := range []struct {
 		data string
@@ -66,7 +71,7 @@ func (s *Store) CreateRelease(ctx context.Context, nr deployments.NewRelease) (p
 		formation, _ := json.Marshal(orEmpty(nr.Formation))
 		procfile, _ := json.Marshal(nr.Procfile)
 		regions, _ := json.Marshal(states)
-		_, err := tx.exec(ctx, `INSERT INTO releases (`+releaseColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', ?, ?, ?)`,
+		_, err := tx.exec(ctx, `INSERT INTO releases (`+releaseColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', ?, ?, ?, NULL)`,
 			nr.App, version, status, nr.Slug, nr.Commit, nr.ConfigVersion, string(formation), string(procfile),
 			nr.Description, nr.Operation, string(regions), now, now)
 		if err != nil {
@@ -210,6 +215,12 @@ func (s *Store) SetReleaseOutput(ctx context.Context, app string, version int, o
 	res, err := s.conn().exec(ctx, `UPDATE releases SET output = ?, updated_at = ? WHERE app = ? AND version = ?`,
 		tail(output), s.now(), app, version)
 	return mustAffect(res, err, "set output of release %s v%d", app, version)
+}
+
+func (s *Store) SetReleasePhaseResult(ctx context.Context, app string, version, exitCode int, output string) error {
+	res, err := s.conn().exec(ctx, `UPDATE releases SET release_phase_exit = ?, output = ?, updated_at = ? WHERE app = ? AND version = ?`,
+		exitCode, tail(output), s.now(), app, version)
+	return mustAffect(res, err, "record the release phase of %s v%d", app, version)
 }
 
 func (s *Store) SetRegionState(ctx context.Context, app string, version int, st pipelines.RegionState) error {
