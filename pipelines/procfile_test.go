@@ -59,7 +59,7 @@ func TestProcfileServicesAndFormation(t *testing.T) {
 		t.Fatalf("Services() = %v, want web,worker (sorted, no release)", types)
 	}
 	f := pipelines.DefaultFormation(p)
-	if !reflect.DeepEqual(f, pipelines.Formation{"web": 1, "worker": 1}) {
+	if !reflect.DeepEqual(f, pipelines.Formation{"web": 1, "worker": 0}) {
 		t.Fatalf("DefaultFormation = %v", f)
 	}
 	if cmd, ok := p.Command("release"); !ok || cmd != "r" {

@@ -103,12 +103,17 @@ func ParseVersion(s string) (int, error) {
 // Formation maps process type to instance count.
 type Formation map[string]int
 
-// DefaultFormation runs one instance of every long-running process type, as
-// `heroku local` does.
+// DefaultFormation is a first release's formation, as Heroku's: one web
+// process and none of the other types, which `drover ps:scale` (or
+// app.json's formation) turns on. Every long-running type is listed, so
+// it can be scaled.
 func DefaultFormation(p Procfile) Formation {
 	f := Formation{}
 	for _, proc := range p.Services() {
-		f[proc.Type] = 1
+		f[proc.Type] = 0
+		if proc.Type == "web" {
+			f[proc.Type] = 1
+		}
 	}
 	return f
 }

@@ -228,7 +228,7 @@ func TestConfigAndScaleMakeReleasesOfTheCurrentSlug(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v3 := f.release(t, res.Version); v3.Formation["web"] != 3 || v3.Formation["worker"] != 1 || v3.ConfigVersion != 1 || v3.Slug != v1.Slug {
+	if v3 := f.release(t, res.Version); v3.Formation["web"] != 3 || v3.Formation["worker"] != 0 || v3.ConfigVersion != 1 || v3.Slug != v1.Slug {
 		t.Fatalf("scale release = %+v", v3)
 	}
 	if _, err := f.run(t, workflows.ChangeWorkflow, change(pipelines.Formation{"clock": 1}, "scale clock=1")); err == nil || !strings.Contains(err.Error(), `no process type "clock"`) {
