@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -235,8 +236,8 @@ func (s *Server) scale(c *gin.Context) {
 	}
 	var parts []string
 	for _, typ := range f.Types() {
-		if f[typ] < 0 || f[typ] > 1000 {
-			fail(c, http.StatusBadRequest, "invalid", "count of "+typ+" must be between 0 and 1000")
+		if f[typ] < 0 || f[typ] > pipelines.MaxFormationCount {
+			fail(c, http.StatusBadRequest, "invalid", fmt.Sprintf("count of %s must be between 0 and %d", typ, pipelines.MaxFormationCount))
 			return
 		}
 		parts = append(parts, typ+"="+strconv.Itoa(f[typ]))

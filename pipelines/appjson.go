@@ -35,6 +35,14 @@ type AppJSONEnv struct {
 	Required  bool
 }
 
+// MaxAppJSONQuantity bounds a process type's count in app.json: the file
+// is the repository's, so a pull request could otherwise start any number
+// of processes for its review app.
+const MaxAppJSONQuantity = 10
+
+// MaxFormationCount bounds a process type's count in any release.
+const MaxFormationCount = 1000
+
 // AppJSONFormation is one process type's count and size.
 type AppJSONFormation struct {
 	Quantity int
@@ -125,8 +133,8 @@ func parseAppJSON(data []byte, prefix string, top bool) (AppJSON, error) {
 		if f.Quantity != nil {
 			q = *f.Quantity
 		}
-		if q < 0 {
-			return AppJSON{}, appJSONError(prefix+"formation."+k+".quantity", "must be 0 or more")
+		if q < 0 || q > MaxAppJSONQuantity {
+			return AppJSON{}, appJSONError(prefix+"formation."+k+".quantity", "must be 0 to %d; an operator can scale beyond that with drover ps:scale", MaxAppJSONQuantity)
 		}
 		a.Formation[k] = AppJSONFormation{Quantity: q, Size: f.Size}
 	}
