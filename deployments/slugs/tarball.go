@@ -100,12 +100,31 @@ func Pack(ctx context.Context, dir string, w io.Writer) error {
 // entry can complete a dangling link), duplicate entries, and other entry
 // types. On error dest may hold part of the slug; callers remove it.
 func Unpack(ctx context.Context, slugPath, dest string) error {
+	return UnpackWithin(ctx, slugPath, dest, DefaultLimits)
+}
+
+// Limits bound what a slug may unpack to: a few hundred KiB of gzip can
+// hold gigabytes of zeros, and a slug holds whatever a repository put in.
+type Limits struct {
+	// Bytes bounds the total size of its files.
+	Bytes int64
+	// Entries bounds its files, directories and symlinks.
+	Entries int
+}
+
+// DefaultLimits are Unpack's: 2 GiB in 200,000 entries, well above
+// Heroku's 500 MB slug limit even for a tree that compresses well.
+var DefaultLimits = Limits{Bytes: 2 << 30, Entries: 200_000}
+
+// UnpackWithin is Unpack within limits; a slug past them is refused with
+// an error naming the limit and matching pipelines.ErrInvalid.
+func UnpackWithin(ctx context.Context, slugPath, dest string, limits Limits) error {
 	f, err := os.Open(slugPath)
 	if err != nil {
 		return fmt.Errorf("unpack slug: %w", err)
 	}
 	defer f.Close()
-	if err := unpack(ctx, f, dest); err != nil {
+	if err := unpack(ctx, f, dest, limits); err != nil {
 		return fmt.Errorf("unpack slug %s: %w", filepath.Base(slugPath), err)
 	}
 	return nil
@@ -114,7 +133,7 @@ func Unpack(ctx context.Context, slugPath, dest string) error {
 // errEscape is what every refusal wraps, so the messages stay uniform.
 var errEscape = errors.New("leads out of the slug")
 
-func unpack(ctx context.Context, r io.Reader, dest string) error {
+func unpack(ctx context.Context, r io.Reader, dest string, limits Limits) error {
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return err
 	}
@@ -132,6 +151,8 @@ func unpack(ctx context.Context, r io.Reader, dest string) error {
 		return err
 	}
 	tr := tar.NewReader(zr)
+	var size int64
+	entries := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -142,6 +163,18 @@ func unpack(ctx context.Context, r io.Reader, dest string) error {
 		}
 		if err != nil {
 			return err
+		}
+		// The header's size is what the entry will write: checked before
+		// a byte of it is.
+		entries++
+		if hdr.Typeflag == tar.TypeReg {
+			size += hdr.Size
+		}
+		if entries > limits.Entries {
+			return fmt.Errorf("slug has more than %d entries, the limit: %w", limits.Entries, pipelines.ErrInvalid)
+		}
+		if hdr.Size < 0 || size > limits.Bytes {
+			return fmt.Errorf("slug unpacks to more than %s, the limit: %w", byteSize(limits.Bytes), pipelines.ErrInvalid)
 		}
 		if err := unpackEntry(root, hdr, tr); err != nil {
 			return err
@@ -328,4 +361,17 @@ func ReadFile(ctx context.Context, slugPath, name string, max int64) ([]byte, er
 			return b, nil
 		}
 	}
+}
+
+// byteSize prints n as people read sizes: 2 GiB, 500 MiB, 64 KiB.
+func byteSize(n int64) string {
+	for _, u := range []struct {
+		unit string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return fmt.Sprintf("%d %s", n/u.size, u.unit)
+		}
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

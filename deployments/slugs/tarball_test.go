@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/drover/drover/deployments/slugs"
+	"github.com/drover/drover/pipelines"
 )
 
 // entry is one tar entry of a hand-made, possibly malicious, slug.
@@ -329,4 +332,47 @@ func FuzzUnpack(f *testing.F) {
 			return nil
 		})
 	})
+}
+
+// TestUnpackWithinLimits: a slug that unpacks past its limits (a small
+// gzip of gigabytes of zeros, a tree of countless files) is refused with
+// the limit named, before the oversized entry writes a byte.
+func TestUnpackWithinLimits(t *testing.T) {
+	bomb := strings.Repeat("\x00", 32<<20)
+	many := make([]entry, 0, 11)
+	for i := range 11 {
+		many = append(many, entry{name: fmt.Sprintf("f%02d", i), typ: tar.TypeReg, body: "x"})
+	}
+	limits := slugs.Limits{Bytes: 16 << 20, Entries: 10}
+	tests := []struct {
+		name    string
+		entries []entry
+		want    string
+	}{
+		{"gzip bomb", []entry{{name: "small", typ: tar.TypeReg, body: "ok"}, {name: "zeros", typ: tar.TypeReg, body: bomb}}, "slug unpacks to more than 16 MiB, the limit"},
+		{"too many entries", many, "slug has more than 10 entries, the limit"},
+		{"within", many[:10], ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := tarGz(t, tt.entries)
+			dest := t.TempDir()
+			err := slugs.UnpackWithin(context.Background(), mustSlugFile(t, data), dest, limits)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, pipelines.ErrInvalid) {
+				t.Fatalf("UnpackWithin = %v; want %q", err, tt.want)
+			}
+			if _, err := os.Stat(filepath.Join(dest, "zeros")); err == nil {
+				t.Fatal("the oversized entry was written")
+			}
+		})
+	}
+	if len(tarGz(t, tests[0].entries)) > 1<<20 {
+		t.Fatal("the bomb is not small")
+	}
 }
