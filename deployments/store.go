@@ -67,6 +67,13 @@ type Store interface {
 	// NoteRelease appends a note (such as who approved it) to a release's
 	// description; the same note twice is kept once.
 	NoteRelease(ctx context.Context, app string, version int, note string) error
+	// KeptSlugs returns the slugs the ledger needs: each app's newest keep
+	// releases' and its current release's, destroyed review apps left out.
+	KeptSlugs(ctx context.Context, keep int) (map[string]bool, error)
+	// PruneBuilds forgets builds older than before whose slug is not kept.
+	PruneBuilds(ctx context.Context, kept map[string]bool, before time.Time) (int, error)
+	// PruneDeliveries forgets webhook deliveries received before before.
+	PruneDeliveries(ctx context.Context, before time.Time) (int, error)
 	// SetAutoDeployPause records why app's auto-deploy is paused ("": it
 	// is not), so the pause outlives the app's queue workflow.
 	SetAutoDeployPause(ctx context.Context, app, reason string) error

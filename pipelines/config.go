@@ -42,6 +42,7 @@ type Config struct {
 	GitHub    GitHubConfig
 	API       APIConfig
 	Temporal  TemporalConfig
+	Retention Retention
 	Regions   map[string]RegionSpec
 	Pipelines map[string]Pipeline
 }
@@ -483,6 +484,7 @@ type rawConfig struct {
 	GitHub    GitHubConfig          `yaml:"github"`
 	API       APIConfig             `yaml:"api"`
 	Temporal  TemporalConfig        `yaml:"temporal"`
+	Retention Retention             `yaml:"retention"`
 	Regions   map[string]RegionSpec `yaml:"regions"`
 	Pipelines map[string]Pipeline   `yaml:"pipelines"`
 }
@@ -535,7 +537,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
 		return nil, &ConfigError{File: file, Msg: yamlMessage(err)}
 	}
-	c := &Config{File: file, GitHub: raw.GitHub, API: raw.API, Temporal: raw.Temporal, Regions: raw.Regions, Pipelines: raw.Pipelines}
+	c := &Config{File: file, GitHub: raw.GitHub, API: raw.API, Temporal: raw.Temporal, Retention: raw.Retention, Regions: raw.Regions, Pipelines: raw.Pipelines}
 	if c.Regions == nil {
 		c.Regions = map[string]RegionSpec{}
 	}
@@ -665,6 +667,9 @@ func (c *Config) validate() error {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
 			return bad("github.api_url", "%q is not an http(s) URL; for GitHub Enterprise it looks like https://github.example.com/api/v3/", u)
 		}
+	}
+	if err := c.Retention.validate(bad); err != nil {
+		return err
 	}
 	if t := c.Temporal; t.Address != "" {
 		if _, port, err := net.SplitHostPort(t.Address); err != nil || port == "" {

@@ -70,6 +70,8 @@ type Activities struct {
 	// or a GitHub App installation's). It is held here, not passed through
 	// workflow inputs, so no token lands in a workflow history.
 	Git GitCredentials
+	// SlugCollector deletes slugs nothing keeps; nil leaves them.
+	SlugCollector SlugCollector
 	// Sources says where builds of a repository fetch it
 	// (pipelines.Config.SourceOf): the input's CloneURL, which may come
 	// from a webhook payload, is used only when Sources is nil (tests).

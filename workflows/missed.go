@@ -206,4 +206,4 @@ type Watch struct {
 
 // schedulePrefixes are the IDs drover's schedules start with; schedules
 // with these prefixes that the config no longer asks for are deleted.
-var schedulePrefixes = []string{MissedPushScheduleID(""), ReviewSweepScheduleID("")}
+var schedulePrefixes = []string{MissedPushScheduleID(""), ReviewSweepScheduleID(""), CollectScheduleID}

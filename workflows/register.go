@@ -12,5 +12,6 @@ func Register(w worker.Registry, acts *Activities) {
 	w.RegisterWorkflow(MissedPushWorkflow)
 	w.RegisterWorkflow(ReviewAppWorkflow)
 	w.RegisterWorkflow(ReviewSweepWorkflow)
+	w.RegisterWorkflow(CollectWorkflow)
 	w.RegisterActivity(acts)
 }

@@ -793,3 +793,38 @@ func TestReleasePhaseRunsOnceWhateverItsOutput(t *testing.T) {
 		})
 	}
 }
+
+type fakeCollector struct {
+	stored  []slugs.Stored
+	deleted []string
+}
+
+func (c *fakeCollector) List(context.Context) ([]slugs.Stored, error) { return c.stored, nil }
+func (c *fakeCollector) Delete(_ context.Context, digest string) error {
+	c.deleted = append(c.deleted, digest)
+	return nil
+}
+
+// TestCollectDeletesOnlyWhatNothingKeeps: the collect schedule's workflow
+// deletes slugs no kept release uses, sparing the ones the ledger keeps
+// and new ones a release may not name yet.
+func TestCollectDeletesOnlyWhatNothingKeeps(t *testing.T) {
+	f := newFixture(t)
+	f.deploy(t, "c1")
+	old, young := time.Now().Add(-48*time.Hour), time.Now().Add(-time.Minute)
+	col := &fakeCollector{stored: []slugs.Stored{
+		{Digest: digest("c1"), Modified: old},         // v1's: kept
+		{Digest: digest("gone"), Modified: old},       // nothing names it
+		{Digest: digest("building"), Modified: young}, // a build's, not released yet
+	}}
+	f.acts.SlugCollector = col
+	env := f.env()
+	env.ExecuteWorkflow(workflows.CollectWorkflow, workflows.CollectWatch(pipelines.Retention{}).Arg)
+	var res workflows.CollectResult
+	if err := env.GetWorkflowError(); err != nil || env.GetWorkflowResult(&res) != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(col.deleted, ",") != digest("gone") || res.Slugs != 1 || res.Kept != 1 {
+		t.Fatalf("deleted %v (%+v); want only the unreferenced old slug", col.deleted, res)
+	}
+}

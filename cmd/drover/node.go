@@ -356,6 +356,7 @@ func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflow
 		RepoJobFields: n.Config.RepoJobFields,
 		CheckDeploy:   n.Config.CheckDeploy,
 		Sources:       n.Config.SourceOf,
+		SlugCollector: n.slugs,
 		PublicURL:     public,
 		// Nomad clients fetch slugs from drover's servers over HTTP: from
 		// the region's slug_url, else from drover's public URL, with a
@@ -530,6 +531,8 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 		watches = nil
 		n.Logger.Info("missed-webhook reconciliation is off: it reads branches and pull requests from GitHub; set github.token_env or github.app_id")
 	}
+	// Collection of what no kept release needs runs with or without it.
+	watches = append(watches, workflows.CollectWatch(cfg.Retention))
 	if err := starter.EnsureSchedules(ctx, watches); err != nil {
 		return fmt.Errorf("make drover's schedules: %w", err)
 	}

@@ -38,6 +38,10 @@ type Artifacts interface {
 	Check(ctx context.Context) error
 	// String says where slugs live, without secrets, for a start-up banner.
 	String() string
+	// List returns every slug stored, for collection.
+	List(ctx context.Context) ([]Stored, error)
+	// Delete removes a slug; one that is not there is already deleted.
+	Delete(ctx context.Context, digest string) error
 }
 
 var (

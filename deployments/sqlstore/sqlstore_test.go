@@ -9,6 +9,7 @@ import (
 	neturl "net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -574,5 +575,78 @@ func testAutoDeployPause(t *testing.T, open func() *sqlstore.Store) {
 	}
 	if r, err := s2.AutoDeployPause(ctx, "a"); r != "" || err != nil {
 		t.Fatalf("resumed: %q, %v", r, err)
+	}
+}
+
+func TestCollection(t *testing.T) { backends(t, testCollection) }
+
+// testCollection: the ledger keeps the slugs of each app's newest
+// releases and of its current one, however old, and lets go of a
+// destroyed review app's; builds of slugs let go of, and old deliveries,
+// are pruned.
+func testCollection(t *testing.T, open func() *sqlstore.Store) {
+	s := open()
+	ctx := context.Background()
+	release := func(app, slug string, status pipelines.ReleaseStatus) {
+		t.Helper()
+		r, err := s.CreateRelease(ctx, deployments.NewRelease{App: app, Slug: slug, Regions: []string{"a"}})
+		if err == nil {
+			err = s.FinishRelease(ctx, app, r.Version, status, "")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a: v1 succeeded (current), then eleven failed releases.
+	release("a", "s1", pipelines.ReleaseSucceeded)
+	for i := 2; i <= 12; i++ {
+		release("a", fmt.Sprintf("s%d", i), pipelines.ReleaseFailed)
+	}
+	release("hello-pr-1", "r1", pipelines.ReleaseSucceeded)
+	s.PutReviewApp(ctx, pipelines.ReviewApp{App: "hello-pr-1", Pipeline: "hello", Repo: "o/r", PR: 1})
+	if err := s.DestroyReviewApp(ctx, "hello-pr-1", "closed"); err != nil {
+		t.Fatal(err)
+	}
+	release("hello-pr-2", "r2", pipelines.ReleaseSucceeded)
+	kept, err := s.KeptSlugs(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for slug := range kept {
+		got = append(got, slug)
+	}
+	slices.Sort(got)
+	if want := "r2 s1 s10 s11 s12 s3 s4 s5 s6 s7 s8 s9"; strings.Join(got, " ") != want {
+		t.Fatalf("kept %v; want %s (s2 and the destroyed review app's r1 let go)", got, want)
+	}
+
+	for _, b := range []deployments.Build{{Repo: "o/r", Commit: "c1", Slug: "s1"}, {Repo: "o/r", Commit: "c2", Slug: "s2"}, {Repo: "o/r", Commit: "c3"}} {
+		if err := s.RecordBuild(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.PruneBuilds(ctx, kept, time.Now().Add(-time.Hour)); n != 0 || err != nil {
+		t.Fatalf("builds pruned within the grace period: %d, %v", n, err)
+	}
+	if n, err := s.PruneBuilds(ctx, kept, time.Now().Add(time.Hour)); n != 2 || err != nil {
+		t.Fatalf("builds pruned: %d, %v; want 2 (s2's, and the failed one)", n, err)
+	}
+	if _, err := s.FindBuild(ctx, "o/r", "c1"); err != nil {
+		t.Fatalf("the kept slug's build: %v", err)
+	}
+	if _, err := s.FindBuild(ctx, "o/r", "c2"); !errors.Is(err, pipelines.ErrNotFound) {
+		t.Fatalf("the let-go slug's build: %v", err)
+	}
+
+	s.RecordDelivery(ctx, "d-1", "push")
+	if n, err := s.PruneDeliveries(ctx, time.Now().Add(-time.Hour)); n != 0 || err != nil {
+		t.Fatalf("young delivery pruned: %d, %v", n, err)
+	}
+	if n, err := s.PruneDeliveries(ctx, time.Now().Add(time.Hour)); n != 1 || err != nil {
+		t.Fatalf("old delivery: %d, %v", n, err)
+	}
+	if fresh, _ := s.RecordDelivery(ctx, "d-1", "push"); !fresh {
+		t.Fatal("a pruned delivery ID is still remembered")
 	}
 }
