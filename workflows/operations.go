@@ -163,16 +163,34 @@ func (a *Activities) RollbackTarget(ctx context.Context, in SourceInput) (Source
 		if r.Slug == "" {
 			return SourceRelease{}, refuse("%s %s has no slug (it was %s before it was built); pick another release", in.App, r.Name(), r.Status)
 		}
+		if err := a.slugKept(r); err != nil {
+			return SourceRelease{}, err
+		}
 		return source(r), nil
 	}
 	rs, err := a.Store.Releases(ctx, in.App, 0)
 	if err != nil {
 		return SourceRelease{}, err
 	}
-	if r, ok := pipelines.RollbackTarget(rs); ok {
-		return source(r), nil
+	r, ok := pipelines.RollbackTarget(rs)
+	if !ok {
+		return SourceRelease{}, refuse("%s has no earlier succeeded release to roll back to", in.App)
 	}
-	return SourceRelease{}, refuse("%s has no earlier succeeded release to roll back to", in.App)
+	if err := a.slugKept(r); err != nil {
+		return SourceRelease{}, err
+	}
+	return source(r), nil
+}
+
+// slugKept refuses a release whose slug collection deleted, saying why.
+func (a *Activities) slugKept(r pipelines.Release) error {
+	if a.Slugs == nil {
+		return nil
+	}
+	if _, err := a.Slugs.Path(r.Slug); errors.Is(err, pipelines.ErrNotFound) {
+		return refuse("the slug of %s %s was collected (retention.releases keeps each app's newest releases' slugs); pick a newer release", r.App, r.Name())
+	}
+	return nil
 }
 
 // refuse is an operation that can never succeed as asked.

@@ -152,7 +152,9 @@ func TestE2ERecordHistories(t *testing.T) {
 			if r := s.waitRelease(ctx, "gated-staging", 1); r.Status != pipelines.ReleaseSucceeded || !strings.HasSuffix(r.Description, "approved by admin") {
 				t.Fatalf("gated-staging v1 = %s %q", r.Status, r.Description)
 			}
-			h.keep(t, ctx, "approval.json", id, "DeployWorkflow")
+			// approval.json holds an approval by signal, as drover sent
+			// it before approving by update.
+			h.keep(t, ctx, "approval-update.json", id, "DeployWorkflow")
 		}},
 		{"review app evicted by max_apps", func(t *testing.T, s *stack) {
 			// Listed open as GitHub would, so a sweep leaves both alone.
@@ -186,6 +188,15 @@ func TestE2ERecordHistories(t *testing.T) {
 			}
 			eventually(ctx, t, "#61's review app destroyed", func() bool { return len(s.reviewApps(ctx)) == 0 })
 			h.keep(t, ctx, "sweep.json", id, "ReviewSweepWorkflow")
+		}},
+		{"collect", func(t *testing.T, s *stack) {
+			var res workflows.CollectResult
+			id := runSchedule(t, ctx, d, workflows.CollectScheduleID, &res)
+			// Every slug is younger than the grace period: nothing goes.
+			if res.Slugs != 0 || res.Kept == 0 {
+				t.Fatalf("collect = %+v; want nothing deleted, some kept", res)
+			}
+			h.keep(t, ctx, "collect.json", id, "CollectWorkflow")
 		}},
 	}
 	for _, st := range steps {
