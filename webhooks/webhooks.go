@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -182,6 +183,9 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 	case ev.GetDeleted() || strings.Trim(commit, "0") == "":
 		c.JSON(http.StatusOK, answer{Status: "ignored", Message: fmt.Sprintf("branch %s was deleted", branch)})
 		return
+	case !shaRE.MatchString(commit):
+		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: fmt.Sprintf("push payload: after %q is not a commit SHA (40 lowercase hex digits)", clip(commit))})
+		return
 	}
 	pipeline, stage, ok := h.config.StageForPush(repo, branch)
 	if !ok {
@@ -244,8 +248,8 @@ func (h *Handler) pullRequest(c *gin.Context, log *slog.Logger, delivery string,
 	pr := gh.FromPullRequest(pre.GetPullRequest())
 	switch action {
 	case workflows.PROpened, workflows.PRReopened, workflows.PRSynchronize, workflows.PRReadyForReview:
-		if pr.Head == "" {
-			c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: "pull_request payload has no pull_request.head.sha"})
+		if !shaRE.MatchString(pr.Head) || strings.Trim(pr.Head, "0") == "" {
+			c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: fmt.Sprintf("pull_request payload: pull_request.head.sha %q is not a commit SHA (40 lowercase hex digits)", clip(pr.Head))})
 			return
 		}
 		// A fork's head is fetched from the base repository, which serves
@@ -329,18 +333,33 @@ func (h *Handler) ci(c *gin.Context, log *slog.Logger, event string, payload []b
 	// prs are the pull requests the checks ran for: their review apps
 	// may wait on them. Status events do not say; those deploys poll.
 	var prs []*github.PullRequest
+	// A field set to null decodes to a nil pointer: read every one
+	// through a nil-safe getter.
 	switch e := ev.(type) {
 	case *github.CheckSuiteEvent:
-		repo, sha, prs = e.GetRepo().GetFullName(), e.GetCheckSuite().GetHeadSHA(), e.GetCheckSuite().PullRequests
+		repo, sha = e.GetRepo().GetFullName(), e.GetCheckSuite().GetHeadSHA()
+		if e.CheckSuite != nil {
+			prs = e.CheckSuite.PullRequests
+		}
 	case *github.CheckRunEvent:
-		repo, sha, prs = e.GetRepo().GetFullName(), e.GetCheckRun().GetHeadSHA(), e.GetCheckRun().PullRequests
+		repo, sha = e.GetRepo().GetFullName(), e.GetCheckRun().GetHeadSHA()
+		if e.CheckRun != nil {
+			prs = e.CheckRun.PullRequests
+		}
 	case *github.StatusEvent:
 		repo, sha = e.GetRepo().GetFullName(), e.GetSHA()
 	case *github.WorkflowRunEvent:
-		repo, sha, prs = e.GetRepo().GetFullName(), e.GetWorkflowRun().GetHeadSHA(), e.GetWorkflowRun().PullRequests
+		repo, sha = e.GetRepo().GetFullName(), e.GetWorkflowRun().GetHeadSHA()
+		if e.WorkflowRun != nil {
+			prs = e.WorkflowRun.PullRequests
+		}
 	}
 	if repo == "" || sha == "" {
 		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: event + " payload has no repository or commit"})
+		return
+	}
+	if !shaRE.MatchString(sha) || strings.Trim(sha, "0") == "" {
+		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: fmt.Sprintf("%s payload: commit %q is not a SHA (40 lowercase hex digits)", event, clip(sha))})
 		return
 	}
 	woken := 0
@@ -405,4 +424,15 @@ func (h *Handler) cloneURL(repo string) string {
 		return ""
 	}
 	return src.URL
+}
+
+// shaRE is a full commit SHA as GitHub writes it.
+var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// clip shortens what a payload said for an error message.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }

@@ -643,3 +643,35 @@ func TestReplayedPushOfAReleasedCommitStartsNothing(t *testing.T) {
 		t.Fatalf("push of a commit never released = %d %s, %d deploys", w.Code, w.Body, len(d.calls))
 	}
 }
+
+// TestNullAndHostileFieldsAreRefused: a signed payload whose object
+// fields are null, or whose commit is no SHA, gets a 400 saying so (a
+// null check_run once crashed the handler) and queues nothing.
+func TestNullAndHostileFieldsAreRefused(t *testing.T) {
+	tests := []struct {
+		event, fixture string
+		edit           func(map[string]any)
+		want           string
+	}{
+		{"check_run", "check_run.completed.payload.json", func(p map[string]any) { p["check_run"] = nil }, "has no repository or commit"},
+		{"check_suite", "check_suite.completed.payload.json", func(p map[string]any) { p["check_suite"] = nil }, "has no repository or commit"},
+		{"workflow_run", "workflow_run.completed.payload.json", func(p map[string]any) { p["workflow_run"] = nil }, "has no repository or commit"},
+		{"status", "status.payload.json", func(p map[string]any) { p["sha"] = "../../etc/passwd" }, "is not a SHA"},
+		{"push", "push.payload.json", func(p map[string]any) {
+			p["ref"], p["after"], p["deleted"] = "refs/heads/main", "0123456789ABCDEF0123456789ABCDEF01234567", false
+		}, "is not a commit SHA"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.event, func(t *testing.T) {
+			s := newServer(t)
+			p := mustFixture(t, tt.fixture)
+			p["repository"].(map[string]any)["full_name"] = "octo-org/hello"
+			tt.edit(p)
+			b, _ := json.Marshal(p)
+			w := s.send(tt.event, "d-1", b, sign(b, secret))
+			if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), tt.want) || len(s.deployer.calls) != 0 {
+				t.Fatalf("%d %s (%d deploys); want 400 %q", w.Code, w.Body, len(s.deployer.calls), tt.want)
+			}
+		})
+	}
+}
