@@ -20,6 +20,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -202,10 +203,7 @@ func (s *Sandbox) Command(ctx context.Context, spec Spec) (*exec.Cmd, error) {
 		}
 		cmd = exec.CommandContext(ctx, spec.Args[0], spec.Args[1:]...)
 		cmd.Dir = spec.Dir
-		env = slices.Clone(spec.Env)
-		if spec.Home != "" {
-			env = append(env, "HOME="+spec.Home)
-		}
+		env = append(slices.Clone(spec.Env), "HOME="+cmp.Or(spec.Home, spec.Dir))
 		for _, c := range spec.Caches {
 			env = append(env, c.Env+"="+c.Dir)
 		}
@@ -320,6 +318,14 @@ func (s *Sandbox) own(dir string) error {
 	fi, err := os.Lstat(dir)
 	if err != nil {
 		return fmt.Errorf("sandbox dir: %w", err)
+	}
+	// bwrap enters the dir as root without capabilities, before setpriv
+	// makes it nobody: it must be open to others, as dirs made with
+	// MkdirTemp are not.
+	if perm := fi.Mode().Perm(); perm&0o005 != 0o005 {
+		if err := os.Chmod(dir, perm|0o055); err != nil {
+			return fmt.Errorf("sandbox dir: %w", err)
+		}
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == s.uid {
 		return nil
