@@ -142,3 +142,16 @@ func TestModeNoneRunsDirectly(t *testing.T) {
 		t.Fatalf("output %q, %v", out, err)
 	}
 }
+
+// TestMissingBwrap: asking for bubblewrap where there is none is an error
+// saying how to install it; auto falls back to running commands directly.
+func TestMissingBwrap(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	if _, err := sandbox.New(sandbox.Options{Mode: sandbox.ModeBwrap}); !errors.Is(err, sandbox.ErrNoBwrap) || !strings.Contains(err.Error(), "apt-get install bubblewrap") {
+		t.Fatalf("New(bwrap) without bwrap = %v, want ErrNoBwrap with a hint", err)
+	}
+	s, err := sandbox.New(sandbox.Options{Mode: sandbox.ModeAuto})
+	if err != nil || s.Enabled() || !strings.Contains(s.String(), "install bubblewrap") {
+		t.Fatalf("New(auto) without bwrap = %v (%s), %v; want unsandboxed, saying how to fix it", s.Enabled(), s, err)
+	}
+}
