@@ -213,10 +213,11 @@ func (s *Sandbox) Command(ctx context.Context, spec Spec) (*exec.Cmd, error) {
 			return nil, err
 		}
 		cmd = exec.CommandContext(ctx, s.bwrap, args...)
-		env = append(slices.Clone(spec.Env), "HOME="+AppDir)
+		home := AppDir
 		if spec.Home != "" {
-			env = append(env, "HOME="+HomeDir)
+			home = HomeDir
 		}
+		env = append(slices.Clone(spec.Env), "HOME="+home)
 		for _, c := range spec.Caches {
 			env = append(env, c.Env+"="+CacheDir+"/"+cacheName(c))
 		}
