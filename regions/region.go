@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/drover/drover/pipelines"
 )
@@ -68,6 +69,9 @@ type Task struct {
 	Slug    Slug              `json:"slug"`
 	Command string            `json:"command"`
 	Env     map[string]string `json:"-"`
+	// Timeout bounds the task's run; 0 is the driver's default. A task
+	// past it is stopped and reported as a failed TaskResult.
+	Timeout time.Duration `json:"timeout,omitempty"`
 }
 
 // TaskResult is how a task ended. A task that ran and exited non-zero is a

@@ -20,10 +20,10 @@ func TestDevFlags(t *testing.T) {
 		args []string
 		want DevOptions
 	}{
-		{nil, DevOptions{Config: "drover.yaml", Data: ".drover", Listen: "127.0.0.1:8080", TemporalPort: 7233, LogLevel: "info"}},
-		{[]string{"--config", "x.yaml", "--data", "/d", "--listen", "127.0.0.1:0", "--temporal-port", "0", "--example"},
-			DevOptions{Config: "x.yaml", Data: "/d", Listen: "127.0.0.1:0", TemporalPort: 0, LogLevel: "info", Example: true}},
-		{[]string{"--example"}, DevOptions{Config: filepath.Join("examples", "drover.yaml"), Data: ".drover", Listen: "127.0.0.1:8080", TemporalPort: 7233, LogLevel: "info", Example: true}},
+		{nil, DevOptions{Config: "drover.yaml", Data: ".drover", Listen: "127.0.0.1:8080", TemporalPort: 7233, LogLevel: "info", Sandbox: "auto"}},
+		{[]string{"--config", "x.yaml", "--data", "/d", "--listen", "127.0.0.1:0", "--temporal-port", "0", "--example", "--sandbox", "none"},
+			DevOptions{Config: "x.yaml", Data: "/d", Listen: "127.0.0.1:0", TemporalPort: 0, LogLevel: "info", Sandbox: "none", Example: true}},
+		{[]string{"--example"}, DevOptions{Config: filepath.Join("examples", "drover.yaml"), Data: ".drover", Listen: "127.0.0.1:8080", TemporalPort: 7233, LogLevel: "info", Sandbox: "auto", Example: true}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -26,6 +26,7 @@ type DevOptions struct {
 	Listen       string
 	TemporalPort int
 	LogLevel     string
+	Sandbox      string
 	// Example deploys the bundled example app once the stack is up.
 	Example bool
 }
@@ -57,6 +58,7 @@ Everything is kept under --data; restart on the same dir to carry on.`,
 	f.StringVar(&opts.Listen, "listen", "127.0.0.1:8080", "address of the HTTP server (webhooks, API)")
 	f.IntVar(&opts.TemporalPort, "temporal-port", 7233, "port of the embedded Temporal frontend (0: any free port)")
 	f.StringVar(&opts.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&opts.Sandbox, "sandbox", "auto", sandboxUsage)
 	f.BoolVar(&opts.Example, "example", false, "deploy the example app under examples/hello once started (uses examples/drover.yaml unless --config is given)")
 	return cmd
 }
@@ -99,7 +101,7 @@ type Dev struct {
 func (d *Dev) Start(ctx context.Context) error {
 	d.Node = &Node{Logger: d.Logger, Options: NodeOptions{
 		Mode: modeDev, Config: d.Options.Config, Data: d.Options.Data, Listen: d.Options.Listen,
-		TemporalPort: d.Options.TemporalPort, WithWorker: true,
+		TemporalPort: d.Options.TemporalPort, WithWorker: true, Sandbox: d.Options.Sandbox,
 	}}
 	if d.Options.Example {
 		repo, err := filepath.Abs(exampleRepo(d.Options.Data))

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/drover/drover/api"
 	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/sandbox"
 	"github.com/drover/drover/workflows"
 )
 
@@ -36,6 +38,16 @@ func TestMain(m *testing.M) {
 		}
 		main2(argv)
 		return
+	}
+	// Sandboxed builds keep caches of their own; one for every test's
+	// stack saves compiling the standard library for each.
+	if os.Getenv(envBuildCache) == "" {
+		if dir, err := os.MkdirTemp("", "drover-e2e-build-cache-"); err == nil {
+			os.Setenv(envBuildCache, dir)
+			code := m.Run()
+			os.RemoveAll(dir)
+			os.Exit(code)
+		}
 	}
 	os.Exit(m.Run())
 }
@@ -498,6 +510,13 @@ func waitHealthy(ctx context.Context, t *testing.T, base string) {
 // starts each one is not counted).
 func appProcesses(data, app string) int {
 	n := 0
+	var slugDirs []os.FileInfo
+	matches, _ := filepath.Glob(filepath.Join(data, "regions", "*", "apps", app, "v*", "slug"))
+	for _, m := range matches {
+		if fi, err := os.Stat(m); err == nil {
+			slugDirs = append(slugDirs, fi)
+		}
+	}
 	dirs, _ := os.ReadDir("/proc")
 	for _, d := range dirs {
 		comm, err := os.ReadFile(filepath.Join("/proc", d.Name(), "comm"))
@@ -505,7 +524,17 @@ func appProcesses(data, app string) int {
 			continue
 		}
 		cwd, err := os.Readlink(filepath.Join("/proc", d.Name(), "cwd"))
-		if err != nil || !strings.HasPrefix(cwd, data+string(filepath.Separator)) {
+		if err != nil {
+			continue
+		}
+		// A sandboxed app works in /app, its slug dir in data bound there:
+		// the same dir, as the kernel sees it.
+		if cwd == sandbox.AppDir {
+			if fi, err := os.Stat(filepath.Join("/proc", d.Name(), "cwd")); err == nil && slices.ContainsFunc(slugDirs, func(s os.FileInfo) bool { return os.SameFile(s, fi) }) {
+				cwd = data + string(filepath.Separator) + "sandboxed"
+			}
+		}
+		if !strings.HasPrefix(cwd, data+string(filepath.Separator)) {
 			continue
 		}
 		env, err := os.ReadFile(filepath.Join("/proc", d.Name(), "environ"))

@@ -32,6 +32,7 @@ import (
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions/local"
 	"github.com/drover/drover/regions/nomad"
+	"github.com/drover/drover/sandbox"
 	"github.com/drover/drover/webhooks"
 	"github.com/drover/drover/workflows"
 )
@@ -52,6 +53,9 @@ const (
 	envWebhookSecret = "DROVER_WEBHOOK_SECRET"
 	envAdminToken    = "DROVER_ADMIN_TOKEN"
 	envPublicURL     = "DROVER_PUBLIC_URL"
+	// envBuildCache is where sandboxed builds keep their Go and npm
+	// caches; default <data>/build-cache.
+	envBuildCache = "DROVER_BUILD_CACHE"
 )
 
 // workerStopTimeout is how long a stopping worker lets running activities
@@ -83,6 +87,9 @@ type NodeOptions struct {
 	LocalRegions []string
 	// TemporalPort is the embedded Temporal frontend's port (dev).
 	TemporalPort int
+	// Sandbox is how builds, release phases and local apps run: auto,
+	// bwrap or none (sandbox.ParseMode).
+	Sandbox string
 	// Getenv reads the environment; nil reads the process's.
 	Getenv func(string) string
 	// Sources set pipelines' source by repository (owner/name → git
@@ -121,6 +128,7 @@ type Node struct {
 	metricsHTTP *http.Server
 	regions     regionSet
 	locals      map[string]*local.Region
+	sandbox     *sandbox.Sandbox
 	banner      [][2]string
 	stopping    atomic.Bool
 }
@@ -340,13 +348,20 @@ func (n *Node) connectTemporal(ctx context.Context) error {
 // startWorkers opens the regions this process serves and starts the
 // worker on drover's task queue and one per region on the region's own.
 func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflows.Starter) error {
+	sb, err := sandbox.New(sandbox.Options{Mode: sandbox.Mode(n.Options.Sandbox), Hide: []string{n.DataDir}, Logger: n.Logger})
+	if err != nil {
+		return &hintError{err: err, hint: "install bubblewrap (apt-get install bubblewrap), or pass --sandbox none to run untrusted code unsandboxed"}
+	}
+	n.sandbox = sb
+	n.say("Sandbox:", sb.String())
 	if err := n.openRegions(); err != nil {
 		return err
 	}
 	public := n.publicURL
 	acts := &workflows.Activities{
-		Store:   n.store,
-		Builder: &slugs.Builder{Store: n.slugs, WorkDir: filepath.Join(n.DataDir, "builds"), Logger: n.Logger},
+		Store: n.store,
+		Builder: &slugs.Builder{Store: n.slugs, WorkDir: filepath.Join(n.DataDir, "builds"), Logger: n.Logger,
+			Sandbox: n.sandbox, CacheDir: n.Options.getenv(envBuildCache)},
 		Slugs:   n.slugs,
 		Regions: n.regions,
 		Logger:  n.Logger,
@@ -432,7 +447,7 @@ func (n *Node) openRegions() error {
 				log.Info("local region is served by the worker started with --local-regions " + name)
 				continue
 			}
-			r, err := local.New(local.Options{Name: name, Dir: filepath.Join(n.DataDir, "regions", name), Logger: log, Unpack: slugs.Unpack})
+			r, err := local.New(local.Options{Name: name, Dir: filepath.Join(n.DataDir, "regions", name), Logger: log, Unpack: slugs.Unpack, Sandbox: n.sandbox})
 			if err != nil {
 				return fmt.Errorf("region %s: %w", name, err)
 			}

@@ -24,11 +24,11 @@ func TestServeFlags(t *testing.T) {
 		args []string
 		want NodeOptions
 	}{
-		{"server", nil, NodeOptions{Mode: modeServer, Config: "drover.yaml", Data: ".drover", Listen: ":8080"}},
+		{"server", nil, NodeOptions{Mode: modeServer, Config: "drover.yaml", Data: ".drover", Listen: ":8080", Sandbox: "auto"}},
 		{"server", []string{"--config", "/etc/drover/drover.yaml", "--listen", ":9000", "--with-worker", "--metrics-listen", "127.0.0.1:9100", "--public-url", "https://drover.internal"},
-			NodeOptions{Mode: modeServer, Config: "/etc/drover/drover.yaml", Data: ".drover", Listen: ":9000", WithWorker: true, MetricsListen: "127.0.0.1:9100", PublicURL: "https://drover.internal"}},
-		{"worker", []string{"--config", "/etc/drover/drover.yaml", "--local-regions", "local-a,local-b", "--data", "/var/lib/drover"},
-			NodeOptions{Mode: modeWorker, Config: "/etc/drover/drover.yaml", Data: "/var/lib/drover", LocalRegions: []string{"local-a", "local-b"}}},
+			NodeOptions{Mode: modeServer, Config: "/etc/drover/drover.yaml", Data: ".drover", Listen: ":9000", WithWorker: true, MetricsListen: "127.0.0.1:9100", PublicURL: "https://drover.internal", Sandbox: "auto"}},
+		{"worker", []string{"--config", "/etc/drover/drover.yaml", "--local-regions", "local-a,local-b", "--data", "/var/lib/drover", "--sandbox", "bwrap"},
+			NodeOptions{Mode: modeWorker, Config: "/etc/drover/drover.yaml", Data: "/var/lib/drover", LocalRegions: []string{"local-a", "local-b"}, Sandbox: "bwrap"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.cmd+" "+strings.Join(tt.args, " "), func(t *testing.T) {

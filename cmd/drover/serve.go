@@ -77,7 +77,10 @@ func serveCommand(cmd *cobra.Command, opts *ServeOptions, s Streams, runF func(c
 	f.StringVar(&opts.PublicURL, "public-url", "", "where drover's servers are reached, for Nomad slug fetches and GitHub links (default $DROVER_PUBLIC_URL, else the listen address)")
 	f.StringSliceVar(&opts.LocalRegions, "local-regions", nil, "local regions whose apps this process's worker runs on this host")
 	f.StringVar(&opts.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&opts.Sandbox, "sandbox", "auto", sandboxUsage)
 }
+
+const sandboxUsage = "how a worker runs builds, release phases and local apps: bwrap (bubblewrap), none, or auto (bwrap if installed)"
 
 // runNode runs drover server or worker until ctx ends (SIGTERM, SIGINT).
 func runNode(ctx context.Context, opts *ServeOptions, s Streams) error {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/sandbox"
 )
 
 // Buildpacks drover detects.
@@ -81,6 +82,14 @@ type Builder struct {
 	// Timeout bounds a whole build, fetch included; DefaultBuildTimeout
 	// when 0. A build past it is stopped, and fails saying so.
 	Timeout time.Duration
+	// Sandbox runs the build steps (never the fetch, which is drover's own
+	// git); nil runs them directly, as sandbox.ModeNone.
+	Sandbox *sandbox.Sandbox
+	// CacheDir holds the Go and npm caches of sandboxed builds, which
+	// write them as the sandbox's user: never the caches of drover's own
+	// user, which a build could poison. Default: "build-cache" beside
+	// WorkDir. Unsandboxed builds use the caches of the user drover runs as.
+	CacheDir string
 }
 
 var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
@@ -218,7 +227,11 @@ func (b *Builder) fetch(ctx context.Context, log *slog.Logger, in BuildInput, di
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	env := append(b.baseEnv(dir),
+	home, err := buildHome(dir)
+	if err != nil {
+		return err
+	}
+	env := append(b.baseEnv(), "HOME="+home,
 		"GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true", "GIT_CONFIG_NOSYSTEM=1",
 		// ext:: and fd:: would run commands named by the URL.
 		"GIT_ALLOW_PROTOCOL=https:http:ssh:git:file",
@@ -297,7 +310,7 @@ func (b *Builder) compile(ctx context.Context, pack, dir string, out io.Writer) 
 			env = append(env, "GOFLAGS=-mod=mod")
 		}
 		before := dirNames(filepath.Join(dir, "bin"))
-		if err := b.run(ctx, dir, out, env, "go", "build", "-trimpath", "-buildvcs=false", "-o", "bin/", "./..."); err != nil {
+		if err := b.run(ctx, dir, out, env, goRoot(), "go", "build", "-trimpath", "-buildvcs=false", "-o", "bin/", "./..."); err != nil {
 			return "", err
 		}
 		// Only binaries this build made: a committed bin/ script is not one.
@@ -318,11 +331,11 @@ func (b *Builder) compile(ctx context.Context, pack, dir string, out io.Writer) 
 			install = []string{"npm", "install"}
 		}
 		env := []string{"npm_config_update_notifier=false", "npm_config_fund=false", "npm_config_audit=false"}
-		if err := b.run(ctx, dir, out, env, install[0], install[1:]...); err != nil {
+		if err := b.run(ctx, dir, out, env, nil, install[0], install[1:]...); err != nil {
 			return "", err
 		}
 		if hasNpmScript(dir, "build") {
-			if err := b.run(ctx, dir, out, env, "npm", "run", "build"); err != nil {
+			if err := b.run(ctx, dir, out, env, nil, "npm", "run", "build"); err != nil {
 				return "", err
 			}
 		}
@@ -364,25 +377,47 @@ func dirNames(dir string) []string {
 	return names
 }
 
-// run runs one build command, streaming its output, and turns a failure
-// into an ErrInvalid naming the step with the output's last lines.
-func (b *Builder) run(ctx context.Context, dir string, out io.Writer, env []string, name string, args ...string) error {
+// run runs one build command in the sandbox, streaming its output, and
+// turns a failure into an ErrInvalid naming the step with the output's
+// last lines. readOnly lists host dirs the step needs to read (a toolchain
+// outside /usr).
+func (b *Builder) run(ctx context.Context, dir string, out io.Writer, env, readOnly []string, name string, args ...string) error {
 	step := strings.Join(append([]string{name}, args...), " ")
 	fmt.Fprintf(out, "       $ %s\n", step)
+	home, err := buildHome(dir)
+	if err != nil {
+		return err
+	}
+	spec := sandbox.Spec{
+		Args: append([]string{name}, args...), Dir: dir, Home: home, ReadOnly: readOnly,
+		// Registries: the Go module proxy, npm.
+		Network: true,
+	}
+	if b.Sandbox.Enabled() {
+		cache := cmp.Or(b.CacheDir, filepath.Join(filepath.Dir(filepath.Clean(cmp.Or(b.WorkDir, os.TempDir()))), "build-cache"))
+		spec.Caches = []sandbox.Cache{
+			{Env: "GOCACHE", Dir: filepath.Join(cache, "go-build")},
+			{Env: "GOMODCACHE", Dir: filepath.Join(cache, "go-mod")},
+			{Env: "npm_config_cache", Dir: filepath.Join(cache, "npm")},
+		}
+		spec.Env = append(append(b.baseEnv(), b.Env...), env...)
+	} else {
+		spec.Env = append(append(append(b.baseEnv(), langCaches()...), b.Env...), env...)
+	}
 	var tail bytes.Buffer
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(append(b.baseEnv(dir), b.Env...), env...)
+	cmd, err := b.Sandbox.Command(ctx, spec)
+	if err != nil {
+		return fmt.Errorf("%s: %w", step, err)
+	}
 	w := io.MultiWriter(out, &tail)
 	cmd.Stdout, cmd.Stderr = w, w
-	// Each step is its own process group, killed whole when the build is
-	// cancelled or the step ends: a background child a script left
-	// behind (holding stdout open) cannot keep the build, or the worker,
-	// busy. WaitDelay stops waiting for such a child's output.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// Each step is its own process group (the sandbox's, under bwrap),
+	// killed whole when the build is cancelled or the step ends: a
+	// background child a script left behind (holding stdout open) cannot
+	// keep the build, or the worker, busy. WaitDelay stops waiting for
+	// such a child's output.
 	cmd.WaitDelay = stepWaitDelay
-	err := cmd.Run()
+	err = cmd.Run()
 	if cmd.Process != nil {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
@@ -407,16 +442,13 @@ func (b *Builder) run(ctx context.Context, dir string, out io.Writer, env []stri
 // its output open before drover stops reading it and kills them.
 const stepWaitDelay = 2 * time.Second
 
-// baseEnv is all a build command sees of drover's environment: a PATH, a
-// HOME of its own beside the checkout, the locale, and where the language
-// tools keep their caches (shared between builds, since they hold only
-// what the registries serve). Never drover's variables: its keys, tokens
-// and database URL stay out of code the repository runs (npm scripts, go
-// generate in a build step).
-func (b *Builder) baseEnv(dir string) []string {
-	home := filepath.Join(filepath.Dir(dir), "home")
-	os.MkdirAll(home, 0o700)
-	env := []string{"PATH=" + cmp.Or(os.Getenv("PATH"), "/usr/local/bin:/usr/bin:/bin"), "HOME=" + home}
+// baseEnv is all a build command sees of drover's environment, with the
+// HOME of its own beside the checkout (buildHome) and the caches: a PATH,
+// the locale and the registries. Never drover's variables: its keys,
+// tokens and database URL stay out of code the repository runs (npm
+// scripts, go generate in a build step).
+func (b *Builder) baseEnv() []string {
+	env := []string{"PATH=" + cmp.Or(os.Getenv("PATH"), "/usr/local/bin:/usr/bin:/bin")}
 	// The locale, the registries and the machine's CA and proxy settings
 	// (a GitHub Enterprise behind a private CA) are the operator's
 	// infrastructure, not its secrets.
@@ -426,11 +458,31 @@ func (b *Builder) baseEnv(dir string) []string {
 			env = append(env, k+"="+v)
 		}
 	}
-	return append(env, langCaches()...)
+	return env
 }
 
+// buildHome is the build's HOME, beside its checkout dir.
+func buildHome(dir string) (string, error) {
+	home := filepath.Join(filepath.Dir(dir), "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return "", fmt.Errorf("build home: %w", err)
+	}
+	return home, nil
+}
+
+// goRoot lists the Go toolchain's root for the sandbox to show the build
+// read-only; nil when it is under /usr (already there) or there is no go.
+var goRoot = sync.OnceValue(func() []string {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if root := strings.TrimSpace(string(out)); err == nil && filepath.IsAbs(root) {
+		return []string{root}
+	}
+	return nil
+})
+
 // langCaches names the Go and npm caches where the process that runs
-// builds has them, so a build's own HOME does not start them cold.
+// builds has them, so an unsandboxed build's own HOME does not start them
+// cold.
 var langCaches = sync.OnceValue(func() []string {
 	var out []string
 	userCache, _ := os.UserCacheDir()

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/cgi"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/drover/drover/deployments/slugs"
 	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/sandbox"
 )
 
 func TestDetect(t *testing.T) {
@@ -420,26 +422,106 @@ func TestBuildStepsCannotOutliveTheBuild(t *testing.T) {
 		{"a step runs past the time limit", "sleep 300", 3 * time.Second, "stopped after 3s, the build time limit", 30 * time.Second},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r, c := nodeApp(t, `"postinstall":"`+tt.postinstall+`"`)
-			b := newBuilder(t, nil)
-			b.Timeout = tt.timeout
-			start := time.Now()
-			var out bytes.Buffer
-			_, err := b.Build(context.Background(), slugs.BuildInput{CloneURL: r.url(), Commit: c}, &out)
-			took := time.Since(start)
-			if (tt.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.err)) {
-				t.Fatalf("err = %v, want %q\n%s", err, tt.err, out.String())
-			}
-			if took > tt.max {
-				t.Fatalf("the build took %v", took)
-			}
-			// No sleep of the build's is left running.
-			if _, err := exec.LookPath("pgrep"); err == nil {
-				if out, _ := exec.Command("pgrep", "-f", "^sleep 300$").Output(); len(bytes.TrimSpace(out)) > 0 {
-					t.Fatalf("a build's child outlived it: pids %s", out)
+		for _, boxed := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, sandboxed %v", tt.name, boxed), func(t *testing.T) {
+				r, c := nodeApp(t, `"postinstall":"`+tt.postinstall+`"`)
+				b := newBuilder(t, nil)
+				if boxed {
+					b, _ = bwrapBuilder(t, nil)
 				}
-			}
-		})
+				b.Timeout = tt.timeout
+				start := time.Now()
+				var out bytes.Buffer
+				_, err := b.Build(context.Background(), slugs.BuildInput{CloneURL: r.url(), Commit: c}, &out)
+				took := time.Since(start)
+				if (tt.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+					t.Fatalf("err = %v, want %q\n%s", err, tt.err, out.String())
+				}
+				if took > tt.max {
+					t.Fatalf("the build took %v", took)
+				}
+				// No sleep of the build's is left running.
+				if _, err := exec.LookPath("pgrep"); err == nil {
+					if out, _ := exec.Command("pgrep", "-f", "^sleep 300$").Output(); len(bytes.TrimSpace(out)) > 0 {
+						t.Fatalf("a build's child outlived it: pids %s", out)
+					}
+				}
+			})
+		}
+	}
+}
+
+// bwrapBuilder is newBuilder with its work dir inside a data dir holding a
+// config key, and its steps in a bubblewrap sandbox hiding that data dir;
+// the test is skipped where bubblewrap is not installed.
+func bwrapBuilder(t *testing.T, st *slugs.Store) (*slugs.Builder, string) {
+	t.Helper()
+	data := t.TempDir()
+	if err := os.WriteFile(filepath.Join(data, "config-key"), []byte("config-key-the-build-must-not-read"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := sandbox.New(sandbox.Options{Mode: sandbox.ModeBwrap, Hide: []string{data}})
+	if errors.Is(err, sandbox.ErrNoBwrap) {
+		t.Skip("bubblewrap (bwrap) is not installed; the sandboxed build tests need it (apt-get install bubblewrap)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBuilder(t, st)
+	b.WorkDir, b.Sandbox = filepath.Join(data, "builds"), sb
+	return b, data
+}
+
+// TestSandboxedBuildCannotReadTheDataDir: a build script (npm postinstall)
+// that tries to read drover's data dir and its config key finds no such
+// dir, and runs as nobody when drover runs as root.
+func TestSandboxedBuildCannotReadTheDataDir(t *testing.T) {
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Skip("npm is not on PATH; the Node buildpack test needs it")
+	}
+	b, data := bwrapBuilder(t, nil)
+	r, c := nodeApp(t, `"postinstall":"cat `+data+`/config-key > leak.txt 2>&1; ls `+data+` >> leak.txt 2>&1; id -u > uid.txt; pwd >> uid.txt"`)
+	var out bytes.Buffer
+	res, err := b.Build(context.Background(), slugs.BuildInput{CloneURL: r.url(), Commit: c}, &out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	dir := unpacked(t, b.Store.(*slugs.Store), res.Digest)
+	leak, err := os.ReadFile(filepath.Join(dir, "leak.txt"))
+	if err != nil {
+		t.Fatalf("the postinstall hook did not run: %v\n%s", err, out.String())
+	}
+	if strings.Contains(string(leak), "must-not-read") || strings.Contains(string(leak), "\nbuilds") || strings.Count(string(leak), "No such file or directory") != 2 {
+		t.Fatalf("the build saw the data dir:\n%s", leak)
+	}
+	uid, _ := os.ReadFile(filepath.Join(dir, "uid.txt"))
+	if want := "/app\n"; !strings.HasSuffix(string(uid), want) {
+		t.Errorf("the build ran in %q, want %s", uid, sandbox.AppDir)
+	}
+	if os.Geteuid() == 0 && !strings.HasPrefix(string(uid), "65534\n") {
+		t.Fatalf("drover runs as root and the build ran as uid %q, want nobody", uid)
+	}
+	assertWorkDirClean(t, b)
+}
+
+// TestSandboxedBuildIsReproducible: the same commit makes the same slug in
+// the sandbox and out of it, with cold caches and warm.
+func TestSandboxedBuildIsReproducible(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t)
+	c := r.commit(goApp("same"))
+	b, _ := bwrapBuilder(t, nil)
+	var out bytes.Buffer
+	boxed, err := b.Build(ctx, slugs.BuildInput{CloneURL: r.url(), Commit: c}, &out)
+	if err != nil {
+		t.Fatalf("sandboxed build: %v\n%s", err, out.String())
+	}
+	again, err := b.Build(ctx, slugs.BuildInput{CloneURL: r.url(), Commit: c}, &out)
+	if err != nil || again.Digest != boxed.Digest {
+		t.Fatalf("second sandboxed build: digest %s, want %s (%v)", again.Digest, boxed.Digest, err)
+	}
+	plain, err := newBuilder(t, b.Store.(*slugs.Store)).Build(ctx, slugs.BuildInput{CloneURL: r.url(), Commit: c}, &out)
+	if err != nil || plain.Digest != boxed.Digest {
+		t.Fatalf("unsandboxed build: digest %s, want the sandboxed %s (%v)", plain.Digest, boxed.Digest, err)
 	}
 }

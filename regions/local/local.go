@@ -34,6 +34,7 @@ import (
 
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
+	"github.com/drover/drover/sandbox"
 )
 
 // Defaults for Options.
@@ -64,6 +65,8 @@ type Options struct {
 	// Unpack extracts a slug (tar.gz at slugPath) into dir. Injected so this
 	// package does not depend on the artifact store.
 	Unpack func(ctx context.Context, slugPath, dir string) error
+	// Sandbox runs app processes and tasks; nil runs them directly.
+	Sandbox *sandbox.Sandbox
 }
 
 // Region runs apps on this machine. It is safe for concurrent use: calls for
@@ -76,6 +79,7 @@ type Region struct {
 	healthTimeout time.Duration
 	log           *slog.Logger
 	unpack        func(ctx context.Context, slugPath, dir string) error
+	sandbox       *sandbox.Sandbox
 
 	lockFile  *os.File        // flock on <dir>/lock: one drover per dir
 	closing   context.Context // done once Close starts
@@ -141,6 +145,7 @@ func New(opts Options) (*Region, error) {
 		healthTimeout: opts.HealthTimeout,
 		log:           opts.Logger,
 		unpack:        opts.Unpack,
+		sandbox:       opts.Sandbox,
 		lockFile:      lock,
 		apps:          map[string]*app{},
 		ports:         map[int]time.Time{},

@@ -23,6 +23,7 @@ import (
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
 	"github.com/drover/drover/regions/local"
+	"github.com/drover/drover/sandbox"
 )
 
 // slugPath is a slug holding ./server, built once from testdata/server.
@@ -687,4 +688,128 @@ func TestCloseStopsApps(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustAnswer(t, res.URL, "v1")
+}
+
+// TestTaskTimeLimit: a task past its time limit is stopped, everything it
+// started included, and reported as failed with a line saying why.
+func TestTaskTimeLimit(t *testing.T) {
+	t.Parallel()
+	for _, boxed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sandboxed %v", boxed), func(t *testing.T) {
+			r := newRegion(t, t.TempDir(), 10*time.Second)
+			if boxed {
+				r, _ = sandboxedRegion(t)
+			}
+			start := time.Now()
+			res, err := r.RunTask(context.Background(), regions.Task{
+				App: "shop", Release: 1, Name: "release", Command: "echo migrating; sleep 303 & sleep 304",
+				Slug: regions.Slug{Digest: "sha256:shop-1", Path: slugPath}, Timeout: time.Second,
+			})
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("a task with a 1s limit took %s", took)
+			}
+			if err != nil {
+				t.Fatalf("RunTask = %v; want a failed result", err)
+			}
+			if res.ExitCode != 128+9 || !strings.HasPrefix(res.Output, "migrating\n") || !strings.Contains(res.Output, "stopped after 1s, its time limit") {
+				t.Errorf("RunTask = %+v; want killed, saying the time limit stopped it", res)
+			}
+			if out, _ := exec.Command("pgrep", "-f", "^sleep 30[34]$").Output(); len(strings.TrimSpace(string(out))) > 0 {
+				t.Errorf("the task's children outlived it: pids %s", out)
+			}
+		})
+	}
+}
+
+// sandboxedRegion opens a region whose dir is inside a data dir holding a
+// config key, running its tasks and apps under bubblewrap with that data
+// dir hidden; the test is skipped where bubblewrap is not installed.
+func sandboxedRegion(t *testing.T) (*local.Region, string) {
+	t.Helper()
+	data := t.TempDir()
+	if err := os.WriteFile(filepath.Join(data, "config-key"), []byte("config-key-the-app-must-not-read"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := sandbox.New(sandbox.Options{Mode: sandbox.ModeBwrap, Hide: []string{data}})
+	if errors.Is(err, sandbox.ErrNoBwrap) {
+		t.Skip("bubblewrap (bwrap) is not installed; the sandboxed region tests need it (apt-get install bubblewrap)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := local.New(local.Options{Name: "local-test", Dir: filepath.Join(data, "regions", "local-test"), HealthTimeout: 10 * time.Second,
+		Logger: testLogger(), Unpack: unpack, Sandbox: sb})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(true); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return r, data
+}
+
+// peek is a shell command that tries to read the data dir and its key and
+// says which user it runs as.
+func peek(data string) string {
+	return "cat " + data + "/config-key 2>&1; ls " + data + " 2>&1; echo uid=$(id -u) home=$HOME pwd=$PWD"
+}
+
+func assertSandboxed(t *testing.T, out string) {
+	t.Helper()
+	if strings.Contains(out, "must-not-read") || strings.Contains(out, "\nregions\n") || strings.Count(out, "No such file or directory") != 2 {
+		t.Fatalf("the sandbox saw the data dir:\n%s", out)
+	}
+	if !strings.Contains(out, "home=/app pwd=/app") {
+		t.Errorf("HOME and the working dir are not /app:\n%s", out)
+	}
+	if os.Geteuid() == 0 && !strings.Contains(out, "uid=65534 ") {
+		t.Fatalf("drover runs as root and the sandbox did not run as nobody:\n%s", out)
+	}
+}
+
+// TestSandboxedTaskCannotReadTheDataDir: a release phase that tries to read
+// drover's data dir finds no such dir.
+func TestSandboxedTaskCannotReadTheDataDir(t *testing.T) {
+	t.Parallel()
+	r, data := sandboxedRegion(t)
+	res, err := r.RunTask(context.Background(), regions.Task{
+		App: "shop", Release: 1, Name: "release", Command: peek(data) + "; ls",
+		Slug: regions.Slug{Digest: "sha256:shop-1", Path: slugPath},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSandboxed(t, res.Output)
+	if !strings.HasSuffix(res.Output, "README\nserver\n") {
+		t.Errorf("the task does not run in its slug:\n%s", res.Output)
+	}
+}
+
+// TestSandboxedAppCannotSeeTheDataDir: an app process finds no data dir,
+// still serves its PORT through the proxy, and stops on SIGTERM within the
+// grace period.
+func TestSandboxedAppCannotSeeTheDataDir(t *testing.T) {
+	t.Parallel()
+	r, data := sandboxedRegion(t)
+	d := webApp("shop", 1, "v1")
+	d.Procfile = pipelines.Procfile{{Type: "web", Command: "(" + peek(data) + ") > peek.txt; exec ./server"}}
+	res := mustDeploy(t, r, d)
+	mustAnswer(t, res.URL, "v1")
+	out, err := os.ReadFile(filepath.Join(data, "regions", "local-test", "apps", "shop", "v1", "slug", "peek.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSandboxed(t, string(out))
+	start := time.Now()
+	if err := r.Stop(context.Background(), "shop"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("stopping a sandboxed app took %s: SIGTERM did not reach it", took)
+	}
+	if body, err := get(res.URL); !isRefused(err) {
+		t.Errorf("after Stop, GET = %q, %v; want connection refused", body, err)
+	}
 }

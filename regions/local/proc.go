@@ -2,12 +2,12 @@ package local
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"maps"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/drover/drover/sandbox"
 )
 
 // proc is one running instance of a process type (a dyno).
@@ -126,12 +128,17 @@ func (r *Region) startProc(s startSpec) (*proc, error) {
 	}
 	fmt.Fprintf(f, "--- drover: %s v%d %s.%d port %d started %s ---\n",
 		s.app, s.version, s.typ, s.index, s.port, time.Now().Format(time.RFC3339))
-	cmd := exec.Command("sh", "-c", s.command)
-	cmd.Dir = s.dir
-	cmd.Env = s.env
+	// Its own session and group, and detached: the next drover adopts it.
+	cmd, err := r.sandbox.Command(context.Background(), sandbox.Spec{
+		Args: []string{"sh", "-c", s.command}, Dir: s.dir, Env: s.env,
+		// It serves PORT on the host's loopback, where the proxy dials it.
+		Network: true, Detach: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start %s.%d: %w", s.typ, s.index, err)
+	}
 	cmd.Stdout = f
 	cmd.Stderr = f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s.%d: %w", s.typ, s.index, err)
 	}
@@ -269,9 +276,10 @@ func logTail(path string, offset int64, lines, maxBytes int) string {
 
 // baseEnv is the little of drover's environment an app gets, as on a dyno:
 // enough to find programs and pick a locale, nothing of drover's secrets.
+// HOME is the app's dir (the sandbox sets it).
 func baseEnv() []string {
 	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
-	for _, k := range []string{"PATH", "HOME", "LANG"} {
+	for _, k := range []string{"PATH", "LANG"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,17 +12,27 @@ import (
 	"time"
 
 	"github.com/drover/drover/regions"
+	"github.com/drover/drover/sandbox"
 )
 
 // maxTaskOutput bounds what RunTask keeps of a task's output: the tail,
 // where the error usually is.
 const maxTaskOutput = 1 << 20
 
-// RunTask unpacks t's slug into a scratch dir, runs t.Command there with the
-// app's config vars, and returns its exit code and combined output (the
+// DefaultTaskTimeout is how long a task runs when Task.Timeout is 0: less
+// than the release phase activity's 30 minutes, so a task that hangs ends
+// with its output and says why.
+const DefaultTaskTimeout = 25 * time.Minute
+
+var errTaskTimeout = errors.New("task time limit")
+
+// RunTask unpacks t's slug into a scratch dir, runs t.Command there (in the
+// region's sandbox) with the app's config vars, and returns its exit code and combined output (the
 // last 1 MiB). A non-zero exit is a result, not an error. Cancelling ctx
 // kills the task and everything it started; RunTask then returns the output
-// so far and an error wrapping the context's cause.
+// so far and an error wrapping the context's cause. A task past its time
+// limit is killed the same way and is a result: the signal's exit code,
+// and a last line of output saying so.
 func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResult, error) {
 	if err := checkApp(t.App); err != nil {
 		return regions.TaskResult{}, fmt.Errorf("run task: %w", err)
@@ -62,15 +73,21 @@ func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResul
 		return regions.TaskResult{}, wrap(fmt.Errorf("unpack slug %s: %w", t.Slug.Digest, err))
 	}
 
+	limit := cmp.Or(t.Timeout, DefaultTaskTimeout)
+	runCtx, stop := context.WithTimeoutCause(ctx, limit, errTaskTimeout)
+	defer stop()
 	out := &tailBuffer{max: maxTaskOutput}
-	cmd := exec.CommandContext(ctx, "sh", "-c", t.Command)
-	cmd.Dir = dir
-	cmd.Env = processEnv(t.Env, "DYNO="+name+".1")
+	cmd, err := r.sandbox.Command(runCtx, sandbox.Spec{
+		Args: []string{"sh", "-c", t.Command}, Dir: dir,
+		Env: processEnv(t.Env, "DYNO="+name+".1"),
+		// Release phases migrate databases elsewhere.
+		Network: true,
+	})
+	if err != nil {
+		return regions.TaskResult{}, wrap(err)
+	}
 	cmd.Stdout = out
 	cmd.Stderr = out
-	// Its own group, so cancelling kills what the command started too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	// A background child holding the output open must not keep us waiting.
 	cmd.WaitDelay = 2 * time.Second
 
@@ -87,6 +104,9 @@ func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResul
 	// another program's group.
 	syscall.Kill(-pid, syscall.SIGKILL)
 
+	if ctx.Err() == nil && errors.Is(context.Cause(runCtx), errTaskTimeout) {
+		fmt.Fprintf(out, "\n[drover: task stopped after %s, its time limit]\n", limit)
+	}
 	res := regions.TaskResult{Output: out.String()}
 	if ctx.Err() != nil {
 		return res, wrap(context.Cause(ctx))
