@@ -69,6 +69,10 @@ type Task struct {
 	Slug    Slug              `json:"slug"`
 	Command string            `json:"command"`
 	Env     map[string]string `json:"-"`
+	// ID names one run of the task: a retry with the same ID finds that
+	// run rather than starting another. Empty: the app, release and Name
+	// name it, as for the release phase, which runs once per release.
+	ID string `json:"id,omitempty"`
 	// Timeout bounds the task's run; 0 is the driver's default. A task
 	// past it is stopped and reported as a failed TaskResult.
 	Timeout time.Duration `json:"timeout,omitempty"`

@@ -581,25 +581,24 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 	defer func() { stopChild(child) }()
 	waitHealthy(ctx, t, base)
 	s := &stack{t: t, base: base, token: token(), secret: "e2e-secret"}
-	// The release phase takes long enough to be killed in the middle of.
-	c1 := repo.commit("survivor", "web: bin/web\nrelease: sleep 3\n")
+	// The release phase takes long enough to be killed in the middle of,
+	// and says which run it is.
+	c1 := repo.commit("survivor", "web: bin/web\nrelease: echo run $(od -An -N8 -tx8 /dev/urandom); sleep 4; echo migrated\n")
 	if code, body := s.push(ctx, "d-1", pushPayload(t, repo.dir, c1)); code != http.StatusAccepted {
 		t.Fatalf("push: %d %s", code, body)
 	}
-	for {
-		if rs := s.releases(ctx, "hello-staging"); len(rs) == 1 && rs[0].Status == pipelines.ReleasePending {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("release v1 never became pending")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	taskOutput := filepath.Join(data, "regions", "local-a", "tasks", "hello-staging-v1-release", "output")
+	var firstRun string
+	eventually(ctx, t, "the release phase to start", func() bool {
+		b, _ := os.ReadFile(taskOutput)
+		firstRun, _, _ = strings.Cut(string(b), "\n")
+		return strings.HasPrefix(firstRun, "run ")
+	})
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	child.Wait()
-	t.Log("killed drover dev with SIGKILL while v1 was pending")
+	t.Logf("killed drover dev with SIGKILL while v1's release phase ran (%s)", firstRun)
 
 	child = startChild(t, config, data, listen, &log)
 	defer stopChild(child)
@@ -610,6 +609,11 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 	}
 	if rs := s.releases(ctx, "hello-staging"); len(rs) != 1 {
 		t.Fatalf("%d releases after restart, want exactly 1", len(rs))
+	}
+	// The restarted drover adopted the release phase it found running,
+	// and did not run it again.
+	if !strings.Contains(v1.Output, firstRun+"\nmigrated") || strings.Count(v1.Output, "run ") != 1 {
+		t.Fatalf("release phase output after the restart = %q; want the one run %q, finished", v1.Output, firstRun)
 	}
 	s.answersEverywhere(ctx, "hello-staging", 2, "survivor from hello-staging v1")
 	if n := appProcesses(data, "hello-staging"); n != 2 {

@@ -203,11 +203,24 @@ func (r *Region) cleanTasks() {
 	dir := filepath.Join(r.dir, "tasks")
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+		// A task's dir is how a retry after a restart finds how it ended
+		// (or adopts it still running): kept for a day, unless it runs.
+		st := taskState{dir: filepath.Join(dir, e.Name())}
+		if pid, started, ok := st.process(); ok && st.alive(pid, started) {
+			continue
+		}
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) < keepTaskDirs {
+			continue
+		}
+		if err := os.RemoveAll(st.dir); err != nil {
 			r.log.Warn("remove stale task dir", "dir", e.Name(), "error", err)
 		}
 	}
 }
+
+// keepTaskDirs is how long a finished task's dir is kept: longer than
+// any activity retry that could ask for its result.
+const keepTaskDirs = 24 * time.Hour
 
 // Name returns the region's name.
 func (r *Region) Name() string { return r.name }

@@ -464,12 +464,13 @@ func TestRunTask(t *testing.T) {
 	}{
 		{"succeeds", `echo "migrated $DATABASE_URL"; ls`, 0, "migrated postgres://db\nREADME\nserver\n"},
 		{"fails", "echo applying; echo 'relation exists' >&2; exit 3", 3, "applying\nrelation exists\n"},
-		{"killed by a signal", "kill -KILL $$", 128 + 9, ""},
+		// The shell that records the exit code says what killed it.
+		{"killed by a signal", "kill -KILL $$", 128 + 9, "Killed\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res, err := r.RunTask(context.Background(), regions.Task{
-				App: "shop", Release: 1, Name: "release", Command: tt.command,
+				App: "shop", Release: 1, Name: "release", ID: strings.ReplaceAll(tt.name, " ", "-"), Command: tt.command,
 				Slug: regions.Slug{Digest: "sha256:shop-1", Path: slugPath},
 				Env:  map[string]string{"DATABASE_URL": "postgres://db"},
 			})
@@ -486,7 +487,7 @@ func TestRunTask(t *testing.T) {
 		defer cancel()
 		start := time.Now()
 		res, err := r.RunTask(ctx, regions.Task{
-			App: "shop", Release: 1, Command: "echo waiting; sleep 60 & wait",
+			App: "shop", Release: 1, ID: "cancelled", Command: "echo waiting; sleep 60 & wait",
 			Slug: regions.Slug{Digest: "sha256:shop-1", Path: slugPath},
 		})
 		if !errors.Is(err, context.DeadlineExceeded) {
@@ -501,7 +502,7 @@ func TestRunTask(t *testing.T) {
 	})
 	t.Run("output is capped", func(t *testing.T) {
 		res, err := r.RunTask(context.Background(), regions.Task{
-			App: "shop", Release: 1, Command: "head -c 3000000 /dev/zero | tr '\\0' x; echo END",
+			App: "shop", Release: 1, ID: "capped", Command: "head -c 3000000 /dev/zero | tr '\\0' x; echo END",
 			Slug: regions.Slug{Digest: "sha256:shop-1", Path: slugPath},
 		})
 		if err != nil {
@@ -511,8 +512,51 @@ func TestRunTask(t *testing.T) {
 			t.Errorf("Output: %d bytes ending %q", len(res.Output), res.Output[max(0, len(res.Output)-20):])
 		}
 	})
-	if entries, _ := os.ReadDir(filepath.Join(dir, "tasks")); len(entries) != 0 {
-		t.Errorf("task dirs left behind: %v", entries)
+}
+
+// TestTaskRunsOnce: a task (the release phase) runs at most once per
+// release, however often it is asked for: a second call takes the first
+// one's result, and one whose process died without finishing (drover
+// stopped with it) is reported interrupted, not started again. Finished
+// tasks' dirs outlive a restart for a day, so a retry still finds them.
+func TestTaskRunsOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := newRegion(t, dir, 10*time.Second)
+	counter := filepath.Join(t.TempDir(), "runs")
+	task := regions.Task{App: "shop", Release: 2, Name: "release", Command: `echo ran >> "$COUNTER"; echo migrated; exit 4`,
+		Slug: regions.Slug{Digest: "sha256:shop-1", Path: slugPath}, Env: map[string]string{"COUNTER": counter}}
+	for i := range 3 {
+		res, err := r.RunTask(context.Background(), task)
+		if err != nil || res.ExitCode != 4 || res.Output != "migrated\n" {
+			t.Fatalf("call %d: %+v, %v", i+1, res, err)
+		}
+	}
+	if b, _ := os.ReadFile(counter); string(b) != "ran\n" {
+		t.Fatalf("the task ran %d times", strings.Count(string(b), "ran"))
+	}
+	// A task whose recorded process is gone and wrote no exit code.
+	state := filepath.Join(dir, "tasks", "shop-v3-release")
+	os.MkdirAll(filepath.Join(state, "app"), 0o755)
+	os.WriteFile(filepath.Join(state, "output"), []byte("applying 0042\n"), 0o644)
+	os.WriteFile(filepath.Join(state, "process"), []byte("999999999 1\n"), 0o644)
+	task.Release = 3
+	res, err := r.RunTask(context.Background(), task)
+	if err != nil || res.ExitCode != 137 || !strings.HasPrefix(res.Output, "applying 0042\n") || !strings.Contains(res.Output, "interrupted before it finished") {
+		t.Fatalf("interrupted task: %+v, %v", res, err)
+	}
+	if b, _ := os.ReadFile(counter); string(b) != "ran\n" {
+		t.Fatal("an interrupted task was run again")
+	}
+	// A new region on the same dir (drover restarted) keeps them.
+	r.Close(false)
+	r2 := newRegion(t, dir, 10*time.Second)
+	task.Release = 2
+	if res, err := r2.RunTask(context.Background(), task); err != nil || res.ExitCode != 4 {
+		t.Fatalf("after a restart: %+v, %v", res, err)
+	}
+	if b, _ := os.ReadFile(counter); string(b) != "ran\n" {
+		t.Fatal("the task ran again after a restart")
 	}
 }
 
