@@ -44,6 +44,9 @@ type Config struct {
 	Temporal  TemporalConfig
 	Regions   map[string]RegionSpec
 	Pipelines map[string]Pipeline
+	// Builds, when set, runs builds as Nomad batch jobs; nil builds in
+	// the worker's sandbox.
+	Builds *BuildsSpec
 }
 
 // TemporalConfig overrides, for drover server and drover worker, what
@@ -477,6 +480,7 @@ type rawConfig struct {
 	Temporal  TemporalConfig        `yaml:"temporal"`
 	Regions   map[string]RegionSpec `yaml:"regions"`
 	Pipelines map[string]Pipeline   `yaml:"pipelines"`
+	Builds    *BuildsSpec           `yaml:"builds"`
 }
 
 // APIConfig lists who may call drover's API.
@@ -523,7 +527,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
 		return nil, &ConfigError{File: file, Msg: yamlMessage(err)}
 	}
-	c := &Config{File: file, GitHub: raw.GitHub, API: raw.API, Temporal: raw.Temporal, Regions: raw.Regions, Pipelines: raw.Pipelines}
+	c := &Config{File: file, GitHub: raw.GitHub, API: raw.API, Temporal: raw.Temporal, Regions: raw.Regions, Pipelines: raw.Pipelines, Builds: raw.Builds}
 	if c.Regions == nil {
 		c.Regions = map[string]RegionSpec{}
 	}
@@ -690,6 +694,9 @@ func (c *Config) validate() error {
 		default:
 			return bad(key+".driver", "unknown driver %q; want %q or %q", r.Driver, DriverLocal, DriverNomad)
 		}
+	}
+	if err := c.validateBuilds(bad); err != nil {
+		return err
 	}
 	names := map[string]bool{}
 	for i, tok := range c.API.Tokens {
