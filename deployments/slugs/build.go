@@ -38,6 +38,9 @@ type BuildInput struct {
 	Commit string
 	// Token, when set, authenticates https fetches; it is never printed.
 	Token string
+	// App is the app the build is for, to name the work where it runs; it
+	// does not change the slug.
+	App string
 }
 
 // BuildResult is the slug a build made.

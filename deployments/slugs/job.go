@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 )
 
 // The environment of a build job, read by RunJob. The job's spec carries
@@ -22,6 +23,8 @@ const (
 	JobEnvGrant     = "DROVER_BUILD_GRANT"
 	JobEnvTokenFile = "DROVER_BUILD_TOKEN_FILE"
 	JobEnvWorkDir   = "DROVER_BUILD_WORK_DIR"
+	// JobEnvTimeout is the build's time limit, e.g. "20m".
+	JobEnvTimeout = "DROVER_BUILD_TIMEOUT"
 )
 
 // JobResultPrefix starts the line a build job prints last on stdout: the
@@ -53,6 +56,13 @@ func RunJob(ctx context.Context, getenv func(string) string, stdout io.Writer) e
 		}
 	}
 	b := &Builder{Store: up, WorkDir: getenv(JobEnvWorkDir)}
+	if v := getenv(JobEnvTimeout); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("build job: %s: %w", JobEnvTimeout, err)
+		}
+		b.Timeout = d
+	}
 	if _, err := b.Build(ctx, in, stdout); err != nil {
 		return err
 	}
