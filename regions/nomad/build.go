@@ -183,6 +183,10 @@ func (r *Region) RunBuild(ctx context.Context, b BuildJob, out io.Writer) (Build
 		return BuildJobResult{}, err
 	}
 	fail := func(err error) (BuildJobResult, error) {
+		if ctx.Err() != nil {
+			// The job is purged on the way out, which stops the build.
+			return BuildJobResult{}, fmt.Errorf("build %s in region %s: build job %q stopped: %w", b.Commit, r.spec.Name, b.ID, context.Cause(ctx))
+		}
 		return BuildJobResult{}, fmt.Errorf("build %s in region %s: %w", b.Commit, r.spec.Name, err)
 	}
 	defer r.purgeBuild(ctx, b)
@@ -205,7 +209,7 @@ func (r *Region) RunBuild(ctx context.Context, b BuildJob, out io.Writer) (Build
 		logs.stop()
 		return fail(err)
 	}
-	logs.drain(buildLogDrain)
+	r.drainLogs(ctx, logs, alloc, buildLogDrain)
 
 	ts := alloc.TaskStates[BuildTask]
 	var term *api.TaskEvent
@@ -343,6 +347,8 @@ type liveLogs struct {
 	cancel chan struct{}
 	once   sync.Once
 	wg     sync.WaitGroup
+	mu     sync.Mutex
+	got    map[string]int64 // bytes delivered, by log type
 }
 
 func (l *liveLogs) stop() {
@@ -350,24 +356,49 @@ func (l *liveLogs) stop() {
 	l.wg.Wait()
 }
 
-// drain waits up to d for the streams to end on their own (Nomad closes a
-// followed log once the task is dead and its file read), then stops them.
-func (l *liveLogs) drain(d time.Duration) {
-	done := make(chan struct{})
-	go func() { l.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
+func (l *liveLogs) delivered(typ string) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.got[typ]
+}
+
+// drain lets the streams of a finished task deliver the rest of its logs,
+// then stops them: Nomad keeps a followed log open after its task ends, so
+// drain waits until as many bytes arrived as the task's log files hold, or
+// for d at most.
+func (r *Region) drainLogs(ctx context.Context, l *liveLogs, alloc *api.Allocation, d time.Duration) {
+	defer l.stop()
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	files, _, err := r.client.AllocFS().List(alloc, "alloc/logs", r.queryOpts(ctx))
+	if err != nil {
+		r.log.Debug("list build logs", "alloc", alloc.ID, "err", err)
+		return
 	}
-	l.stop()
+	want := map[string]int64{}
+	for _, f := range files {
+		for _, typ := range []string{api.FSLogNameStdout, api.FSLogNameStderr} {
+			if strings.HasPrefix(f.Name, BuildTask+"."+typ+".") {
+				want[typ] += f.Size
+			}
+		}
+	}
+	for {
+		if l.delivered(api.FSLogNameStdout) >= want[api.FSLogNameStdout] && l.delivered(api.FSLogNameStderr) >= want[api.FSLogNameStderr] {
+			return
+		}
+		if sleep(ctx, 50*time.Millisecond) != nil {
+			r.log.Debug("build log streams did not catch up", "alloc", alloc.ID)
+			return
+		}
+	}
 }
 
 // followLogs copies the build task's stdout and stderr into out as Nomad
 // streams them. Output that cannot be streamed is missed, not an error:
 // the build's result does not depend on it.
 func (r *Region) followLogs(ctx context.Context, alloc *api.Allocation, out io.Writer) *liveLogs {
-	l := &liveLogs{cancel: make(chan struct{})}
-	var mu sync.Mutex
+	l := &liveLogs{cancel: make(chan struct{}), got: map[string]int64{}}
 	for _, typ := range []string{api.FSLogNameStdout, api.FSLogNameStderr} {
 		frames, errCh := r.client.AllocFS().Logs(alloc, true, BuildTask, typ, api.OriginStart, 0, l.cancel, r.queryOpts(ctx))
 		l.wg.Add(1)
@@ -380,9 +411,10 @@ func (r *Region) followLogs(ctx context.Context, alloc *api.Allocation, out io.W
 						return
 					}
 					if len(f.Data) > 0 {
-						mu.Lock()
+						l.mu.Lock()
 						out.Write(f.Data)
-						mu.Unlock()
+						l.got[typ] += int64(len(f.Data))
+						l.mu.Unlock()
 					}
 				case err := <-errCh:
 					if err != nil && !errors.Is(err, context.Canceled) {
