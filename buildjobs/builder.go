@@ -16,6 +16,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -61,8 +62,9 @@ type Builder struct {
 	Grants *slugs.Grants
 	// Slugs is the store the upload route puts slugs in.
 	Slugs SlugFiles
-	// UploadURL is drover's base URL as build nodes reach it.
-	UploadURL string
+	// UploadURL returns drover's base URL as build nodes reach it; a func,
+	// since a server on port 0 knows its address only once it listens.
+	UploadURL func() string
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -84,6 +86,10 @@ func (b *Builder) Build(ctx context.Context, in slugs.BuildInput, out io.Writer)
 	if b.Now != nil {
 		now = b.Now
 	}
+	base := strings.TrimSuffix(b.UploadURL(), "/")
+	if base == "" {
+		return slugs.BuildResult{}, errors.New("build job: no URL to upload the slug to; set builds.upload_url or drover's public URL")
+	}
 	limit := b.Spec.JobTimeout()
 	uploadID := newUploadID()
 	grant := b.Grants.Sign(slugs.GrantUpload, uploadID, now().Add(limit+uploadGrace))
@@ -96,7 +102,7 @@ func (b *Builder) Build(ctx context.Context, in slugs.BuildInput, out io.Writer)
 		Env: map[string]string{
 			slugs.JobEnvCloneURL:  in.CloneURL,
 			slugs.JobEnvCommit:    in.Commit,
-			slugs.JobEnvUploadURL: strings.TrimSuffix(b.UploadURL, "/") + slugs.UploadPath(uploadID),
+			slugs.JobEnvUploadURL: base + slugs.UploadPath(uploadID),
 			slugs.JobEnvGrant:     grant,
 			slugs.JobEnvWorkDir:   "${NOMAD_TASK_DIR}/build",
 			slugs.JobEnvTimeout:   limit.String(),

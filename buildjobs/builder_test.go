@@ -80,7 +80,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(srv.Close)
 	runner := &inProcess{t: t}
 	return &fixture{store: store, grants: grants, runner: runner, builder: &buildjobs.Builder{
-		Jobs: runner, Grants: grants, Slugs: store, UploadURL: srv.URL,
+		Jobs: runner, Grants: grants, Slugs: store, UploadURL: func() string { return srv.URL },
 		Spec: pipelines.BuildsSpec{Region: "us", Driver: "raw_exec", Command: "/usr/local/bin/drover"},
 	}}
 }
@@ -146,7 +146,7 @@ func TestBuildRefusesWhatTheJobCannotProve(t *testing.T) {
 		t.Fatal(err)
 	}
 	uploadOf := func(b nomad.BuildJob) string {
-		return strings.TrimPrefix(b.Env[slugs.JobEnvUploadURL], f.builder.UploadURL+"/slugs/uploads/")
+		return strings.TrimPrefix(b.Env[slugs.JobEnvUploadURL], f.builder.UploadURL()+"/slugs/uploads/")
 	}
 	for name, forge := range map[string]func(b nomad.BuildJob) string{
 		"no result line": func(nomad.BuildJob) string { return "-----> all done\n" },

@@ -105,6 +105,8 @@ type Node struct {
 	HTTPAddr    string
 	MetricsAddr string
 	DataDir     string
+	// configKey seals config vars and keys slug grants.
+	configKey []byte
 
 	temporal    *devstack.Server
 	store       *sqlstore.Store
@@ -247,6 +249,7 @@ func (n *Node) openStore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	n.configKey = key
 	sealer, err := deployments.NewAESGCM(key)
 	if err != nil {
 		return err
@@ -323,9 +326,13 @@ func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflow
 		return err
 	}
 	public := n.publicURL
+	builder, err := n.builder()
+	if err != nil {
+		return err
+	}
 	acts := &workflows.Activities{
 		Store:   n.store,
-		Builder: &slugs.Builder{Store: n.slugs, WorkDir: filepath.Join(n.DataDir, "builds"), Logger: n.Logger},
+		Builder: builder,
 		Slugs:   n.slugs,
 		Regions: n.regions,
 		Logger:  n.Logger,
@@ -505,6 +512,7 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 	}
 	hooks.Register(engine.Group("", n.metrics.Webhooks()))
 	api.RegisterSlugs(engine, n.slugs)
+	n.registerUploads(engine)
 	tokens := n.tokens()
 	srv := &api.Server{Ledger: n.store, Tokens: tokens, Config: cfg, Operations: starter, Reviews: n.store, ReviewOps: starter, Logger: n.Logger,
 		LiveURL: n.liveURLs()}

@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -441,5 +443,52 @@ func TestBuildStepsCannotOutliveTheBuild(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCancelledFetchStopsGitsHelpers cancels a build whose fetch hangs:
+// git's transport helper (git-remote-http), not only git, must stop.
+func TestCancelledFetchStopsGitsHelpers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	connected, hungUp := make(chan struct{}), make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		close(connected)
+		io.Copy(io.Discard, c)
+		close(hungUp)
+	}()
+	st, err := slugs.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := newBuilder(t, st).Build(ctx, slugs.BuildInput{CloneURL: "http://" + ln.Addr().String() + "/app.git", Commit: strings.Repeat("a", 40)}, io.Discard)
+		done <- err
+	}()
+	select {
+	case <-connected:
+	case <-time.After(30 * time.Second):
+		t.Fatal("git never connected")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancelled build has not returned after 10s: its fetch is still running")
+	}
+	select {
+	case <-hungUp:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the fetch's connection is still open 5s after the build was cancelled")
 	}
 }

@@ -89,12 +89,15 @@ func setupBuilds(t *testing.T) *buildEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if bin := os.Getenv("DROVER_CONTRACT_DROVER_BIN"); bin != "" {
+		self = bin // a drover binary, to run its own build-slug
+	}
 	client, err := napi.NewClient(napi.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &buildEnv{region: r, client: client, store: store, builder: &buildjobs.Builder{
-		Jobs: r, Grants: grants, Slugs: store, UploadURL: "http://" + ln.Addr().String(),
+		Jobs: r, Grants: grants, Slugs: store, UploadURL: func() string { return "http://" + ln.Addr().String() },
 		Spec: pipelines.BuildsSpec{Region: region, Driver: "raw_exec", Command: self, NodePool: "default", Datacenters: []string{"dc1"},
 			Resources: pipelines.BuildResources{CPU: 200, Memory: 256}},
 	}}
