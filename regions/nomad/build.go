@@ -199,17 +199,21 @@ func (r *Region) RunBuild(ctx context.Context, b BuildJob, out io.Writer) (Build
 	if _, err := r.register(ctx, job, 0); err != nil {
 		return fail(err)
 	}
+	start := time.Now()
 	alloc, err := r.awaitBuildStart(ctx, b.ID)
 	if err != nil {
 		return fail(err)
 	}
+	r.log.Debug("build job started", "job", b.ID, "alloc", alloc.ID, "node", alloc.NodeID, "after", time.Since(start))
 	logs := r.followLogs(ctx, alloc, out)
 	alloc, err = r.awaitAllocDone(ctx, alloc.ID)
 	if err != nil {
 		logs.stop()
 		return fail(err)
 	}
+	r.log.Debug("build job ended", "job", b.ID, "status", alloc.ClientStatus, "after", time.Since(start))
 	r.drainLogs(ctx, logs, alloc, buildLogDrain)
+	r.log.Debug("build log drained", "job", b.ID, "after", time.Since(start))
 
 	ts := alloc.TaskStates[BuildTask]
 	var term *api.TaskEvent
