@@ -45,6 +45,9 @@ type Config struct {
 	Retention Retention
 	Regions   map[string]RegionSpec
 	Pipelines map[string]Pipeline
+	// Builds, when set, runs builds as Nomad batch jobs; nil builds in
+	// the worker's sandbox.
+	Builds *BuildsSpec
 }
 
 // TemporalConfig overrides, for drover server and drover worker, what
@@ -487,6 +490,7 @@ type rawConfig struct {
 	Retention Retention             `yaml:"retention"`
 	Regions   map[string]RegionSpec `yaml:"regions"`
 	Pipelines map[string]Pipeline   `yaml:"pipelines"`
+	Builds    *BuildsSpec           `yaml:"builds"`
 }
 
 // APIConfig lists who may call drover's API.
@@ -537,7 +541,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
 		return nil, &ConfigError{File: file, Msg: yamlMessage(err)}
 	}
-	c := &Config{File: file, GitHub: raw.GitHub, API: raw.API, Temporal: raw.Temporal, Retention: raw.Retention, Regions: raw.Regions, Pipelines: raw.Pipelines}
+	c := &Config{File: file, GitHub: raw.GitHub, API: raw.API, Temporal: raw.Temporal, Retention: raw.Retention, Regions: raw.Regions, Pipelines: raw.Pipelines, Builds: raw.Builds}
 	if c.Regions == nil {
 		c.Regions = map[string]RegionSpec{}
 	}
@@ -707,6 +711,9 @@ func (c *Config) validate() error {
 		default:
 			return bad(key+".driver", "unknown driver %q; want %q or %q", r.Driver, DriverLocal, DriverNomad)
 		}
+	}
+	if err := c.validateBuilds(bad); err != nil {
+		return err
 	}
 	names := map[string]bool{}
 	for i, tok := range c.API.Tokens {

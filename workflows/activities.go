@@ -213,7 +213,7 @@ func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildResult, err
 			return BuildResult{}, fmt.Errorf("credentials to fetch %s: %w", in.Repo, err)
 		}
 	}
-	res, err := a.Builder.Build(ctx, slugs.BuildInput{CloneURL: src.URL, Commit: in.Commit, Token: token}, w)
+	res, err := a.Builder.Build(ctx, slugs.BuildInput{CloneURL: src.URL, Commit: in.Commit, Token: token, App: in.App}, w)
 	if err != nil {
 		a.logger().Warn("build failed", "app", in.App, "commit", in.Commit, "error", err)
 		// The output of a failed build is what its author needs most.

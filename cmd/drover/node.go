@@ -358,10 +358,13 @@ func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflow
 		return err
 	}
 	public := n.publicURL
+	builder, err := n.builder()
+	if err != nil {
+		return err
+	}
 	acts := &workflows.Activities{
-		Store: n.store,
-		Builder: &slugs.Builder{Store: n.slugs, WorkDir: filepath.Join(n.DataDir, "builds"), Logger: n.Logger,
-			Sandbox: n.sandbox, CacheDir: n.Options.getenv(envBuildCache)},
+		Store:   n.store,
+		Builder: builder,
 		Slugs:   n.slugs,
 		Regions: n.regions,
 		Logger:  n.Logger,
@@ -559,6 +562,7 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 		return err
 	}
 	hooks.Register(engine.Group("", n.metrics.Webhooks()))
+	n.registerUploads(engine)
 	tokens := n.tokens()
 	api.RegisterSlugs(engine, n.slugs, api.SlugAccess{Grants: n.grants, Tokens: tokens})
 	srv := &api.Server{Ledger: n.store, Tokens: tokens, Config: cfg, Operations: starter, Reviews: n.store, ReviewOps: starter, Logger: n.Logger,

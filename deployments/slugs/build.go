@@ -39,6 +39,9 @@ type BuildInput struct {
 	Commit string
 	// Token, when set, authenticates https fetches; it is never printed.
 	Token string
+	// App is the app the build is for, to name the work where it runs; it
+	// does not change the slug.
+	App string
 }
 
 // BuildResult is the slug a build made.
@@ -245,6 +248,10 @@ func (b *Builder) fetch(ctx context.Context, log *slog.Logger, in BuildInput, di
 	git := func(args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
 		cmd.Env = env
+		// git fetches through helpers (git-remote-http) of its own; a
+		// cancelled build stops them with it, not only git.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {

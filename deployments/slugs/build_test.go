@@ -7,7 +7,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -523,5 +525,52 @@ func TestSandboxedBuildIsReproducible(t *testing.T) {
 	plain, err := newBuilder(t, b.Store.(*slugs.Store)).Build(ctx, slugs.BuildInput{CloneURL: r.url(), Commit: c}, &out)
 	if err != nil || plain.Digest != boxed.Digest {
 		t.Fatalf("unsandboxed build: digest %s, want the sandboxed %s (%v)", plain.Digest, boxed.Digest, err)
+	}
+}
+
+// TestCancelledFetchStopsGitsHelpers cancels a build whose fetch hangs:
+// git's transport helper (git-remote-http), not only git, must stop.
+func TestCancelledFetchStopsGitsHelpers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	connected, hungUp := make(chan struct{}), make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		close(connected)
+		io.Copy(io.Discard, c)
+		close(hungUp)
+	}()
+	st, err := slugs.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := newBuilder(t, st).Build(ctx, slugs.BuildInput{CloneURL: "http://" + ln.Addr().String() + "/app.git", Commit: strings.Repeat("a", 40)}, io.Discard)
+		done <- err
+	}()
+	select {
+	case <-connected:
+	case <-time.After(30 * time.Second):
+		t.Fatal("git never connected")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancelled build has not returned after 10s: its fetch is still running")
+	}
+	select {
+	case <-hungUp:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the fetch's connection is still open 5s after the build was cancelled")
 	}
 }

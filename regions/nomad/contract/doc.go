@@ -6,5 +6,7 @@
 //
 // Optional: NOMAD_REGION (default global), NOMAD_TOKEN, and
 // DROVER_CONTRACT_SLUG_HOST, the address Nomad clients reach this test's
-// slug server on (default 127.0.0.1).
+// slug server on (default 127.0.0.1). Build jobs run this test binary as
+// their command; DROVER_CONTRACT_DROVER_BIN names a drover binary to run
+// (its build-slug command) instead.
 package contract
