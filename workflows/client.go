@@ -225,7 +225,10 @@ func (s *Starter) OperationState(ctx context.Context, id string) (OperationState
 	if err != nil {
 		return OperationState{}, fmt.Errorf("describe operation %s: %w", id, err)
 	}
-	if !found {
+	// An operation just handed to its queue may be in neither place for
+	// a moment (the queue has not taken the signal in yet, or has just
+	// started its workflow): look a few times before calling it unknown.
+	for wait := 100 * time.Millisecond; !found; wait *= 2 {
 		waiting, err := s.waiting(ctx, id)
 		if err != nil {
 			return OperationState{}, err
@@ -233,12 +236,19 @@ func (s *Starter) OperationState(ctx context.Context, id string) (OperationState
 		if waiting {
 			return OperationState{State: OperationQueued}, nil
 		}
-		// It may have left the queue for its workflow meanwhile.
 		if status, found, err = s.status(ctx, id); err != nil {
 			return OperationState{}, fmt.Errorf("describe operation %s: %w", id, err)
 		}
-		if !found {
+		if found {
+			break
+		}
+		if wait > operationLookup {
 			return OperationState{}, fmt.Errorf("no operation %s (not running, not waiting in its app's queue, or past retention): %w", id, pipelines.ErrNotFound)
+		}
+		select {
+		case <-ctx.Done():
+			return OperationState{}, ctx.Err()
+		case <-time.After(wait):
 		}
 	}
 	switch status {
@@ -253,6 +263,10 @@ func (s *Starter) OperationState(ctx context.Context, id string) (OperationState
 	}
 	return st, nil
 }
+
+// operationLookup bounds how long OperationState looks for an operation
+// that is neither running nor waiting before it calls it unknown.
+const operationLookup = 2 * time.Second
 
 // waiting reports whether operation id waits in its app's queue.
 func (s *Starter) waiting(ctx context.Context, id string) (bool, error) {
