@@ -82,6 +82,8 @@ type Builder struct {
 	Logger *slog.Logger
 	// Env is added to the environment of build commands, e.g. GOCACHE.
 	Env []string
+	// MaxSlugSize bounds a compressed slug; DefaultMaxSlugSize when 0.
+	MaxSlugSize int64
 	// Timeout bounds a whole build, fetch included; DefaultBuildTimeout
 	// when 0. A build past it is stopped, and fails saying so.
 	Timeout time.Duration
@@ -154,6 +156,9 @@ func (b *Builder) build(ctx context.Context, in BuildInput, out io.Writer, workD
 	if err := b.fetch(ctx, log, in, src); err != nil {
 		return BuildResult{}, err
 	}
+	if err := withinLimits(src, "the checkout"); err != nil {
+		return BuildResult{}, err
+	}
 	pack, err := Detect(src)
 	if err != nil {
 		return BuildResult{}, err
@@ -186,6 +191,10 @@ func (b *Builder) build(ctx context.Context, in BuildInput, out io.Writer, workD
 	}
 	fmt.Fprintf(out, "-----> Procfile declares types -> %s\n", procTypes(procfile))
 
+	// Every slug built must unpack in every region.
+	if err := withinLimits(src, "the built app"); err != nil {
+		return BuildResult{}, err
+	}
 	fmt.Fprintln(out, "-----> Compressing slug")
 	digest, size, err := b.store(ctx, src)
 	if err != nil {
@@ -204,7 +213,7 @@ func (b *Builder) store(ctx context.Context, src string) (string, int64, error) 
 		defer close(done)
 		pw.CloseWithError(Pack(ctx, src, pw))
 	}()
-	cr := &countingReader{r: pr}
+	cr := &countingReader{r: pr, max: cmp.Or(b.MaxSlugSize, DefaultMaxSlugSize)}
 	digest, err := b.Store.Put(ctx, cr)
 	pr.Close() // unblocks Pack if Put gave up early
 	<-done     // Pack must be done reading src before the caller removes it
@@ -214,15 +223,53 @@ func (b *Builder) store(ctx context.Context, src string) (string, int64, error) 
 	return digest, cr.n, nil
 }
 
+// DefaultMaxSlugSize is Heroku's limit on a compressed slug.
+const DefaultMaxSlugSize = 500 << 20
+
+// countingReader counts what it reads, and fails past max bytes.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r   io.Reader
+	n   int64
+	max int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if c.max > 0 && c.n > c.max {
+		return n, fmt.Errorf("the slug is over %s compressed, the limit; leave build output and dependencies you do not run out of it (.slugignore is not read yet; delete them in a build step): %w", byteSize(c.max), pipelines.ErrInvalid)
+	}
 	return n, err
+}
+
+// withinLimits refuses a tree past what a slug may unpack to
+// (DefaultLimits), naming what and the limit.
+func withinLimits(dir, what string) error {
+	var size int64
+	entries := 0
+	errOver := errors.New("over")
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		entries++
+		if d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				size += info.Size()
+			}
+		}
+		if entries > DefaultLimits.Entries || size > DefaultLimits.Bytes {
+			return errOver
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errOver) && entries > DefaultLimits.Entries:
+		return fmt.Errorf("%s has more than %d files, the limit: %w", what, DefaultLimits.Entries, pipelines.ErrInvalid)
+	case errors.Is(err, errOver):
+		return fmt.Errorf("%s is over %s, the limit: %w", what, byteSize(DefaultLimits.Bytes), pipelines.ErrInvalid)
+	}
+	return err
 }
 
 // fetch checks out in.Commit into dir, without its .git.

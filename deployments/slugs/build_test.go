@@ -3,6 +3,7 @@ package slugs_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
@@ -572,5 +573,24 @@ func TestCancelledFetchStopsGitsHelpers(t *testing.T) {
 	case <-hungUp:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the fetch's connection is still open 5s after the build was cancelled")
+	}
+}
+
+// TestBuildRefusesOversizedSlug: a build whose slug is past the limit
+// fails naming it, and stores nothing.
+func TestBuildRefusesOversizedSlug(t *testing.T) {
+	r := newRepo(t)
+	noise := make([]byte, 300<<10)
+	rand.Read(noise)
+	c := r.commit(map[string]string{"Procfile": "web: ./server\n", "server": "#!/bin/sh\n", "blob.bin": string(noise)})
+	st, dir := mustStore(t)
+	b := newBuilder(t, st)
+	b.MaxSlugSize = 100 << 10
+	_, err := b.Build(context.Background(), slugs.BuildInput{CloneURL: r.url(), Commit: c}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "the slug is over 100 KiB compressed, the limit") || !errors.Is(err, pipelines.ErrInvalid) {
+		t.Fatalf("Build = %v; want the slug limit named", err)
+	}
+	if list, _ := st.List(context.Background()); len(list) != 0 {
+		t.Fatalf("stored %v in %s", list, dir)
 	}
 }
