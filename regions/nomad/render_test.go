@@ -334,3 +334,49 @@ func TestOverlayRepoTemplate(t *testing.T) {
 		t.Errorf("with volumes and priority allowed: priority %d, volumes %v, resources %v", *got.Priority, got.TaskGroups[0].Volumes, got.TaskGroups[0].Tasks[0].Resources)
 	}
 }
+
+// FuzzOverlayRepoTemplate lays any repository job file (Nomad JSON, as
+// a repository's drover.nomad.json is read) over an operator template:
+// it never panics, never changes the operator's template, and never lets
+// the repository set priority, constraints, namespace or volumes, which
+// the default repo_job_fields do not allow.
+func FuzzOverlayRepoTemplate(f *testing.F) {
+	f.Add([]byte(`{"Priority": 100, "Namespace": "prod", "Constraints": [{"LTarget": "${node.class}", "RTarget": "db"}],
+		"TaskGroups": [{"Name": "web", "Volumes": {"h": {"Type": "host", "Source": "root"}},
+		"Tasks": [{"Name": "web", "Resources": {"CPU": 500}, "VolumeMounts": [{"Volume": "h", "Destination": "/h"}]}]}]}`))
+	f.Add([]byte(`{"TaskGroups": [null, {"Name": null, "Tasks": [null]}], "Meta": {"a": "b"}}`))
+	f.Add([]byte(`{"Affinities": [null], "Spreads": [{"Attribute": "x"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var repo api.Job
+		if json.Unmarshal(data, &repo) != nil {
+			return
+		}
+		op := &api.Job{Priority: new(50), Namespace: new("apps"), Constraints: []*api.Constraint{{LTarget: "${node.class}", RTarget: "apps", Operand: "="}},
+			Meta: map[string]string{"team": "platform"}}
+		before, _ := json.Marshal(op)
+		got, err := nomad.OverlayRepoTemplate(op, &repo, pipelines.DefaultRepoJobFields)
+		if after, _ := json.Marshal(op); string(after) != string(before) {
+			t.Fatalf("the operator's template changed: %s", after)
+		}
+		if err != nil || got == nil {
+			return
+		}
+		if got.Priority == nil || *got.Priority != 50 || got.Namespace == nil || *got.Namespace != "apps" ||
+			len(got.Constraints) != 1 || got.Constraints[0].RTarget != "apps" {
+			t.Fatalf("the repository set the operator's fields: %+v", got)
+		}
+		for _, g := range got.TaskGroups {
+			if g == nil {
+				continue
+			}
+			if len(g.Volumes) != 0 || len(g.Constraints) != 0 {
+				t.Fatalf("group %v got volumes or constraints", g.Name)
+			}
+			for _, task := range g.Tasks {
+				if task != nil && (len(task.VolumeMounts) != 0 || len(task.Constraints) != 0) {
+					t.Fatalf("task %s got volume mounts or constraints", task.Name)
+				}
+			}
+		}
+	})
+}
