@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/drover/drover/pipelines"
@@ -227,19 +228,7 @@ func unpackEntry(root string, hdr *tar.Header, body io.Reader) error {
 		if hdr.Mode&0o111 != 0 {
 			mode = 0o755
 		}
-		// O_EXCL never follows a symlink at target.
-		out, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(out, body)
-		if err == nil {
-			err = out.Chmod(mode) // the umask must not eat the exec bit
-		}
-		if cerr := out.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := writeEntry(target, mode, body); err != nil {
 			return err
 		}
 	case tar.TypeSymlink:
@@ -257,6 +246,32 @@ func unpackEntry(root string, hdr *tar.Header, body io.Reader) error {
 		return fmt.Errorf("entry %q has unsupported type %q", hdr.Name, hdr.Typeflag)
 	}
 	return nil
+}
+
+// writeEntry writes one regular file of a slug. An executable is written
+// holding syscall.ForkLock for reading, which every fork takes for
+// writing: a process drover starts meanwhile (another app, another
+// region's release phase) would otherwise hold the open file between its
+// fork and exec, and exec'ing the new file would fail with "text file
+// busy" until it let go.
+func writeEntry(target string, mode os.FileMode, body io.Reader) error {
+	if mode&0o111 != 0 {
+		syscall.ForkLock.RLock()
+		defer syscall.ForkLock.RUnlock()
+	}
+	// O_EXCL never follows a symlink at target.
+	out, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, body)
+	if err == nil {
+		err = out.Chmod(mode) // the umask must not eat the exec bit
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // entryName turns a tar entry name into a clean relative path, refusing

@@ -107,14 +107,17 @@ func unpack(_ context.Context, slug, dir string) error {
 		if h.Typeflag != tar.TypeReg || !filepath.IsLocal(h.Name) {
 			return fmt.Errorf("unexpected entry %q", h.Name)
 		}
+		// As slugs.Unpack does: no fork may hold an executable open for
+		// writing, or exec'ing it fails with "text file busy".
+		syscall.ForkLock.RLock()
 		out, err := os.OpenFile(filepath.Join(dir, h.Name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, os.FileMode(h.Mode))
-		if err != nil {
-			return err
+		if err == nil {
+			_, err = io.Copy(out, tr)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
 		}
-		_, err = io.Copy(out, tr)
-		if cerr := out.Close(); err == nil {
-			err = cerr
-		}
+		syscall.ForkLock.RUnlock()
 		if err != nil {
 			return err
 		}
