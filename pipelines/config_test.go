@@ -467,3 +467,24 @@ func TestAPITokenHash(t *testing.T) {
 		t.Fatalf("%+v prints as %s, want %s", parsed, parsed, h)
 	}
 }
+
+func TestRegionRelease(t *testing.T) {
+	st := func(region string, s pipelines.RegionStatus) pipelines.RegionState {
+		return pipelines.RegionState{Region: region, Status: s}
+	}
+	// Newest first: v4 is mid-rollout (a done, b running), v3 failed and
+	// was reverted in a, v2 succeeded everywhere.
+	rels := []pipelines.Release{
+		{Version: 4, Status: pipelines.ReleasePending, Regions: []pipelines.RegionState{st("a", pipelines.RegionSuccessful), st("b", pipelines.RegionRunning)}},
+		{Version: 3, Status: pipelines.ReleaseFailed, Regions: []pipelines.RegionState{st("a", pipelines.RegionReverted), st("b", pipelines.RegionFailed)}},
+		{Version: 2, Status: pipelines.ReleaseSucceeded, Regions: []pipelines.RegionState{st("a", pipelines.RegionSuccessful), st("b", pipelines.RegionSuccessful)}},
+	}
+	for region, want := range map[string]int{"a": 4, "b": 2} {
+		if r, ok := pipelines.RegionRelease(rels, region); !ok || r.Version != want {
+			t.Errorf("RegionRelease(%s) = v%d, %v; want v%d", region, r.Version, ok, want)
+		}
+	}
+	if _, ok := pipelines.RegionRelease(rels, "c"); ok {
+		t.Error("a region nothing reached has a release")
+	}
+}

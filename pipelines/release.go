@@ -91,6 +91,22 @@ func RollbackTarget(releases []Release) (target Release, ok bool) {
 	return Release{}, false
 }
 
+// RegionRelease is the release that should run in region, from releases
+// listed newest first: the newest whose rollout reached the region
+// (successful there), even if the release as a whole is still going. A
+// drover restarted mid-rollout must put back what regions ran, not roll a
+// region the rollout already passed back to the previous release.
+func RegionRelease(releases []Release, region string) (Release, bool) {
+	for _, r := range releases {
+		for _, st := range r.Regions {
+			if st.Region == region && st.Status == RegionSuccessful {
+				return r, true
+			}
+		}
+	}
+	return Release{}, false
+}
+
 // ParseVersion accepts "v7" or "7".
 func ParseVersion(s string) (int, error) {
 	var n int

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -140,14 +139,17 @@ func (d *Node) reconcile(ctx context.Context, acts *workflows.Activities) error 
 		}
 	}
 	for _, app := range apps {
-		rel, err := d.store.CurrentRelease(ctx, app.Name)
-		if errors.Is(err, pipelines.ErrNotFound) {
-			continue
-		}
+		rels, err := d.store.Releases(ctx, app.Name, reconcileLookback)
 		if err != nil {
 			return err
 		}
 		for _, region := range app.Regions {
+			// What the region last ran to success: a rollout that had
+			// passed it when drover stopped goes on from there.
+			rel, ok := pipelines.RegionRelease(rels, region)
+			if !ok {
+				continue
+			}
 			dep, err := workflows.DeploymentOf(ctx, acts, rel, region)
 			if err != nil {
 				d.Logger.Warn("cannot restore app", "app", app.Name, "release", rel.Version, "region", region, "error", err)
@@ -165,6 +167,10 @@ func (d *Node) reconcile(ctx context.Context, acts *workflows.Activities) error 
 	}
 	return nil
 }
+
+// reconcileLookback is how many of an app's newest releases reconcile
+// reads to find what each region ran.
+const reconcileLookback = 50
 
 // regionSet finds regions by name for the activities.
 type regionSet map[string]regions.Region

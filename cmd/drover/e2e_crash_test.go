@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/drover/drover/api"
+	"github.com/drover/drover/pipelines"
+)
+
+// crashesPerStep is how many times TestFaultCrashAtEveryStep kills drover
+// at each step: DROVER_FAULT_CRASHES, else 1, which keeps the suite
+// within CI's time (each kill costs a restart and a deploy, about 17 s);
+// raise it for a fault run of its own.
+func crashesPerStep(t *testing.T) int {
+	if n, err := strconv.Atoi(os.Getenv("DROVER_FAULT_CRASHES")); err == nil && n > 0 {
+		return n
+	}
+	return 1
+}
+
+// TestFaultCrashAtEveryStep kills drover dev with SIGKILL at each step of
+// a deploy (its build, its release phase, its rollout) and of a promotion
+// and a rollback, at a jittered moment, starts it again on the same data
+// dir, and counts: operations lost (never ending in the ledger), doubled
+// (two releases for one operation, or the release phase run twice), and
+// regions left answering with another release than the ledger's current
+// one. All three must stay 0.
+func TestFaultCrashAtEveryStep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end fault suite; skipped by -short")
+	}
+	n := crashesPerStep(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(n)*5*time.Minute)
+	defer cancel()
+	t.Setenv(secretEnv, "e2e-secret")
+	t.Setenv("DROVER_CONFIG_DIR", t.TempDir())
+	repo := newGitRepo(t)
+	config, data := writeConfig(t, repo.dir), t.TempDir()
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	base := "http://" + listen
+	var log bytes.Buffer
+	defer func() {
+		if t.Failed() {
+			t.Logf("drover dev output:\n%s", log.String())
+		}
+	}()
+	child := startChild(t, config, data, listen, &log)
+	defer func() { stopChild(child) }()
+	waitHealthy(ctx, t, base)
+	token, _ := os.ReadFile(filepath.Join(data, "admin-token"))
+	s := &stack{t: t, base: base, token: strings.TrimSpace(string(token)), secret: "e2e-secret"}
+	crash := func() {
+		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		child.Wait()
+		child = startChild(t, config, data, listen, &log)
+		waitHealthy(ctx, t, base)
+	}
+	jitter := func(max time.Duration) { time.Sleep(rand.N(max)) }
+	releaseOf := func(app string, pick func(pipelines.Release) bool) (pipelines.Release, int) {
+		var found pipelines.Release
+		count := 0
+		for _, r := range s.releases(ctx, app) {
+			if pick(r) {
+				found = r
+				count++
+			}
+		}
+		return found, count
+	}
+	// regionsAgree counts the regions whose app does not answer with the
+	// ledger's current release.
+	regionsAgree := func(app string) int {
+		var info api.AppInfo
+		if err := s.get(ctx, "/api/v1/apps/"+app, &info); err != nil || info.Current == nil {
+			return len(info.Where) + 1
+		}
+		off := 0
+		for _, w := range info.Where {
+			body, err := httpGet(w.URL)
+			if err != nil || !strings.Contains(body, fmt.Sprintf("from %s v%d", app, info.Current.Version)) {
+				off++
+			}
+		}
+		return off
+	}
+	type tally struct{ runs, lost, doubled, regions int }
+	results := map[string]*tally{}
+	steps := []string{"build", "release phase", "rollout", "promote", "rollback"}
+	for _, st := range steps {
+		results[st] = &tally{}
+	}
+	waitFinal := func(app string, pick func(pipelines.Release) bool) (pipelines.Release, bool) {
+		deadline := time.Now().Add(90 * time.Second)
+		for time.Now().Before(deadline) {
+			if r, c := releaseOf(app, pick); c > 0 && r.Status.Terminal() {
+				return r, true
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		return pipelines.Release{}, false
+	}
+	push := 0
+	deploy := func(step string, until func(commit string) bool) {
+		push++
+		c := repo.commit(fmt.Sprintf("push %d", push), "web: bin/web\nrelease: echo run $(od -An -N8 -tx8 /dev/urandom); sleep 1; echo migrated\n")
+		if code, body := s.push(ctx, fmt.Sprintf("crash-%d", push), pushPayload(t, repo.dir, c)); code != http.StatusAccepted {
+			t.Fatalf("push: %d %s", code, body)
+		}
+		eventually(ctx, t, step+" of push "+strconv.Itoa(push), func() bool { return until(c) })
+		jitter(300 * time.Millisecond)
+		crash()
+		tl := results[step]
+		tl.runs++
+		ofCommit := func(r pipelines.Release) bool { return r.Commit == c }
+		r, ok := waitFinal("hello-staging", ofCommit)
+		if !ok {
+			tl.lost++
+			t.Errorf("%s: the push of %s never ended", step, c[:7])
+			return
+		}
+		if _, count := releaseOf("hello-staging", ofCommit); count != 1 || strings.Count(r.Output, "run ") > 1 {
+			tl.doubled++
+			t.Errorf("%s: %d releases of %s, release phase output %q", step, count, c[:7], r.Output)
+		}
+		if r.Status != pipelines.ReleaseSucceeded {
+			t.Errorf("%s: the push of %s ended %s: %s", step, c[:7], r.Status, r.Reason)
+		}
+		if off := regionsAgree("hello-staging"); off != 0 {
+			tl.regions += off
+			t.Errorf("%s: %d regions answer with another release than the ledger's", step, off)
+		}
+	}
+	building := func(string) bool {
+		entries, _ := os.ReadDir(filepath.Join(data, "builds"))
+		return len(entries) > 0
+	}
+	releasing := func(string) bool {
+		rs := s.releases(ctx, "hello-staging")
+		if len(rs) == 0 {
+			return false
+		}
+		b, _ := os.ReadFile(filepath.Join(data, "regions", "local-a", "tasks", fmt.Sprintf("hello-staging-v%d-release", rs[0].Version), "output"))
+		return bytes.HasPrefix(b, []byte("run "))
+	}
+	rollingOut := func(c string) bool {
+		r, count := releaseOf("hello-staging", func(r pipelines.Release) bool { return r.Commit == c })
+		if count == 0 || r.Status.Terminal() {
+			return false
+		}
+		for _, st := range r.Regions {
+			if st.Status == pipelines.RegionRunning {
+				return true
+			}
+		}
+		return false
+	}
+	for range n {
+		deploy("build", building)
+		deploy("release phase", releasing)
+		deploy("rollout", rollingOut)
+	}
+	operation := func(step, method, path, app string) {
+		var op api.Operation
+		if err := s.call(ctx, method, path, "", &op); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		jitter(1500 * time.Millisecond)
+		crash()
+		tl := results[step]
+		tl.runs++
+		ofOp := func(r pipelines.Release) bool { return strings.HasPrefix(r.Operation, op.ID+"@") }
+		r, ok := waitFinal(app, ofOp)
+		if !ok {
+			tl.lost++
+			t.Errorf("%s: operation %s never ended", step, op.ID)
+			return
+		}
+		if _, count := releaseOf(app, ofOp); count != 1 {
+			tl.doubled++
+			t.Errorf("%s: %d releases for operation %s", step, count, op.ID)
+		}
+		if r.Status != pipelines.ReleaseSucceeded {
+			t.Errorf("%s: operation %s ended %s: %s", step, op.ID, r.Status, r.Reason)
+		}
+		if off := regionsAgree(app); off != 0 {
+			tl.regions += off
+			t.Errorf("%s: %d regions answer with another release than the ledger's", step, off)
+		}
+	}
+	for range n {
+		operation("promote", "POST", "/api/v1/pipelines/hello/promote", "hello")
+	}
+	// Rollbacks last: each pauses staging's auto-deploy.
+	for range n {
+		operation("rollback", "POST", "/api/v1/apps/hello-staging/rollback", "hello-staging")
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n  %-16s %6s %6s %8s %16s", "killed during", "kills", "lost", "doubled", "regions off")
+	for _, st := range steps {
+		tl := results[st]
+		fmt.Fprintf(&b, "\n  %-16s %6d %6d %8d %16d", st, tl.runs, tl.lost, tl.doubled, tl.regions)
+	}
+	t.Logf("SIGKILL at every step, %d times each:%s", n, b.String())
+}
