@@ -381,7 +381,7 @@ func (s *Server) patchConfig(c *gin.Context) {
 	}
 	set, unset := map[string]string{}, []string{}
 	for k, v := range body {
-		if !validEnvKey(k) {
+		if !pipelines.ValidEnvName(k) {
 			fail(c, http.StatusBadRequest, "invalid", "config var name "+strconv.Quote(k)+" must be letters, digits and '_', not starting with a digit")
 			return
 		}
@@ -397,16 +397,4 @@ func (s *Server) patchConfig(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, cv)
-}
-
-func validEnvKey(k string) bool {
-	if k == "" || (k[0] >= '0' && k[0] <= '9') {
-		return false
-	}
-	for _, r := range k {
-		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
 }

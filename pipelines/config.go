@@ -587,6 +587,10 @@ var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// ValidEnvName reports whether k can name an environment variable, as a
+// config var's name must.
+func ValidEnvName(k string) bool { return envNameRE.MatchString(k) }
+
 var repoRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
 
 // validateReview checks the review stage's own keys, and that no other

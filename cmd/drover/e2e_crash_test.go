@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,31 +42,10 @@ func TestFaultCrashAtEveryStep(t *testing.T) {
 	n := crashesPerStep(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(n)*5*time.Minute)
 	defer cancel()
-	t.Setenv(secretEnv, "e2e-secret")
-	t.Setenv("DROVER_CONFIG_DIR", t.TempDir())
 	repo := newGitRepo(t)
-	config, data := writeConfig(t, repo.dir), t.TempDir()
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	base := "http://" + listen
-	var log bytes.Buffer
-	defer func() {
-		if t.Failed() {
-			t.Logf("drover dev output:\n%s", log.String())
-		}
-	}()
-	child := startChild(t, config, data, listen, &log)
-	defer func() { stopChild(child) }()
-	waitHealthy(ctx, t, base)
-	token, _ := os.ReadFile(filepath.Join(data, "admin-token"))
-	s := &stack{t: t, base: base, token: strings.TrimSpace(string(token)), secret: "e2e-secret"}
-	crash := func() {
-		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		child.Wait()
-		child = startChild(t, config, data, listen, &log)
-		waitHealthy(ctx, t, base)
-	}
+	dev := startChildDev(ctx, t, repo)
+	s, data := dev.stack, dev.data
+	crash := func() { dev.restart(ctx) }
 	jitter := func(max time.Duration) { time.Sleep(rand.N(max)) }
 	releaseOf := func(app string, pick func(pipelines.Release) bool) (pipelines.Release, int) {
 		var found pipelines.Release

@@ -474,6 +474,53 @@ func startChild(t *testing.T, config, data, listen string, log io.Writer) *exec.
 	return cmd
 }
 
+// childDev is drover dev in a process of its own on one data dir, which
+// a test can kill with SIGKILL and start again.
+type childDev struct {
+	t                    *testing.T
+	config, data, listen string
+	log                  bytes.Buffer
+	cmd                  *exec.Cmd
+	*stack
+}
+
+// startChildDev starts drover dev as a child process with the e2e
+// drover.yaml for repo; it is stopped, and its output shown if the test
+// failed, when the test ends.
+func startChildDev(ctx context.Context, t *testing.T, repo *gitRepo) *childDev {
+	t.Helper()
+	t.Setenv(secretEnv, "e2e-secret")
+	t.Setenv("DROVER_CONFIG_DIR", t.TempDir())
+	c := &childDev{t: t, config: writeConfig(t, repo.dir), data: t.TempDir(), listen: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	t.Cleanup(func() {
+		stopChild(c.cmd)
+		if t.Failed() {
+			t.Logf("drover dev output:\n%s", c.log.String())
+		}
+	})
+	c.start(ctx)
+	token, _ := os.ReadFile(filepath.Join(c.data, "admin-token"))
+	c.stack = &stack{t: t, base: "http://" + c.listen, token: strings.TrimSpace(string(token)), secret: "e2e-secret"}
+	return c
+}
+
+func (c *childDev) start(ctx context.Context) {
+	c.t.Helper()
+	c.cmd = startChild(c.t, c.config, c.data, c.listen, &c.log)
+	waitHealthy(ctx, c.t, "http://"+c.listen)
+}
+
+// restart kills drover dev with SIGKILL, as a crash would, and starts it
+// again on the same data dir.
+func (c *childDev) restart(ctx context.Context) {
+	c.t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		c.t.Fatal(err)
+	}
+	c.cmd.Wait()
+	c.start(ctx)
+}
+
 // stopChild stops a drover dev child cleanly, so the apps it runs stop too,
 // and kills it if it will not.
 func stopChild(cmd *exec.Cmd) {
@@ -560,27 +607,9 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	t.Setenv(secretEnv, "e2e-secret")
-	t.Setenv("DROVER_CONFIG_DIR", t.TempDir())
 	repo := newGitRepo(t)
-	config, data := writeConfig(t, repo.dir), t.TempDir()
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	base := "http://" + listen
-	var log bytes.Buffer
-	defer func() {
-		if t.Failed() {
-			t.Logf("drover dev output:\n%s", log.String())
-		}
-	}()
-	token := func() string {
-		b, _ := os.ReadFile(filepath.Join(data, "admin-token"))
-		return strings.TrimSpace(string(b))
-	}
-
-	child := startChild(t, config, data, listen, &log)
-	defer func() { stopChild(child) }()
-	waitHealthy(ctx, t, base)
-	s := &stack{t: t, base: base, token: token(), secret: "e2e-secret"}
+	dev := startChildDev(ctx, t, repo)
+	s, data := dev.stack, dev.data
 	// The release phase takes long enough to be killed in the middle of,
 	// and says which run it is.
 	c1 := repo.commit("survivor", "web: bin/web\nrelease: echo run $(od -An -N8 -tx8 /dev/urandom); sleep 4; echo migrated\n")
@@ -594,15 +623,8 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 		firstRun, _, _ = strings.Cut(string(b), "\n")
 		return strings.HasPrefix(firstRun, "run ")
 	})
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	child.Wait()
-	t.Logf("killed drover dev with SIGKILL while v1's release phase ran (%s)", firstRun)
-
-	child = startChild(t, config, data, listen, &log)
-	defer stopChild(child)
-	waitHealthy(ctx, t, base)
+	dev.restart(ctx)
+	t.Logf("killed drover dev with SIGKILL while v1's release phase ran (%s), and started it again", firstRun)
 	v1 := s.waitRelease(ctx, "hello-staging", 1)
 	if v1.Status != pipelines.ReleaseSucceeded || v1.Commit != c1 {
 		t.Fatalf("v1 after restart = %+v", v1)
@@ -621,11 +643,11 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 	}
 
 	// SIGTERM stops drover dev cleanly, and its apps with it.
-	if err := child.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := dev.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- child.Wait() }()
+	go func() { done <- dev.cmd.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {

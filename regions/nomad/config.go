@@ -81,7 +81,7 @@ func ConfigJSON(env map[string]string) (string, error) {
 		if slices.Contains(MetadataEnv, k) {
 			continue
 		}
-		if !envName(k) {
+		if !pipelines.ValidEnvName(k) {
 			return "", fmt.Errorf("config var %q: a name must be letters, digits and '_', not starting with a digit: %w", k, pipelines.ErrInvalid)
 		}
 		if !utf8.ValidString(env[k]) {
@@ -96,18 +96,6 @@ func ConfigJSON(env map[string]string) (string, error) {
 		return "", fmt.Errorf("encode config vars: %w", err)
 	}
 	return strings.TrimSuffix(b.String(), "\n"), nil
-}
-
-func envName(k string) bool {
-	if k == "" || (k[0] >= '0' && k[0] <= '9') {
-		return false
-	}
-	for _, r := range k {
-		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // variableSize is what Nomad counts against MaxVariableSize.
