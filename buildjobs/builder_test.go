@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/drover/drover/api"
 	"github.com/drover/drover/buildjobs"
 	"github.com/drover/drover/deployments/slugs"
+	"github.com/drover/drover/internal/gittest"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions/nomad"
 )
@@ -86,28 +86,10 @@ func newFixture(t *testing.T) *fixture {
 }
 
 // gitRepo makes a repository with one commit of files.
-func gitRepo(t *testing.T, files map[string]string) (url, commit string) {
-	dir := t.TempDir()
-	git := func(args ...string) string {
-		base := []string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"}
-		out, err := exec.Command("git", append(base, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	git("init", "-q", "-b", "main")
-	for name, body := range files {
-		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644)
-	}
-	git("add", "-A")
-	git("commit", "-q", "-m", "app")
-	return "file://" + dir, git("rev-parse", "HEAD")
-}
 
 func TestBuildMatchesLocalBuild(t *testing.T) {
 	f := newFixture(t)
-	url, commit := gitRepo(t, map[string]string{"Procfile": "web: ./serve\nworker: ./work\n", "serve": "#!/bin/sh\n"})
+	url, commit := gittest.Repo(t, map[string]string{"Procfile": "web: ./serve\nworker: ./work\n", "serve": "#!/bin/sh\n"})
 	var out bytes.Buffer
 	res, err := f.builder.Build(context.Background(), slugs.BuildInput{CloneURL: url, Commit: commit, App: "hello", Token: "t0ken"}, &out)
 	if err != nil {
@@ -140,7 +122,7 @@ func TestBuildRefusesWhatTheJobCannotProve(t *testing.T) {
 	f := newFixture(t)
 	// Another app's slug, which the hostile build would like to pass off
 	// as its own.
-	url, commit := gitRepo(t, map[string]string{"Procfile": "web: ./serve\n"})
+	url, commit := gittest.Repo(t, map[string]string{"Procfile": "web: ./serve\n"})
 	other, err := (&slugs.Builder{Store: f.store, WorkDir: t.TempDir()}).Build(context.Background(), slugs.BuildInput{CloneURL: url, Commit: commit}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +167,7 @@ func TestBuildRefusesWhatTheJobCannotProve(t *testing.T) {
 
 func TestBuildFailureCarriesTheLog(t *testing.T) {
 	f := newFixture(t)
-	url, commit := gitRepo(t, map[string]string{"Procfile": "web ./serve\n"})
+	url, commit := gittest.Repo(t, map[string]string{"Procfile": "web ./serve\n"})
 	var out bytes.Buffer
 	_, err := f.builder.Build(context.Background(), slugs.BuildInput{CloneURL: url, Commit: commit}, &out)
 	if !errors.Is(err, pipelines.ErrInvalid) || !strings.Contains(out.String(), "Fetching") {

@@ -127,21 +127,7 @@ func TestRenderGolden(t *testing.T) {
 			}
 			got = append(got, '\n')
 			path := filepath.Join("testdata", "golden", tt.name+".json")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from the rendered job (go test -update rewrites it); got:\n%s", path, got)
-			}
+			golden(t, path, got)
 		})
 	}
 	if after, _ := json.Marshal(tmpl); !bytes.Equal(tmplBefore, after) {
@@ -299,6 +285,27 @@ func TestRenderInvalid(t *testing.T) {
 // TestOverlayRepoTemplate: a repository's job file asking for a volume, a
 // higher priority and its own constraints gets none of them by default,
 // only what the app needs to run; the operator can allow more.
+// golden compares a rendered job with its golden file, which -update
+// rewrites.
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the rendered job (go test -update rewrites it); got:\n%s", path, got)
+	}
+}
+
 func TestOverlayRepoTemplate(t *testing.T) {
 	op := &api.Job{Priority: new(50), Constraints: []*api.Constraint{{LTarget: "${node.class}", RTarget: "apps", Operand: "="}},
 		Meta: map[string]string{"team": "platform"}}

@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +20,7 @@ import (
 	"github.com/drover/drover/api"
 	"github.com/drover/drover/buildjobs"
 	"github.com/drover/drover/deployments/slugs"
+	"github.com/drover/drover/internal/gittest"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions/nomad"
 )
@@ -104,26 +103,6 @@ func setupBuilds(t *testing.T) *buildEnv {
 }
 
 // gitRepo makes a repository with one commit of files.
-func gitRepo(t *testing.T, files map[string]string) (url, commit string) {
-	t.Helper()
-	dir := t.TempDir()
-	git := func(args ...string) string {
-		base := []string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"}
-		out, err := exec.Command("git", append(base, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	git("init", "-q", "-b", "main")
-	for name, body := range files {
-		os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
-		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755)
-	}
-	git("add", "-A")
-	git("commit", "-q", "-m", "app")
-	return "file://" + dir, git("rev-parse", "HEAD")
-}
 
 // assertGone fails unless no job of this build, nor its secrets, is left.
 func (e *buildEnv) assertGone(t *testing.T, commit string) {
@@ -156,7 +135,7 @@ func TestBuildJobs(t *testing.T) {
 	app := fmt.Sprintf("drover-contract-b%d", time.Now().UnixNano()%100000)
 
 	t.Run("succeeds with the local digest", func(t *testing.T) {
-		url, commit := gitRepo(t, map[string]string{"Procfile": "web: bin/serve\nworker: bin/work\n", "bin/serve": "#!/bin/sh\necho serve\n"})
+		url, commit := gittest.Repo(t, map[string]string{"Procfile": "web: bin/serve\nworker: bin/work\n", "bin/serve": "#!/bin/sh\necho serve\n"})
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		start := time.Now()
@@ -184,7 +163,7 @@ func TestBuildJobs(t *testing.T) {
 	})
 
 	t.Run("Go app succeeds with the local digest", func(t *testing.T) {
-		url, commit := gitRepo(t, map[string]string{"go.mod": "module example.com/hello\n\ngo 1.22\n",
+		url, commit := gittest.Repo(t, map[string]string{"go.mod": "module example.com/hello\n\ngo 1.22\n",
 			"main.go": "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n"})
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
@@ -206,7 +185,7 @@ func TestBuildJobs(t *testing.T) {
 	})
 
 	t.Run("fails with its log", func(t *testing.T) {
-		url, commit := gitRepo(t, map[string]string{"Procfile": "web bin/serve\n"})
+		url, commit := gittest.Repo(t, map[string]string{"Procfile": "web bin/serve\n"})
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		start := time.Now()
@@ -223,7 +202,7 @@ func TestBuildJobs(t *testing.T) {
 	})
 
 	t.Run("no node can run it", func(t *testing.T) {
-		url, commit := gitRepo(t, map[string]string{"Procfile": "web: bin/serve\n"})
+		url, commit := gittest.Repo(t, map[string]string{"Procfile": "web: bin/serve\n"})
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		b := *e.builder
@@ -256,7 +235,7 @@ func TestBuildJobs(t *testing.T) {
 			io.Copy(io.Discard, c)
 			close(hungUp)
 		}()
-		_, commit := gitRepo(t, map[string]string{"Procfile": "web: bin/serve\n"})
+		_, commit := gittest.Repo(t, map[string]string{"Procfile": "web: bin/serve\n"})
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		w := &watch{want: "Fetching", seen: make(chan struct{})}
