@@ -151,6 +151,7 @@ func (r *Region) deploy(ctx context.Context, a *app, d regions.Deployment) (regi
 		r.stopRelease(old)
 	}
 	r.stopOthers(a, rel)
+	r.pruneReleases(d.App, d.Release)
 	progress("v%d is running", d.Release)
 	return r.result(a, rel), nil
 }

@@ -163,6 +163,7 @@ func New(opts Options) (*Region, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	r.cleanTasks()
+	go r.rotateLogs(time.Minute)
 	return r, nil
 }
 

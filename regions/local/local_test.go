@@ -2,6 +2,7 @@ package local_test
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -858,5 +859,54 @@ func TestSandboxedAppCannotSeeTheDataDir(t *testing.T) {
 	}
 	if body, err := get(res.URL); !isRefused(err) {
 		t.Errorf("after Stop, GET = %q, %v; want connection refused", body, err)
+	}
+}
+
+// TestOldReleaseDirsArePruned: after each deploy an app keeps the dirs
+// (unpacked slug and logs) of its three newest releases only.
+func TestOldReleaseDirsArePruned(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := newRegion(t, dir, 10*time.Second)
+	for v := 1; v <= 5; v++ {
+		mustDeploy(t, r, webApp("shop", v, fmt.Sprintf("v%d", v)))
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "apps", "shop"))
+	var got []string
+	for _, e := range entries {
+		if e.IsDir() {
+			got = append(got, e.Name())
+		}
+	}
+	if strings.Join(got, ",") != "v3,v4,v5" {
+		t.Fatalf("release dirs = %v; want v3,v4,v5", got)
+	}
+}
+
+// TestRotateLog: a log past its limit is copied aside and truncated in
+// place, and a process writing in append mode carries on at its start.
+func TestRotateLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "web.1.log")
+	w, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Write(bytes.Repeat([]byte("x"), 11<<20))
+	if err := local.RotateLog(path); err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("after\n"))
+	if b, _ := os.ReadFile(path); string(b) != "after\n" {
+		t.Fatalf("log after rotation = %d bytes", len(b))
+	}
+	if info, err := os.Stat(path + ".1"); err != nil || info.Size() != 11<<20 {
+		t.Fatalf("rotated log: %v, %v", info, err)
+	}
+	if err := local.RotateLog(path); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "after\n" {
+		t.Fatal("a small log was rotated")
 	}
 }

@@ -1,0 +1,4 @@
+package local
+
+// RotateLog is rotateLog, for tests of log rotation.
+var RotateLog = rotateLog
