@@ -174,15 +174,30 @@ func lockDir(dir string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock state dir: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+	// A drover that just stopped may hold the lock a moment longer, and so
+	// may a child of this process forked while it was open and not yet
+	// exec'd (which closes it): a lock that stays taken for lockWait is
+	// another drover's.
+	deadline := time.Now().Add(lockWait)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock state dir %s: %w", dir, err)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
 			return nil, fmt.Errorf("state dir %s is in use by another drover", dir)
 		}
-		return nil, fmt.Errorf("lock state dir %s: %w", dir, err)
+		time.Sleep(50 * time.Millisecond)
 	}
-	return f, nil
 }
+
+// lockWait is how long lockDir waits for a lock another process holds.
+const lockWait = 2 * time.Second
 
 // dialHost is where to reach a listener bound on host: an unspecified
 // address accepts connections but is no place to send them.
