@@ -117,8 +117,9 @@ func (s *Server) Register(r *gin.Engine) {
 	read.GET("/apps/:app/builds/:commit", s.getCommitBuild)
 	v1.GET("/apps/:app/config", s.getConfig) // names with read, values with config
 	config.PATCH("/apps/:app/config", s.patchConfig)
-	s.registerOperations(read, v1.Group("", need(pipelines.ScopeDeploy)), v1.Group("", need(pipelines.ScopeApprove)))
-	s.registerReviewApps(read, v1.Group("", need(pipelines.ScopeDeploy)))
+	deploy := v1.Group("", need(pipelines.ScopeDeploy))
+	s.registerOperations(read, deploy, v1.Group("", need(pipelines.ScopeApprove)))
+	s.registerReviewApps(read, deploy)
 }
 
 // Error is the body of every error answer.

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
@@ -69,14 +68,12 @@ type Builder struct {
 	Now func() time.Time
 }
 
-var commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
-
 // Build runs in.Commit's build as a Nomad job, streaming its output to out,
 // and returns the slug it uploaded. A build that failed by its own doing,
 // or whose job gives no valid receipt, is an error matching
 // pipelines.ErrInvalid.
 func (b *Builder) Build(ctx context.Context, in slugs.BuildInput, out io.Writer) (slugs.BuildResult, error) {
-	if !commitRE.MatchString(in.Commit) {
+	if !pipelines.ValidCommit(in.Commit) {
 		return slugs.BuildResult{}, fmt.Errorf("commit %q: want a full 40-hex SHA: %w", in.Commit, pipelines.ErrInvalid)
 	}
 	if in.CloneURL == "" || strings.HasPrefix(in.CloneURL, "-") {

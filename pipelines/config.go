@@ -654,6 +654,12 @@ func (c *Config) ReviewStage(repo string) (Pipeline, Stage, bool) {
 // ValidName reports whether s can name an app, a region or a pipeline.
 func ValidName(s string) bool { return nameRE.MatchString(s) }
 
+var commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// ValidCommit reports whether s is a full commit SHA as git and GitHub
+// write it: 40 lowercase hex digits.
+func ValidCommit(s string) bool { return commitRE.MatchString(s) }
+
 func (c *Config) validate() error {
 	bad := func(key, format string, args ...any) error {
 		return &ConfigError{File: c.File, Key: key, Msg: fmt.Sprintf(format, args...)}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -183,7 +182,7 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 	case ev.GetDeleted() || strings.Trim(commit, "0") == "":
 		c.JSON(http.StatusOK, answer{Status: "ignored", Message: fmt.Sprintf("branch %s was deleted", branch)})
 		return
-	case !shaRE.MatchString(commit):
+	case !pipelines.ValidCommit(commit):
 		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: fmt.Sprintf("push payload: after %q is not a commit SHA (40 lowercase hex digits)", clip(commit))})
 		return
 	}
@@ -248,7 +247,7 @@ func (h *Handler) pullRequest(c *gin.Context, log *slog.Logger, delivery string,
 	pr := gh.FromPullRequest(pre.GetPullRequest())
 	switch action {
 	case workflows.PROpened, workflows.PRReopened, workflows.PRSynchronize, workflows.PRReadyForReview:
-		if !shaRE.MatchString(pr.Head) || strings.Trim(pr.Head, "0") == "" {
+		if !isCommit(pr.Head) {
 			c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: fmt.Sprintf("pull_request payload: pull_request.head.sha %q is not a commit SHA (40 lowercase hex digits)", clip(pr.Head))})
 			return
 		}
@@ -358,7 +357,7 @@ func (h *Handler) ci(c *gin.Context, log *slog.Logger, event string, payload []b
 		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: event + " payload has no repository or commit"})
 		return
 	}
-	if !shaRE.MatchString(sha) || strings.Trim(sha, "0") == "" {
+	if !isCommit(sha) {
 		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: fmt.Sprintf("%s payload: commit %q is not a SHA (40 lowercase hex digits)", event, clip(sha))})
 		return
 	}
@@ -426,8 +425,9 @@ func (h *Handler) cloneURL(repo string) string {
 	return src.URL
 }
 
-// shaRE is a full commit SHA as GitHub writes it.
-var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+// isCommit reports whether a payload names a commit: a full SHA, and not
+// the all-zero one GitHub writes for "no commit".
+func isCommit(sha string) bool { return pipelines.ValidCommit(sha) && strings.Trim(sha, "0") != "" }
 
 // clip shortens what a payload said for an error message.
 func clip(s string) string {

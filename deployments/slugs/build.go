@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -97,15 +96,13 @@ type Builder struct {
 	CacheDir string
 }
 
-var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
-
 // Build fetches, compiles and packs in.Commit, writing progress lines to
 // out. Broken code, a broken Procfile or an unknown commit give an error
 // matching pipelines.ErrInvalid (retrying will not help); a repository that
 // cannot be reached gives a plain error. A Procfile that does not parse is
 // returned as the *pipelines.ProcfileError naming its line.
 func (b *Builder) Build(ctx context.Context, in BuildInput, out io.Writer) (BuildResult, error) {
-	if !shaRE.MatchString(in.Commit) {
+	if !pipelines.ValidCommit(in.Commit) {
 		return BuildResult{}, fmt.Errorf("commit %q: want a full 40-hex SHA: %w", in.Commit, pipelines.ErrInvalid)
 	}
 	// No repository URL starts with "-"; refusing one means git can never
