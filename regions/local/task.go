@@ -213,8 +213,9 @@ func (s taskState) tail(note string) string {
 	return prefix + string(b) + note
 }
 
-// wait waits for the task's process group to end, killing it on ctx's
-// end or once limit has passed since it started, and returns its result.
+// wait waits for the task's process to end (then kills what it left in
+// its group), killing the group on ctx's end or once limit has passed
+// since it started, and returns its result.
 func (s taskState) wait(ctx context.Context, pid int, started uint64, limit time.Duration, wrap func(error) error) (regions.TaskResult, error) {
 	deadline := time.Now().Add(limit)
 	if info, err := os.Stat(s.procFile()); err == nil {
@@ -223,7 +224,7 @@ func (s taskState) wait(ctx context.Context, pid int, started uint64, limit time
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if !s.alive(pid, started) || !groupAlive(pid) {
+		if !s.alive(pid, started) {
 			// As on a one-off dyno, nothing outlives the command.
 			syscall.Kill(-pid, syscall.SIGKILL)
 			if res, found, err := s.result(); found || err != nil {

@@ -134,14 +134,8 @@ func (e *env) deployment(app string, release int, env map[string]string) regions
 }
 
 func get(url string) (string, error) {
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return strings.TrimSpace(string(b)), err
+	b, err := getRaw(url)
+	return strings.TrimSpace(b), err
 }
 
 // TestContract deploys, fails a deploy on purpose, rolls back by
