@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -64,20 +63,7 @@ func setupBuilds(t *testing.T) *buildEnv {
 		t.Fatal(err)
 	}
 	grants := slugs.NewGrants([]byte("contract key"))
-	host := os.Getenv("DROVER_CONTRACT_SLUG_HOST")
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gin.SetMode(gin.TestMode)
-	engine := gin.New()
-	(&api.Uploads{Store: store, Grants: grants}).Register(engine)
-	srv := &http.Server{Handler: engine}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	base := serveForNomad(t, func(e *gin.Engine) { (&api.Uploads{Store: store, Grants: grants}).Register(e) })
 
 	spec := pipelines.RegionSpec{Name: region, Driver: pipelines.DriverNomad, Nomad: pipelines.NomadSpec{Address: addr, Region: region}}
 	r, err := nomad.New(spec, nomad.Options{Token: os.Getenv("NOMAD_TOKEN"), PollInterval: 500 * time.Millisecond})
@@ -96,7 +82,7 @@ func setupBuilds(t *testing.T) *buildEnv {
 		t.Fatal(err)
 	}
 	return &buildEnv{region: r, client: client, store: store, builder: &buildjobs.Builder{
-		Jobs: r, Grants: grants, Slugs: store, UploadURL: func() string { return "http://" + ln.Addr().String() },
+		Jobs: r, Grants: grants, Slugs: store, UploadURL: func() string { return base },
 		Spec: pipelines.BuildsSpec{Region: region, Driver: "raw_exec", Command: self, NodePool: "default", Datacenters: []string{"dc1"},
 			Resources: pipelines.BuildResources{CPU: 200, Memory: 256}},
 	}}

@@ -98,6 +98,33 @@ func setup(t *testing.T) *env {
 	}
 
 	// Serve it as drover does, where the Nomad client can fetch it.
+	// Slugs are served only with a grant: the URL below carries one, as
+	// the one drover hands Nomad does.
+	grants := slugs.NewGrants([]byte("contract config key"))
+	base := serveForNomad(t, func(e *gin.Engine) { api.RegisterSlugs(e, store, api.SlugAccess{Grants: grants}) })
+
+	spec := pipelines.RegionSpec{Name: region, Driver: pipelines.DriverNomad, Nomad: pipelines.NomadSpec{
+		Address: addr, Region: region, TaskDriver: "raw_exec",
+	}}
+	r, err := nomad.New(spec, nomad.Options{Token: os.Getenv("NOMAD_TOKEN")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{region: r, slug: regions.Slug{Digest: digest, URL: api.SlugURL(base, grants, digest, time.Now().Add(time.Hour))}}
+}
+
+func (e *env) deployment(app string, release int, env map[string]string) regions.Deployment {
+	return regions.Deployment{App: app, Release: release, Slug: e.slug,
+		Procfile:  pipelines.Procfile{{Type: "web", Command: "bin/web"}},
+		Formation: pipelines.Formation{"web": 1}, Env: env,
+		Progress: func(string) {}}
+}
+
+// serveForNomad serves drover's routes that register adds where the
+// agent's clients reach them (DROVER_CONTRACT_SLUG_HOST, default the
+// loopback), until the test ends, and returns their base URL.
+func serveForNomad(t *testing.T, register func(*gin.Engine)) string {
+	t.Helper()
 	host := os.Getenv("DROVER_CONTRACT_SLUG_HOST")
 	if host == "" {
 		host = "127.0.0.1"
@@ -108,29 +135,11 @@ func setup(t *testing.T) *env {
 	}
 	gin.SetMode(gin.TestMode)
 	engine := gin.New()
-	// Slugs are served only with a grant: the URL below carries one, as
-	// the one drover hands Nomad does.
-	grants := slugs.NewGrants([]byte("contract config key"))
-	api.RegisterSlugs(engine, store, api.SlugAccess{Grants: grants})
+	register(engine)
 	srv := &http.Server{Handler: engine}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-
-	spec := pipelines.RegionSpec{Name: region, Driver: pipelines.DriverNomad, Nomad: pipelines.NomadSpec{
-		Address: addr, Region: region, TaskDriver: "raw_exec",
-	}}
-	r, err := nomad.New(spec, nomad.Options{Token: os.Getenv("NOMAD_TOKEN")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{region: r, slug: regions.Slug{Digest: digest, URL: api.SlugURL("http://"+ln.Addr().String(), grants, digest, time.Now().Add(time.Hour))}}
-}
-
-func (e *env) deployment(app string, release int, env map[string]string) regions.Deployment {
-	return regions.Deployment{App: app, Release: release, Slug: e.slug,
-		Procfile:  pipelines.Procfile{{Type: "web", Command: "bin/web"}},
-		Formation: pipelines.Formation{"web": 1}, Env: env,
-		Progress: func(string) {}}
+	return "http://" + ln.Addr().String()
 }
 
 func get(url string) (string, error) {
