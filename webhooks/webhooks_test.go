@@ -128,6 +128,13 @@ func (d *fakeDeployer) ReviewClose(ctx context.Context, repo string, number int,
 	return true, nil
 }
 
+// effects counts what the handler has asked of the deployer.
+func (d *fakeDeployer) effects() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.calls) + len(d.signals) + len(d.reviews)
+}
+
 type review struct {
 	start workflows.ReviewInput
 	ev    workflows.PREvent
@@ -171,7 +178,7 @@ type server struct {
 	deployer *fakeDeployer
 }
 
-func newServer(t *testing.T) *server {
+func newServer(t testing.TB) *server {
 	t.Helper()
 	cfg, err := pipelines.LoadConfig(filepath.Join("..", "examples", "drover.yaml"))
 	if err != nil {
@@ -358,14 +365,41 @@ func TestBodyLargerThanGitHubsCapIs413(t *testing.T) {
 	}
 }
 
+// FuzzServe sends any body under any event name, signed with the
+// secret, signed with another key or unsigned, under any delivery ID, to
+// one handler (so deliveries repeat across inputs as redeliveries do): it
+// never answers 5xx, never answers 2xx to what is not signed with the
+// secret, and never queues a deploy for an unsigned or badly signed body.
 func FuzzServe(f *testing.F) {
-	f.Add([]byte(`{"ref":"refs/heads/main","after":"abc","repository":{"full_name":"octo-org/hello"}}`), "push")
-	f.Add([]byte(`{`), "ping")
-	f.Fuzz(func(t *testing.T, body []byte, event string) {
-		s := newServer(t)
-		w := s.send(event, "fuzz", body, sign(body, secret))
+	f.Add([]byte(`{"ref":"refs/heads/main","after":"abc","repository":{"full_name":"octo-org/hello"}}`), "push", "d-1", uint8(0))
+	f.Add([]byte(`{`), "ping", "", uint8(1))
+	f.Add([]byte(`{"action":"completed","check_suite":null}`), "check_suite", "d-2", uint8(2))
+	for _, name := range []string{"pull_request.opened.payload.json", "check_suite.completed.payload.json", "status.payload.json"} {
+		if b, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", "github", name)); err == nil {
+			f.Add(b, strings.SplitN(name, ".", 2)[0], "d-"+name, uint8(0))
+		}
+	}
+	s := newServer(f)
+	f.Fuzz(func(t *testing.T, body []byte, event, delivery string, signing uint8) {
+		var sig string
+		switch signing % 3 {
+		case 0:
+			sig = sign(body, secret)
+		case 1:
+			sig = sign(body, "not-the-secret")
+		}
+		before := s.deployer.effects()
+		w := s.send(event, delivery, body, sig)
 		if w.Code >= 500 {
 			t.Fatalf("status %d for %q", w.Code, body)
+		}
+		if signing%3 != 0 {
+			if w.Code < 400 {
+				t.Fatalf("status %d for a body not signed with the secret", w.Code)
+			}
+			if after := s.deployer.effects(); after != before {
+				t.Fatalf("a body not signed with the secret queued %d deploys", after-before)
+			}
 		}
 	})
 }

@@ -464,7 +464,8 @@ func mergeTemplate(job, tmpl *api.Job) error {
 		if len(tg.Meta) > 0 {
 			g.Meta = mergeMeta(g.Meta, tg.Meta)
 		}
-		if len(tg.Tasks) > 0 && len(g.Tasks) > 0 {
+		// A null task (`"Tasks": [null]`) is valid JSON; it sets nothing.
+		if len(tg.Tasks) > 0 && tg.Tasks[0] != nil && len(g.Tasks) > 0 {
 			g.Tasks[0].Resources = tg.Tasks[0].Resources
 			g.Tasks[0].VolumeMounts = tg.Tasks[0].VolumeMounts
 		}

@@ -387,3 +387,52 @@ func FuzzOverlayRepoTemplate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRender renders a deployment under any operator job template (Nomad
+// JSON, as a region's job_template is read): Render never panics, never
+// modifies the template, and whatever the template says, the job's ID,
+// type, region, namespace and datacenters, its groups' counts and their
+// tasks' drivers and artifacts stay drover's.
+func FuzzRender(f *testing.F) {
+	if b, err := os.ReadFile(filepath.Join("testdata", "template.json")); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte(`{"ID": "other", "Type": "batch", "Region": "x", "Namespace": "y", "Datacenters": ["z"],
+		"TaskGroups": [{"Name": "web", "Count": 50, "Tasks": [{"Name": "web", "Driver": "docker", "Artifacts": [{"GetterSource": "http://evil"}]}]}]}`))
+	f.Add([]byte(`{"TaskGroups": [null, {"Name": "worker", "Tasks": [null, {}]}], "Meta": {"drover.release": "99"}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var tmpl api.Job
+		if json.Unmarshal(data, &tmpl) != nil {
+			return
+		}
+		before, _ := json.Marshal(&tmpl)
+		in := nomad.JobInput{Spec: spec(nil), Deployment: deployment(pipelines.Formation{"web": 2, "worker": 1}), Template: &tmpl}
+		job, err := nomad.Render(in)
+		if after, _ := json.Marshal(&tmpl); string(after) != string(before) {
+			t.Fatalf("the template changed: %s", after)
+		}
+		if err != nil {
+			return
+		}
+		want, err := nomad.Render(nomad.JobInput{Spec: spec(nil), Deployment: deployment(pipelines.Formation{"web": 2, "worker": 1})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *job.ID != *want.ID || *job.Type != *want.Type || *job.Region != *want.Region || *job.Namespace != *want.Namespace ||
+			strings.Join(job.Datacenters, ",") != strings.Join(want.Datacenters, ",") || len(job.TaskGroups) != len(want.TaskGroups) {
+			t.Fatalf("the template took drover's job fields: %s %s %s %s %v, %d groups", *job.ID, *job.Type, *job.Region, *job.Namespace, job.Datacenters, len(job.TaskGroups))
+		}
+		for i, g := range job.TaskGroups {
+			w := want.TaskGroups[i]
+			if *g.Name != *w.Name || *g.Count != *w.Count || len(g.Tasks) != len(w.Tasks) {
+				t.Fatalf("group %d: %s count %d with %d tasks, want %s count %d", i, *g.Name, *g.Count, len(g.Tasks), *w.Name, *w.Count)
+			}
+			for j, task := range g.Tasks {
+				wt := w.Tasks[j]
+				if task.Driver != wt.Driver || len(task.Artifacts) != len(wt.Artifacts) || *task.Artifacts[0].GetterSource != *wt.Artifacts[0].GetterSource {
+					t.Fatalf("task %s: driver %s, artifacts %v", task.Name, task.Driver, task.Artifacts)
+				}
+			}
+		}
+	})
+}
