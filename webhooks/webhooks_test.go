@@ -374,10 +374,13 @@ func FuzzServe(f *testing.F) {
 	f.Add([]byte(`{"ref":"refs/heads/main","after":"abc","repository":{"full_name":"octo-org/hello"}}`), "push", "d-1", uint8(0))
 	f.Add([]byte(`{`), "ping", "", uint8(1))
 	f.Add([]byte(`{"action":"completed","check_suite":null}`), "check_suite", "d-2", uint8(2))
+	f.Add(mustPush(f, "refs/heads/main", "4444444444444444444444444444444444444444"), "push", "d-push", uint8(0))
 	for _, name := range []string{"pull_request.opened.payload.json", "check_suite.completed.payload.json", "status.payload.json"} {
-		if b, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", "github", name)); err == nil {
-			f.Add(b, strings.SplitN(name, ".", 2)[0], "d-"+name, uint8(0))
+		b, err := os.ReadFile(filepath.Join(fixtures, name))
+		if err != nil {
+			f.Fatalf("fixture %s: %v", name, err)
 		}
+		f.Add(b, strings.SplitN(name, ".", 2)[0], "d-"+name, uint8(0))
 	}
 	s := newServer(f)
 	f.Fuzz(func(t *testing.T, body []byte, event, delivery string, signing uint8) {
