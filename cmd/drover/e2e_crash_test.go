@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/drover/drover/api"
+	"github.com/drover/drover/gh/ghtest"
 	"github.com/drover/drover/pipelines"
 )
 
@@ -29,21 +30,42 @@ func crashesPerStep(t *testing.T) int {
 }
 
 // TestFaultCrashAtEveryStep kills drover dev with SIGKILL at each step of
-// a deploy (its build, its release phase, its rollout) and of a promotion
-// and a rollback, at a jittered moment, starts it again on the same data
-// dir, and counts: operations lost (never ending in the ledger), doubled
-// (two releases for one operation, or the release phase run twice), and
-// regions left answering with another release than the ledger's current
-// one. All three must stay 0.
+// a deploy (its build, its wait for CI, its release phase, its rollout,
+// its finish) and of a promotion and a rollback, at a jittered moment,
+// starts it again on the same data dir, and counts: operations lost (never
+// ending in the ledger, or a deploy whose GitHub deployment never hears
+// how it ended), doubled (two releases for one operation, or the release
+// phase run twice), and regions left answering with another release than
+// the ledger's current one. All three must stay 0.
 func TestFaultCrashAtEveryStep(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end fault suite; skipped by -short")
 	}
 	n := crashesPerStep(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(n)*5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(n)*7*time.Minute)
 	defer cancel()
 	repo := newGitRepo(t)
-	dev := startChildDev(ctx, t, repo)
+	// GitHub is in the loop: staging waits for CI, and every deploy is
+	// reported as a GitHub deployment, so a crash can land in the wait and
+	// in the report.
+	gh := newGitHubStandIn(t, "file://"+repo.dir)
+	t.Setenv("DROVER_E2E_GH_TOKEN", ghtest.Token)
+	config := filepath.Join(t.TempDir(), "drover.yaml")
+	if err := os.WriteFile(config, []byte(fmt.Sprintf(`github: { webhook_secret_env: %s, token_env: DROVER_E2E_GH_TOKEN, api_url: '%s' }
+regions:
+  local-a: { driver: local }
+  local-b: { driver: local }
+pipelines:
+  hello:
+    repo: octo-org/hello
+    source: file://%s
+    stages:
+      staging:    { app: hello-staging, branch: main, regions: [local-a, local-b], wait_for_ci: true }
+      production: { app: hello, regions: [local-a, local-b] }
+`, secretEnv, gh.URL, repo.dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dev := startChildDev(ctx, t, config)
 	s, data := dev.stack, dev.data
 	crash := func() { dev.restart(ctx) }
 	jitter := func(max time.Duration) { time.Sleep(rand.N(max)) }
@@ -76,7 +98,7 @@ func TestFaultCrashAtEveryStep(t *testing.T) {
 	}
 	type tally struct{ runs, lost, doubled, regions int }
 	results := map[string]*tally{}
-	steps := []string{"build", "release phase", "rollout", "promote", "rollback"}
+	steps := []string{"build", "CI wait", "release phase", "rollout", "finish", "promote", "rollback"}
 	for _, st := range steps {
 		results[st] = &tally{}
 	}
@@ -90,31 +112,81 @@ func TestFaultCrashAtEveryStep(t *testing.T) {
 		}
 		return pipelines.Release{}, false
 	}
+	// reported waits for the commit's staging deployment on GitHub to end
+	// in success, as the deploy's last step reports it.
+	succeeded := func(c string) bool {
+		st := gh.deploymentStates(c, "staging")
+		return len(st) > 0 && strings.HasPrefix(st[len(st)-1], "success")
+	}
+	reported := func(c string) bool {
+		deadline := time.Now().Add(30 * time.Second)
+		for !succeeded(c) {
+			if time.Now().After(deadline) {
+				return false
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return true
+	}
+	ofCommit := func(c string) func(pipelines.Release) bool {
+		return func(r pipelines.Release) bool { return r.Commit == c }
+	}
 	push := 0
-	deploy := func(step string, until func(commit string) bool) {
+	// finishedFirst counts the kills during "finish" that came after GitHub
+	// had already heard of the success, the step's last write.
+	finishedFirst := 0
+	// deploy pushes a commit, waits until its deploy is at step (until, polled
+	// every 10 ms), waits up to maxJitter more, and kills drover there.
+	deploy := func(step string, maxJitter time.Duration, ciGreen bool, until func(commit string) bool) {
 		push++
 		c := repo.commit(fmt.Sprintf("push %d", push), "web: bin/web\nrelease: echo run $(od -An -N8 -tx8 /dev/urandom); sleep 1; echo migrated\n")
+		if ciGreen {
+			gh.setCI(c, "success")
+		} else {
+			gh.setCI(c, "")
+		}
+		gh.setHead(c, fmt.Sprintf("push %d", push))
 		if code, body := s.push(ctx, fmt.Sprintf("crash-%d", push), pushPayload(t, repo.dir, c)); code != http.StatusAccepted {
 			t.Fatalf("push: %d %s", code, body)
 		}
-		eventually(ctx, t, step+" of push "+strconv.Itoa(push), func() bool { return until(c) })
-		jitter(300 * time.Millisecond)
+		for !until(c) {
+			if ctx.Err() != nil {
+				t.Fatalf("timed out waiting for %s of push %d", step, push)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		jitter(maxJitter)
+		if step == "finish" && succeeded(c) {
+			finishedFirst++
+		}
 		crash()
+		gh.SetWriteLatency(0)
+		if !ciGreen {
+			// CI passes while drover is down; its webhook reaches the new
+			// process.
+			gh.setCI(c, "success")
+			if code, body := s.webhook(ctx, "check_suite", fmt.Sprintf("crash-cs-%d", push), checkSuitePayload(t, c)); code != http.StatusAccepted {
+				t.Fatalf("check_suite: %d %s", code, body)
+			}
+		}
 		tl := results[step]
 		tl.runs++
-		ofCommit := func(r pipelines.Release) bool { return r.Commit == c }
-		r, ok := waitFinal("hello-staging", ofCommit)
+		r, ok := waitFinal("hello-staging", ofCommit(c))
 		if !ok {
 			tl.lost++
 			t.Errorf("%s: the push of %s never ended", step, c[:7])
 			return
 		}
-		if _, count := releaseOf("hello-staging", ofCommit); count != 1 || strings.Count(r.Output, "run ") > 1 {
+		if _, count := releaseOf("hello-staging", ofCommit(c)); count != 1 || strings.Count(r.Output, "run ") > 1 {
 			tl.doubled++
 			t.Errorf("%s: %d releases of %s, release phase output %q", step, count, c[:7], r.Output)
 		}
 		if r.Status != pipelines.ReleaseSucceeded {
 			t.Errorf("%s: the push of %s ended %s: %s", step, c[:7], r.Status, r.Reason)
+		}
+		if !reported(c) {
+			tl.lost++
+			t.Errorf("%s: GitHub never heard that %s was deployed: deployment states %v", step, c[:7], gh.deploymentStates(c, "staging"))
 		}
 		if off := regionsAgree("hello-staging"); off != 0 {
 			tl.regions += off
@@ -125,6 +197,10 @@ func TestFaultCrashAtEveryStep(t *testing.T) {
 		entries, _ := os.ReadDir(filepath.Join(data, "builds"))
 		return len(entries) > 0
 	}
+	// waitingForCI: the deploy has read the commit's CI once since the push
+	// (and found it running).
+	var checkReads int
+	waitingForCI := func(string) bool { return gh.Reads("check-runs") > checkReads }
 	releasing := func(string) bool {
 		rs := s.releases(ctx, "hello-staging")
 		if len(rs) == 0 {
@@ -134,7 +210,7 @@ func TestFaultCrashAtEveryStep(t *testing.T) {
 		return bytes.HasPrefix(b, []byte("run "))
 	}
 	rollingOut := func(c string) bool {
-		r, count := releaseOf("hello-staging", func(r pipelines.Release) bool { return r.Commit == c })
+		r, count := releaseOf("hello-staging", ofCommit(c))
 		if count == 0 || r.Status.Terminal() {
 			return false
 		}
@@ -145,10 +221,22 @@ func TestFaultCrashAtEveryStep(t *testing.T) {
 		}
 		return false
 	}
+	// finishing: the ledger has the release succeeded; reporting it to
+	// GitHub (a deployment status, a commit status) is what is left.
+	finishing := func(c string) bool {
+		r, count := releaseOf("hello-staging", ofCommit(c))
+		return count > 0 && r.Status == pipelines.ReleaseSucceeded
+	}
 	for range n {
-		deploy("build", building)
-		deploy("release phase", releasing)
-		deploy("rollout", rollingOut)
+		deploy("build", 300*time.Millisecond, true, building)
+		checkReads = gh.Reads("check-runs")
+		deploy("CI wait", 300*time.Millisecond, false, waitingForCI)
+		deploy("release phase", 300*time.Millisecond, true, releasing)
+		deploy("rollout", 300*time.Millisecond, true, rollingOut)
+		// GitHub answering each write in 500 ms holds the deploy in its
+		// last report long enough to be killed there.
+		gh.SetWriteLatency(500 * time.Millisecond)
+		deploy("finish", 300*time.Millisecond, true, finishing)
 	}
 	operation := func(step, method, path, app string) {
 		var op api.Operation
@@ -191,5 +279,6 @@ func TestFaultCrashAtEveryStep(t *testing.T) {
 		tl := results[st]
 		fmt.Fprintf(&b, "\n  %-16s %6d %6d %8d %16d", st, tl.runs, tl.lost, tl.doubled, tl.regions)
 	}
-	t.Logf("SIGKILL at every step, %d times each:%s", n, b.String())
+	t.Logf("SIGKILL at every step, %d times each:%s\n  (%d of the %d kills during finish came after GitHub had heard of the success, its last write)",
+		n, b.String(), finishedFirst, results["finish"].runs)
 }

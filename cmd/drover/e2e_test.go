@@ -484,14 +484,14 @@ type childDev struct {
 	*stack
 }
 
-// startChildDev starts drover dev as a child process with the e2e
-// drover.yaml for repo; it is stopped, and its output shown if the test
-// failed, when the test ends.
-func startChildDev(ctx context.Context, t *testing.T, repo *gitRepo) *childDev {
+// startChildDev starts drover dev as a child process with the drover.yaml
+// at config (writeConfig's, or one with more in it); it is stopped, and its
+// output shown if the test failed, when the test ends.
+func startChildDev(ctx context.Context, t *testing.T, config string) *childDev {
 	t.Helper()
 	t.Setenv(secretEnv, "e2e-secret")
 	t.Setenv("DROVER_CONFIG_DIR", t.TempDir())
-	c := &childDev{t: t, config: writeConfig(t, repo.dir), data: t.TempDir(), listen: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	c := &childDev{t: t, config: config, data: t.TempDir(), listen: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	t.Cleanup(func() {
 		stopChild(c.cmd)
 		if t.Failed() {
@@ -608,7 +608,7 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	repo := newGitRepo(t)
-	dev := startChildDev(ctx, t, repo)
+	dev := startChildDev(ctx, t, writeConfig(t, repo.dir))
 	s, data := dev.stack, dev.data
 	// The release phase takes long enough to be killed in the middle of,
 	// and says which run it is.

@@ -23,8 +23,10 @@
 package ghtest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -55,6 +57,9 @@ type Server struct {
 	reads     map[string]int // "check-runs", "status", ... → reads
 	rateLimit int            // answer this many more calls with a rate limit
 	before    func(kind string, read int)
+	// writeLatency delays every POST and PATCH, as GitHub's own latency
+	// does; a write whose caller goes away meanwhile is not applied.
+	writeLatency time.Duration
 }
 
 type repo struct {
@@ -214,6 +219,16 @@ func (s *Server) RateLimitNext(n int) {
 	s.rateLimit = n
 }
 
+// SetWriteLatency makes every write (POST, PATCH) take d before it is
+// applied, so a test can stop drover in the middle of one; a write whose
+// client disconnects during d is dropped, as a request that never reached
+// GitHub is.
+func (s *Server) SetWriteLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writeLatency = d
+}
+
 // BeforeRead calls fn before each read of kind ("check-runs", "status",
 // "statuses", "deployments", "comments", "pulls"), with how many reads of
 // that kind came before, so a test can change state between reads. fn runs
@@ -305,6 +320,25 @@ func (s *Server) DeleteComments(fullName string, number int) {
 
 // ServeHTTP answers one API call.
 func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method == "POST" || req.Method == "PATCH" {
+		s.mu.Lock()
+		d := s.writeLatency
+		s.mu.Unlock()
+		if d > 0 {
+			// Read the body first: only then does the server notice a
+			// client that hangs up, and cancel the request's context.
+			body, err := io.ReadAll(req.Body)
+			if err != nil {
+				return
+			}
+			req.Body = io.NopCloser(bytes.NewReader(body))
+			select {
+			case <-time.After(d):
+			case <-req.Context().Done():
+				return
+			}
+		}
+	}
 	kind := readKind(req)
 	if kind != "" {
 		s.mu.Lock()

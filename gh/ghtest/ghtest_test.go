@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-github/v60/github"
 
@@ -122,5 +123,34 @@ func TestDeploymentsFilterAndPage(t *testing.T) {
 	}
 	if bodies != "01234" {
 		t.Fatalf("comments over pages = %q", bodies)
+	}
+}
+
+// TestWriteLatencyDropsAbandonedWrites: with write latency, a write whose
+// client gives up before it is applied leaves no status; one that waits
+// is applied.
+func TestWriteLatencyDropsAbandonedWrites(t *testing.T) {
+	s := ghtest.New(t)
+	s.AddRepo("o/r", "file:///r")
+	s.SetWriteLatency(300 * time.Millisecond)
+	c := client(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := c.Repositories.CreateStatus(ctx, "o", "r", "abc", &github.RepoStatus{Context: github.String("a"), State: github.String("pending")}); err == nil {
+		t.Fatal("a write abandoned after 50 ms was answered")
+	}
+	time.Sleep(400 * time.Millisecond)
+	if got := s.Statuses("o/r", "abc"); len(got) != 0 {
+		t.Fatalf("statuses after an abandoned write = %v, want none", got)
+	}
+	t0 := time.Now()
+	if _, _, err := c.Repositories.CreateStatus(context.Background(), "o", "r", "abc", &github.RepoStatus{Context: github.String("a"), State: github.String("success")}); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(t0); took < 300*time.Millisecond {
+		t.Fatalf("a write took %v, want the 300 ms latency", took)
+	}
+	if got := s.Statuses("o/r", "abc"); len(got) != 1 || got[0] != "a:success" {
+		t.Fatalf("statuses = %v, want [a:success]", got)
 	}
 }
