@@ -197,9 +197,17 @@ func allowed(c *gin.Context, pipeline string) bool {
 
 // RegionInfo is where an app runs in one region.
 type RegionInfo struct {
-	Region  string                 `json:"region"`
-	Release int                    `json:"release,omitempty"`
+	Region string `json:"region"`
+	// Release is the release the region runs: the newest that succeeded
+	// there. It is not always the current one: fail_local leaves a failed
+	// region on the release before, and a rollout that stops at a failed
+	// region leaves the regions before it on the failed release.
+	Release int `json:"release,omitempty"`
+	// Status and Message are what the newest release that reached the
+	// region did there, and why: "failed" with the app's exit while the
+	// region runs the release before, "running" during a rollout.
 	Status  pipelines.RegionStatus `json:"status,omitempty"`
+	Message string                 `json:"message,omitempty"`
 	URL     string                 `json:"url,omitempty"`
 }
 
@@ -219,14 +227,14 @@ func (s *Server) appInfo(ctx context.Context, app pipelines.App) (AppInfo, error
 	if err == nil {
 		info.Current = &cur
 	}
+	running, err := s.runningReleases(ctx, app)
+	if err != nil {
+		return info, err
+	}
 	for _, region := range app.Regions {
 		ri := RegionInfo{Region: region}
-		if info.Current != nil {
-			for _, st := range cur.Regions {
-				if st.Region == region {
-					ri.Release, ri.Status, ri.URL = cur.Version, st.Status, st.URL
-				}
-			}
+		if v, ok := running[region]; ok {
+			ri.Release, ri.URL, ri.Status, ri.Message = v.runs, v.url, v.last.Status, v.last.Message
 		}
 		if s.LiveURL != nil && ri.Release > 0 {
 			lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -238,6 +246,56 @@ func (s *Server) appInfo(ctx context.Context, app pipelines.App) (AppInfo, error
 		info.Where = append(info.Where, ri)
 	}
 	return info, nil
+}
+
+// regionView is what the ledger says of one region: the release it runs
+// and its URL, and the newest release's state there.
+type regionView struct {
+	runs int
+	url  string
+	last pipelines.RegionState
+}
+
+// runningReleases finds, per region of app, the newest release that
+// succeeded there (what the region runs, whatever the release's own end)
+// and the newest that reached it. The newest releases are read first, and
+// all of them only when a region has not succeeded in any of those.
+func (s *Server) runningReleases(ctx context.Context, app pipelines.App) (map[string]regionView, error) {
+	const recent = 20
+	rs, err := s.Ledger.Releases(ctx, app.Name, recent)
+	if err != nil {
+		return nil, err
+	}
+	views, runs := viewRegions(rs)
+	if runs < len(app.Regions) && len(rs) == recent {
+		if rs, err = s.Ledger.Releases(ctx, app.Name, 0); err != nil {
+			return nil, err
+		}
+		views, _ = viewRegions(rs)
+	}
+	return views, nil
+}
+
+// viewRegions reads rs, newest first, and says how many regions run one
+// of them.
+func viewRegions(rs []pipelines.Release) (views map[string]regionView, runs int) {
+	views = map[string]regionView{}
+	for _, r := range rs {
+		for _, st := range r.Regions {
+			v, seen := views[st.Region]
+			if !seen && st.Status != pipelines.RegionPending {
+				v.last = st
+			}
+			if v.runs == 0 && st.Status == pipelines.RegionSuccessful {
+				v.runs, v.url = r.Version, st.URL
+				runs++
+			}
+			if seen || st.Status != pipelines.RegionPending {
+				views[st.Region] = v
+			}
+		}
+	}
+	return views, runs
 }
 
 func (s *Server) listApps(c *gin.Context) {

@@ -147,3 +147,82 @@ func TestAppInfoReadsURLsLive(t *testing.T) {
 		t.Fatalf("URLs = %q, %q; want the live one in a and the recorded one in b", info.Where[0].URL, info.Where[1].URL)
 	}
 }
+
+// TestAppInfoSaysWhatEachRegionRuns: a region runs the newest release
+// that succeeded there, which after a partial rollout is not the current
+// one: fail_local leaves the failed region on the release before, and a
+// rollout stopped at a failed region leaves the regions before it on the
+// failed release. Each region's status is what the newest release did
+// there.
+func TestAppInfoSaysWhatEachRegionRuns(t *testing.T) {
+	type region struct {
+		status pipelines.RegionStatus
+		msg    string
+	}
+	tests := []struct {
+		name string
+		// v2 is the second release's state per region (a, b) and its end.
+		v2     [2]region
+		v2End  pipelines.ReleaseStatus
+		want   string // region:release:status, a then b
+		wantV  int    // the current release
+		urlsOf [2]int // whose recorded URL each region shows
+	}{
+		{"all succeeded", [2]region{{pipelines.RegionSuccessful, ""}, {pipelines.RegionSuccessful, ""}}, pipelines.ReleaseSucceeded,
+			"a:2:successful b:2:successful", 2, [2]int{2, 2}},
+		{"fail_local failed in a", [2]region{{pipelines.RegionFailed, "web.1 exited with code 1; reverted to v1"}, {pipelines.RegionSuccessful, ""}}, pipelines.ReleaseSucceeded,
+			"a:1:failed b:2:successful", 2, [2]int{1, 2}},
+		{"stopped at b", [2]region{{pipelines.RegionSuccessful, ""}, {pipelines.RegionFailed, "web.1 exited with code 1; reverted to v1"}}, pipelines.ReleaseFailed,
+			"a:2:successful b:1:failed", 1, [2]int{2, 1}},
+		{"fail_all", [2]region{{pipelines.RegionReverted, "reverted to v1"}, {pipelines.RegionFailed, "web.1 exited"}}, pipelines.ReleaseFailed,
+			"a:1:reverted b:1:failed", 1, [2]int{1, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "drover.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			ctx := context.Background()
+			regions := []string{"a", "b"}
+			st.SyncApp(ctx, pipelines.App{Name: "hello", Pipeline: "hello", Stage: "staging", Repo: "o/r", Regions: regions})
+			for v, states := range [][2]region{{{pipelines.RegionSuccessful, ""}, {pipelines.RegionSuccessful, ""}}, tt.v2} {
+				r, err := st.CreateRelease(ctx, deployments.NewRelease{App: "hello", Slug: strings.Repeat("a", 64), Commit: "c", Regions: regions})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, name := range regions {
+					st.SetRegionState(ctx, "hello", r.Version, pipelines.RegionState{Region: name, Status: states[i].status, Message: states[i].msg,
+						URL: "http://" + name + "-v" + string(rune('1'+v))})
+				}
+				end := pipelines.ReleaseSucceeded
+				if v == 1 {
+					end = tt.v2End
+				}
+				st.FinishRelease(ctx, "hello", r.Version, end, "")
+			}
+			gin.SetMode(gin.TestMode)
+			e := gin.New()
+			(&api.Server{Ledger: st, Tokens: []api.Token{{Name: "admin", Value: token}}}).Register(e)
+			w := do(e, "GET", "/api/v1/apps/hello", "Bearer "+token, "")
+			var info api.AppInfo
+			if err := json.Unmarshal(w.Body.Bytes(), &info); err != nil || len(info.Where) != 2 || info.Current == nil {
+				t.Fatalf("GET /api/v1/apps/hello = %d %s", w.Code, w.Body)
+			}
+			var got []string
+			for i, ri := range info.Where {
+				got = append(got, ri.Region+":"+string(rune('0'+ri.Release))+":"+string(ri.Status))
+				if want := "http://" + ri.Region + "-v" + string(rune('0'+tt.urlsOf[i])); ri.URL != want {
+					t.Errorf("%s's URL = %q, want %q (the release it runs)", ri.Region, ri.URL, want)
+				}
+				if ri.Status == pipelines.RegionFailed && ri.Message == "" {
+					t.Errorf("%s failed and says nothing of why", ri.Region)
+				}
+			}
+			if strings.Join(got, " ") != tt.want || info.Current.Version != tt.wantV {
+				t.Fatalf("regions %v, current v%d; want %s, v%d", got, info.Current.Version, tt.want, tt.wantV)
+			}
+		})
+	}
+}

@@ -757,6 +757,10 @@ func (c *Config) validate() error {
 		}
 	}
 	apps := map[string]string{}
+	// branches is the stage each repository's branch auto-deploys to, across
+	// pipelines: a push deploys to one stage, so a second one would never
+	// deploy.
+	branches := map[string]string{}
 	for _, pname := range sortedKeys(c.Pipelines) {
 		p := c.Pipelines[pname]
 		key := "pipelines." + pname
@@ -775,7 +779,6 @@ func (c *Config) validate() error {
 		if len(p.Stages) == 0 {
 			return bad(key+".stages", "missing; want at least one of %s", strings.Join(stageOrder[1:], ", "))
 		}
-		branches := map[string]string{}
 		for _, sname := range sortedKeys(p.Stages) {
 			s := p.Stages[sname]
 			skey := key + ".stages." + sname
@@ -878,10 +881,11 @@ func (c *Config) validate() error {
 				return bad(skey+".reconcile_interval", "only a stage with a branch, or the review stage, is reconciled with GitHub")
 			}
 			if s.Branch != "" {
-				if other, dup := branches[s.Branch]; dup {
-					return bad(skey+".branch", "branch %q already auto-deploys to stage %s", s.Branch, other)
+				repoBranch := strings.ToLower(p.Repo) + " " + s.Branch
+				if other, dup := branches[repoBranch]; dup {
+					return bad(skey+".branch", "%s's branch %q already auto-deploys to %s; a push deploys to one stage", p.Repo, s.Branch, other)
 				}
-				branches[s.Branch] = sname
+				branches[repoBranch] = skey
 			}
 		}
 	}

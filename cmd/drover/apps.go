@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -84,9 +85,19 @@ func newAppsInfoCmd(s Streams) *cobra.Command {
 				fmt.Fprintln(s.Out, "Release:  none yet; push to the stage's branch to deploy")
 			}
 			tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "REGION\tSTATUS\tURL")
+			// A region may run another release than the current one (a
+			// rollout that failed there, or stopped): RUNS says which.
+			fmt.Fprintln(tw, "REGION\tRUNS\tSTATUS\tURL")
 			for _, w := range info.Where {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", w.Region, orDash(string(w.Status)), orDash(w.URL))
+				runs := "-"
+				if w.Release > 0 {
+					runs = "v" + strconv.Itoa(w.Release)
+				}
+				status := orDash(string(w.Status))
+				if w.Message != "" && w.Status != pipelines.RegionSuccessful {
+					status += ": " + w.Message
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", w.Region, runs, status, orDash(w.URL))
 			}
 			return tw.Flush()
 		},

@@ -268,18 +268,6 @@ func (s *stack) accepted(ctx context.Context, event, delivery string, payload []
 	}
 }
 
-// pushPayloadFor is pushPayload for another repository of the stand-in.
-func pushPayloadFor(t *testing.T, fullName, repoDir, commit string) []byte {
-	t.Helper()
-	var p map[string]any
-	if err := json.Unmarshal(pushPayload(t, repoDir, commit), &p); err != nil {
-		t.Fatal(err)
-	}
-	p["repository"].(map[string]any)["full_name"] = fullName
-	out, _ := json.Marshal(p)
-	return out
-}
-
 // runCommand runs a drover command and fails unless it exits 0.
 func runCommand(t *testing.T, ctx context.Context, args ...string) string {
 	t.Helper()

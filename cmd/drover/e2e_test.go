@@ -171,10 +171,16 @@ func fixture(t *testing.T, name string) map[string]any {
 // payload's clone_url: this one names a host that does not exist.
 func pushPayload(t *testing.T, repoDir, commit string) []byte {
 	t.Helper()
+	return pushPayloadFor(t, "octo-org/hello", repoDir, commit)
+}
+
+// pushPayloadFor is pushPayload for the GitHub repository fullName.
+func pushPayloadFor(t *testing.T, fullName, repoDir, commit string) []byte {
+	t.Helper()
 	p := fixture(t, "push.payload.json")
 	p["ref"], p["after"], p["deleted"] = "refs/heads/main", commit, false
 	repo := p["repository"].(map[string]any)
-	repo["full_name"], repo["clone_url"] = "octo-org/hello", "https://clone.invalid/"+filepath.Base(repoDir)+".git"
+	repo["full_name"], repo["clone_url"] = fullName, "https://clone.invalid/"+filepath.Base(repoDir)+".git"
 	out, _ := json.Marshal(p)
 	return out
 }
