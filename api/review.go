@@ -10,7 +10,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/drover/drover/gh"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/workflows"
 )
@@ -29,7 +28,7 @@ type ReviewStarter interface {
 
 // PullRequestReader reads a pull request as GitHub has it now.
 type PullRequestReader interface {
-	PullRequest(ctx context.Context, repo string, number int) (gh.PullRequest, error)
+	PullRequest(ctx context.Context, repo string, number int) (pipelines.PullRequest, error)
 }
 
 // ReviewAppAnswer is what creating or destroying a review app answers.
@@ -117,7 +116,7 @@ func (s *Server) createReviewApp(c *gin.Context) {
 		return
 	}
 	start := workflows.ReviewStart(p, st, n)
-	ev := workflows.PREvent{Action: workflows.PRCreate, PR: gh.PullRequest{Number: n, Head: body.Commit}, By: caller(c).Name}
+	ev := workflows.PREvent{Action: workflows.PRCreate, PR: pipelines.PullRequest{Number: n, Head: body.Commit}, By: caller(c).Name}
 	if s.PullRequests != nil {
 		// Deploy what was reviewed: the head as GitHub has it now, which
 		// must be the commit named, and must be named for a fork, whose
@@ -154,7 +153,7 @@ func (s *Server) destroyReviewApp(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	start := workflows.ReviewStart(p, st, n)
-	ev := workflows.PREvent{Action: workflows.PRDestroy, PR: gh.PullRequest{Number: n}, By: caller(c).Name,
+	ev := workflows.PREvent{Action: workflows.PRDestroy, PR: pipelines.PullRequest{Number: n}, By: caller(c).Name,
 		Reason: "destroyed by " + caller(c).Name + " with `drover review-apps destroy`"}
 	running, err := s.ReviewOps.ReviewClose(ctx, p.Repo, n, ev)
 	if err == nil && !running {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/drover/drover/api"
 	"github.com/drover/drover/deployments/sqlstore"
-	"github.com/drover/drover/gh"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/workflows"
 )
@@ -134,9 +133,9 @@ pipelines:
 }
 
 // prReader answers one pull request as GitHub has it.
-type prReader struct{ pr gh.PullRequest }
+type prReader struct{ pr pipelines.PullRequest }
 
-func (r prReader) PullRequest(ctx context.Context, repo string, number int) (gh.PullRequest, error) {
+func (r prReader) PullRequest(ctx context.Context, repo string, number int) (pipelines.PullRequest, error) {
 	return r.pr, nil
 }
 
@@ -161,7 +160,7 @@ pipelines:
 	gin.SetMode(gin.TestMode)
 	e := gin.New()
 	(&api.Server{Ledger: st, Config: cfg, Operations: &fakeOps{}, Reviews: st, ReviewOps: reviews, Tokens: []api.Token{{Name: "admin", Value: token}},
-		PullRequests: prReader{gh.PullRequest{Number: 43, Head: head, Fork: true, Open: true}}}).Register(e)
+		PullRequests: prReader{pipelines.PullRequest{Number: 43, Head: head, Fork: true, Open: true}}}).Register(e)
 	tests := []struct {
 		name, body string
 		status     int

@@ -18,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v4"
 
 	"github.com/drover/drover/gh"
+	"github.com/drover/drover/pipelines"
 )
 
 // gitHubAppStandIn serves the parts of GitHub's API a GitHub App uses,
@@ -141,7 +142,7 @@ func TestAppAuthExchangesAndCachesInstallationTokens(t *testing.T) {
 			ctx := context.Background()
 			for range 3 {
 				v, err := c.CIState(ctx, "octo-org/hello", "6dcb09b5b57875f334f61aebed695e2e4193db5e", nil)
-				if err != nil || v.State != gh.CISuccess {
+				if err != nil || v.State != pipelines.CISuccess {
 					t.Fatalf("CIState = %+v, %v", v, err)
 				}
 			}

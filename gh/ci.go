@@ -16,25 +16,6 @@ import (
 	"github.com/drover/drover/pipelines"
 )
 
-// CI states of a commit.
-const (
-	CIPending = "pending"
-	CISuccess = "success"
-	CIFailure = "failure"
-)
-
-// Verdict is what a commit's checks and statuses say together.
-type Verdict struct {
-	State string
-	// Failing names the first failing check or status and where to see it.
-	Failing    string
-	FailingURL string
-	// Waiting lists checks still running and required checks not seen yet.
-	Waiting []string
-	// None is true when the commit has no check run and no status at all.
-	None bool
-}
-
 // okConclusions count as passing, as GitHub counts them.
 var okConclusions = map[string]bool{"success": true, "neutral": true, "skipped": true}
 
@@ -46,18 +27,18 @@ var okConclusions = map[string]bool{"success": true, "neutral": true, "skipped":
 // pass. drover's own statuses (drover/<environment>) are not CI and are
 // left out, whatever their state. With nothing at all, the verdict is success only when nothing is
 // required; callers wait a grace period before trusting that.
-func Evaluate(runs []*github.CheckRun, combined *github.CombinedStatus, required []string) Verdict {
-	v := Verdict{State: CISuccess}
+func Evaluate(runs []*github.CheckRun, combined *github.CombinedStatus, required []string) pipelines.CIVerdict {
+	v := pipelines.CIVerdict{State: pipelines.CISuccess}
 	seen := map[string]bool{}
 	fail := func(name, url string) {
-		if v.State != CIFailure {
-			v.State, v.Failing, v.FailingURL = CIFailure, name, url
+		if v.State != pipelines.CIFailure {
+			v.State, v.Failing, v.FailingURL = pipelines.CIFailure, name, url
 		}
 	}
 	wait := func(name string) {
 		v.Waiting = append(v.Waiting, name)
-		if v.State == CISuccess {
-			v.State = CIPending
+		if v.State == pipelines.CISuccess {
+			v.State = pipelines.CIPending
 		}
 	}
 	sorted := append([]*github.CheckRun(nil), runs...)
@@ -150,17 +131,17 @@ func (c *Client) api(ctx context.Context, repo string) (*github.Client, string, 
 
 // CIState reads every check run and the combined status of repo
 // ("owner/name") at sha, following pagination, and evaluates them.
-func (c *Client) CIState(ctx context.Context, repo, sha string, required []string) (Verdict, error) {
+func (c *Client) CIState(ctx context.Context, repo, sha string, required []string) (pipelines.CIVerdict, error) {
 	gc, owner, name, err := c.api(ctx, repo)
 	if err != nil {
-		return Verdict{}, err
+		return pipelines.CIVerdict{}, err
 	}
 	var runs []*github.CheckRun
 	opts := &github.ListCheckRunsOptions{Filter: github.String("latest"), ListOptions: github.ListOptions{PerPage: 100}}
 	for {
 		res, resp, err := gc.Checks.ListCheckRunsForRef(ctx, owner, name, sha, opts)
 		if err != nil {
-			return Verdict{}, fmt.Errorf("check runs of %s at %s: %w", repo, sha, rateLimited(err, time.Now()))
+			return pipelines.CIVerdict{}, fmt.Errorf("check runs of %s at %s: %w", repo, sha, rateLimited(err, time.Now()))
 		}
 		runs = append(runs, res.CheckRuns...)
 		if resp.NextPage == 0 {
@@ -173,7 +154,7 @@ func (c *Client) CIState(ctx context.Context, repo, sha string, required []strin
 	for {
 		cs, resp, err := gc.Repositories.GetCombinedStatus(ctx, owner, name, sha, sopts)
 		if err != nil {
-			return Verdict{}, fmt.Errorf("combined status of %s at %s: %w", repo, sha, rateLimited(err, time.Now()))
+			return pipelines.CIVerdict{}, fmt.Errorf("combined status of %s at %s: %w", repo, sha, rateLimited(err, time.Now()))
 		}
 		combined.Statuses = append(combined.Statuses, cs.Statuses...)
 		if resp.NextPage == 0 {

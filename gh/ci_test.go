@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-github/v60/github"
 
 	"github.com/drover/drover/gh"
+	"github.com/drover/drover/pipelines"
 )
 
 func run(name, status, conclusion string) *github.CheckRun {
@@ -47,20 +48,20 @@ func TestEvaluate(t *testing.T) {
 		failing  string
 		none     bool
 	}{
-		{"green", []*github.CheckRun{run("test", "completed", "success"), run("lint", "completed", "neutral"), run("docs", "completed", "skipped")}, statuses("success"), nil, gh.CISuccess, "", false},
-		{"only Actions: empty combined status is none, not pending", []*github.CheckRun{run("test", "completed", "success")}, statuses(), nil, gh.CISuccess, "", false},
-		{"red check", []*github.CheckRun{run("test", "completed", "failure"), run("lint", "in_progress", "")}, statuses(), nil, gh.CIFailure, "test (failure)", false},
-		{"cancelled counts as failed", []*github.CheckRun{run("test", "completed", "cancelled")}, nil, nil, gh.CIFailure, "test (cancelled)", false},
-		{"red status", nil, statuses("success", "failure"), nil, gh.CIFailure, "ci/1 (failure)", false},
-		{"still running", []*github.CheckRun{run("test", "queued", "")}, statuses("success"), nil, gh.CIPending, "", false},
-		{"pending status", nil, statuses("pending"), nil, gh.CIPending, "", false},
-		{"required check missing", []*github.CheckRun{run("lint", "completed", "success")}, nil, []string{"test"}, gh.CIPending, "", false},
-		{"required check present", []*github.CheckRun{run("test", "completed", "success")}, nil, []string{"test"}, gh.CISuccess, "", false},
-		{"nothing at all", nil, statuses(), nil, gh.CISuccess, "", true},
-		{"drover's own pending status is not CI", []*github.CheckRun{run("test", "completed", "success")}, own("drover/staging", "pending"), nil, gh.CISuccess, "", false},
-		{"drover's own failed status is not CI", []*github.CheckRun{run("test", "completed", "success")}, own("drover/hello-pr-42", "failure"), nil, gh.CISuccess, "", false},
-		{"only drover's own status: nothing at all", nil, own("drover/staging", "pending"), nil, gh.CISuccess, "", true},
-		{"nothing at all but a required check", nil, nil, []string{"test"}, gh.CIPending, "", true},
+		{"green", []*github.CheckRun{run("test", "completed", "success"), run("lint", "completed", "neutral"), run("docs", "completed", "skipped")}, statuses("success"), nil, pipelines.CISuccess, "", false},
+		{"only Actions: empty combined status is none, not pending", []*github.CheckRun{run("test", "completed", "success")}, statuses(), nil, pipelines.CISuccess, "", false},
+		{"red check", []*github.CheckRun{run("test", "completed", "failure"), run("lint", "in_progress", "")}, statuses(), nil, pipelines.CIFailure, "test (failure)", false},
+		{"cancelled counts as failed", []*github.CheckRun{run("test", "completed", "cancelled")}, nil, nil, pipelines.CIFailure, "test (cancelled)", false},
+		{"red status", nil, statuses("success", "failure"), nil, pipelines.CIFailure, "ci/1 (failure)", false},
+		{"still running", []*github.CheckRun{run("test", "queued", "")}, statuses("success"), nil, pipelines.CIPending, "", false},
+		{"pending status", nil, statuses("pending"), nil, pipelines.CIPending, "", false},
+		{"required check missing", []*github.CheckRun{run("lint", "completed", "success")}, nil, []string{"test"}, pipelines.CIPending, "", false},
+		{"required check present", []*github.CheckRun{run("test", "completed", "success")}, nil, []string{"test"}, pipelines.CISuccess, "", false},
+		{"nothing at all", nil, statuses(), nil, pipelines.CISuccess, "", true},
+		{"drover's own pending status is not CI", []*github.CheckRun{run("test", "completed", "success")}, own("drover/staging", "pending"), nil, pipelines.CISuccess, "", false},
+		{"drover's own failed status is not CI", []*github.CheckRun{run("test", "completed", "success")}, own("drover/hello-pr-42", "failure"), nil, pipelines.CISuccess, "", false},
+		{"only drover's own status: nothing at all", nil, own("drover/staging", "pending"), nil, pipelines.CISuccess, "", true},
+		{"nothing at all but a required check", nil, nil, []string{"test"}, pipelines.CIPending, "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,7 +69,7 @@ func TestEvaluate(t *testing.T) {
 			if v.State != tt.state || v.Failing != tt.failing || v.None != tt.none {
 				t.Fatalf("= %+v; want state %s, failing %q, none %v", v, tt.state, tt.failing, tt.none)
 			}
-			if v.State == gh.CIFailure && v.FailingURL == "" {
+			if v.State == pipelines.CIFailure && v.FailingURL == "" {
 				t.Fatal("a failure must say where to look")
 			}
 		})
@@ -106,7 +107,7 @@ func TestRateLimitIsRetryableWithGitHubsDelay(t *testing.T) {
 	// a retried activity after the wait would see) gets through.
 	client2, _ := github.NewClient(nil).WithEnterpriseURLs(srv.URL+"/api/v3/", srv.URL+"/api/v3/")
 	v, err := (&gh.Client{Auth: fixedClient{client2}}).CIState(context.Background(), "octo-org/hello", sha, nil)
-	if err != nil || v.State != gh.CISuccess {
+	if err != nil || v.State != pipelines.CISuccess {
 		t.Fatalf("after the wait = %+v, %v", v, err)
 	}
 }
@@ -142,7 +143,7 @@ func TestCIStateAgainstGitHubShapedAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.State != gh.CIFailure || v.Failing != "lint (failure)" || !strings.HasSuffix(v.FailingURL, "/runs/2") {
+	if v.State != pipelines.CIFailure || v.Failing != "lint (failure)" || !strings.HasSuffix(v.FailingURL, "/runs/2") {
 		t.Fatalf("verdict = %+v; want lint's failure from the second page", v)
 	}
 	if _, err := (&gh.Client{Auth: fixedClient{client}}).CIState(context.Background(), "nope", sha, nil); err == nil {

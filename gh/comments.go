@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover/drover/pipelines"
 	"github.com/google/go-github/v60/github"
 )
 
@@ -60,36 +61,24 @@ func (c *Client) UpsertComment(ctx context.Context, repo string, number int, key
 	return cm.GetID(), nil
 }
 
-// PullRequest is what drover needs of a pull request to deploy it.
-type PullRequest struct {
-	Number   int
-	Title    string
-	Head     string
-	Branch   string
-	CloneURL string
-	Fork     bool
-	Draft    bool
-	Open     bool
-}
-
 // PullRequest reads pull request number of repo.
-func (c *Client) PullRequest(ctx context.Context, repo string, number int) (PullRequest, error) {
+func (c *Client) PullRequest(ctx context.Context, repo string, number int) (pipelines.PullRequest, error) {
 	gc, owner, name, err := c.api(ctx, repo)
 	if err != nil {
-		return PullRequest{}, err
+		return pipelines.PullRequest{}, err
 	}
 	pr, _, err := gc.PullRequests.Get(ctx, owner, name, number)
 	if err != nil {
-		return PullRequest{}, fmt.Errorf("pull request %s#%d: %w", repo, number, rateLimited(err, time.Now()))
+		return pipelines.PullRequest{}, fmt.Errorf("pull request %s#%d: %w", repo, number, rateLimited(err, time.Now()))
 	}
 	return FromPullRequest(pr), nil
 }
 
 // FromPullRequest takes what drover needs from go-github's pull request,
 // as the API and the pull_request webhook both carry it.
-func FromPullRequest(pr *github.PullRequest) PullRequest {
+func FromPullRequest(pr *github.PullRequest) pipelines.PullRequest {
 	head := pr.GetHead()
-	return PullRequest{
+	return pipelines.PullRequest{
 		Number: pr.GetNumber(), Title: pr.GetTitle(), Head: head.GetSHA(), Branch: head.GetRef(),
 		CloneURL: head.GetRepo().GetCloneURL(),
 		// A pull request from another repository runs code the pipeline's
@@ -101,12 +90,12 @@ func FromPullRequest(pr *github.PullRequest) PullRequest {
 }
 
 // OpenPullRequests lists repo's open pull requests, every page.
-func (c *Client) OpenPullRequests(ctx context.Context, repo string) ([]PullRequest, error) {
+func (c *Client) OpenPullRequests(ctx context.Context, repo string) ([]pipelines.PullRequest, error) {
 	gc, owner, name, err := c.api(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
-	var out []PullRequest
+	var out []pipelines.PullRequest
 	opts := &github.PullRequestListOptions{State: "open", ListOptions: github.ListOptions{PerPage: 100}}
 	for {
 		list, resp, err := gc.PullRequests.List(ctx, owner, name, opts)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/drover/drover/pipelines"
 	"github.com/google/go-github/v60/github"
 )
 
@@ -90,27 +91,20 @@ func truncate(s string, n int) string {
 	return s[:n-1] + "…"
 }
 
-// Head is a branch's newest commit and where to clone the repository.
-type Head struct {
-	Commit   string
-	Message  string
-	CloneURL string
-}
-
 // BranchHead reads branch's newest commit in repo, and the repository's
 // clone URL, which a push webhook would have carried.
-func (c *Client) BranchHead(ctx context.Context, repo, branch string) (Head, error) {
+func (c *Client) BranchHead(ctx context.Context, repo, branch string) (pipelines.BranchHead, error) {
 	gc, owner, name, err := c.api(ctx, repo)
 	if err != nil {
-		return Head{}, err
+		return pipelines.BranchHead{}, err
 	}
 	b, _, err := gc.Repositories.GetBranch(ctx, owner, name, branch, 1)
 	if err != nil {
-		return Head{}, fmt.Errorf("branch %s of %s: %w", branch, repo, rateLimited(err, time.Now()))
+		return pipelines.BranchHead{}, fmt.Errorf("branch %s of %s: %w", branch, repo, rateLimited(err, time.Now()))
 	}
 	r, _, err := gc.Repositories.Get(ctx, owner, name)
 	if err != nil {
-		return Head{}, fmt.Errorf("repository %s: %w", repo, rateLimited(err, time.Now()))
+		return pipelines.BranchHead{}, fmt.Errorf("repository %s: %w", repo, rateLimited(err, time.Now()))
 	}
-	return Head{Commit: b.GetCommit().GetSHA(), Message: b.GetCommit().GetCommit().GetMessage(), CloneURL: r.GetCloneURL()}, nil
+	return pipelines.BranchHead{Commit: b.GetCommit().GetSHA(), Message: b.GetCommit().GetCommit().GetMessage(), CloneURL: r.GetCloneURL()}, nil
 }

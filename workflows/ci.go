@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drover/drover/gh"
+	"github.com/drover/drover/pipelines"
 )
 
 // SignalCI tells a deploy waiting for CI that its commit's checks changed;
@@ -36,7 +37,7 @@ func supersede(ctx workflow.Context, child workflow.ChildWorkflowFuture, newer s
 
 // CIReader reads a commit's CI verdict.
 type CIReader interface {
-	CIState(ctx context.Context, repo, sha string, required []string) (gh.Verdict, error)
+	CIState(ctx context.Context, repo, sha string, required []string) (pipelines.CIVerdict, error)
 }
 
 // CheckCIInput names a commit whose CI to read.
@@ -48,9 +49,9 @@ type CheckCIInput struct {
 
 // CheckCI reads the commit's CI verdict from GitHub. Without a GitHub
 // client it is an error: a stage waits for CI only when one is configured.
-func (a *Activities) CheckCI(ctx context.Context, in CheckCIInput) (gh.Verdict, error) {
+func (a *Activities) CheckCI(ctx context.Context, in CheckCIInput) (pipelines.CIVerdict, error) {
 	if a.CI == nil {
-		return gh.Verdict{}, refuse("wait_for_ci is set but drover has no GitHub token (github.token_env)")
+		return pipelines.CIVerdict{}, refuse("wait_for_ci is set but drover has no GitHub token (github.token_env)")
 	}
 	v, err := a.CI.CIState(ctx, in.Repo, in.Commit, in.Required)
 	return v, retryAfterRateLimit(err)
@@ -86,17 +87,17 @@ func waitForCI(ctx workflow.Context, in DeployInput) (string, error) {
 	supersede := workflow.GetSignalChannel(ctx, SignalSupersede)
 	start := workflow.Now(ctx)
 	for {
-		var v gh.Verdict
+		var v pipelines.CIVerdict
 		if err := workflow.ExecuteActivity(actx, a.CheckCI, CheckCIInput{Repo: in.Repo, Commit: in.Commit, Required: p.RequiredChecks}).Get(ctx, &v); err != nil {
 			return "", fmt.Errorf("read CI of %s: %w", short(in.Commit), err)
 		}
 		waited := workflow.Now(ctx).Sub(start)
 		switch {
-		case v.State == gh.CIFailure:
+		case v.State == pipelines.CIFailure:
 			return "", refuse("CI failed for %s: %s %s", short(in.Commit), v.Failing, v.FailingURL)
-		case v.State == gh.CISuccess && !v.None:
+		case v.State == pipelines.CISuccess && !v.None:
 			return "", nil
-		case v.State == gh.CISuccess && waited >= p.Grace:
+		case v.State == pipelines.CISuccess && waited >= p.Grace:
 			return fmt.Sprintf("no CI checks or statuses were reported within %s; deployed without CI", p.Grace), nil
 		case waited >= p.Timeout:
 			return "", refuse("CI of %s did not finish within %s; still waiting on %s", short(in.Commit), p.Timeout, strings.Join(v.Waiting, ", "))

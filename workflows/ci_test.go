@@ -11,17 +11,18 @@ import (
 
 	"github.com/drover/drover/gh"
 	"github.com/drover/drover/gh/ghtest"
+	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/workflows"
 )
 
 // fakeCI answers with verdicts in turn, repeating the last.
 type fakeCI struct {
 	mu       sync.Mutex
-	verdicts []gh.Verdict
+	verdicts []pipelines.CIVerdict
 	calls    int
 }
 
-func (f *fakeCI) CIState(ctx context.Context, repo, sha string, required []string) (gh.Verdict, error) {
+func (f *fakeCI) CIState(ctx context.Context, repo, sha string, required []string) (pipelines.CIVerdict, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	v := f.verdicts[min(f.calls, len(f.verdicts)-1)]
@@ -30,10 +31,10 @@ func (f *fakeCI) CIState(ctx context.Context, repo, sha string, required []strin
 }
 
 var (
-	pending = gh.Verdict{State: gh.CIPending, Waiting: []string{"test"}}
-	green   = gh.Verdict{State: gh.CISuccess}
-	red     = gh.Verdict{State: gh.CIFailure, Failing: "test (failure)", FailingURL: "https://github.com/o/r/runs/1"}
-	none    = gh.Verdict{State: gh.CISuccess, None: true}
+	pending = pipelines.CIVerdict{State: pipelines.CIPending, Waiting: []string{"test"}}
+	green   = pipelines.CIVerdict{State: pipelines.CISuccess}
+	red     = pipelines.CIVerdict{State: pipelines.CIFailure, Failing: "test (failure)", FailingURL: "https://github.com/o/r/runs/1"}
+	none    = pipelines.CIVerdict{State: pipelines.CISuccess, None: true}
 )
 
 // TestWaitForCI drives a deploy's wait for CI through drover's GitHub
@@ -167,11 +168,11 @@ func TestWaitForCIIgnoresDroversOwnStatus(t *testing.T) {
 // are pending.
 type ciBySHA struct {
 	mu    sync.Mutex
-	state map[string]gh.Verdict
+	state map[string]pipelines.CIVerdict
 	reads map[string]int
 }
 
-func (c *ciBySHA) CIState(ctx context.Context, repo, sha string, required []string) (gh.Verdict, error) {
+func (c *ciBySHA) CIState(ctx context.Context, repo, sha string, required []string) (pipelines.CIVerdict, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.reads[sha]++
@@ -186,7 +187,7 @@ func (c *ciBySHA) CIState(ctx context.Context, repo, sha string, required []stri
 // its hour-long CI timeout), is recorded superseded, and c2 deploys.
 func TestNewerPushSupersedesADeployWaitingForCI(t *testing.T) {
 	f := newFixture(t)
-	ci := &ciBySHA{state: map[string]gh.Verdict{"c2": green}, reads: map[string]int{}}
+	ci := &ciBySHA{state: map[string]pipelines.CIVerdict{"c2": green}, reads: map[string]int{}}
 	rep := &fakeReporter{}
 	f.acts.CI, f.acts.Reporter = ci, rep
 	env := f.env()

@@ -11,7 +11,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/drover/drover/gh"
 	"github.com/drover/drover/pipelines"
 )
 
@@ -31,7 +30,7 @@ func MissedPushScheduleID(app string) string { return "missed-push/" + app }
 
 // BranchReader reads a branch's head from GitHub.
 type BranchReader interface {
-	BranchHead(ctx context.Context, repo, branch string) (gh.Head, error)
+	BranchHead(ctx context.Context, repo, branch string) (pipelines.BranchHead, error)
 }
 
 // PushQueue queues pushes and knows which deploys exist; the Starter is one.
@@ -64,9 +63,9 @@ type BranchHeadInput struct {
 }
 
 // BranchHead reads the branch's head from GitHub.
-func (a *Activities) BranchHead(ctx context.Context, in BranchHeadInput) (gh.Head, error) {
+func (a *Activities) BranchHead(ctx context.Context, in BranchHeadInput) (pipelines.BranchHead, error) {
 	if a.Branches == nil {
-		return gh.Head{}, refuse("missed-push reconciliation needs GitHub credentials (github.token_env or github.app_id)")
+		return pipelines.BranchHead{}, refuse("missed-push reconciliation needs GitHub credentials (github.token_env or github.app_id)")
 	}
 	h, err := a.Branches.BranchHead(ctx, in.Repo, in.Branch)
 	return h, retryAfterRateLimit(err)
@@ -136,7 +135,7 @@ func scheduledOptions(timeout time.Duration) workflow.ActivityOptions {
 // queues its head when drover never saw it.
 func MissedPushWorkflow(ctx workflow.Context, in MissedPushInput) (MissedPushResult, error) {
 	actx := workflow.WithActivityOptions(ctx, scheduledOptions(30*time.Second))
-	var head gh.Head
+	var head pipelines.BranchHead
 	if err := workflow.ExecuteActivity(actx, a.BranchHead, BranchHeadInput{Repo: in.Request.Repo, Branch: in.Branch}).Get(ctx, &head); err != nil {
 		return MissedPushResult{}, fmt.Errorf("read the head of %s %s: %w", in.Request.Repo, in.Branch, err)
 	}

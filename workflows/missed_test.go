@@ -7,17 +7,16 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/drover/drover/gh"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/workflows"
 )
 
 type fakeBranches struct {
-	head gh.Head
+	head pipelines.BranchHead
 	err  error
 }
 
-func (f *fakeBranches) BranchHead(ctx context.Context, repo, branch string) (gh.Head, error) {
+func (f *fakeBranches) BranchHead(ctx context.Context, repo, branch string) (pipelines.BranchHead, error) {
 	return f.head, f.err
 }
 
@@ -63,7 +62,7 @@ func TestMissedPushWorkflow(t *testing.T) {
 				t.Fatal(err)
 			}
 			q := &fakeQueue{exists: map[string]bool{tt.exists: true}}
-			br := &fakeBranches{head: gh.Head{Commit: tt.head, Message: "Fix the thing\n\nlong text", CloneURL: "https://github.com/octo-org/hello.git"}}
+			br := &fakeBranches{head: pipelines.BranchHead{Commit: tt.head, Message: "Fix the thing\n\nlong text", CloneURL: "https://github.com/octo-org/hello.git"}}
 			if tt.ghDown {
 				br.err = errors.New("502 Bad Gateway")
 			}

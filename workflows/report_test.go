@@ -11,7 +11,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/drover/drover/gh"
+	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/workflows"
 )
 
@@ -60,17 +60,17 @@ func (r *fakeReporter) CommitStatus(ctx context.Context, repo, sha, context, sta
 func TestDeployIsReportedToGitHub(t *testing.T) {
 	tests := []struct {
 		name     string
-		ci       []gh.Verdict
+		ci       []pipelines.CIVerdict
 		fail     bool
 		ok       bool
 		statuses string
 		commit   string
 	}{
-		{"success", []gh.Verdict{green}, false, true, "77:queued: 77:in_progress: 77:success:http://a.test", "drover/staging:pending drover/staging:pending drover/staging:success"},
-		{"CI red", []gh.Verdict{red}, false, false, "77:queued: 77:failure:", "drover/staging:pending drover/staging:failure"},
-		{"GitHub down never fails a deploy", []gh.Verdict{green}, true, true, "", ""},
+		{"success", []pipelines.CIVerdict{green}, false, true, "77:queued: 77:in_progress: 77:success:http://a.test", "drover/staging:pending drover/staging:pending drover/staging:success"},
+		{"CI red", []pipelines.CIVerdict{red}, false, false, "77:queued: 77:failure:", "drover/staging:pending drover/staging:failure"},
+		{"GitHub down never fails a deploy", []pipelines.CIVerdict{green}, true, true, "", ""},
 		// A region drover cannot reach is drover's trouble, not the code's.
-		{"region unreachable", []gh.Verdict{green}, false, false, "77:queued: 77:in_progress: 77:error:", "drover/staging:pending drover/staging:pending drover/staging:error"},
+		{"region unreachable", []pipelines.CIVerdict{green}, false, false, "77:queued: 77:in_progress: 77:error:", "drover/staging:pending drover/staging:pending drover/staging:error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/drover/drover/gh"
 	"github.com/drover/drover/pipelines"
 )
 
@@ -41,7 +40,7 @@ type PREvent struct {
 	Action string
 	// PR is the pull request as GitHub last described it; a PRCreate or
 	// PRDestroy from drover itself may carry only its number.
-	PR gh.PullRequest
+	PR pipelines.PullRequest
 	// Reason says why, for PRDestroy.
 	Reason string `json:",omitempty"`
 	// By is who asked, for PRCreate and PRDestroy.
@@ -70,7 +69,7 @@ type ReviewInput struct {
 	Number   int
 	Stage    ReviewStage
 	// PR is the pull request as last heard of.
-	PR gh.PullRequest
+	PR pipelines.PullRequest
 	// Allowed is true once someone deployed the pull request on purpose:
 	// a draft then deploys on every push.
 	Allowed bool `json:",omitempty"`
@@ -230,7 +229,7 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 		}
 		if needPR {
 			needPR = false
-			var pr gh.PullRequest
+			var pr pipelines.PullRequest
 			if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, shortOptions()), a.ReadPullRequest,
 				ReadPullRequestInput{Repo: in.Stage.Request.Repo, Number: in.Number}).Get(ctx, &pr); err != nil {
 				log.Error("read pull request", "app", in.App, "error", err)

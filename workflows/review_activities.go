@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/drover/drover/deployments/slugs"
-	"github.com/drover/drover/gh"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
 )
@@ -21,8 +20,8 @@ type Commenter interface {
 
 // PullRequestReader reads a pull request from GitHub.
 type PullRequestReader interface {
-	PullRequest(ctx context.Context, repo string, number int) (gh.PullRequest, error)
-	OpenPullRequests(ctx context.Context, repo string) ([]gh.PullRequest, error)
+	PullRequest(ctx context.Context, repo string, number int) (pipelines.PullRequest, error)
+	OpenPullRequests(ctx context.Context, repo string) ([]pipelines.PullRequest, error)
 }
 
 // AppJSONFile is Heroku's app manifest at a repository's root.
@@ -36,7 +35,7 @@ type PrepareReviewInput struct {
 	App      string
 	Pipeline string
 	Repo     string
-	PR       gh.PullRequest
+	PR       pipelines.PullRequest
 	Regions  []string
 	Slug     string
 	// ConfigFrom is the app whose config vars a new review app copies.
@@ -271,9 +270,9 @@ type ReadPullRequestInput struct {
 }
 
 // ReadPullRequest reads a pull request's head and state from GitHub.
-func (a *Activities) ReadPullRequest(ctx context.Context, in ReadPullRequestInput) (gh.PullRequest, error) {
+func (a *Activities) ReadPullRequest(ctx context.Context, in ReadPullRequestInput) (pipelines.PullRequest, error) {
 	if a.PullRequests == nil {
-		return gh.PullRequest{}, refuse("reading pull request #%d needs GitHub credentials (github.token_env or github.app_id)", in.Number)
+		return pipelines.PullRequest{}, refuse("reading pull request #%d needs GitHub credentials (github.token_env or github.app_id)", in.Number)
 	}
 	pr, err := a.PullRequests.PullRequest(ctx, in.Repo, in.Number)
 	return pr, retryAfterRateLimit(err)
@@ -290,7 +289,7 @@ type EvictInput struct {
 // EvictReviewApp tells a review app's workflow to destroy the app, or
 // starts one that does when none runs.
 func (a *Activities) EvictReviewApp(ctx context.Context, in EvictInput) error {
-	return destroyReviewApp(ctx, a.Reviews, in.Start, PREvent{Action: PRDestroy, PR: gh.PullRequest{Number: in.Start.Number}, Reason: in.Reason})
+	return destroyReviewApp(ctx, a.Reviews, in.Start, PREvent{Action: PRDestroy, PR: pipelines.PullRequest{Number: in.Start.Number}, Reason: in.Reason})
 }
 
 // destroyReviewApp tells a running review app workflow to destroy its

@@ -14,7 +14,6 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/drover/drover/gh"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/workflows"
 )
@@ -98,7 +97,7 @@ func newReviewFixture(t *testing.T) *reviewFixture {
 
 func (rf *reviewFixture) at(d time.Duration, action, head string, edit ...func(*workflows.PREvent)) {
 	rf.env.RegisterDelayedCallback(func() {
-		ev := workflows.PREvent{Action: action, PR: gh.PullRequest{Number: 42, Title: "Add login", Branch: "login", Head: head, CloneURL: "file:///r", Open: true}}
+		ev := workflows.PREvent{Action: action, PR: pipelines.PullRequest{Number: 42, Title: "Add login", Branch: "login", Head: head, CloneURL: "file:///r", Open: true}}
 		for _, e := range edit {
 			e(&ev)
 		}
@@ -308,7 +307,7 @@ func TestReviewAppForkWaitsForSomeoneToDeployIt(t *testing.T) {
 			t.Errorf("comments = %q; want the notice, naming the newest commit", got)
 		}
 	}, 30*time.Minute)
-	rf.at(time.Hour, workflows.PRCreate, "", func(e *workflows.PREvent) { e.PR = gh.PullRequest{Number: 42}; e.By = "admin" })
+	rf.at(time.Hour, workflows.PRCreate, "", func(e *workflows.PREvent) { e.PR = pipelines.PullRequest{Number: 42}; e.By = "admin" })
 	// A newer commit from the fork was not looked at: it waits again.
 	rf.at(90*time.Minute, workflows.PRSynchronize, "c3", fork)
 	rf.env.RegisterDelayedCallback(func() {
@@ -419,7 +418,7 @@ func TestReviewAppMaxAppsEvictsTheIdlest(t *testing.T) {
 // replaces a deploy whose CI has not finished.
 func TestReviewAppPushSupersedesADeployWaitingForCI(t *testing.T) {
 	rf := newReviewFixture(t)
-	rf.acts.CI = &ciBySHA{state: map[string]gh.Verdict{"c2": green}, reads: map[string]int{}}
+	rf.acts.CI = &ciBySHA{state: map[string]pipelines.CIVerdict{"c2": green}, reads: map[string]int{}}
 	rf.at(0, workflows.PROpened, "c1")
 	rf.at(time.Minute, workflows.PRSynchronize, "c2")
 	rf.at(time.Hour, workflows.PRClosed, "c2")

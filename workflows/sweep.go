@@ -8,7 +8,6 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/drover/drover/gh"
 	"github.com/drover/drover/pipelines"
 )
 
@@ -98,7 +97,7 @@ func (a *Activities) SweepReviewApps(ctx context.Context, t ReviewTemplate) (Rev
 		if isOpen[ra.PR] {
 			continue
 		}
-		ev := PREvent{Action: PRDestroy, PR: gh.PullRequest{Number: ra.PR}, Reason: "the pull request is no longer open"}
+		ev := PREvent{Action: PRDestroy, PR: pipelines.PullRequest{Number: ra.PR}, Reason: "the pull request is no longer open"}
 		if err := destroyReviewApp(ctx, a.Reviews, t.For(ra.PR), ev); err != nil {
 			return res, fmt.Errorf("destroy %s: %w", ra.App, err)
 		}

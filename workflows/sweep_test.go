@@ -8,23 +8,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drover/drover/gh"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/workflows"
 )
 
-type fakePRs struct{ open []gh.PullRequest }
+type fakePRs struct{ open []pipelines.PullRequest }
 
-func (f *fakePRs) PullRequest(ctx context.Context, repo string, number int) (gh.PullRequest, error) {
+func (f *fakePRs) PullRequest(ctx context.Context, repo string, number int) (pipelines.PullRequest, error) {
 	for _, pr := range f.open {
 		if pr.Number == number {
 			return pr, nil
 		}
 	}
-	return gh.PullRequest{Number: number}, nil
+	return pipelines.PullRequest{Number: number}, nil
 }
 
-func (f *fakePRs) OpenPullRequests(ctx context.Context, repo string) ([]gh.PullRequest, error) {
+func (f *fakePRs) OpenPullRequests(ctx context.Context, repo string) ([]pipelines.PullRequest, error) {
 	return f.open, nil
 }
 
@@ -77,10 +76,10 @@ func TestReviewSweep(t *testing.T) {
 	put(6, "h6", false) // closed while drover was away; its workflow runs
 	put(7, "h7", false) // closed; its workflow is gone
 	put(8, "h8", false) // open and live, but its workflow is gone
-	pr := func(n int, head string, fork, draft bool) gh.PullRequest {
-		return gh.PullRequest{Number: n, Head: head, CloneURL: "file:///r", Fork: fork, Draft: draft, Open: true}
+	pr := func(n int, head string, fork, draft bool) pipelines.PullRequest {
+		return pipelines.PullRequest{Number: n, Head: head, CloneURL: "file:///r", Fork: fork, Draft: draft, Open: true}
 	}
-	f.acts.PullRequests = &fakePRs{open: []gh.PullRequest{
+	f.acts.PullRequests = &fakePRs{open: []pipelines.PullRequest{
 		pr(1, "h1", false, false), // its opened webhook was lost
 		pr(2, "h2", false, false), // in hand
 		pr(3, "h3", false, false),
