@@ -6,6 +6,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -164,260 +165,307 @@ const idleTimeout = 24 * time.Hour
 // while one runs wait; only the newest waiting push deploys and the older
 // ones are recorded as superseded.
 func AppWorkflow(ctx workflow.Context, in AppInput) error {
-	log := workflow.GetLogger(ctx)
-	pushes := workflow.GetSignalChannel(ctx, SignalDeploy)
-	ops := workflow.GetSignalChannel(ctx, SignalOperation)
-	autodeploy := workflow.GetSignalChannel(ctx, SignalAutoDeploy)
-	actx := workflow.WithActivityOptions(ctx, shortOptions())
-	status := AppStatus{}
-	if err := workflow.SetQueryHandler(ctx, QueryQueue, func() (AppStatus, error) {
-		st := status
-		for _, p := range in.Pending {
-			if p.Op != nil {
-				st.Waiting = append(st.Waiting, p.Op.ID)
-			} else if p.Push != nil {
-				st.Waiting = append(st.Waiting, DeployWorkflowID(in.App, p.Push.Commit))
-			}
-		}
-		return st, nil
-	}); err != nil {
+	q := &appQueue{AppInput: in, ctx: ctx, log: workflow.GetLogger(ctx),
+		actx:       workflow.WithActivityOptions(ctx, shortOptions()),
+		pushes:     workflow.GetSignalChannel(ctx, SignalDeploy),
+		ops:        workflow.GetSignalChannel(ctx, SignalOperation),
+		autodeploy: workflow.GetSignalChannel(ctx, SignalAutoDeploy),
+		seen:       map[string]bool{},
+	}
+	return q.run()
+}
+
+// appQueue is an AppWorkflow's state; its methods are the queue's steps.
+// The order of their commands is what saved histories replay: change it
+// only behind workflow.GetVersion.
+type appQueue struct {
+	AppInput
+	ctx  workflow.Context
+	log  log.Logger
+	actx workflow.Context // short activities
+
+	pushes, ops, autodeploy workflow.ReceiveChannel
+	status                  AppStatus
+	seen                    map[string]bool
+}
+
+func (q *appQueue) run() error {
+	if err := workflow.SetQueryHandler(q.ctx, QueryQueue, q.query); err != nil {
 		return err
 	}
 	// A queue carried over from before operations existed.
-	if in.Queued != nil {
-		in.Pending = append([]Pending{{Push: in.Queued}}, in.Pending...)
-		in.Queued = nil
+	if q.Queued != nil {
+		q.Pending = append([]Pending{{Push: q.Queued}}, q.Pending...)
+		q.Queued = nil
 	}
-	seen := map[string]bool{}
-	for _, c := range in.Seen {
-		seen[c] = true
+	for _, c := range q.Seen {
+		q.seen[c] = true
 	}
-	remember := func(commit string) {
-		if !seen[commit] {
-			seen[commit] = true
-			in.Seen = append(in.Seen, commit)
-			if len(in.Seen) > maxSeen {
-				delete(seen, in.Seen[0])
-				in.Seen = in.Seen[1:]
-			}
-		}
-	}
-	forget := func(commit string) {
-		delete(seen, commit)
-		for i, c := range in.Seen {
-			if c == commit {
-				in.Seen = append(in.Seen[:i], in.Seen[i+1:]...)
-				break
-			}
-		}
-	}
-	// skip records a push that auto-deploy will not deploy. It is not
-	// remembered as seen: once resumed, pushing it again deploys it.
-	skip := func(req DeployRequest) {
-		err := workflow.ExecuteActivity(actx, a.RecordSkipped, RecordSkippedInput{
-			App: in.App, Commit: req.Commit, Operation: DeployWorkflowID(in.App, req.Commit) + "@skipped@" + workflow.Now(ctx).UTC().Format("20060102T150405.000"),
-			Reason: fmt.Sprintf("push of %s skipped: %s; run `drover autodeploy resume %s`", short(req.Commit), in.Paused, in.App),
-		}).Get(ctx, nil)
-		if err != nil {
-			log.Error("record skipped push", "app", in.App, "commit", req.Commit, "error", err)
-		}
-	}
-	// enqueue takes a push; a push already waiting is superseded by it, and
-	// the newest waits at the back. Promotions and rollbacks never collapse.
-	enqueue := func(req DeployRequest) {
-		if seen[req.Commit] {
-			log.Info("push already seen", "app", in.App, "commit", req.Commit)
-			return
-		}
-		if in.Paused != "" {
-			skip(req)
-			return
-		}
-		remember(req.Commit)
-		for i, p := range in.Pending {
-			if p.Push != nil {
-				in.Superseded = append(in.Superseded, RecordSupersededInput{
-					App: in.App, Commit: p.Push.Commit, SupersededBy: req.Commit,
-					Operation: DeployWorkflowID(in.App, p.Push.Commit) + "@superseded",
-				})
-				in.Pending = append(in.Pending[:i], in.Pending[i+1:]...)
-				break
-			}
-		}
-		in.Pending = append(in.Pending, Pending{Push: &req})
-		status.Queued = req.Commit
-	}
-	enqueueOp := func(op Operation) {
-		in.Pending = append(in.Pending, Pending{Op: &op})
-	}
-	// recordSuperseded writes the superseded pushes into the ledger. It runs
-	// between operations, so they are numbered after the release that was
-	// running when they arrived, in the order they came.
-	recordSuperseded := func() {
-		for _, sup := range in.Superseded {
-			if err := workflow.ExecuteActivity(actx, a.RecordSuperseded, sup).Get(ctx, nil); err != nil {
-				log.Error("record superseded push", "app", in.App, "commit", sup.Commit, "error", err)
-			}
-		}
-		in.Superseded = nil
-	}
-	setAutoDeploy := func(ad AutoDeploy) {
-		in.Paused = ""
-		if ad.Paused {
-			in.Paused = ad.Reason
-			if in.Paused == "" {
-				in.Paused = "auto-deploy paused"
-			}
-		}
-		status.Paused = in.Paused
-	}
-	status.Paused = in.Paused
-	receive := func(sel workflow.Selector) {
-		sel.AddReceive(autodeploy, func(c workflow.ReceiveChannel, more bool) {
-			var ad AutoDeploy
-			c.Receive(ctx, &ad)
-			setAutoDeploy(ad)
-		})
-		sel.AddReceive(pushes, func(c workflow.ReceiveChannel, more bool) {
-			var req DeployRequest
-			c.Receive(ctx, &req)
-			enqueue(req)
-		})
-		sel.AddReceive(ops, func(c workflow.ReceiveChannel, more bool) {
-			var op Operation
-			c.Receive(ctx, &op)
-			enqueueOp(op)
-		})
-	}
-	drain := func() {
-		for {
-			var req DeployRequest
-			var op Operation
-			var ad AutoDeploy
-			switch {
-			case autodeploy.ReceiveAsync(&ad):
-				setAutoDeploy(ad)
-			case pushes.ReceiveAsync(&req):
-				enqueue(req)
-			case ops.ReceiveAsync(&op):
-				enqueueOp(op)
-			default:
-				return
-			}
-		}
-	}
-
+	q.status.Paused = q.Paused
 	for {
-		drain()
-		recordSuperseded()
-		if len(in.Pending) == 0 {
+		q.drain()
+		q.recordSuperseded()
+		if len(q.Pending) == 0 {
 			// Idle: continue as new here, where nothing runs, once the
 			// history is long; every signal is drained first so none is lost.
-			if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-				return workflow.NewContinueAsNewError(ctx, AppWorkflow, in)
+			if workflow.GetInfo(q.ctx).GetContinueAsNewSuggested() {
+				return workflow.NewContinueAsNewError(q.ctx, AppWorkflow, q.AppInput)
 			}
-			// Wait for the next push or operation, or end after a long idle
-			// spell: the next one starts a fresh queue with signal-with-start.
-			idle := false
-			tctx, cancelTimer := workflow.WithCancel(ctx)
-			sel := workflow.NewSelector(ctx)
-			receive(sel)
-			sel.AddFuture(workflow.NewTimer(tctx, idleTimeout), func(workflow.Future) { idle = true })
-			sel.Select(ctx)
-			cancelTimer()
-			if idle {
-				drain()
-				if len(in.Pending) == 0 {
-					return nil
-				}
+			if q.waitIdle() {
+				return nil
 			}
 			continue
 		}
-		next := in.Pending[0]
-		in.Pending = in.Pending[1:]
-		opts := workflow.ChildWorkflowOptions{ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON}
-		var child workflow.ChildWorkflowFuture
-		var label string
-		onFailure := func() {}
-		req := next.request()
-		opts.WorkflowRunTimeout = req.runTimeout()
-		switch {
-		case next.Push != nil:
-			req := *next.Push
-			if status.Queued == req.Commit {
-				status.Queued = ""
-			}
-			label = req.Commit
-			opts.WorkflowID = DeployWorkflowID(in.App, req.Commit)
-			// A failed deploy of a commit may be tried again by pushing it
-			// again; a succeeded or running one never runs twice.
-			opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
-			child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), DeployWorkflow, DeployInput{App: in.App, DeployRequest: req})
-		case next.Op != nil && next.Op.Promote != nil:
-			label, opts.WorkflowID = next.Op.ID, next.Op.ID
-			child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), PromoteWorkflow, *next.Op.Promote)
-		case next.Op != nil && next.Op.Rollback != nil:
-			label, opts.WorkflowID = next.Op.ID, next.Op.ID
-			// From the moment a manual rollback starts, pushes must not
-			// silently undo it: auto-deploy pauses until resumed, and
-			// un-pauses only if the rollback fails.
-			pausedBefore := in.Paused
-			setAutoDeploy(AutoDeploy{Paused: true, Reason: RollbackPauseReason(next.Op.ID)})
-			// Pushes that came after the rollback was asked for are
-			// skipped too, or they would undo it the moment it ends.
-			rest := in.Pending[:0]
-			for _, p := range in.Pending {
-				if p.Push != nil {
-					forget(p.Push.Commit)
-					skip(*p.Push)
-					status.Queued = ""
-					continue
-				}
-				rest = append(rest, p)
-			}
-			in.Pending = rest
-			onFailure = func() { setAutoDeploy(AutoDeploy{Paused: pausedBefore != "", Reason: pausedBefore}) }
-			child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), RollbackWorkflow, *next.Op.Rollback)
-		case next.Op != nil && next.Op.Change != nil:
-			label, opts.WorkflowID = next.Op.ID, next.Op.ID
-			child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), ChangeWorkflow, *next.Op.Change)
-		default:
-			log.Error("unknown queue entry; dropped", "app", in.App)
-			continue
-		}
-		status.Running = label
-		recordQueueDepth(ctx, in.App, len(in.Pending)+1)
-		done := false
-		// A push waiting for CI gives way to a newer push to its branch:
-		// the newer one is told to it once, and it ends unless it is past
-		// the wait.
-		told := ""
-		for !done {
-			sel := workflow.NewSelector(ctx)
-			sel.AddFuture(child, func(f workflow.Future) {
-				done = true
-				var res DeployResult
-				if err := f.Get(ctx, &res); err != nil {
-					if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
-						log.Info("operation already exists", "app", in.App, "operation", label)
-						return
-					}
-					log.Warn("operation failed", "app", in.App, "operation", label, "error", err)
-					if next.Push != nil {
-						forget(next.Push.Commit)
-					}
-					onFailure()
-					endAbandoned(ctx, in.App, opts.WorkflowID, req, err)
-				}
-			})
-			receive(sel)
-			sel.Select(ctx)
-			if !done && next.Push != nil && next.Push.CI != nil && status.Queued != "" && status.Queued != told {
-				told = status.Queued
-				supersede(ctx, child, told)
-			}
-		}
-		status.Running = ""
-		recordQueueDepth(ctx, in.App, len(in.Pending))
+		next := q.Pending[0]
+		q.Pending = q.Pending[1:]
+		q.runNext(next)
 	}
+}
+
+// query answers QueryQueue.
+func (q *appQueue) query() (AppStatus, error) {
+	st := q.status
+	for _, p := range q.Pending {
+		if p.Op != nil {
+			st.Waiting = append(st.Waiting, p.Op.ID)
+		} else if p.Push != nil {
+			st.Waiting = append(st.Waiting, DeployWorkflowID(q.App, p.Push.Commit))
+		}
+	}
+	return st, nil
+}
+
+// waitIdle waits for the next push or operation, or reports true after a
+// long idle spell with nothing queued: the next one starts a fresh queue
+// with signal-with-start.
+func (q *appQueue) waitIdle() bool {
+	idle := false
+	tctx, cancelTimer := workflow.WithCancel(q.ctx)
+	sel := workflow.NewSelector(q.ctx)
+	q.receive(sel)
+	sel.AddFuture(workflow.NewTimer(tctx, idleTimeout), func(workflow.Future) { idle = true })
+	sel.Select(q.ctx)
+	cancelTimer()
+	if idle {
+		q.drain()
+		return len(q.Pending) == 0
+	}
+	return false
+}
+
+func (q *appQueue) remember(commit string) {
+	if !q.seen[commit] {
+		q.seen[commit] = true
+		q.Seen = append(q.Seen, commit)
+		if len(q.Seen) > maxSeen {
+			delete(q.seen, q.Seen[0])
+			q.Seen = q.Seen[1:]
+		}
+	}
+}
+
+func (q *appQueue) forget(commit string) {
+	delete(q.seen, commit)
+	for i, c := range q.Seen {
+		if c == commit {
+			q.Seen = append(q.Seen[:i], q.Seen[i+1:]...)
+			break
+		}
+	}
+}
+
+// skip records a push that auto-deploy will not deploy. It is not
+// remembered as seen: once resumed, pushing it again deploys it.
+func (q *appQueue) skip(req DeployRequest) {
+	err := workflow.ExecuteActivity(q.actx, a.RecordSkipped, RecordSkippedInput{
+		App: q.App, Commit: req.Commit, Operation: DeployWorkflowID(q.App, req.Commit) + "@skipped@" + workflow.Now(q.ctx).UTC().Format("20060102T150405.000"),
+		Reason: fmt.Sprintf("push of %s skipped: %s; run `drover autodeploy resume %s`", short(req.Commit), q.Paused, q.App),
+	}).Get(q.ctx, nil)
+	if err != nil {
+		q.log.Error("record skipped push", "app", q.App, "commit", req.Commit, "error", err)
+	}
+}
+
+// enqueue takes a push; a push already waiting is superseded by it, and
+// the newest waits at the back. Promotions and rollbacks never collapse.
+func (q *appQueue) enqueue(req DeployRequest) {
+	if q.seen[req.Commit] {
+		q.log.Info("push already seen", "app", q.App, "commit", req.Commit)
+		return
+	}
+	if q.Paused != "" {
+		q.skip(req)
+		return
+	}
+	q.remember(req.Commit)
+	for i, p := range q.Pending {
+		if p.Push != nil {
+			q.Superseded = append(q.Superseded, RecordSupersededInput{
+				App: q.App, Commit: p.Push.Commit, SupersededBy: req.Commit,
+				Operation: DeployWorkflowID(q.App, p.Push.Commit) + "@superseded",
+			})
+			q.Pending = append(q.Pending[:i], q.Pending[i+1:]...)
+			break
+		}
+	}
+	q.Pending = append(q.Pending, Pending{Push: &req})
+	q.status.Queued = req.Commit
+}
+
+func (q *appQueue) enqueueOp(op Operation) {
+	q.Pending = append(q.Pending, Pending{Op: &op})
+}
+
+// recordSuperseded writes the superseded pushes into the ledger. It runs
+// between operations, so they are numbered after the release that was
+// running when they arrived, in the order they came.
+func (q *appQueue) recordSuperseded() {
+	for _, sup := range q.Superseded {
+		if err := workflow.ExecuteActivity(q.actx, a.RecordSuperseded, sup).Get(q.ctx, nil); err != nil {
+			q.log.Error("record superseded push", "app", q.App, "commit", sup.Commit, "error", err)
+		}
+	}
+	q.Superseded = nil
+}
+
+func (q *appQueue) setAutoDeploy(ad AutoDeploy) {
+	q.Paused = ""
+	if ad.Paused {
+		q.Paused = ad.Reason
+		if q.Paused == "" {
+			q.Paused = "auto-deploy paused"
+		}
+	}
+	q.status.Paused = q.Paused
+}
+
+// receive adds the queue's signals to sel.
+func (q *appQueue) receive(sel workflow.Selector) {
+	sel.AddReceive(q.autodeploy, func(c workflow.ReceiveChannel, more bool) {
+		var ad AutoDeploy
+		c.Receive(q.ctx, &ad)
+		q.setAutoDeploy(ad)
+	})
+	sel.AddReceive(q.pushes, func(c workflow.ReceiveChannel, more bool) {
+		var req DeployRequest
+		c.Receive(q.ctx, &req)
+		q.enqueue(req)
+	})
+	sel.AddReceive(q.ops, func(c workflow.ReceiveChannel, more bool) {
+		var op Operation
+		c.Receive(q.ctx, &op)
+		q.enqueueOp(op)
+	})
+}
+
+// drain takes every signal already received.
+func (q *appQueue) drain() {
+	for {
+		var req DeployRequest
+		var op Operation
+		var ad AutoDeploy
+		switch {
+		case q.autodeploy.ReceiveAsync(&ad):
+			q.setAutoDeploy(ad)
+		case q.pushes.ReceiveAsync(&req):
+			q.enqueue(req)
+		case q.ops.ReceiveAsync(&op):
+			q.enqueueOp(op)
+		default:
+			return
+		}
+	}
+}
+
+// runNext runs one queue entry as a child workflow and waits for it,
+// taking signals meanwhile.
+func (q *appQueue) runNext(next Pending) {
+	ctx := q.ctx
+	opts := workflow.ChildWorkflowOptions{ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON}
+	var child workflow.ChildWorkflowFuture
+	var label string
+	onFailure := func() {}
+	req := next.request()
+	opts.WorkflowRunTimeout = req.runTimeout()
+	switch {
+	case next.Push != nil:
+		req := *next.Push
+		if q.status.Queued == req.Commit {
+			q.status.Queued = ""
+		}
+		label = req.Commit
+		opts.WorkflowID = DeployWorkflowID(q.App, req.Commit)
+		// A failed deploy of a commit may be tried again by pushing it
+		// again; a succeeded or running one never runs twice.
+		opts.WorkflowIDReusePolicy = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
+		child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), DeployWorkflow, DeployInput{App: q.App, DeployRequest: req})
+	case next.Op != nil && next.Op.Promote != nil:
+		label, opts.WorkflowID = next.Op.ID, next.Op.ID
+		child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), PromoteWorkflow, *next.Op.Promote)
+	case next.Op != nil && next.Op.Rollback != nil:
+		label, opts.WorkflowID = next.Op.ID, next.Op.ID
+		onFailure = q.pauseForRollback(next.Op.ID)
+		child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), RollbackWorkflow, *next.Op.Rollback)
+	case next.Op != nil && next.Op.Change != nil:
+		label, opts.WorkflowID = next.Op.ID, next.Op.ID
+		child = workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), ChangeWorkflow, *next.Op.Change)
+	default:
+		q.log.Error("unknown queue entry; dropped", "app", q.App)
+		return
+	}
+	q.status.Running = label
+	recordQueueDepth(ctx, q.App, len(q.Pending)+1)
+	done := false
+	// A push waiting for CI gives way to a newer push to its branch:
+	// the newer one is told to it once, and it ends unless it is past
+	// the wait.
+	told := ""
+	for !done {
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(child, func(f workflow.Future) {
+			done = true
+			var res DeployResult
+			if err := f.Get(ctx, &res); err != nil {
+				if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+					q.log.Info("operation already exists", "app", q.App, "operation", label)
+					return
+				}
+				q.log.Warn("operation failed", "app", q.App, "operation", label, "error", err)
+				if next.Push != nil {
+					q.forget(next.Push.Commit)
+				}
+				onFailure()
+				endAbandoned(ctx, q.App, opts.WorkflowID, req, err)
+			}
+		})
+		q.receive(sel)
+		sel.Select(ctx)
+		if !done && next.Push != nil && next.Push.CI != nil && q.status.Queued != "" && q.status.Queued != told {
+			told = q.status.Queued
+			supersede(ctx, child, told)
+		}
+	}
+	q.status.Running = ""
+	recordQueueDepth(ctx, q.App, len(q.Pending))
+}
+
+// pauseForRollback pauses auto-deploy as a manual rollback starts, so
+// pushes do not silently undo it (until resumed), and skips the pushes
+// waiting behind it, or they would undo it the moment it ends. It returns
+// what undoes the pause if the rollback fails.
+func (q *appQueue) pauseForRollback(operation string) (onFailure func()) {
+	pausedBefore := q.Paused
+	q.setAutoDeploy(AutoDeploy{Paused: true, Reason: RollbackPauseReason(operation)})
+	rest := q.Pending[:0]
+	for _, p := range q.Pending {
+		if p.Push != nil {
+			q.forget(p.Push.Commit)
+			q.skip(*p.Push)
+			q.status.Queued = ""
+			continue
+		}
+		rest = append(rest, p)
+	}
+	q.Pending = rest
+	return func() { q.setAutoDeploy(AutoDeploy{Paused: pausedBefore != "", Reason: pausedBefore}) }
 }
