@@ -22,7 +22,9 @@ import (
 
 // Operations starts promotions and rollbacks and reports on them.
 type Operations interface {
-	StartOperation(ctx context.Context, app string, op workflows.Operation) error
+	// StartOperation queues op and says how many run or wait before it
+	// (-1: not known).
+	StartOperation(ctx context.Context, app string, op workflows.Operation) (int, error)
 	OperationState(ctx context.Context, id string) (workflows.OperationState, error)
 	SetAutoDeploy(ctx context.Context, app string, ad workflows.AutoDeploy) error
 	Approve(ctx context.Context, operation string, ap workflows.Approval) error
@@ -38,6 +40,9 @@ type Operation struct {
 	Error string `json:"error,omitempty"`
 	// Release is the release the operation made, once it made one.
 	Release *pipelines.Release `json:"release,omitempty"`
+	// Ahead, in the answer that queues it, is how many operations and
+	// pushes of the app run or wait before it.
+	Ahead *int `json:"ahead,omitempty"`
 }
 
 // registerOperations mounts the operation routes on groups that check the
@@ -329,12 +334,21 @@ func (s *Server) startOperation(c *gin.Context, app string, op workflows.Operati
 	case op.Change != nil:
 		op.Change.RequestedBy = by
 	}
-	if err := s.Operations.StartOperation(c.Request.Context(), app, op); err != nil {
+	ahead, err := s.Operations.StartOperation(c.Request.Context(), app, op)
+	switch {
+	case errors.Is(err, pipelines.ErrConflict) || errors.Is(err, pipelines.ErrInvalid):
+		s.failErr(c, err)
+		return
+	case err != nil:
 		s.logger().Error("start operation", "operation", op.ID, "error", err)
-		fail(c, http.StatusServiceUnavailable, "unavailable", "could not queue the "+op.Kind+"; is drover's worker running?")
+		fail(c, http.StatusServiceUnavailable, "unavailable", "could not queue the "+op.Kind+"; is Temporal reachable?")
 		return
 	}
-	c.JSON(http.StatusAccepted, Operation{ID: op.ID, Kind: op.Kind, App: app, State: workflows.OperationQueued})
+	answer := Operation{ID: op.ID, Kind: op.Kind, App: app, State: workflows.OperationQueued}
+	if ahead >= 0 {
+		answer.Ahead = &ahead
+	}
+	c.JSON(http.StatusAccepted, answer)
 }
 
 // OpReview is the kind of a review app's operation: its workflow, which

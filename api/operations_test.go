@@ -28,9 +28,9 @@ type fakeOps struct {
 	running   map[string]string
 }
 
-func (f *fakeOps) StartOperation(ctx context.Context, app string, op workflows.Operation) error {
+func (f *fakeOps) StartOperation(ctx context.Context, app string, op workflows.Operation) (int, error) {
 	f.started, f.apps = append(f.started, op), append(f.apps, app)
-	return nil
+	return len(f.started) - 1, nil
 }
 
 func (f *fakeOps) SetAutoDeploy(ctx context.Context, app string, ad workflows.AutoDeploy) error {
@@ -128,7 +128,7 @@ func TestPromoteAndRollbackEndpoints(t *testing.T) {
 	}{
 		{"pipelines", "GET", "/api/v1/pipelines", "Bearer " + token, "", 200, `"name":"hello","repo":"octo-org/hello","stages":{"production":{"app":"hello"`, ""},
 		{"pipelines of another pipeline's token", "GET", "/api/v1/pipelines", "Bearer other-token", "", 200, "[]", ""},
-		{"promote by pipeline", "POST", "/api/v1/pipelines/hello/promote", "Bearer " + token, "", 202, `"kind":"promote","app":"hello"`, "promote/hello"},
+		{"promote by pipeline", "POST", "/api/v1/pipelines/hello/promote", "Bearer " + token, "", 202, `"kind":"promote","app":"hello","state":"queued","ahead":0}`, "promote/hello"},
 		{"promote by staging app", "POST", "/api/v1/pipelines/hello-staging/promote", "Bearer " + token, `{"release":"v7"}`, 202, `"state":"queued"`, "promote/hello"},
 		{"promote unknown", "POST", "/api/v1/pipelines/nope/promote", "Bearer " + token, "", 404, "no pipeline or app named nope", ""},
 		{"promote bad version", "POST", "/api/v1/pipelines/hello/promote", "Bearer " + token, `{"release":"seven"}`, 400, "want vN", ""},

@@ -133,6 +133,25 @@ func endAbandoned(ctx workflow.Context, app, operation string, req DeployRequest
 	}
 }
 
+// UpdateQueue hands an operation to an app's queue and answers, once the
+// queue has it, with its place (Queued). Its validator refuses an
+// operation with nothing to do and one already queued or running. It
+// replaces SignalOperation, which a queue still takes, for callers that
+// cannot wait for a worker.
+const UpdateQueue = "queue"
+
+// Queued is UpdateQueue's answer.
+type Queued struct {
+	// Ahead is how many operations and pushes run or wait before it.
+	Ahead int
+}
+
+// Error types of UpdateQueue's validator.
+const (
+	QueueErrInvalid   = "QueueInvalid"
+	QueueErrDuplicate = "QueueDuplicate"
+)
+
 // AppStatus is what QueryQueue answers.
 type AppStatus struct {
 	Running string
@@ -171,6 +190,7 @@ func AppWorkflow(ctx workflow.Context, in AppInput) error {
 		ops:        workflow.GetSignalChannel(ctx, SignalOperation),
 		autodeploy: workflow.GetSignalChannel(ctx, SignalAutoDeploy),
 		seen:       map[string]bool{},
+		woken:      workflow.NewBufferedChannel(ctx, 1),
 	}
 	return q.run()
 }
@@ -185,12 +205,19 @@ type appQueue struct {
 	actx workflow.Context // short activities
 
 	pushes, ops, autodeploy workflow.ReceiveChannel
-	status                  AppStatus
-	seen                    map[string]bool
+	// woken wakes the queue when an update handler has queued something;
+	// handlers run beside the queue's loop, which waits on its channels.
+	woken  workflow.Channel
+	status AppStatus
+	seen   map[string]bool
 }
 
 func (q *appQueue) run() error {
 	if err := workflow.SetQueryHandler(q.ctx, QueryQueue, q.query); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(q.ctx, UpdateQueue, q.queue,
+		workflow.UpdateHandlerOptions{Validator: q.validateQueue}); err != nil {
 		return err
 	}
 	// A queue carried over from before operations existed.
@@ -312,8 +339,48 @@ func (q *appQueue) enqueue(req DeployRequest) {
 	q.status.Queued = req.Commit
 }
 
+// enqueueOp queues an operation once: one that came by both UpdateQueue
+// and SignalOperation (a caller falling back) is queued by the first.
 func (q *appQueue) enqueueOp(op Operation) {
+	if q.has(op.ID) {
+		q.log.Info("operation already queued", "app", q.App, "operation", op.ID)
+		return
+	}
 	q.Pending = append(q.Pending, Pending{Op: &op})
+}
+
+// has reports whether operation id runs or waits in the queue.
+func (q *appQueue) has(id string) bool {
+	if q.status.Running == id {
+		return true
+	}
+	for _, p := range q.Pending {
+		if p.Op != nil && p.Op.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (q *appQueue) validateQueue(op Operation) error {
+	if op.ID == "" || (op.Promote == nil && op.Rollback == nil && op.Change == nil) {
+		return temporal.NewApplicationError("an operation needs an ID and one of promote, rollback or change", QueueErrInvalid)
+	}
+	if q.has(op.ID) {
+		return temporal.NewApplicationError("operation "+op.ID+" is already queued", QueueErrDuplicate)
+	}
+	return nil
+}
+
+// queue is UpdateQueue's handler.
+func (q *appQueue) queue(ctx workflow.Context, op Operation) (Queued, error) {
+	ahead := len(q.Pending)
+	if q.status.Running != "" {
+		ahead++
+	}
+	q.enqueueOp(op)
+	q.woken.SendAsync(true)
+	return Queued{Ahead: ahead}, nil
 }
 
 // recordSuperseded writes the superseded pushes into the ledger. It runs
@@ -341,6 +408,7 @@ func (q *appQueue) setAutoDeploy(ad AutoDeploy) {
 
 // receive adds the queue's signals to sel.
 func (q *appQueue) receive(sel workflow.Selector) {
+	sel.AddReceive(q.woken, func(c workflow.ReceiveChannel, more bool) { c.Receive(q.ctx, nil) })
 	sel.AddReceive(q.autodeploy, func(c workflow.ReceiveChannel, more bool) {
 		var ad AutoDeploy
 		c.Receive(q.ctx, &ad)
@@ -360,6 +428,7 @@ func (q *appQueue) receive(sel workflow.Selector) {
 
 // drain takes every signal already received.
 func (q *appQueue) drain() {
+	q.woken.ReceiveAsync(nil)
 	for {
 		var req DeployRequest
 		var op Operation

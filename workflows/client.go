@@ -48,19 +48,61 @@ func (s *Starter) Deploy(ctx context.Context, app string, req DeployRequest) err
 	return nil
 }
 
-// StartOperation hands a promotion or rollback to app's queue, starting the
-// queue if it is not running. It runs after whatever is already queued.
-func (s *Starter) StartOperation(ctx context.Context, app string, op Operation) error {
+// queueWait bounds how long StartOperation waits for a worker to take an
+// operation before it falls back on a signal, which waits for one durably.
+const queueWait = 10 * time.Second
+
+// StartOperation hands a promotion, rollback or change to app's queue,
+// starting the queue if it is not running, and returns how many operations
+// run or wait before it (-1 when it could not be told). It runs after
+// whatever is already queued. The queue's validator refuses an operation
+// already queued (pipelines.ErrConflict) or with nothing to do
+// (pipelines.ErrInvalid). When no worker takes the update in time, or the
+// queue predates it, the operation goes by signal instead: it still
+// runs, once, when a worker is there.
+func (s *Starter) StartOperation(ctx context.Context, app string, op Operation) (int, error) {
 	in, err := s.appInput(ctx, app)
 	if err != nil {
-		return err
+		return -1, err
 	}
+	uctx, cancel := context.WithTimeout(ctx, queueWait)
+	defer cancel()
+	start := s.Client.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+		ID: AppWorkflowID(app), TaskQueue: TaskQueue, WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, AppWorkflow, in)
+	h, err := s.Client.UpdateWithStartWorkflow(uctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: start,
+		UpdateOptions: client.UpdateWorkflowOptions{WorkflowID: AppWorkflowID(app), UpdateName: UpdateQueue, Args: []any{op},
+			WaitForStage: client.WorkflowUpdateStageCompleted},
+	})
+	var q Queued
+	if err == nil {
+		err = h.Get(uctx, &q)
+	}
+	if err == nil {
+		return q.Ahead, nil
+	}
+	var refused *temporal.ApplicationError
+	if errors.As(err, &refused) {
+		switch refused.Type() {
+		case QueueErrDuplicate:
+			return -1, fmt.Errorf("queue %s of %s: %s: %w", op.Kind, app, refused.Message(), pipelines.ErrConflict)
+		case QueueErrInvalid:
+			return -1, fmt.Errorf("queue %s of %s: %s: %w", op.Kind, app, refused.Message(), pipelines.ErrInvalid)
+		}
+	}
+	if ctx.Err() != nil {
+		return -1, fmt.Errorf("queue %s of %s: %w", op.Kind, app, ctx.Err())
+	}
+	// No worker in time, a queue from before the update, or one ending
+	// as the update came: a signal waits for the worker and starts a new
+	// queue if need be; the queue takes the operation once either way.
 	_, err = s.Client.SignalWithStartWorkflow(ctx, AppWorkflowID(app), SignalOperation, op,
 		client.StartWorkflowOptions{TaskQueue: TaskQueue}, AppWorkflow, in)
 	if err != nil {
-		return fmt.Errorf("queue %s of %s: %w", op.Kind, app, err)
+		return -1, fmt.Errorf("queue %s of %s: %w", op.Kind, app, err)
 	}
-	return nil
+	return -1, nil
 }
 
 // SignalCI tells the deploy of commit to app that its CI changed. It

@@ -393,3 +393,65 @@ func TestApproveUpdateAnswersWhetherItCounted(t *testing.T) {
 		t.Fatalf("v1 = %s %q", r.Status, r.Description)
 	}
 }
+
+// TestQueueUpdateSaysWhereTheOperationWaits: queueing through the update
+// answers with how many run or wait before the operation; it refuses an
+// operation already queued and one with nothing to do, and a copy that
+// comes by signal too (a caller falling back) runs once.
+func TestQueueUpdateSaysWhereTheOperationWaits(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.deploy(t, "c0"); err != nil {
+		t.Fatal(err)
+	}
+	env := f.env()
+	env.OnActivity(f.acts.Build, mock.Anything, mock.Anything).After(time.Minute).Return(
+		func(ctx context.Context, in workflows.BuildInput) (workflows.BuildResult, error) {
+			return workflows.BuildResult{Slug: digest(in.Commit), Procfile: pipelines.Procfile{{Type: "web", Command: "bin/web"}}}, nil
+		})
+	answers := map[string]string{}
+	queue := func(name string, op workflows.Operation) {
+		env.UpdateWorkflow(workflows.UpdateQueue, name, &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { answers[name] = "rejected: " + err.Error() },
+			OnAccept: func() {},
+			OnComplete: func(res any, err error) {
+				answers[name] = fmt.Sprintf("ahead %d %v", res.(workflows.Queued).Ahead, err)
+			},
+		}, op)
+	}
+	change1 := change(nil, "first change")
+	change2 := change(nil, "second change")
+	op1 := workflows.Operation{ID: "config/hello-staging/n1", Kind: workflows.OpConfig, Change: &change1}
+	op2 := workflows.Operation{ID: "config/hello-staging/n2", Kind: workflows.OpConfig, Change: &change2}
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalDeploy, workflows.DeployRequest{Repo: "octo-org/hello", CloneURL: "file:///r", Commit: "c1", Regions: []string{"a", "b"}})
+	}, 0)
+	env.RegisterDelayedCallback(func() {
+		queue("first", op1)  // behind the running deploy of c1
+		queue("second", op2) // behind it and op1
+		queue("again", op1)  // already queued
+		queue("empty", workflows.Operation{ID: "config/hello-staging/n3"})
+		env.SignalWorkflow(workflows.SignalOperation, op2) // the same, by signal
+	}, 10*time.Second)
+	env.ExecuteWorkflow(workflows.AppWorkflow, workflows.AppInput{App: app})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"first":  "ahead 1 <nil>",
+		"second": "ahead 2 <nil>",
+		"again":  "rejected: operation config/hello-staging/n1 is already queued",
+		"empty":  "rejected: an operation needs an ID and one of promote, rollback or change",
+	} {
+		if !strings.HasPrefix(answers[name], want) {
+			t.Errorf("%s: %q, want %q", name, answers[name], want)
+		}
+	}
+	rs, _ := f.store.Releases(context.Background(), app, 0)
+	var got []string
+	for i := len(rs) - 1; i >= 0; i-- {
+		got = append(got, rs[i].Name()+":"+rs[i].Description)
+	}
+	if want := "v1: v2: v3:first change v4:second change"; strings.Join(got, " ") != want {
+		t.Fatalf("ledger = %s\nwant     %s", strings.Join(got, " "), want)
+	}
+}

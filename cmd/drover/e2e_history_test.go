@@ -126,6 +126,18 @@ func TestE2ERecordHistories(t *testing.T) {
 				t.Fatalf("ps:scale made %+v", r)
 			}
 			h.keep(t, ctx, "scale.json", op.ID, "ChangeWorkflow")
+			// Production's queue took the promotion, the config change and
+			// the scale by update (UpdateQueue), as the API queues them.
+			app := h.keep(t, ctx, "app-queue-update.json", workflows.AppWorkflowID("hello"), "AppWorkflow")
+			updates := 0
+			for _, e := range app {
+				if e.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest().GetInput().GetName() == workflows.UpdateQueue {
+					updates++
+				}
+			}
+			if updates != 3 {
+				t.Fatalf("production's queue took %d operations by update, want 3", updates)
+			}
 		}},
 		{"manual rollback pauses auto-deploy", func(t *testing.T, s *stack) {
 			// v2 was superseded and never ran: the rollback goes to v3.

@@ -835,6 +835,22 @@ func TestE2EPromoteAndRollback(t *testing.T) {
 	}
 	s.answersEverywhere(ctx, "hello", 2, "A from hello v5")
 
+	// The queue says where an operation waits: two re-releases asked for
+	// back to back, the second behind the first.
+	var first, second api.Operation
+	if err := s.call(ctx, "POST", "/api/v1/apps/hello/releases", `{"description": "first"}`, &first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.call(ctx, "POST", "/api/v1/apps/hello/releases", `{"description": "second"}`, &second); err != nil {
+		t.Fatal(err)
+	}
+	if first.Ahead == nil || *first.Ahead != 0 || second.Ahead == nil || *second.Ahead != 1 {
+		t.Fatalf("ahead of the first %v, of the second %v; want 0 and 1", first.Ahead, second.Ahead)
+	}
+	if v6, v7 := s.waitRelease(ctx, "hello", 6), s.waitRelease(ctx, "hello", 7); v6.Description != "first" || v7.Description != "second" || v7.Status != pipelines.ReleaseSucceeded {
+		t.Fatalf("v6 %q, v7 %q %s", v6.Description, v7.Description, v7.Status)
+	}
+
 	// Rolling staging back pauses its auto-deploy: the next push is
 	// recorded as skipped, and deploys once resumed and pushed again.
 	cli("rollback", "hello-staging")

@@ -125,7 +125,11 @@ func followOperation(ctx context.Context, c *apiClient, s Streams, op api.Operat
 		if opts.JSON {
 			return printJSON(s.Out, op)
 		}
-		fmt.Fprintf(s.Out, "%s queued as %s\nfollow it with: drover operations watch %s\n", op.Kind, op.ID, op.ID)
+		fmt.Fprintf(s.Out, "%s queued as %s\n", op.Kind, op.ID)
+		if op.Ahead != nil && *op.Ahead > 0 {
+			fmt.Fprintf(s.Out, "%d other operation(s) of %s run or wait before it\n", *op.Ahead, op.App)
+		}
+		fmt.Fprintf(s.Out, "follow it with: drover operations watch %s\n", op.ID)
 		return nil
 	}
 	progress := s.Err
@@ -133,6 +137,9 @@ func followOperation(ctx context.Context, c *apiClient, s Streams, op api.Operat
 		progress = io.Discard
 	}
 	fmt.Fprintf(progress, "operation %s\n", op.ID)
+	if op.Ahead != nil && *op.Ahead > 0 {
+		fmt.Fprintf(progress, "  queued behind %d other operation(s) of %s\n", *op.Ahead, op.App)
+	}
 	if link := temporalLink(op.ID); link != "" {
 		fmt.Fprintf(progress, "  %s\n", link)
 	}
