@@ -7,6 +7,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -123,8 +124,6 @@ var reviewTeardownRetry = &temporal.RetryPolicy{InitialInterval: time.Second, Ba
 // up to date, and destroys the app in every region when the pull request
 // closes, when someone asks, or after the stage's TTL without a deploy.
 func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
-	log := workflow.GetLogger(ctx)
-	events := workflow.GetSignalChannel(ctx, SignalPullRequest)
 	if in.LastActive.IsZero() {
 		in.LastActive = workflow.Now(ctx)
 	}
@@ -134,186 +133,235 @@ func ReviewAppWorkflow(ctx workflow.Context, in ReviewInput) error {
 	if in.ContinueAfter <= 0 {
 		in.ContinueAfter = 100
 	}
-	var (
-		closing   *PREvent // set once the app is to be destroyed
-		deploying string
-		child     workflow.ChildWorkflowFuture
-		cancel    workflow.CancelFunc
-		handled   int
-		needPR    bool
-		told      string // the newer head a waiting deploy was told of
-	)
-	if err := workflow.SetQueryHandler(ctx, QueryReview, func() (ReviewState, error) {
-		return ReviewState{App: in.App, Head: in.PR.Head, Deployed: in.Deployed, Deploying: deploying, Closed: closing != nil}, nil
-	}); err != nil {
+	r := &reviewApp{ReviewInput: in, ctx: ctx, log: workflow.GetLogger(ctx), events: workflow.GetSignalChannel(ctx, SignalPullRequest)}
+	return r.run()
+}
+
+// reviewApp is a ReviewAppWorkflow's state; its methods are the workflow's
+// steps. The order of their commands is what saved histories replay:
+// change it only behind workflow.GetVersion.
+type reviewApp struct {
+	ReviewInput
+	ctx    workflow.Context
+	log    log.Logger
+	events workflow.ReceiveChannel
+
+	closing   *PREvent // set once the app is to be destroyed
+	deploying string
+	child     workflow.ChildWorkflowFuture
+	cancel    workflow.CancelFunc
+	handled   int
+	needPR    bool
+	told      string // the newer head a waiting deploy was told of
+}
+
+func (r *reviewApp) run() error {
+	ctx := r.ctx
+	if err := workflow.SetQueryHandler(ctx, QueryReview, r.query); err != nil {
 		return err
 	}
-	// drain takes the events already received, without waiting.
-	drain := func() []PREvent {
-		var evs []PREvent
-		for {
-			var ev PREvent
-			if !events.ReceiveAsync(&ev) {
-				return evs
-			}
-			evs = append(evs, ev)
-		}
+	for _, ev := range r.Pending {
+		r.handle(ev)
 	}
-	comment := func(body string) {
-		in.Comment = commentOnPR(ctx, in, body)
-	}
-	handle := func(ev PREvent) {
-		handled++
-		if ev.PR.Number != 0 && ev.PR.Head != "" {
-			in.PR = ev.PR
-		}
-		switch ev.Action {
-		case PRClosed, PRDestroy:
-			if closing == nil {
-				e := ev
-				if e.Reason == "" {
-					e.Reason = "the pull request was closed"
-				}
-				closing = &e
-			}
-		case PRCreate:
-			// On purpose: a fork or a draft deploys, and a failed head is
-			// tried again.
-			in.Allowed, in.AllowedHead = true, in.PR.Head
-			in.Noticed, in.Failed = "", ""
-			if in.PR.Head == "" {
-				// Asked for before any webhook told this workflow of the
-				// pull request: GitHub says where its head is.
-				needPR = true
-			}
-		case PRReopened:
-			// A new life: whatever ran before was destroyed.
-			in.Deployed, in.Failed, in.Postdeployed = "", "", false
-		}
-	}
-	for _, ev := range in.Pending {
-		handle(ev)
-	}
-	in.Pending = nil
-
-	// wants returns the head to deploy now, or "" with a notice to give.
-	wants := func() (string, string) {
-		head := in.PR.Head
-		switch {
-		case closing != nil || head == "" || head == in.Deployed || head == in.Failed:
-			return "", ""
-		case in.PR.Fork && head != in.AllowedHead:
-			return "", "fork@" + head
-		case in.PR.Draft && !in.Stage.DeployDrafts && !in.Allowed:
-			return "", "draft"
-		}
-		return head, ""
-	}
-
+	r.Pending = nil
 	for {
-		if closing != nil && child == nil {
-			if err := teardownReview(ctx, &in, *closing); err != nil {
-				return err
-			}
-			// A pull request reopened (or pushed to) while its app was
-			// torn down starts a new life, not lost with this run.
-			again := drain()
-			for _, ev := range again {
-				if ev.Action != PRClosed && ev.Action != PRDestroy {
-					fresh := ReviewInput{Pipeline: in.Pipeline, App: in.App, Number: in.Number, Stage: in.Stage, PR: in.PR,
-						Comment: in.Comment, Pending: again, ContinueAfter: in.ContinueAfter}
-					return workflow.NewContinueAsNewError(ctx, ReviewAppWorkflow, fresh)
-				}
-			}
-			return nil
+		if r.closing != nil && r.child == nil {
+			return r.teardown()
 		}
-		if needPR {
-			needPR = false
-			var pr pipelines.PullRequest
-			if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, shortOptions()), a.ReadPullRequest,
-				ReadPullRequestInput{Repo: in.Stage.Request.Repo, Number: in.Number}).Get(ctx, &pr); err != nil {
-				log.Error("read pull request", "app", in.App, "error", err)
-				comment(fmt.Sprintf("drover could not read pull request #%d from GitHub to deploy it: %s", in.Number, reason(err)))
-			} else {
-				in.PR = pr
-				in.AllowedHead = pr.Head
-				if !pr.Open && closing == nil {
-					closing = &PREvent{Action: PRDestroy, Reason: "the pull request is closed"}
-				}
-			}
+		if r.needPR {
+			r.readPR()
 		}
-		if child == nil {
-			head, notice := wants()
-			if notice != "" && notice != in.Noticed {
-				in.Noticed = notice
-				comment(reviewNotice(in, notice))
-			}
-			if head != "" {
-				var err error
-				child, cancel, err = startReviewDeploy(ctx, &in, head)
-				if err != nil {
-					log.Error("review app not deployed", "app", in.App, "commit", head, "error", err)
-					in.Failed = head
-					comment(reviewFailed(in, head, err))
-					child = nil
-					continue
-				}
-				deploying = head
-			}
+		if r.child == nil && !r.startDeploy() {
+			continue
 		}
-		if child == nil && (handled >= in.ContinueAfter || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) {
-			in.Pending = append(in.Pending, drain()...)
-			return workflow.NewContinueAsNewError(ctx, ReviewAppWorkflow, in)
+		if r.child == nil && (r.handled >= r.ContinueAfter || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) {
+			r.Pending = append(r.Pending, r.drain()...)
+			return workflow.NewContinueAsNewError(ctx, ReviewAppWorkflow, r.ReviewInput)
 		}
-
-		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(events, func(c workflow.ReceiveChannel, more bool) {
-			var ev PREvent
-			c.Receive(ctx, &ev)
-			handle(ev)
-		})
-		var ttlCancel workflow.CancelFunc
-		expired := false
-		if child != nil {
-			sel.AddFuture(child, func(f workflow.Future) {
-				var res DeployResult
-				err := f.Get(ctx, &res)
-				child, cancel = nil, nil
-				finishReviewDeploy(ctx, &in, deploying, res, err, closing != nil)
-				deploying = ""
-			})
-		} else {
-			// The TTL runs only while nothing deploys.
-			var tctx workflow.Context
-			tctx, ttlCancel = workflow.WithCancel(ctx)
-			wait := in.LastActive.Add(in.Stage.TTL).Sub(workflow.Now(ctx))
-			sel.AddFuture(workflow.NewTimer(tctx, max(wait, time.Millisecond)), func(workflow.Future) { expired = true })
-		}
-		sel.Select(ctx)
-		if ttlCancel != nil {
-			ttlCancel()
-		}
-		if expired && closing == nil {
-			closing = &PREvent{Action: PRDestroy, Reason: fmt.Sprintf("no deploy for %s (the review stage's ttl)", in.Stage.TTL)}
-			if !in.Created {
+		if expired := r.wait(); expired && r.closing == nil {
+			r.closing = &PREvent{Action: PRDestroy, Reason: fmt.Sprintf("no deploy for %s (the review stage's ttl)", r.Stage.TTL)}
+			if !r.Created {
 				// Nothing was ever made: say nothing and end.
 				return nil
 			}
 		}
-		if child != nil {
-			head, _ := wants()
-			switch {
-			case closing != nil:
-				// Stop the deploy where it is; it records its release
-				// failed, and teardown removes whatever it started.
-				cancel()
-			case head != "" && head != deploying && head != told && in.Stage.Request.CI != nil:
-				// A newer push: a deploy still waiting for CI gives way
-				// (one past the wait finishes, and the newer head follows).
-				told = head
-				supersede(ctx, child, head)
-			}
+		if r.child != nil {
+			r.steerDeploy()
 		}
+	}
+}
+
+func (r *reviewApp) query() (ReviewState, error) {
+	return ReviewState{App: r.App, Head: r.PR.Head, Deployed: r.Deployed, Deploying: r.deploying, Closed: r.closing != nil}, nil
+}
+
+// drain takes the events already received, without waiting.
+func (r *reviewApp) drain() []PREvent {
+	var evs []PREvent
+	for {
+		var ev PREvent
+		if !r.events.ReceiveAsync(&ev) {
+			return evs
+		}
+		evs = append(evs, ev)
+	}
+}
+
+func (r *reviewApp) comment(body string) {
+	r.Comment = commentOnPR(r.ctx, r.ReviewInput, body)
+}
+
+func (r *reviewApp) handle(ev PREvent) {
+	r.handled++
+	if ev.PR.Number != 0 && ev.PR.Head != "" {
+		r.PR = ev.PR
+	}
+	switch ev.Action {
+	case PRClosed, PRDestroy:
+		if r.closing == nil {
+			e := ev
+			if e.Reason == "" {
+				e.Reason = "the pull request was closed"
+			}
+			r.closing = &e
+		}
+	case PRCreate:
+		// On purpose: a fork or a draft deploys, and a failed head is
+		// tried again.
+		r.Allowed, r.AllowedHead = true, r.PR.Head
+		r.Noticed, r.Failed = "", ""
+		if r.PR.Head == "" {
+			// Asked for before any webhook told this workflow of the
+			// pull request: GitHub says where its head is.
+			r.needPR = true
+		}
+	case PRReopened:
+		// A new life: whatever ran before was destroyed.
+		r.Deployed, r.Failed, r.Postdeployed = "", "", false
+	}
+}
+
+// wants returns the head to deploy now, or "" with a notice to give.
+func (r *reviewApp) wants() (string, string) {
+	head := r.PR.Head
+	switch {
+	case r.closing != nil || head == "" || head == r.Deployed || head == r.Failed:
+		return "", ""
+	case r.PR.Fork && head != r.AllowedHead:
+		return "", "fork@" + head
+	case r.PR.Draft && !r.Stage.DeployDrafts && !r.Allowed:
+		return "", "draft"
+	}
+	return head, ""
+}
+
+// teardown destroys the app and ends the run; a pull request reopened (or
+// pushed to) while its app was torn down starts a new life, not lost with
+// this run.
+func (r *reviewApp) teardown() error {
+	if err := teardownReview(r.ctx, &r.ReviewInput, *r.closing); err != nil {
+		return err
+	}
+	again := r.drain()
+	for _, ev := range again {
+		if ev.Action != PRClosed && ev.Action != PRDestroy {
+			fresh := ReviewInput{Pipeline: r.Pipeline, App: r.App, Number: r.Number, Stage: r.Stage, PR: r.PR,
+				Comment: r.Comment, Pending: again, ContinueAfter: r.ContinueAfter}
+			return workflow.NewContinueAsNewError(r.ctx, ReviewAppWorkflow, fresh)
+		}
+	}
+	return nil
+}
+
+// readPR asks GitHub where the pull request's head is.
+func (r *reviewApp) readPR() {
+	r.needPR = false
+	var pr pipelines.PullRequest
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(r.ctx, shortOptions()), a.ReadPullRequest,
+		ReadPullRequestInput{Repo: r.Stage.Request.Repo, Number: r.Number}).Get(r.ctx, &pr); err != nil {
+		r.log.Error("read pull request", "app", r.App, "error", err)
+		r.comment(fmt.Sprintf("drover could not read pull request #%d from GitHub to deploy it: %s", r.Number, reason(err)))
+		return
+	}
+	r.PR = pr
+	r.AllowedHead = pr.Head
+	if !pr.Open && r.closing == nil {
+		r.closing = &PREvent{Action: PRDestroy, Reason: "the pull request is closed"}
+	}
+}
+
+// startDeploy gives the notice the head calls for, if any, and starts
+// deploying the head that should be; false when that failed at once and
+// the loop should look again.
+func (r *reviewApp) startDeploy() bool {
+	head, notice := r.wants()
+	if notice != "" && notice != r.Noticed {
+		r.Noticed = notice
+		r.comment(reviewNotice(r.ReviewInput, notice))
+	}
+	if head == "" {
+		return true
+	}
+	var err error
+	r.child, r.cancel, err = startReviewDeploy(r.ctx, &r.ReviewInput, head)
+	if err != nil {
+		r.log.Error("review app not deployed", "app", r.App, "commit", head, "error", err)
+		r.Failed = head
+		r.comment(reviewFailed(r.ReviewInput, head, err))
+		r.child = nil
+		return false
+	}
+	r.deploying = head
+	return true
+}
+
+// wait waits for an event, the running deploy's end, or (while nothing
+// deploys) the TTL, and reports whether the TTL expired.
+func (r *reviewApp) wait() (expired bool) {
+	ctx := r.ctx
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(r.events, func(c workflow.ReceiveChannel, more bool) {
+		var ev PREvent
+		c.Receive(ctx, &ev)
+		r.handle(ev)
+	})
+	var ttlCancel workflow.CancelFunc
+	if r.child != nil {
+		sel.AddFuture(r.child, func(f workflow.Future) {
+			var res DeployResult
+			err := f.Get(ctx, &res)
+			r.child, r.cancel = nil, nil
+			finishReviewDeploy(ctx, &r.ReviewInput, r.deploying, res, err, r.closing != nil)
+			r.deploying = ""
+		})
+	} else {
+		// The TTL runs only while nothing deploys.
+		var tctx workflow.Context
+		tctx, ttlCancel = workflow.WithCancel(ctx)
+		wait := r.LastActive.Add(r.Stage.TTL).Sub(workflow.Now(ctx))
+		sel.AddFuture(workflow.NewTimer(tctx, max(wait, time.Millisecond)), func(workflow.Future) { expired = true })
+	}
+	sel.Select(ctx)
+	if ttlCancel != nil {
+		ttlCancel()
+	}
+	return expired
+}
+
+// steerDeploy stops the running deploy when the app is closing, and tells
+// one waiting for CI of a newer head.
+func (r *reviewApp) steerDeploy() {
+	head, _ := r.wants()
+	switch {
+	case r.closing != nil:
+		// Stop the deploy where it is; it records its release failed,
+		// and teardown removes whatever it started.
+		r.cancel()
+	case head != "" && head != r.deploying && head != r.told && r.Stage.Request.CI != nil:
+		// A newer push: a deploy still waiting for CI gives way (one
+		// past the wait finishes, and the newer head follows).
+		r.told = head
+		supersede(r.ctx, r.child, head)
 	}
 }
 
