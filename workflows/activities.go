@@ -48,24 +48,14 @@ type Activities struct {
 	Builder Builder
 	Slugs   SlugPaths
 	Regions RegionSet
-	// CI reads commits' CI state; nil when no GitHub token is configured.
-	CI CIReader
-	// Reporter tells GitHub about deploys; nil without a GitHub token.
-	Reporter Reporter
-	// Branches reads branch heads for missed-push reconciliation; nil
-	// without GitHub credentials.
-	Branches BranchReader
+	// GitHub is the GitHub steps' group, which a few of these steps use
+	// too: ending an abandoned release on GitHub, and the review sweep's
+	// read of open pull requests. Nil leaves GitHub out of them.
+	GitHub *GitHubActivities
 	// Queue hands pushes found by reconciliation to apps' queues.
 	Queue PushQueue
-	// Comments keeps drover's comment on pull requests; nil without
-	// GitHub credentials.
-	Comments Commenter
-	// PullRequests reads pull requests; nil without GitHub credentials.
-	PullRequests PullRequestReader
 	// Reviews hands missed pull requests to review app workflows.
 	Reviews ReviewQueue
-	// PublicURL is drover's own base URL, for links in reports.
-	PublicURL func() string
 	// Git authenticates https fetches of private repositories (a token,
 	// or a GitHub App installation's). It is held here, not passed through
 	// workflow inputs, so no token lands in a workflow history.
@@ -618,8 +608,8 @@ func (a *Activities) EndAbandonedRelease(ctx context.Context, in AbandonInput) e
 	if err := a.Store.FinishRelease(ctx, in.App, rel.Version, pipelines.ReleaseFailed, in.Reason); err != nil {
 		return permanentConflict(err)
 	}
-	if in.Repo != "" && in.Environment != "" {
-		if _, err := a.report(ctx, ReportInput{Repo: in.Repo, Commit: rel.Commit, Environment: in.Environment, Operation: in.Operation,
+	if in.Repo != "" && in.Environment != "" && a.GitHub != nil {
+		if _, err := a.GitHub.report(ctx, ReportInput{Repo: in.Repo, Commit: rel.Commit, Environment: in.Environment, Operation: in.Operation,
 			State: gh.StateFailure, Description: in.Reason, Release: rel.Version}); err != nil {
 			a.logger().Warn("report abandoned release", "app", in.App, "operation", in.Operation, "error", err)
 		}

@@ -47,16 +47,6 @@ type CheckCIInput struct {
 	Required []string
 }
 
-// CheckCI reads the commit's CI verdict from GitHub. Without a GitHub
-// client it is an error: a stage waits for CI only when one is configured.
-func (a *Activities) CheckCI(ctx context.Context, in CheckCIInput) (pipelines.CIVerdict, error) {
-	if a.CI == nil {
-		return pipelines.CIVerdict{}, refuse("wait_for_ci is set but drover has no GitHub token (github.token_env)")
-	}
-	v, err := a.CI.CIState(ctx, in.Repo, in.Commit, in.Required)
-	return v, retryAfterRateLimit(err)
-}
-
 // retryAfterRateLimit makes GitHub's rate limits retry when GitHub says,
 // not on the retry policy's schedule.
 func retryAfterRateLimit(err error) error {
@@ -88,7 +78,7 @@ func waitForCI(ctx workflow.Context, in DeployInput) (string, error) {
 	start := workflow.Now(ctx)
 	for {
 		var v pipelines.CIVerdict
-		if err := workflow.ExecuteActivity(actx, a.CheckCI, CheckCIInput{Repo: in.Repo, Commit: in.Commit, Required: p.RequiredChecks}).Get(ctx, &v); err != nil {
+		if err := workflow.ExecuteActivity(actx, gha.CheckCI, CheckCIInput{Repo: in.Repo, Commit: in.Commit, Required: p.RequiredChecks}).Get(ctx, &v); err != nil {
 			return "", fmt.Errorf("read CI of %s: %w", short(in.Commit), err)
 		}
 		waited := workflow.Now(ctx).Sub(start)

@@ -82,7 +82,7 @@ func TestWaitForCI(t *testing.T) {
 					stand.AddCheckRun("octo-org/hello", "c1", "test", "completed", step)
 				}
 			})
-			f.acts.CI = ghClient(t, stand)
+			f.gh.CI = ghClient(t, stand)
 			env := f.env()
 			env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
 			if tt.signalAt > 0 {
@@ -138,7 +138,7 @@ func TestWaitForCIIgnoresDroversOwnStatus(t *testing.T) {
 	stand.AddCheckRun("octo-org/hello", "c1", "test", "completed", "success")
 	stand.AddStatus("octo-org/hello", "c1", "ci/lint", "success")
 	ghc := ghClient(t, stand)
-	f.acts.CI, f.acts.Reporter = ghc, ghc
+	f.gh.CI, f.gh.Reporter = ghc, ghc
 	env := f.env()
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
 	start := env.Now()
@@ -189,7 +189,7 @@ func TestNewerPushSupersedesADeployWaitingForCI(t *testing.T) {
 	f := newFixture(t)
 	ci := &ciBySHA{state: map[string]pipelines.CIVerdict{"c2": green}, reads: map[string]int{}}
 	rep := &fakeReporter{}
-	f.acts.CI, f.acts.Reporter = ci, rep
+	f.gh.CI, f.gh.Reporter = ci, rep
 	env := f.env()
 	push := func(c string) func() {
 		return func() {

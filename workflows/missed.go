@@ -62,15 +62,6 @@ type BranchHeadInput struct {
 	Branch string
 }
 
-// BranchHead reads the branch's head from GitHub.
-func (a *Activities) BranchHead(ctx context.Context, in BranchHeadInput) (pipelines.BranchHead, error) {
-	if a.Branches == nil {
-		return pipelines.BranchHead{}, refuse("missed-push reconciliation needs GitHub credentials (github.token_env or github.app_id)")
-	}
-	h, err := a.Branches.BranchHead(ctx, in.Repo, in.Branch)
-	return h, retryAfterRateLimit(err)
-}
-
 // CommitKnownInput names a commit of an app.
 type CommitKnownInput struct {
 	App    string
@@ -136,7 +127,7 @@ func scheduledOptions(timeout time.Duration) workflow.ActivityOptions {
 func MissedPushWorkflow(ctx workflow.Context, in MissedPushInput) (MissedPushResult, error) {
 	actx := workflow.WithActivityOptions(ctx, scheduledOptions(30*time.Second))
 	var head pipelines.BranchHead
-	if err := workflow.ExecuteActivity(actx, a.BranchHead, BranchHeadInput{Repo: in.Request.Repo, Branch: in.Branch}).Get(ctx, &head); err != nil {
+	if err := workflow.ExecuteActivity(actx, gha.BranchHead, BranchHeadInput{Repo: in.Request.Repo, Branch: in.Branch}).Get(ctx, &head); err != nil {
 		return MissedPushResult{}, fmt.Errorf("read the head of %s %s: %w", in.Request.Repo, in.Branch, err)
 	}
 	res := MissedPushResult{Head: head.Commit}

@@ -66,7 +66,7 @@ func TestMissedPushWorkflow(t *testing.T) {
 			if tt.ghDown {
 				br.err = errors.New("502 Bad Gateway")
 			}
-			f.acts.Branches, f.acts.Queue = br, q
+			f.gh.Branches, f.acts.Queue = br, q
 			env := f.env()
 			stage := pipelines.Stage{Name: "staging", App: app, Branch: "main", Regions: []string{"a"}, WaitForCI: true}
 			env.ExecuteWorkflow(workflows.MissedPushWorkflow, workflows.MissedPushInput{App: app, Branch: "main",

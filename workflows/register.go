@@ -2,8 +2,11 @@ package workflows
 
 import "go.temporal.io/sdk/worker"
 
-// Register registers every workflow and the activities with w.
-func Register(w worker.Registry, acts *Activities) {
+// Register registers every workflow and the activities with drover's own
+// task queue's worker w: acts, and the GitHub steps (gh, which has no
+// client when drover has no GitHub credentials). Region workers register
+// acts alone.
+func Register(w worker.Registry, acts *Activities, gh *GitHubActivities) {
 	w.RegisterWorkflow(AppWorkflow)
 	w.RegisterWorkflow(DeployWorkflow)
 	w.RegisterWorkflow(PromoteWorkflow)
@@ -14,4 +17,5 @@ func Register(w worker.Registry, acts *Activities) {
 	w.RegisterWorkflow(ReviewSweepWorkflow)
 	w.RegisterWorkflow(CollectWorkflow)
 	w.RegisterActivity(acts)
+	w.RegisterActivity(gh)
 }

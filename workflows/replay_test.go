@@ -52,7 +52,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 		covered[typ] = true
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			workflows.Register(&replayRegistry{replayer: r}, nil)
+			workflows.Register(&replayRegistry{replayer: r}, nil, nil)
 			if err := r.ReplayWorkflowHistory(quiet(), h); err != nil {
 				t.Fatalf("replay %s (%s, %d events) against today's %s: %v", file, typ, len(h.GetEvents()), typ, err)
 			}
@@ -176,7 +176,7 @@ func (r *replayRegistry) RegisterActivity(any) {}
 func registeredWorkflows(t *testing.T) []string {
 	t.Helper()
 	r := &replayRegistry{}
-	workflows.Register(r, nil)
+	workflows.Register(r, nil, nil)
 	if len(r.names) == 0 {
 		t.Fatal("workflows.Register registered no workflow")
 	}

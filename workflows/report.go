@@ -9,8 +9,6 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/drover/drover/pipelines"
 )
 
 // Reporter tells GitHub how a deploy goes.
@@ -33,36 +31,6 @@ type ReportInput struct {
 	Release        int
 	// Deployment is the GitHub Deployment's ID; 0 creates (or finds) it.
 	Deployment int64
-}
-
-// Report sets the GitHub Deployment's status and the drover/<environment>
-// commit status, creating the deployment first when needed. Without a
-// Reporter (no GitHub token) it does nothing.
-func (a *Activities) Report(ctx context.Context, in ReportInput) (int64, error) {
-	id, err := a.report(ctx, in)
-	return id, retryAfterRateLimit(err)
-}
-
-func (a *Activities) report(ctx context.Context, in ReportInput) (int64, error) {
-	if a.Reporter == nil {
-		return 0, nil
-	}
-	logURL := ""
-	if a.PublicURL != nil && a.PublicURL() != "" {
-		logURL = a.PublicURL() + "/api/v1/operations/" + in.Operation
-	}
-	id := in.Deployment
-	if id == 0 {
-		var err error
-		if id, err = a.Reporter.StartDeployment(ctx, in.Repo, in.Commit, in.Environment, in.Description, in.Release); err != nil {
-			return 0, err
-		}
-	}
-	if err := a.Reporter.DeploymentStatus(ctx, in.Repo, id, in.State, in.Description, in.EnvironmentURL, logURL); err != nil {
-		return id, err
-	}
-	commitState := map[string]string{"queued": "pending", "in_progress": "pending", "success": "success", "failure": "failure", "error": "error", "inactive": "error"}[in.State]
-	return id, a.Reporter.CommitStatus(ctx, in.Repo, in.Commit, pipelines.StatusContext(in.Environment), commitState, in.Description, logURL)
 }
 
 // reportOptions are for telling GitHub things: a few tries over a few
@@ -95,7 +63,7 @@ func report(ctx workflow.Context, in DeployInput, deployment *int64, state, desc
 	rctx, _ := workflow.NewDisconnectedContext(ctx)
 	rctx = workflow.WithActivityOptions(rctx, reportOptions())
 	var id int64
-	err := workflow.ExecuteActivity(rctx, a.Report, ReportInput{
+	err := workflow.ExecuteActivity(rctx, gha.Report, ReportInput{
 		Repo: in.Repo, Commit: in.Commit, Environment: in.Environment, Operation: workflow.GetInfo(ctx).WorkflowExecution.ID,
 		State: state, Description: description, EnvironmentURL: url, Deployment: *deployment,
 	}).Get(rctx, &id)

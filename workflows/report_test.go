@@ -76,8 +76,8 @@ func TestDeployIsReportedToGitHub(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
 			rep := &fakeReporter{fail: tt.fail}
-			f.acts.Reporter, f.acts.CI = rep, &fakeCI{verdicts: tt.ci}
-			f.acts.PublicURL = func() string { return "http://drover.test" }
+			f.gh.Reporter, f.gh.CI = rep, &fakeCI{verdicts: tt.ci}
+			f.gh.PublicURL = func() string { return "http://drover.test" }
 			f.regions["a"].unreachable = tt.name == "region unreachable"
 			env := f.env()
 			env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
@@ -109,7 +109,7 @@ func TestPromotionIsReportedToGitHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := &fakeReporter{}
-	f.acts.Reporter = rep
+	f.gh.Reporter = rep
 	in := promote(app, 0)
 	in.Repo, in.Environment = "octo-org/hello", "production"
 	if _, err := f.run(t, workflows.PromoteWorkflow, in); err != nil {
@@ -131,7 +131,7 @@ func TestReleaseOutputStaysInDrover(t *testing.T) {
 	f.regions["a"].taskExit = 3
 	f.regions["a"].taskOutput = "DATABASE_URL=postgres://user:hunter2@db/app\n"
 	rep := &fakeReporter{}
-	f.acts.Reporter = rep
+	f.gh.Reporter = rep
 	env := f.env()
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
 	env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{

@@ -277,7 +277,7 @@ func (r *reviewApp) teardown() error {
 func (r *reviewApp) readPR() {
 	r.needPR = false
 	var pr pipelines.PullRequest
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(r.ctx, shortOptions()), a.ReadPullRequest,
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(r.ctx, shortOptions()), gha.ReadPullRequest,
 		ReadPullRequestInput{Repo: r.Stage.Request.Repo, Number: r.Number}).Get(r.ctx, &pr); err != nil {
 		r.log.Error("read pull request", "app", r.App, "error", err)
 		r.comment(fmt.Sprintf("drover could not read pull request #%d from GitHub to deploy it: %s", r.Number, reason(err)))
@@ -501,7 +501,7 @@ func teardownReview(ctx workflow.Context, in *ReviewInput, why PREvent) error {
 func commentOnPR(ctx workflow.Context, in ReviewInput, body string) int64 {
 	cctx := workflow.WithActivityOptions(ctx, reportOptions())
 	id := in.Comment
-	err := workflow.ExecuteActivity(cctx, a.CommentOnPR, CommentInput{
+	err := workflow.ExecuteActivity(cctx, gha.CommentOnPR, CommentInput{
 		Repo: in.Stage.Request.Repo, Number: in.Number, Key: in.App, Body: body, Comment: in.Comment,
 	}).Get(ctx, &id)
 	if err != nil {

@@ -253,29 +253,10 @@ type CommentInput struct {
 	Comment int64
 }
 
-// CommentOnPR sets drover's comment on the pull request. Without GitHub
-// credentials it does nothing.
-func (a *Activities) CommentOnPR(ctx context.Context, in CommentInput) (int64, error) {
-	if a.Comments == nil {
-		return in.Comment, nil
-	}
-	id, err := a.Comments.UpsertComment(ctx, in.Repo, in.Number, in.Key, in.Body, in.Comment)
-	return id, retryAfterRateLimit(err)
-}
-
 // ReadPullRequestInput names a pull request.
 type ReadPullRequestInput struct {
 	Repo   string
 	Number int
-}
-
-// ReadPullRequest reads a pull request's head and state from GitHub.
-func (a *Activities) ReadPullRequest(ctx context.Context, in ReadPullRequestInput) (pipelines.PullRequest, error) {
-	if a.PullRequests == nil {
-		return pipelines.PullRequest{}, refuse("reading pull request #%d needs GitHub credentials (github.token_env or github.app_id)", in.Number)
-	}
-	pr, err := a.PullRequests.PullRequest(ctx, in.Repo, in.Number)
-	return pr, retryAfterRateLimit(err)
 }
 
 // EvictInput is a review app to destroy to make room for another.

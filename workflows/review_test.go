@@ -88,7 +88,7 @@ func newReviewFixture(t *testing.T) *reviewFixture {
 	}
 	f.builder.procfile = pipelines.Procfile{{Type: "web", Command: "bin/web"}}
 	rf := &reviewFixture{fixture: f, comments: &fakeComments{}}
-	f.acts.Comments = rf.comments
+	f.gh.Comments = rf.comments
 	rf.env = f.env()
 	rf.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.ReviewWorkflowID("octo-org/hello", 42)})
 	rf.start = rf.env.Now()
@@ -418,7 +418,7 @@ func TestReviewAppMaxAppsEvictsTheIdlest(t *testing.T) {
 // replaces a deploy whose CI has not finished.
 func TestReviewAppPushSupersedesADeployWaitingForCI(t *testing.T) {
 	rf := newReviewFixture(t)
-	rf.acts.CI = &ciBySHA{state: map[string]pipelines.CIVerdict{"c2": green}, reads: map[string]int{}}
+	rf.gh.CI = &ciBySHA{state: map[string]pipelines.CIVerdict{"c2": green}, reads: map[string]int{}}
 	rf.at(0, workflows.PROpened, "c1")
 	rf.at(time.Minute, workflows.PRSynchronize, "c2")
 	rf.at(time.Hour, workflows.PRClosed, "c2")

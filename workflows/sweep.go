@@ -52,10 +52,10 @@ func ReviewSweepWorkflow(ctx workflow.Context, t ReviewTemplate) (ReviewSweepRes
 // workflow acts on heads, not events.
 func (a *Activities) SweepReviewApps(ctx context.Context, t ReviewTemplate) (ReviewSweepResult, error) {
 	var res ReviewSweepResult
-	if a.PullRequests == nil || a.Reviews == nil {
+	if a.GitHub == nil || a.GitHub.PullRequests == nil || a.Reviews == nil {
 		return res, refuse("sweeping pull requests needs GitHub credentials (github.token_env or github.app_id)")
 	}
-	open, err := a.PullRequests.OpenPullRequests(ctx, t.Repo)
+	open, err := a.GitHub.PullRequests.OpenPullRequests(ctx, t.Repo)
 	if err != nil {
 		return res, retryAfterRateLimit(err)
 	}

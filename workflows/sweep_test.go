@@ -79,7 +79,7 @@ func TestReviewSweep(t *testing.T) {
 	pr := func(n int, head string, fork, draft bool) pipelines.PullRequest {
 		return pipelines.PullRequest{Number: n, Head: head, CloneURL: "file:///r", Fork: fork, Draft: draft, Open: true}
 	}
-	f.acts.PullRequests = &fakePRs{open: []pipelines.PullRequest{
+	f.gh.PullRequests = &fakePRs{open: []pipelines.PullRequest{
 		pr(1, "h1", false, false), // its opened webhook was lost
 		pr(2, "h2", false, false), // in hand
 		pr(3, "h3", false, false),

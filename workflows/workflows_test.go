@@ -184,6 +184,7 @@ type fixture struct {
 	regions regionMap
 	slugs   *fakeSlugs
 	acts    *workflows.Activities
+	gh      *workflows.GitHubActivities
 	runs    int
 }
 
@@ -203,12 +204,14 @@ func newFixture(t *testing.T) *fixture {
 	f.slugs = &fakeSlugs{dir: t.TempDir(), files: map[string]map[string]string{}}
 	f.acts = &workflows.Activities{Store: st, Builder: f.builder, Slugs: f.slugs, Regions: f.regions, HeartbeatEvery: 50 * time.Millisecond,
 		Git: repoTokens{"octo-org/hello": "gh-token"}, Logger: slog.New(slog.DiscardHandler)}
+	f.gh = &workflows.GitHubActivities{Logger: slog.New(slog.DiscardHandler)}
+	f.acts.GitHub = f.gh
 	return f
 }
 
 func (f *fixture) env() *testsuite.TestWorkflowEnvironment {
 	env := f.NewTestWorkflowEnvironment()
-	workflows.Register(env, f.acts)
+	workflows.Register(env, f.acts, f.gh)
 	return env
 }
 

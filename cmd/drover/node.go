@@ -375,7 +375,6 @@ func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflow
 		CheckDeploy:   n.Config.CheckDeploy,
 		Sources:       n.Config.SourceOf,
 		SlugCollector: n.slugs,
-		PublicURL:     public,
 		// Nomad clients fetch slugs from drover's servers over HTTP: from
 		// the region's slug_url, else from drover's public URL, with a
 		// grant valid for the region's slug_url_ttl (rounded up).
@@ -397,16 +396,18 @@ func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflow
 	}
 	// CI waiting and reporting need GitHub's API; without credentials they
 	// are off, and a stage that waits for CI fails its deploys saying so.
+	ghSteps := &workflows.GitHubActivities{PublicURL: public, Logger: n.Logger}
 	if auth != nil {
 		c := &gh.Client{Auth: auth}
 		acts.Git = auth
-		acts.CI, acts.Reporter, acts.Branches, acts.Comments, acts.PullRequests = c, c, c, c, c
+		ghSteps.CI, ghSteps.Reporter, ghSteps.Branches, ghSteps.Comments, ghSteps.PullRequests = c, c, c, c, c
 	}
+	acts.GitHub = ghSteps
 	if err := n.reconcile(ctx, acts); err != nil {
 		return err
 	}
 	main := worker.New(n.client, workflows.TaskQueue, worker.Options{WorkerStopTimeout: workerStopTimeout})
-	workflows.Register(main, acts)
+	workflows.Register(main, acts, ghSteps)
 	n.workers = append(n.workers, main)
 	names := make([]string, 0, len(n.regions))
 	for name := range n.regions {
