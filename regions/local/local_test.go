@@ -32,6 +32,9 @@ var slugPath string
 
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
+// serverBin is the test server's binary, for slugs of other shapes.
+var serverBin string
+
 func runTests(m *testing.M) int {
 	tmp, err := os.MkdirTemp("", "local-region-test-")
 	if err != nil {
@@ -40,6 +43,7 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "server")
+	serverBin = bin
 	build := exec.Command("go", "build", "-o", bin, "./testdata/server")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -60,6 +64,18 @@ func writeSlug(path, bin string) error {
 	if err != nil {
 		return err
 	}
+	return writeSlugFiles(path, []slugFile{{"server", 0o755, data}, {"README", 0o644, []byte("test slug\n")}})
+}
+
+// slugFile is one regular file of a test slug.
+type slugFile struct {
+	name string
+	mode int64
+	data []byte
+}
+
+// writeSlugFiles writes a tar.gz of files, in order.
+func writeSlugFiles(path string, files []slugFile) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -67,11 +83,7 @@ func writeSlug(path, bin string) error {
 	defer f.Close()
 	zw, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
 	tw := tar.NewWriter(zw)
-	for _, e := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{{"server", 0o755, data}, {"README", 0o644, []byte("test slug\n")}} {
+	for _, e := range files {
 		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(e.data)), Typeflag: tar.TypeReg}); err != nil {
 			return err
 		}
@@ -107,6 +119,9 @@ func unpack(_ context.Context, slug, dir string) error {
 		}
 		if h.Typeflag != tar.TypeReg || !filepath.IsLocal(h.Name) {
 			return fmt.Errorf("unexpected entry %q", h.Name)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, h.Name)), 0o755); err != nil {
+			return err
 		}
 		// As slugs.Unpack does: no fork may hold an executable open for
 		// writing, or exec'ing it fails with "text file busy".
@@ -908,5 +923,61 @@ func TestRotateLog(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(path); string(b) != "after\n" {
 		t.Fatal("a small log was rotated")
+	}
+}
+
+// TestProcessesStartAsDynos: a process, and a task (the release phase),
+// starts as Heroku starts a dyno whatever the buildpack: HOME is the app's
+// directory, the slug's bin/ is on PATH (a Procfile names a binary there
+// bare), every .profile.d/*.sh is sourced in order, then .profile, and
+// what they set (exported or not) reaches the command.
+func TestProcessesStartAsDynos(t *testing.T) {
+	t.Parallel()
+	bin, err := os.ReadFile(serverBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slug := filepath.Join(t.TempDir(), "dyno.tgz")
+	if err := writeSlugFiles(slug, []slugFile{
+		{"bin/server", 0o755, bin},
+		{".profile.d/10-first.sh", 0o644, []byte("export RESPONSE=from-profile-d ORDER=first\nPLAIN=not-exported\n")},
+		{".profile.d/20-second.sh", 0o644, []byte("ORDER=\"$ORDER second\"\n")},
+		{".profile.d/notes.txt", 0o644, []byte("export RESPONSE=not-a-script\n")},
+		{".profile", 0o644, []byte("ORDER=\"$ORDER profile\"\n")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := newRegion(t, t.TempDir(), 10*time.Second)
+	d := regions.Deployment{App: "dyno", Release: 1, Slug: regions.Slug{Digest: "sha256:dyno-1", Path: slug},
+		Procfile: pipelines.Procfile{{Type: "web", Command: "server"}}, Formation: pipelines.Formation{"web": 1}}
+	res := mustDeploy(t, r, d)
+	if body := mustAnswerPrefix(t, res.URL); !strings.HasPrefix(body, "from-profile-d web.1 ") {
+		t.Fatalf("web answered %q; want the RESPONSE .profile.d set", body)
+	}
+	task, err := r.RunTask(context.Background(), regions.Task{App: "dyno", Release: 1, Name: "release", ID: "dyno-env", Slug: d.Slug,
+		Command: `echo "home=$HOME pwd=$PWD order=$ORDER plain=$PLAIN server=$(command -v server)"`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := strings.TrimSpace(task.Output)
+	home := strings.TrimSuffix(strings.TrimPrefix(strings.Fields(out)[0], "home="), "/")
+	if want := fmt.Sprintf("home=%[1]s pwd=%[1]s order=first second profile plain=not-exported server=%[1]s/bin/server", home); out != want || task.ExitCode != 0 {
+		t.Fatalf("the release phase saw %q (exit %d)\nwant                  %q", out, task.ExitCode, want)
+	}
+}
+
+// mustAnswerPrefix GETs url until it answers, and returns the body.
+func mustAnswerPrefix(t *testing.T, url string) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		body, err := get(url)
+		if err == nil {
+			return body
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/sandbox"
 )
 
@@ -130,7 +131,7 @@ func (r *Region) startProc(s startSpec) (*proc, error) {
 		s.app, s.version, s.typ, s.index, s.port, time.Now().Format(time.RFC3339))
 	// Its own session and group, and detached: the next drover adopts it.
 	cmd, err := r.sandbox.Command(context.Background(), sandbox.Spec{
-		Args: []string{"sh", "-c", s.command}, Dir: s.dir, Env: s.env,
+		Args: pipelines.DynoArgs(".", s.command), Dir: s.dir, Env: s.env,
 		// It serves PORT on the host's loopback, where the proxy dials it.
 		Network: true, Detach: true,
 	})

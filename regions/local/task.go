@@ -106,9 +106,10 @@ func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResul
 	defer out.Close()
 	// The wrapper shell records the command's exit code in the task's own
 	// dir (its working dir, whatever the command cds to), so a drover
-	// started later can read how a task it did not start ended.
+	// started later can read how a task it did not start ended. The
+	// command starts as a dyno does (pipelines.DynoScript).
 	cmd, err := r.sandbox.Command(ctx, sandbox.Spec{
-		Args: []string{"sh", "-c", `sh -c "$1"; echo $? > ` + exitFile, "sh", t.Command}, Dir: st.app(),
+		Args: []string{"sh", "-c", `sh -c "$1" sh "$2"; echo $? > ` + exitFile, "sh", pipelines.DynoScript("."), t.Command}, Dir: st.app(),
 		Env: processEnv(t.Env, "DYNO="+name+".1"),
 		// Release phases migrate databases elsewhere.
 		Network: true,

@@ -386,9 +386,11 @@ func appTask(in JobInput, jobID, name, command string, extra map[string]string) 
 	return &api.Task{
 		Name:   name,
 		Driver: in.Spec.Nomad.Driver(),
+		// Started as Heroku starts a dyno (pipelines.DynoScript): in the
+		// slug's dir as HOME, its bin/ on PATH, .profile.d sourced.
 		Config: map[string]any{
 			"command": "/bin/sh",
-			"args":    []string{"-c", "cd " + SlugDir + " && " + command},
+			"args":    pipelines.DynoArgs(SlugDir, command)[1:],
 		},
 		Env:       env,
 		Templates: []*api.Template{configTemplate(jobID, d.Release, slices.Sorted(maps.Keys(env)))},
