@@ -48,8 +48,16 @@ func Run(ctx context.Context, args []string, s Streams) int {
 	if errors.As(err, &he) && he.hint != "" {
 		fmt.Fprintln(s.Err, "hint: "+he.hint)
 	}
+	return exitCode(err)
+}
+
+// exitCode is the exit code a command's error calls for.
+func exitCode(err error) int {
 	var ue *usageError
+	var he *hintError
 	switch {
+	case err == nil:
+		return exitOK
 	case errors.As(err, &ue):
 		return exitUsage
 	case errors.As(err, &he) && he.code != 0:
@@ -69,7 +77,7 @@ func newRootCmd(s Streams) *cobra.Command {
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newDevCmd(s, nil), newServerCmd(s, nil), newWorkerCmd(s, nil), newMigrateCmd(s), newTemporalDevCmd(s), newAppsCmd(s), newReleasesCmd(s), newPromoteCmd(s, nil), newRollbackCmd(s, nil), newOperationsCmd(s), newConfigCmd(s), newScaleCmd(s), newAutoDeployCmd(s), newApproveCmd(s, true), newApproveCmd(s, false), newReviewAppsCmd(s), newTokensCmd(s), newKeysCmd(s), newBuildSlugCmd(s))
+	root.AddCommand(newDevCmd(s, nil), newServerCmd(s, nil), newWorkerCmd(s, nil), newMigrateCmd(s), newTemporalDevCmd(s), newAppsCmd(s), newReleasesCmd(s), newPromoteCmd(s, nil), newRollbackCmd(s, nil), newOperationsCmd(s), newConfigCmd(s), newScaleCmd(s), newAutoDeployCmd(s), newApproveCmd(s, true), newApproveCmd(s, false), newReviewAppsCmd(s), newOpenCmd(s, nil), newTokensCmd(s), newKeysCmd(s), newBuildSlugCmd(s))
 	return root
 }
 
