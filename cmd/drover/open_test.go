@@ -21,7 +21,7 @@ func TestOpen(t *testing.T) {
 		"hello": {App: pipelines.App{Name: "hello"}, Where: []api.RegionInfo{
 			{Region: "us-east", Release: 3, URL: "https://hello.us.example"}, {Region: "eu-west", Release: 3, URL: "https://hello.eu.example"}}},
 		"starting": {App: pipelines.App{Name: "starting"}, Where: []api.RegionInfo{{Region: "us-east"}, {Region: "eu-west", Release: 1, URL: "https://s.eu.example"}}},
-		"new": {App: pipelines.App{Name: "new"}, Where: []api.RegionInfo{{Region: "us-east"}}},
+		"new":      {App: pipelines.App{Name: "new"}, Where: []api.RegionInfo{{Region: "us-east"}}},
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info, ok := apps[strings.TrimPrefix(r.URL.Path, "/api/v1/apps/")]
