@@ -29,6 +29,9 @@ type Operations interface {
 	SetAutoDeploy(ctx context.Context, app string, ad workflows.AutoDeploy) error
 	Approve(ctx context.Context, operation string, ap workflows.Approval) error
 	AppStatus(ctx context.Context, app string) (workflows.AppStatus, error)
+	// Processes asks the app's regions what runs for it (`drover ps`);
+	// id names that one-off workflow.
+	Processes(ctx context.Context, id, app string, regions []string) ([]workflows.RegionProcesses, error)
 }
 
 // Operation is what the operation endpoints answer.
@@ -59,6 +62,7 @@ func (s *Server) registerOperations(read, deploy, approve *gin.RouterGroup) {
 	deploy.POST("/apps/:app/autodeploy", s.autodeploy)
 	approve.POST("/approvals", s.approve)
 	read.GET("/operations/*id", s.getOperation)
+	read.GET("/apps/:app/ps", s.processes)
 }
 
 func nonce() string {
@@ -349,6 +353,30 @@ func (s *Server) startOperation(c *gin.Context, app string, op workflows.Operati
 		answer.Ahead = &ahead
 	}
 	c.JSON(http.StatusAccepted, answer)
+}
+
+// Processes is what GET /api/v1/apps/APP/ps answers.
+type Processes struct {
+	App     string                      `json:"app"`
+	Regions []workflows.RegionProcesses `json:"regions"`
+}
+
+// processes answers what runs for the app, per region and process, as
+// each region says now.
+func (s *Server) processes(c *gin.Context) {
+	app, ok := s.app(c)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 30*time.Second)
+	defer cancel()
+	regions, err := s.Operations.Processes(ctx, workflows.ProcessesWorkflowID(app.Name, nonce()), app.Name, app.Regions)
+	if err != nil {
+		s.logger().Error("processes", "app", app.Name, "error", err)
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error()+"; is drover's worker running?")
+		return
+	}
+	c.JSON(http.StatusOK, Processes{App: app.Name, Regions: regions})
 }
 
 // OpReview is the kind of a review app's operation: its workflow, which

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"github.com/drover/drover/deployments"
 	"github.com/drover/drover/deployments/sqlstore"
 	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/regions"
 	"github.com/drover/drover/workflows"
 )
 
@@ -31,6 +33,19 @@ type fakeOps struct {
 func (f *fakeOps) StartOperation(ctx context.Context, app string, op workflows.Operation) (int, error) {
 	f.started, f.apps = append(f.started, op), append(f.apps, app)
 	return len(f.started) - 1, nil
+}
+
+// Processes answers web.1 up on v3 in each region, except a region named
+// "down", which cannot say.
+func (f *fakeOps) Processes(ctx context.Context, id, app string, names []string) ([]workflows.RegionProcesses, error) {
+	if !strings.HasPrefix(id, "ps/"+app+"/") {
+		return nil, fmt.Errorf("workflow ID %q is not one of %s's ps", id, app)
+	}
+	var out []workflows.RegionProcesses
+	for _, n := range names {
+		out = append(out, workflows.RegionProcesses{Region: n, Processes: []regions.Process{{Dyno: "web.1", Type: "web", Release: 3, State: regions.ProcessUp}}})
+	}
+	return out, nil
 }
 
 func (f *fakeOps) SetAutoDeploy(ctx context.Context, app string, ad workflows.AutoDeploy) error {
@@ -96,6 +111,9 @@ func TestTokenScopes(t *testing.T) {
 		contains                        string
 	}{
 		{"read lists apps", "GET", "/api/v1/apps", "read-token", "", 200, "hello"},
+		{"read lists processes", "GET", "/api/v1/apps/hello/ps", "read-token", "", 200, `"dyno":"web.1","type":"web","release":3,"state":"up"`},
+		{"another pipeline's processes", "GET", "/api/v1/apps/hello/ps", "other-token", "", 403, "not allowed on pipeline"},
+		{"processes of an unknown app", "GET", "/api/v1/apps/nope/ps", "read-token", "", 404, "not found"},
 		{"read cannot promote", "POST", "/api/v1/pipelines/hello/promote", "read-token", "", 403, `token \"viewer\" lacks the deploy scope`},
 		{"read sees config names, not values", "GET", "/api/v1/apps/hello/config", "read-token", "", 200, `"DATABASE_URL":""`},
 		{"read cannot set config", "PATCH", "/api/v1/apps/hello/config", "read-token", `{"A":"1"}`, 403, "lacks the config scope"},

@@ -126,3 +126,33 @@ func (e *DeployError) Error() string {
 
 // ErrUnavailable marks a region that could not be reached; callers retry.
 var ErrUnavailable = errors.New("region unavailable")
+
+// Process states, as `drover ps` shows them.
+const (
+	ProcessUp       = "up"
+	ProcessStarting = "starting"
+	ProcessCrashed  = "crashed"
+	ProcessStopped  = "stopped"
+)
+
+// Process is one instance of a process type (a dyno, web.1) in a region.
+type Process struct {
+	// Dyno is the instance's name: the process type and its number.
+	Dyno    string `json:"dyno"`
+	Type    string `json:"type"`
+	Release int    `json:"release"`
+	// State is ProcessUp, ProcessStarting, ProcessCrashed or ProcessStopped.
+	State string `json:"state"`
+	// Since is when it entered State, where the driver knows.
+	Since    time.Time `json:"since,omitzero"`
+	Restarts int       `json:"restarts"`
+	// ExitCode is its last exit's code, where the driver knows it.
+	ExitCode *int   `json:"exit_code,omitempty"`
+	Message  string `json:"message,omitempty"`
+}
+
+// ProcessLister is a Region that can say what runs for an app, process by
+// process (`drover ps`).
+type ProcessLister interface {
+	Processes(ctx context.Context, app string) ([]Process, error)
+}

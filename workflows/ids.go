@@ -84,3 +84,6 @@ func ParseReviewWorkflowID(id string) (repo string, number int, ok bool) {
 // every worker polls the queues of Nomad regions, which any of them can
 // reach. This is Temporal's pattern for work bound to a host.
 func RegionTaskQueue(region string) string { return TaskQueue + "-region-" + region }
+
+// ProcessesWorkflowID is the ID of one `drover ps` of app.
+func ProcessesWorkflowID(app, nonce string) string { return "ps/" + app + "/" + nonce }

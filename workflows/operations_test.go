@@ -455,3 +455,25 @@ func TestQueueUpdateSaysWhereTheOperationWaits(t *testing.T) {
 		t.Fatalf("ledger = %s\nwant     %s", strings.Join(got, " "), want)
 	}
 }
+
+// TestProcessesAsksEveryRegion: ps asks each region on its own and names
+// one that cannot answer, while the others do.
+func TestProcessesAsksEveryRegion(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.deploy(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	f.regions["b"].unreachable = true
+	env := f.env()
+	env.ExecuteWorkflow(workflows.ProcessesWorkflow, workflows.ProcessesInput{App: app, Regions: []string{"a", "b"}})
+	var out []workflows.RegionProcesses
+	if err := env.GetWorkflowResult(&out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 || out[0].Region != "a" || len(out[0].Processes) != 1 || out[0].Processes[0].Dyno != "web.1" || out[0].Processes[0].Release != 1 || out[0].Error != "" {
+		t.Fatalf("region a = %+v", out)
+	}
+	if out[1].Region != "b" || len(out[1].Processes) != 0 || !strings.Contains(out[1].Error, "region unavailable") {
+		t.Fatalf("region b = %+v; want it named with why", out[1])
+	}
+}

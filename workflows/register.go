@@ -16,6 +16,7 @@ func Register(w worker.Registry, acts *Activities, gh *GitHubActivities) {
 	w.RegisterWorkflow(ReviewAppWorkflow)
 	w.RegisterWorkflow(ReviewSweepWorkflow)
 	w.RegisterWorkflow(CollectWorkflow)
+	w.RegisterWorkflow(ProcessesWorkflow)
 	w.RegisterActivity(acts)
 	w.RegisterActivity(gh)
 }

@@ -122,6 +122,20 @@ type fakeRegion struct {
 
 func (r *fakeRegion) Name() string { return r.name }
 
+// Processes lists one web.1 up on the running release, or fails as a
+// region that is down does.
+func (r *fakeRegion) Processes(ctx context.Context, app string) ([]regions.Process, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.unreachable {
+		return nil, fmt.Errorf("region %s: %w", r.name, regions.ErrUnavailable)
+	}
+	if r.running == 0 {
+		return []regions.Process{}, nil
+	}
+	return []regions.Process{{Dyno: "web.1", Type: "web", Release: r.running, State: regions.ProcessUp}}, nil
+}
+
 func (r *fakeRegion) Deploy(ctx context.Context, d regions.Deployment) (regions.Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -981,3 +981,54 @@ func mustAnswerPrefix(t *testing.T, url string) string {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestProcesses: ps lists each process of the current release, up with
+// when it started; one that died on its own is crashed, with its exit
+// code; an app that runs nothing lists none.
+func TestProcesses(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := newRegion(t, dir, 10*time.Second)
+	d := webApp("ps", 1, "hi")
+	// The worker exits with code 3 once told to.
+	d.Procfile = append(d.Procfile, pipelines.Process{Type: "worker", Command: "while [ ! -e stop-$DYNO ]; do sleep 0.05; done; exit 3"})
+	d.Formation["worker"] = 2
+	before := time.Now().Add(-time.Second)
+	mustDeploy(t, r, d)
+	list := func() string {
+		t.Helper()
+		ps, err := r.Processes(context.Background(), "ps")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range ps {
+			s := fmt.Sprintf("%s:%s:v%d", p.Dyno, p.State, p.Release)
+			if p.ExitCode != nil {
+				s += fmt.Sprintf(":exit %d", *p.ExitCode)
+			}
+			if p.Since.Before(before) || p.Since.After(time.Now()) {
+				t.Errorf("%s since %v", p.Dyno, p.Since)
+			}
+			got = append(got, s)
+		}
+		return strings.Join(got, " ")
+	}
+	if got, want := list(), "web.1:up:v1 worker.1:up:v1 worker.2:up:v1"; got != want {
+		t.Fatalf("processes = %s, want %s", got, want)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "apps", "ps", "v1", "slug", "stop-worker.2"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := "web.1:up:v1 worker.1:up:v1 worker.2:crashed:v1:exit 3"
+	deadline := time.Now().Add(5 * time.Second)
+	for got := list(); got != want; got = list() {
+		if time.Now().After(deadline) {
+			t.Fatalf("processes = %s, want %s", got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if none, err := r.Processes(context.Background(), "nothing-here"); err != nil || len(none) != 0 {
+		t.Fatalf("an app that runs nothing: %v %v", none, err)
+	}
+}

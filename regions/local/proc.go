@@ -33,6 +33,8 @@ type proc struct {
 	// 22), so a pid the kernel reused for another program is never taken
 	// for ours.
 	StartTime uint64 `json:"start_time"`
+	// Started is when drover started it, for `drover ps`.
+	Started time.Time `json:"started,omitzero"`
 
 	logPath  string
 	logStart int64 // size of the log before this run, so its tail is ours
@@ -42,6 +44,7 @@ type proc struct {
 	// children.
 	done     chan struct{}
 	exit     *os.ProcessState
+	exitAt   time.Time
 	stopping atomic.Bool // an exit from now on is expected, not a crash
 }
 
@@ -153,11 +156,12 @@ func (r *Region) startProc(s startSpec) (*proc, error) {
 		return nil, fmt.Errorf("start %s.%d: read process start time: %w", s.typ, s.index, err)
 	}
 	p := &proc{
-		Type: s.typ, Index: s.index, PID: pid, PGID: pid, Port: s.port, StartTime: st.start,
+		Type: s.typ, Index: s.index, PID: pid, PGID: pid, Port: s.port, StartTime: st.start, Started: time.Now().UTC(),
 		logPath: s.logPath, logStart: fi.Size(), done: make(chan struct{}),
 	}
 	go func() {
 		cmd.Wait()
+		p.exitAt = time.Now().UTC()
 		p.exit = cmd.ProcessState
 		close(p.done)
 		log := r.log.With("app", s.app, "release", s.version, "proc", p.name(), "pid", pid)

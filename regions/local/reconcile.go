@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/drover/drover/pipelines"
@@ -233,4 +234,46 @@ func (r *Region) Status(ctx context.Context, app string) (regions.Status, error)
 		}
 	}
 	return st, nil
+}
+
+// Processes says what runs for app, process by process: up while its
+// process lives, crashed once it has died without being stopped (with its
+// exit code when this drover started it and saw it end). The local driver
+// restarts nothing on its own, so Restarts is always 0.
+func (r *Region) Processes(ctx context.Context, app string) ([]regions.Process, error) {
+	if err := checkApp(app); err != nil {
+		return nil, fmt.Errorf("processes: %w", err)
+	}
+	a, unlock, err := r.lockApp(ctx, app)
+	if err != nil {
+		return nil, fmt.Errorf("processes of %s: %w", app, err)
+	}
+	defer unlock()
+	if err := r.load(a); err != nil {
+		return nil, fmt.Errorf("processes of %s: %w", app, err)
+	}
+	out := []regions.Process{}
+	if a.cur == nil {
+		return out, nil
+	}
+	for _, p := range a.cur.Procs {
+		ps := regions.Process{Dyno: p.name(), Type: p.Type, Release: a.cur.Version, State: regions.ProcessUp, Since: p.Started}
+		if !alive(p) {
+			ps.State, ps.Since = regions.ProcessCrashed, p.exitAt
+			if p.stopping.Load() {
+				ps.State = regions.ProcessStopped
+			}
+			if p.exit != nil {
+				code := p.exit.ExitCode()
+				if ws, ok := p.exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					// As a shell reports it.
+					code = 128 + int(ws.Signal())
+					ps.Message = "killed by signal " + ws.Signal().String()
+				}
+				ps.ExitCode = &code
+			}
+		}
+		out = append(out, ps)
+	}
+	return out, nil
 }

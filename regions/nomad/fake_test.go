@@ -43,7 +43,10 @@ type fakeNomad struct {
 	// jobAllocs are successive answers to /v1/job/<id>/allocations; the
 	// last one repeats.
 	jobAllocs map[string][][]*api.AllocationListStub
-	allocs    map[string]*api.Allocation
+	// jobVersions answers /v1/job/<id>/versions, newest first as Nomad
+	// lists them; a job without is listed as its one version.
+	jobVersions map[string][]*api.Job
+	allocs      map[string]*api.Allocation
 	logs      map[string]string // "<alloc>/<task>/<stdout|stderr>"
 	services  map[string][]*api.ServiceRegistration
 	deletes   []string // request URIs of DELETEs
@@ -167,6 +170,18 @@ func (f *fakeNomad) serve(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		f.reply(w, f.index, out)
+	case strings.HasPrefix(path, "/v1/job/") && strings.HasSuffix(path, "/versions"):
+		id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/job/"), "/versions")
+		versions, ok := f.jobVersions[id]
+		if !ok {
+			job, ok := f.jobs[id]
+			if !ok {
+				fail(w, http.StatusNotFound, "job versions not found")
+				return
+			}
+			versions = []*api.Job{job}
+		}
+		f.reply(w, f.index, map[string]any{"Versions": versions, "Diffs": nil})
 	case strings.HasPrefix(path, "/v1/job/") && strings.HasSuffix(path, "/allocations"):
 		id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/job/"), "/allocations")
 		answers := f.jobAllocs[id]
