@@ -47,11 +47,11 @@ type fakeNomad struct {
 	// lists them; a job without is listed as its one version.
 	jobVersions map[string][]*api.Job
 	allocs      map[string]*api.Allocation
-	logs      map[string]string // "<alloc>/<task>/<stdout|stderr>"
-	services  map[string][]*api.ServiceRegistration
-	deletes   []string // request URIs of DELETEs
-	fails     []string // deployments failed through the API
-	promotes  []string // deployments promoted through the API
+	logs        map[string]string // "<alloc>/<task>/<stdout|stderr>"
+	services    map[string][]*api.ServiceRegistration
+	deletes     []string // request URIs of DELETEs
+	fails       []string // deployments failed through the API
+	promotes    []string // deployments promoted through the API
 	// checks are successive answers to an allocation's checks; the last
 	// one repeats.
 	checks map[string][]api.AllocCheckStatuses
