@@ -139,6 +139,14 @@ func TestE2ERecordHistories(t *testing.T) {
 				t.Fatalf("production's queue took %d operations by update, want 3", updates)
 			}
 		}},
+		{"ps", func(t *testing.T, s *stack) {
+			id := workflows.ProcessesWorkflowID("hello", "recorded")
+			out, err := (&workflows.Starter{Client: d.client}).Processes(ctx, id, "hello", []string{"local-a"})
+			if err != nil || len(out) != 1 || len(out[0].Processes) != 2 || out[0].Processes[0].Dyno != "web.1" || out[0].Processes[0].Release != 3 {
+				t.Fatalf("ps = %+v, %v; want web.1 and web.2 on v3 in local-a", out, err)
+			}
+			h.keep(t, ctx, "ps.json", id, "ProcessesWorkflow")
+		}},
 		{"manual rollback pauses auto-deploy", func(t *testing.T, s *stack) {
 			// v2 was superseded and never ran: the rollback goes to v3.
 			op := runOperation(t, ctx, "rollback", "hello-staging")
