@@ -356,12 +356,24 @@ func (b *Builder) compile(ctx context.Context, pack, dir string, out io.Writer) 
 	switch pack {
 	case BuildpackGo:
 		fmt.Fprintln(out, "-----> Go app detected")
+		goMod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err != nil {
+			return "", fmt.Errorf("read go.mod: %w", err)
+		}
+		have := goVersion()
+		plan, err := planGoBuild(goMod, have)
+		if err != nil {
+			return "", err
+		}
+		if plan.Version != "" {
+			fmt.Fprintf(out, "-----> Go %s (%s), built with %s\n", plan.Version, plan.From, cmp.Or(have, "the builder's go"))
+		}
 		env := []string{"CGO_ENABLED=0", "GOTOOLCHAIN=local"}
 		if _, err := os.Stat(filepath.Join(dir, "vendor")); err != nil {
 			env = append(env, "GOFLAGS=-mod=mod")
 		}
 		before := dirNames(filepath.Join(dir, "bin"))
-		if err := b.run(ctx, dir, out, env, goRoot(), "go", "build", "-trimpath", "-buildvcs=false", "-o", "bin/", "./..."); err != nil {
+		if err := b.run(ctx, dir, out, env, goRoot(), "go", append([]string{"build", "-trimpath", "-buildvcs=false", "-o", "bin/"}, plan.Install...)...); err != nil {
 			return "", err
 		}
 		// Only binaries this build made: a committed bin/ script is not one.
@@ -529,6 +541,15 @@ var goRoot = sync.OnceValue(func() []string {
 		return []string{root}
 	}
 	return nil
+})
+
+// goVersion is the builder's Go ("go1.25.3"); "" when it cannot say.
+var goVersion = sync.OnceValue(func() string {
+	out, err := exec.Command("go", "env", "GOVERSION").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 })
 
 // langCaches names the Go and npm caches where the process that runs

@@ -115,6 +115,20 @@ func main() {
 }
 `
 
+// dirNamesOf lists dir's entries, space-separated.
+func dirNamesOf(t *testing.T, dir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return strings.Join(names, " ")
+}
+
 func goApp(greeting string) map[string]string {
 	return map[string]string{
 		"go.mod":  "module example.com/hello\n\ngo 1.22\n",
@@ -202,6 +216,30 @@ func TestBuildGoApp(t *testing.T) {
 		}
 	})
 
+	t.Run("heroku install picks the packages", func(t *testing.T) {
+		files := goApp("three")
+		// Two commands; go.mod's // +heroku install builds only web, and
+		// the Procfile names it bare, as on Heroku (bin/ is on PATH).
+		files["go.mod"] = "module example.com/hello\n// +heroku install ./cmd/web\n// +heroku goVersion 1.21\ngo 1.22\n"
+		files["cmd/web/main.go"] = files["main.go"]
+		files["cmd/tool/main.go"] = files["main.go"]
+		delete(files, "main.go")
+		files["Procfile"] = "web: web\n"
+		c3 := r.commit(files, "main.go")
+		var out bytes.Buffer
+		res, err := b.Build(ctx, slugs.BuildInput{CloneURL: r.url(), Commit: c3}, &out)
+		if err != nil {
+			t.Fatalf("build: %v\n%s", err, out.String())
+		}
+		if !strings.Contains(out.String(), "-----> Go go1.21 (go.mod's // +heroku goVersion), built with go1.") || !strings.Contains(out.String(), "-o bin/ ./cmd/web") {
+			t.Fatalf("output:\n%s", out.String())
+		}
+		dir := unpacked(t, b.Store.(*slugs.Store), res.Digest)
+		if names := dirNamesOf(t, filepath.Join(dir, "bin")); names != "web" {
+			t.Fatalf("bin/ holds %s, want web alone", names)
+		}
+	})
+
 	t.Run("next commit, new digest and the repository's Procfile", func(t *testing.T) {
 		files := goApp("two")
 		files["Procfile"] = "web: bin/hello\nrelease: bin/hello migrate\n"
@@ -227,6 +265,10 @@ func TestBuildFailures(t *testing.T) {
 		"go.mod":  "module example.com/bad\n\ngo 1.22\n",
 		"main.go": "package main\n\nfunc main() { undefinedThing() }\n",
 	}, "Procfile")
+	futureGo := r.commit(map[string]string{
+		"go.mod":  "module example.com/future\n\ngo 1.99\n",
+		"main.go": "package main\n\nfunc main() {}\n",
+	})
 
 	tests := []struct {
 		name, commit, url string
@@ -238,6 +280,7 @@ func TestBuildFailures(t *testing.T) {
 		{name: "no Procfile", commit: noProcfile, url: r.url(), wantErr: "Procfile at the repository root", invalid: true},
 		{name: "Procfile symlink", commit: linked, url: r.url(), wantErr: "regular file", invalid: true},
 		{name: "compile error", commit: badGo, url: r.url(), wantErr: "go build", wantOut: "undefined: undefinedThing", invalid: true},
+		{name: "Go newer than the builder's", commit: futureGo, url: r.url(), wantErr: "go.mod's go directive asks for go1.99, newer than this builder's go1.", invalid: true},
 		{name: "unknown commit", commit: strings.Repeat("a", 40), url: r.url(), wantErr: "commit aaaaaaaaaaaa not found", invalid: true},
 		{name: "not a full SHA", commit: broken[:12], url: r.url(), wantErr: "40-hex", invalid: true},
 		{name: "URL read as an option", commit: broken, url: "--upload-pack=touch /tmp/pwned", wantErr: "clone URL", invalid: true},
