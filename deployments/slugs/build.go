@@ -389,20 +389,39 @@ func (b *Builder) compile(ctx context.Context, pack, dir string, out io.Writer) 
 		return "", nil
 	case BuildpackNode:
 		fmt.Fprintln(out, "-----> Node.js app detected")
-		install := []string{"npm", "ci"}
-		if _, err := os.Stat(filepath.Join(dir, "package-lock.json")); err != nil {
-			install = []string{"npm", "install"}
+		pkg, err := os.ReadFile(filepath.Join(dir, "package.json"))
+		if err != nil {
+			return "", fmt.Errorf("read package.json: %w", err)
+		}
+		has := func(name string) bool { _, err := os.Lstat(filepath.Join(dir, name)); return err == nil }
+		have := nodeVersion()
+		plan, err := planNodeBuild(pkg, has, have)
+		if err != nil {
+			return "", err
+		}
+		if _, err := exec.LookPath(plan.Manager); err != nil {
+			return "", fmt.Errorf("the app's lock file calls for %s, which this builder does not have: install %s on drover's builder, or commit a package-lock.json instead: %w",
+				plan.Manager, plan.Manager, pipelines.ErrInvalid)
+		}
+		if plan.Engines != "" {
+			fmt.Fprintf(out, "-----> Node %s (package.json's engines.node %q), %s\n", cmp.Or(have, "of the builder"), plan.Engines, plan.Manager)
 		}
 		env := []string{"npm_config_update_notifier=false", "npm_config_fund=false", "npm_config_audit=false"}
-		if err := b.run(ctx, dir, out, env, nil, install[0], install[1:]...); err != nil {
+		if err := b.run(ctx, dir, out, env, nil, plan.Install[0], plan.Install[1:]...); err != nil {
 			return "", err
 		}
 		if hasNpmScript(dir, "build") {
-			if err := b.run(ctx, dir, out, env, nil, "npm", "run", "build"); err != nil {
+			if err := b.run(ctx, dir, out, env, nil, plan.Manager, "run", "build"); err != nil {
 				return "", err
 			}
 		}
-		return "web: npm start", nil
+		// NODE_ENV is production at run time unless the app's config sets
+		// it, as on Heroku; the slug's .profile.d says so (see
+		// pipelines.DynoScript).
+		if err := writeIntoSlug(dir, nodeProfileName, []byte(nodeProfile)); err != nil {
+			return "", err
+		}
+		return "web: " + plan.Manager + " start", nil
 	}
 	fmt.Fprintln(out, "-----> Procfile app detected")
 	return "", nil
@@ -541,6 +560,43 @@ var goRoot = sync.OnceValue(func() []string {
 		return []string{root}
 	}
 	return nil
+})
+
+// writeIntoSlug writes drover's own file rel (one dir deep) into the
+// build's tree dir, which the repository and its build steps wrote: a
+// symlink where the dir or the file should be is refused, never followed
+// out of the tree.
+func writeIntoSlug(dir, rel string, data []byte) error {
+	sub := filepath.Join(dir, filepath.Dir(rel))
+	if fi, err := os.Lstat(sub); err == nil && !fi.IsDir() {
+		return fmt.Errorf("write %s: the app's %s is not a directory: %w", rel, filepath.Dir(rel), pipelines.ErrInvalid)
+	} else if err != nil {
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			return fmt.Errorf("write %s: %w", rel, err)
+		}
+	}
+	path := filepath.Join(dir, rel)
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("write %s: %w", rel, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", rel, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", rel, err)
+	}
+	return f.Close()
+}
+
+// nodeVersion is the builder's Node ("v20.11.0"); "" when it cannot say.
+var nodeVersion = sync.OnceValue(func() string {
+	out, err := exec.Command("node", "--version").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 })
 
 // goVersion is the builder's Go ("go1.25.3"); "" when it cannot say.

@@ -424,6 +424,23 @@ func TestBuildNodeApp(t *testing.T) {
 	if procfile, _ := os.ReadFile(filepath.Join(dir, "Procfile")); string(procfile) != "web: npm start\n" {
 		t.Fatalf("slug's Procfile = %q", procfile)
 	}
+	// NODE_ENV is production at run time unless config says otherwise.
+	if profile, err := os.ReadFile(filepath.Join(dir, ".profile.d", "000-drover-nodejs.sh")); err != nil || !strings.Contains(string(profile), `NODE_ENV="${NODE_ENV:-production}"`) {
+		t.Fatalf(".profile.d script = %q, %v", profile, err)
+	}
+
+	t.Run("a symlinked .profile.d is not followed", func(t *testing.T) {
+		outside := t.TempDir()
+		files := map[string]string{".profile.d": "->" + outside}
+		c := r.commit(files)
+		_, err := b.Build(context.Background(), slugs.BuildInput{CloneURL: r.url(), Commit: c}, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "the app's .profile.d is not a directory") {
+			t.Fatalf("err = %v", err)
+		}
+		if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+			t.Fatalf("drover wrote %v outside the build", entries)
+		}
+	})
 }
 
 // TestBuildSeesNoneOfDroversEnvironment: a repository's build script (an
