@@ -193,12 +193,24 @@ func TestContract(t *testing.T) {
 		t.Fatalf("GET %s after rollback = %q, %v", res.URL, body, err)
 	}
 
+	t.Log("ps")
+	ps, err := e.region.Processes(ctx, app)
+	if err != nil {
+		t.Fatalf("processes: %v", err)
+	}
+	if len(ps) != 1 || ps[0].Dyno != "web.1" || ps[0].State != regions.ProcessUp || ps[0].Release != 1 || ps[0].Since.IsZero() {
+		t.Fatalf("processes after rollback = %+v; want web.1 up on v1", ps)
+	}
+
 	t.Log("release phase")
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		command, want string
 		code          int
-	}{{"echo migrating", "migrating", 0}, {"echo broken; exit 3", "broken", 3}} {
-		out, err := e.region.RunTask(ctx, regions.Task{App: app, Release: 3 + tc.code, Name: "release", Slug: e.slug, Command: tc.command})
+	}{{"echo migrating", "migrating", 0}, {"echo broken; exit 3", "broken", 3},
+		// Started as a dyno: HOME is the unpacked slug's dir, its bin/ on PATH.
+		{`test "$HOME" = "$PWD" && case "$PWD:$PATH" in */local/app:*/local/app/bin:*) echo dyno-env-ok;; esac`, "dyno-env-ok", 0}} {
+		// A release phase runs once per release: each case is its own.
+		out, err := e.region.RunTask(ctx, regions.Task{App: app, Release: 3 + i, Name: "release", Slug: e.slug, Command: tc.command})
 		if err != nil {
 			t.Fatalf("run %q: %v", tc.command, err)
 		}
