@@ -50,22 +50,7 @@ func TestFaultCrashAtEveryStep(t *testing.T) {
 	// in the report.
 	gh := newGitHubStandIn(t, "file://"+repo.dir)
 	t.Setenv("DROVER_E2E_GH_TOKEN", ghtest.Token)
-	config := filepath.Join(t.TempDir(), "drover.yaml")
-	if err := os.WriteFile(config, []byte(fmt.Sprintf(`github: { webhook_secret_env: %s, token_env: DROVER_E2E_GH_TOKEN, api_url: '%s' }
-regions:
-  local-a: { driver: local }
-  local-b: { driver: local }
-pipelines:
-  hello:
-    repo: octo-org/hello
-    source: file://%s
-    stages:
-      staging:    { app: hello-staging, branch: main, regions: [local-a, local-b], wait_for_ci: true }
-      production: { app: hello, regions: [local-a, local-b] }
-`, secretEnv, gh.URL, repo.dir)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dev := startChildDev(ctx, t, config)
+	dev := startChildDev(ctx, t, writeConfigWithGitHub(t, repo.dir, gh.URL))
 	s, data := dev.stack, dev.data
 	crash := func() { dev.restart(ctx) }
 	jitter := func(max time.Duration) { time.Sleep(rand.N(max)) }

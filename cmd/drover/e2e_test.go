@@ -133,8 +133,20 @@ const secretEnv = "DROVER_E2E_WEBHOOK_SECRET"
 // pipeline fetching from the local repository repoDir.
 func writeConfig(t *testing.T, repoDir string) string {
 	t.Helper()
-	cfg := strings.NewReplacer("DROVER_WEBHOOK_SECRET", secretEnv, "REPO_DIR", repoDir).Replace(`github:
-  webhook_secret_env: DROVER_WEBHOOK_SECRET
+	return writeConfigWithGitHub(t, repoDir, "")
+}
+
+// writeConfigWithGitHub is writeConfig with GitHub's API at apiURL (a
+// ghtest stand-in, whose token is in DROVER_E2E_GH_TOKEN) and staging
+// waiting for CI; "" leaves GitHub's API out.
+func writeConfigWithGitHub(t *testing.T, repoDir, apiURL string) string {
+	t.Helper()
+	github, waitForCI := "", ""
+	if apiURL != "" {
+		github, waitForCI = "\n  token_env: DROVER_E2E_GH_TOKEN\n  api_url: '"+apiURL+"'", ", wait_for_ci: true"
+	}
+	cfg := strings.NewReplacer("DROVER_WEBHOOK_SECRET", secretEnv, "REPO_DIR", repoDir, "GITHUB_API", github, "WAIT_FOR_CI", waitForCI).Replace(`github:
+  webhook_secret_env: DROVER_WEBHOOK_SECRETGITHUB_API
 regions:
   local-a: { driver: local }
   local-b: { driver: local }
@@ -143,7 +155,7 @@ pipelines:
     repo: octo-org/hello
     source: file://REPO_DIR
     stages:
-      staging:    { app: hello-staging, branch: main, regions: [local-a, local-b] }
+      staging:    { app: hello-staging, branch: main, regions: [local-a, local-b]WAIT_FOR_CI }
       production: { app: hello, regions: [local-a, local-b] }
 `)
 	path := filepath.Join(t.TempDir(), "drover.yaml")
