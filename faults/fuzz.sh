@@ -5,6 +5,9 @@
 #
 #   faults/fuzz.sh [duration] [parallel]
 #
+# Run it in a checkout that sits beside ../shared (FuzzServe seeds from
+# GitHub's webhook fixtures there, and fails saying so without them).
+#
 # Go's fuzzer runs one target per `go test` and stops at the first failure,
 # leaving the failing input under testdata/fuzz/<Target>/: the table says
 # FAIL and the log next to it names the input.
