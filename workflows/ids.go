@@ -87,3 +87,10 @@ func RegionTaskQueue(region string) string { return TaskQueue + "-region-" + reg
 
 // ProcessesWorkflowID is the ID of one `drover ps` of app.
 func ProcessesWorkflowID(app, nonce string) string { return "ps/" + app + "/" + nonce }
+
+// ParseProcessesWorkflowID returns the app of a ProcessesWorkflowID.
+func ParseProcessesWorkflowID(id string) (app string, ok bool) {
+	rest, ok := strings.CutPrefix(id, "ps/")
+	app, nonce, _ := strings.Cut(rest, "/")
+	return app, ok && app != "" && nonce != "" && !strings.Contains(nonce, "/")
+}

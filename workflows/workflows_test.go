@@ -688,7 +688,13 @@ func TestIDsRoundTrip(t *testing.T) {
 	if !ok || a != "hello" || c != "abc" {
 		t.Fatal("deploy ID")
 	}
-	for _, bad := range []string{"", "app/", "app/a/b", "deploy/x"} {
+	if a, ok := workflows.ParseProcessesWorkflowID(workflows.ProcessesWorkflowID("hello", "n1")); !ok || a != "hello" {
+		t.Fatal("ps ID")
+	}
+	for _, bad := range []string{"", "app/", "app/a/b", "deploy/x", "ps/hello", "ps//n", "ps/hello/n/x"} {
+		if _, ok := workflows.ParseProcessesWorkflowID(bad); ok {
+			t.Errorf("ParseProcessesWorkflowID(%q) ok", bad)
+		}
 		if _, ok := workflows.ParseAppWorkflowID(bad); ok && bad != "deploy/x" {
 			t.Errorf("ParseAppWorkflowID(%q) ok", bad)
 		}
