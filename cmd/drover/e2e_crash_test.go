@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +23,23 @@ import (
 // at each step: DROVER_FAULT_CRASHES, else 1, which keeps the suite
 // within CI's time (each kill costs a restart and a deploy, about 17 s);
 // raise it for a fault run of its own.
+// stepsToCrash are the steps DROVER_FAULT_STEPS names (comma-separated,
+// e.g. "promote,rollback"), else every step.
+func stepsToCrash(all []string) map[string]bool {
+	picked := map[string]bool{}
+	for _, st := range strings.Split(os.Getenv("DROVER_FAULT_STEPS"), ",") {
+		if st = strings.TrimSpace(st); slices.Contains(all, st) {
+			picked[st] = true
+		}
+	}
+	if len(picked) == 0 {
+		for _, st := range all {
+			picked[st] = true
+		}
+	}
+	return picked
+}
+
 func crashesPerStep(t *testing.T) int {
 	if n, err := strconv.Atoi(os.Getenv("DROVER_FAULT_CRASHES")); err == nil && n > 0 {
 		return n
@@ -87,6 +105,8 @@ func TestFaultCrashAtEveryStep(t *testing.T) {
 	for _, st := range steps {
 		results[st] = &tally{}
 	}
+	// A fault run of its own may kill at some steps only.
+	crashAt := stepsToCrash(steps)
 	waitFinal := func(app string, pick func(pipelines.Release) bool) (pipelines.Release, bool) {
 		deadline := time.Now().Add(90 * time.Second)
 		for time.Now().Before(deadline) {
@@ -213,15 +233,40 @@ func TestFaultCrashAtEveryStep(t *testing.T) {
 		return count > 0 && r.Status == pipelines.ReleaseSucceeded
 	}
 	for range n {
-		deploy("build", 300*time.Millisecond, true, building)
-		checkReads = gh.Reads("check-runs")
-		deploy("CI wait", 300*time.Millisecond, false, waitingForCI)
-		deploy("release phase", 300*time.Millisecond, true, releasing)
-		deploy("rollout", 300*time.Millisecond, true, rollingOut)
-		// GitHub answering each write in 500 ms holds the deploy in its
-		// last report long enough to be killed there.
-		gh.SetWriteLatency(500 * time.Millisecond)
-		deploy("finish", 300*time.Millisecond, true, finishing)
+		if crashAt["build"] {
+			deploy("build", 300*time.Millisecond, true, building)
+		}
+		if crashAt["CI wait"] {
+			checkReads = gh.Reads("check-runs")
+			deploy("CI wait", 300*time.Millisecond, false, waitingForCI)
+		}
+		if crashAt["release phase"] {
+			deploy("release phase", 300*time.Millisecond, true, releasing)
+		}
+		if crashAt["rollout"] {
+			deploy("rollout", 300*time.Millisecond, true, rollingOut)
+		}
+		if crashAt["finish"] {
+			// GitHub answering each write in 500 ms holds the deploy in its
+			// last report long enough to be killed there.
+			gh.SetWriteLatency(500 * time.Millisecond)
+			deploy("finish", 300*time.Millisecond, true, finishing)
+		}
+	}
+	if !crashAt["build"] && !crashAt["CI wait"] && !crashAt["release phase"] && !crashAt["rollout"] && !crashAt["finish"] {
+		// Promotions need a staging release to promote, and rollbacks
+		// an earlier one to go back to.
+		for i := range 2 {
+			c := repo.commit(fmt.Sprintf("seed %d", i), "web: bin/web\n")
+			gh.setCI(c, "success")
+			gh.setHead(c, "seed")
+			if code, body := s.push(ctx, fmt.Sprintf("crash-seed-%d", i), pushPayload(t, repo.dir, c)); code != http.StatusAccepted {
+				t.Fatalf("push: %d %s", code, body)
+			}
+			if r, ok := waitFinal("hello-staging", ofCommit(c)); !ok || r.Status != pipelines.ReleaseSucceeded {
+				t.Fatalf("seed release: %+v", r)
+			}
+		}
 	}
 	operation := func(step, method, path, app string) {
 		var op api.Operation
@@ -252,11 +297,15 @@ func TestFaultCrashAtEveryStep(t *testing.T) {
 		}
 	}
 	for range n {
-		operation("promote", "POST", "/api/v1/pipelines/hello/promote", "hello")
+		if crashAt["promote"] {
+			operation("promote", "POST", "/api/v1/pipelines/hello/promote", "hello")
+		}
 	}
 	// Rollbacks last: each pauses staging's auto-deploy.
 	for range n {
-		operation("rollback", "POST", "/api/v1/apps/hello-staging/rollback", "hello-staging")
+		if crashAt["rollback"] {
+			operation("rollback", "POST", "/api/v1/apps/hello-staging/rollback", "hello-staging")
+		}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n  %-16s %6s %6s %8s %16s", "killed during", "kills", "lost", "doubled", "regions off")

@@ -514,6 +514,8 @@ type childDev struct {
 	config, data, listen string
 	log                  bytes.Buffer
 	cmd                  *exec.Cmd
+	// exited gets the child's Wait once it ends.
+	exited chan error
 	*stack
 }
 
@@ -526,21 +528,60 @@ func startChildDev(ctx context.Context, t *testing.T, config string) *childDev {
 	t.Setenv("DROVER_CONFIG_DIR", t.TempDir())
 	c := &childDev{t: t, config: config, data: t.TempDir(), listen: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	t.Cleanup(func() {
-		stopChild(c.cmd)
+		c.stop()
 		if t.Failed() {
 			t.Logf("drover dev output:\n%s", c.log.String())
 		}
 	})
+	c.stack = &stack{t: t, token: "", secret: "e2e-secret"}
 	c.start(ctx)
 	token, _ := os.ReadFile(filepath.Join(c.data, "admin-token"))
-	c.stack = &stack{t: t, base: "http://" + c.listen, token: strings.TrimSpace(string(token)), secret: "e2e-secret"}
+	c.stack.token = strings.TrimSpace(string(token))
 	return c
 }
 
+// start starts the child and waits until it is healthy. A child that
+// exits first fails the test at once with its output. One that could not
+// listen because another process took its port meanwhile (the port was
+// picked free, but in the range the kernel hands out, as the embedded
+// Temporal's and the apps' ports are) starts again on another.
 func (c *childDev) start(ctx context.Context) {
 	c.t.Helper()
-	c.cmd = startChild(c.t, c.config, c.data, c.listen, &c.log)
-	waitHealthy(ctx, c.t, "http://"+c.listen)
+	for attempt := 1; ; attempt++ {
+		from := c.log.Len()
+		c.cmd = startChild(c.t, c.config, c.data, c.listen, &c.log)
+		c.exited = make(chan error, 1)
+		go func(cmd *exec.Cmd, exited chan<- error) { exited <- cmd.Wait() }(c.cmd, c.exited)
+		c.stack.base = "http://" + c.listen
+		err := waitHealthyOrExit(ctx, c.stack.base, c.exited)
+		if err == nil {
+			return
+		}
+		out := c.log.String()[from:]
+		if attempt < 3 && strings.Contains(out, "listen on "+c.listen) && strings.Contains(out, "address already in use") {
+			c.t.Logf("%s was taken while drover dev was down; starting it on another port", c.listen)
+			c.listen = fmt.Sprintf("127.0.0.1:%d", freePort(c.t))
+			continue
+		}
+		c.t.Fatalf("drover dev did not become healthy: %v\n%s", err, out)
+	}
+}
+
+// waitHealthyOrExit waits until base answers /healthz, the child exits
+// (its Wait on exited), or ctx ends.
+func waitHealthyOrExit(ctx context.Context, base string, exited <-chan error) error {
+	for {
+		if body, err := httpGet(base + "/healthz"); err == nil && strings.Contains(body, "ok") {
+			return nil
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("it exited first (%v)", err)
+		case <-ctx.Done():
+			return fmt.Errorf("not within the test's time: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // restart kills drover dev with SIGKILL, as a crash would, and starts it
@@ -550,8 +591,23 @@ func (c *childDev) restart(ctx context.Context) {
 	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		c.t.Fatal(err)
 	}
-	c.cmd.Wait()
+	<-c.exited
 	c.start(ctx)
+}
+
+// stop stops the child cleanly (SIGTERM, so the apps it runs stop too),
+// and kills it after 30 s.
+func (c *childDev) stop() {
+	if c.cmd == nil || c.cmd.ProcessState != nil {
+		return
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(30 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.exited
+	}
 }
 
 // stopChild stops a drover dev child cleanly, so the apps it runs stop too,
@@ -568,20 +624,6 @@ func stopChild(cmd *exec.Cmd) {
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
 		<-done
-	}
-}
-
-func waitHealthy(ctx context.Context, t *testing.T, base string) {
-	t.Helper()
-	for {
-		if body, err := httpGet(base + "/healthz"); err == nil && strings.Contains(body, "ok") {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("drover at %s never became healthy", base)
-		case <-time.After(100 * time.Millisecond):
-		}
 	}
 }
 
@@ -679,10 +721,8 @@ func TestE2EKilledMidDeployFinishesOnce(t *testing.T) {
 	if err := dev.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- dev.cmd.Wait() }()
 	select {
-	case err := <-done:
+	case err := <-dev.exited:
 		if err != nil {
 			t.Fatalf("drover dev exited with %v after SIGTERM", err)
 		}
