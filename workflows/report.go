@@ -37,7 +37,10 @@ type ReportInput struct {
 // minutes, after which the caller logs and carries on.
 func reportOptions() workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
+		// A report is a few GitHub calls. One cut off by a crashed worker is
+		// retried once this passes, so it bounds how late GitHub hears of a
+		// deploy's end after drover restarts.
+		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: 5},
 	}
 }

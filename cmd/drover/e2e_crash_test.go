@@ -123,8 +123,10 @@ func TestFaultCrashAtEveryStep(t *testing.T) {
 		st := gh.deploymentStates(c, "staging")
 		return len(st) > 0 && strings.HasPrefix(st[len(st)-1], "success")
 	}
+	// A report cut off by the kill is retried once its start-to-close
+	// timeout passes, so this waits longer than that.
 	reported := func(c string) bool {
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(60 * time.Second)
 		for !succeeded(c) {
 			if time.Now().After(deadline) {
 				return false
