@@ -117,14 +117,14 @@ func TestFaultCrashAtEveryStep(t *testing.T) {
 		}
 		return pipelines.Release{}, false
 	}
-	// reported waits for the commit's staging deployment on GitHub to end
-	// in success, as the deploy's last step reports it.
+	// succeeded says the commit's staging deployment on GitHub ended in
+	// success, as the deploy's last step reports it.
 	succeeded := func(c string) bool {
 		st := gh.deploymentStates(c, "staging")
 		return len(st) > 0 && strings.HasPrefix(st[len(st)-1], "success")
 	}
-	// A report cut off by the kill is retried once its start-to-close
-	// timeout passes, so this waits longer than that.
+	// reported waits for succeeded. A report cut off by the kill is retried
+	// once its start-to-close timeout passes, so this waits longer than that.
 	reported := func(c string) bool {
 		deadline := time.Now().Add(60 * time.Second)
 		for !succeeded(c) {
