@@ -59,12 +59,8 @@ type procStat struct {
 
 // alive reports whether p is still the process we started and has not exited.
 func alive(p *proc) bool {
-	if p.done != nil {
-		select {
-		case <-p.done:
-			return false
-		default:
-		}
+	if reaped(p) {
+		return false
 	}
 	st, err := readProcStat(p.PID)
 	return err == nil && st.start == p.StartTime && st.state != 'Z'

@@ -259,11 +259,15 @@ func (r *Region) Processes(ctx context.Context, app string) ([]regions.Process, 
 	for _, p := range a.cur.Procs {
 		ps := regions.Process{Dyno: p.name(), Type: p.Type, Release: a.cur.Version, State: regions.ProcessUp, Since: p.Started}
 		if !alive(p) {
-			ps.State, ps.Since = regions.ProcessCrashed, p.exitAt
+			ps.State = regions.ProcessCrashed
 			if p.stopping.Load() {
 				ps.State = regions.ProcessStopped
 			}
-			if p.exit != nil {
+			// exit and exitAt are set before done closes; an adopted
+			// process (no done), or one seen dead in /proc but not reaped
+			// yet, has neither, and keeps its start as Since.
+			if reaped(p) {
+				ps.Since = p.exitAt
 				code := p.exit.ExitCode()
 				if ws, ok := p.exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 					// As a shell reports it.
@@ -276,4 +280,18 @@ func (r *Region) Processes(ctx context.Context, app string) ([]regions.Process, 
 		out = append(out, ps)
 	}
 	return out, nil
+}
+
+// reaped reports whether p is a child of this Region that has been waited
+// for, so its exit and exitAt are set.
+func reaped(p *proc) bool {
+	if p.done == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
