@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/drover/drover/applog"
 	"github.com/drover/drover/pipelines"
 )
 
@@ -149,6 +150,16 @@ type Process struct {
 	// ExitCode is its last exit's code, where the driver knows it.
 	ExitCode *int   `json:"exit_code,omitempty"`
 	Message  string `json:"message,omitempty"`
+}
+
+// LogReader is a Region that can read an app's log lines (`drover logs`).
+type LogReader interface {
+	// Logs writes the app's newest q.Num lines that match q, oldest
+	// first, to emit, each with its Region set, and with q.Tail follows
+	// new lines, of processes that start later too, until ctx ends. An
+	// error from emit ends it with that error. A region that cannot be
+	// reached gives an error matching ErrUnavailable.
+	Logs(ctx context.Context, app string, q applog.Query, emit func(applog.Line) error) error
 }
 
 // ProcessLister is a Region that can say what runs for an app, process by

@@ -108,7 +108,7 @@ func (r *Region) deploy(ctx context.Context, a *app, d regions.Deployment) (regi
 			return regions.Result{}, wrap(err)
 		}
 		s.dir, s.port = slugDir, port
-		s.logPath = logName(dir, s.typ, s.index)
+		s.logPath = outName(dir, s.typ, s.index)
 		s.env = processEnv(d.Env, "PORT="+strconv.Itoa(port), "DYNO="+s.typ+"."+strconv.Itoa(s.index))
 		progress("starting %s.%d on port %d", s.typ, s.index, port)
 		p, err := r.startProc(s)
@@ -135,6 +135,9 @@ func (r *Region) deploy(ctx context.Context, a *app, d regions.Deployment) (regi
 		return regions.Result{}, wrap(err)
 	}
 
+	for _, p := range rel.Procs {
+		r.droverLog(d.App, p.name(), "State changed from starting to up (v%d)", d.Release)
+	}
 	// Healthy: make it current, on disk first so a crash from here on
 	// restores the new release, then in the proxy.
 	prev := a.state

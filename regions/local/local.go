@@ -11,7 +11,9 @@
 //	apps/<app>/v<N>/slug/            the unpacked slug
 //	apps/<app>/v<N>/slug.digest      written last: the slug is complete
 //	apps/<app>/v<N>/procs.json       the release's live processes
-//	apps/<app>/v<N>/<type>.<i>.log   each process's stdout and stderr
+//	apps/<app>/v<N>/<type>.<i>.out   each process's stdout and stderr
+//	apps/<app>/v<N>/<type>.<i>.log*  the same as stamped, rotated lines
+//	apps/<app>/drover.log*           drover's own lines about the app
 //	tasks/                           scratch dirs of one-off tasks
 //
 // Every app with a web process gets a reverse proxy on a port that stays the
@@ -32,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/drover/drover/applog"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
 	"github.com/drover/drover/sandbox"
@@ -87,6 +90,11 @@ type Region struct {
 	transport *http.Transport // proxies → apps
 	health    *http.Client    // health checks → apps
 	tasks     sync.WaitGroup  // running RunTask calls
+
+	// pumpMu guards pumps, the processes' output being turned into
+	// stamped log lines, and the writing of drover's own log lines.
+	pumpMu sync.Mutex
+	pumps  map[string]*applog.Pump
 
 	mu     sync.Mutex
 	closed bool
@@ -149,6 +157,7 @@ func New(opts Options) (*Region, error) {
 		lockFile:      lock,
 		apps:          map[string]*app{},
 		ports:         map[int]time.Time{},
+		pumps:         map[string]*applog.Pump{},
 	}
 	r.closing, r.closeOps = context.WithCancelCause(context.Background())
 	// Never the environment's HTTP proxy: every request goes to this machine.
@@ -163,7 +172,7 @@ func New(opts Options) (*Region, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	r.cleanTasks()
-	go r.rotateLogs(time.Minute)
+	go r.pumpLogs()
 	return r, nil
 }
 
@@ -332,6 +341,8 @@ func (r *Region) Close(stopApps bool) error {
 	}
 	wg.Wait()
 	r.tasks.Wait()
+	// What the processes wrote last is in their logs for the next drover.
+	r.pumpOnce(true)
 	close(errs)
 	var all []error
 	for err := range errs {

@@ -2,7 +2,6 @@ package local_test
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover/drover/applog"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
 	"github.com/drover/drover/regions/local"
@@ -898,34 +898,6 @@ func TestOldReleaseDirsArePruned(t *testing.T) {
 	}
 }
 
-// TestRotateLog: a log past its limit is copied aside and truncated in
-// place, and a process writing in append mode carries on at its start.
-func TestRotateLog(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "web.1.log")
-	w, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	w.Write(bytes.Repeat([]byte("x"), 11<<20))
-	if err := local.RotateLog(path); err != nil {
-		t.Fatal(err)
-	}
-	w.Write([]byte("after\n"))
-	if b, _ := os.ReadFile(path); string(b) != "after\n" {
-		t.Fatalf("log after rotation = %d bytes", len(b))
-	}
-	if info, err := os.Stat(path + ".1"); err != nil || info.Size() != 11<<20 {
-		t.Fatalf("rotated log: %v, %v", info, err)
-	}
-	if err := local.RotateLog(path); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(path); string(b) != "after\n" {
-		t.Fatal("a small log was rotated")
-	}
-}
-
 // TestProcessesStartAsDynos: a process, and a task (the release phase),
 // starts as Heroku starts a dyno whatever the buildpack: HOME is the app's
 // directory, the slug's bin/ is on PATH (a Procfile names a binary there
@@ -1030,5 +1002,152 @@ func TestProcesses(t *testing.T) {
 	}
 	if none, err := r.Processes(context.Background(), "nothing-here"); err != nil || len(none) != 0 {
 		t.Fatalf("an app that runs nothing: %v %v", none, err)
+	}
+}
+
+// logCollector gathers what Logs emits, for tests that follow.
+type logCollector struct {
+	mu    sync.Mutex
+	lines []applog.Line
+}
+
+func (c *logCollector) emit(l applog.Line) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lines = append(c.lines, l)
+	return nil
+}
+
+// waitFor waits until a line with message contains text, from dyno when
+// dyno is set, and returns it.
+func (c *logCollector) waitFor(t *testing.T, dyno, text string) applog.Line {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		c.mu.Lock()
+		for _, l := range c.lines {
+			if strings.Contains(l.Message, text) && (dyno == "" || l.Dyno == dyno) {
+				c.mu.Unlock()
+				return l
+			}
+		}
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var got []string
+	for _, l := range c.lines {
+		got = append(got, l.String())
+	}
+	t.Fatalf("no line from %q saying %q; got:\n%s", dyno, text, strings.Join(got, "\n"))
+	return applog.Line{}
+}
+
+func readLogs(t *testing.T, r *local.Region, app string, q applog.Query) []applog.Line {
+	t.Helper()
+	var c logCollector
+	if err := r.Logs(context.Background(), app, q, c.emit); err != nil {
+		t.Fatalf("Logs: %v", err)
+	}
+	return c.lines
+}
+
+// TestLogs: what processes write comes back as stamped lines in Heroku's
+// shape, with drover's own lines about them; -n keeps the newest, the
+// filters keep a dyno, a type or a source; a tail goes on across a deploy,
+// showing the new processes' lines as they start; a crash is a drover
+// line with the exit code.
+func TestLogs(t *testing.T) {
+	t.Parallel()
+	r := newRegion(t, t.TempDir(), 10*time.Second)
+	d := webApp("logs", 1, "one")
+	d.Formation = pipelines.Formation{"web": 2}
+	res := mustDeploy(t, r, d)
+	for i := range 5 {
+		mustAnswer(t, fmt.Sprintf("%s/first-%d", res.URL, i), "one")
+	}
+	// The pump stamps lines as it reads them, within pumpEvery.
+	time.Sleep(200 * time.Millisecond)
+	before := time.Now()
+	var all []applog.Line
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if all = readLogs(t, r, "logs", applog.Query{Num: 100}); len(all) >= 11 {
+			break
+		}
+	}
+	var text []string
+	for _, l := range all {
+		text = append(text, l.String())
+		if l.Region != "local-test" || l.Time.After(before) || l.Time.Before(before.Add(-time.Minute)) {
+			t.Errorf("line %q: region %q, time %v", l, l.Region, l.Time)
+		}
+	}
+	joined := strings.Join(text, "\n")
+	for _, re := range []string{
+		`(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 drover\[web\.1\]: Starting process with command ` + "`./server`",
+		`(?m)^\S+ app\[web\.[12]\]: listening on 127\.0\.0\.1:\d+$`,
+		`(?m)^\S+ app\[web\.[12]\]: request /first-4$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(joined) {
+			t.Errorf("logs do not match %s:\n%s", re, joined)
+		}
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i].Time.Before(all[i-1].Time) {
+			t.Errorf("lines out of time order: %s before %s", all[i-1], all[i])
+		}
+	}
+	if got := readLogs(t, r, "logs", applog.Query{Num: 2}); len(got) != 2 || got[1] != all[len(all)-1] {
+		t.Errorf("Num 2 = %v, want the newest two", got)
+	}
+	for _, l := range readLogs(t, r, "logs", applog.Query{Num: 100, Dyno: "web.2"}) {
+		if l.Dyno != "web.2" {
+			t.Errorf("dyno web.2 query gave %s", l)
+		}
+	}
+	for _, l := range readLogs(t, r, "logs", applog.Query{Num: 100, Source: applog.SourceDrover}) {
+		if l.Source != applog.SourceDrover {
+			t.Errorf("drover query gave %s", l)
+		}
+	}
+	if got := readLogs(t, r, "logs", applog.Query{Num: 100, Type: "worker"}); len(got) != 0 {
+		t.Errorf("worker query gave %v", got)
+	}
+	if err := r.Logs(context.Background(), "logs", applog.Query{Source: "router"}, func(applog.Line) error { return nil }); err == nil {
+		t.Error("a bad source was accepted")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var tail logCollector
+	done := make(chan error, 1)
+	go func() { done <- r.Logs(ctx, "logs", applog.Query{Num: 0, Tail: true}, tail.emit) }()
+	time.Sleep(100 * time.Millisecond)
+	mustAnswer(t, res.URL+"/tailed", "one")
+	got := tail.waitFor(t, "", "request /tailed")
+	if lag := time.Since(got.Time); lag > time.Second {
+		t.Errorf("tailed line came %v after it was stamped", lag)
+	}
+	// A deploy replaces the processes; the tail shows the new ones.
+	d2 := webApp("logs", 2, "two")
+	d2.Procfile = append(d2.Procfile, pipelines.Process{Type: "worker", Command: "echo working; sleep 2; exit 3"})
+	d2.Formation = pipelines.Formation{"web": 1, "worker": 1}
+	mustDeploy(t, r, d2)
+	mustAnswer(t, res.URL+"/after-deploy", "two")
+	tail.waitFor(t, "web.1", "request /after-deploy")
+	tail.waitFor(t, "worker.1", "working")
+	tail.waitFor(t, "worker.1", "Process exited with status 3")
+	tail.waitFor(t, "worker.1", "State changed from up to crashed")
+	tail.waitFor(t, "web.2", "Stopping process with SIGTERM")
+	tail.waitFor(t, "web.1", "State changed from starting to up (v2)")
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("tail ended with %v", err)
+	}
+	tail.mu.Lock()
+	defer tail.mu.Unlock()
+	for _, l := range tail.lines {
+		if strings.Contains(l.Message, "first-") {
+			t.Errorf("a tail with Num 0 repeated an old line: %s", l)
+		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,8 +35,9 @@ type proc struct {
 	// Started is when drover started it, for `drover ps`.
 	Started time.Time `json:"started,omitzero"`
 
-	logPath  string
-	logStart int64 // size of the log before this run, so its tail is ours
+	app      string // for drover's log lines; "" for adopted processes
+	logPath  string // the raw output file
+	logStart int64  // size of the output before this run, so its tail is ours
 
 	// done is closed once a process this Region started has been reaped,
 	// after exit is set; nil for adopted processes, which are not our
@@ -126,8 +126,8 @@ func (r *Region) startProc(s startSpec) (*proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
-	fmt.Fprintf(f, "--- drover: %s v%d %s.%d port %d started %s ---\n",
-		s.app, s.version, s.typ, s.index, s.port, time.Now().Format(time.RFC3339))
+	dyno := s.typ + "." + strconv.Itoa(s.index)
+	r.droverLog(s.app, dyno, "Starting process with command `%s` (v%d, port %d)", s.command, s.version, s.port)
 	// Its own session and group, and detached: the next drover adopts it.
 	cmd, err := r.sandbox.Command(context.Background(), sandbox.Spec{
 		Args: pipelines.DynoArgs(".", s.command), Dir: s.dir, Env: s.env,
@@ -153,18 +153,23 @@ func (r *Region) startProc(s startSpec) (*proc, error) {
 	}
 	p := &proc{
 		Type: s.typ, Index: s.index, PID: pid, PGID: pid, Port: s.port, StartTime: st.start, Started: time.Now().UTC(),
-		logPath: s.logPath, logStart: fi.Size(), done: make(chan struct{}),
+		app: s.app, logPath: s.logPath, logStart: fi.Size(), done: make(chan struct{}),
 	}
+	r.addPump(s.logPath)
 	go func() {
 		cmd.Wait()
 		p.exitAt = time.Now().UTC()
 		p.exit = cmd.ProcessState
 		close(p.done)
 		log := r.log.With("app", s.app, "release", s.version, "proc", p.name(), "pid", pid)
+		code, _ := exitCode(p.exit)
 		if p.stopping.Load() {
 			log.Debug("process stopped", "status", p.exit.String())
+			r.droverLog(s.app, dyno, "Process exited with status %d", code)
 		} else {
 			log.Warn("process exited", "status", p.exit.String(), "log", s.logPath)
+			r.droverLog(s.app, dyno, "Process exited with status %d", code)
+			r.droverLog(s.app, dyno, "State changed from up to crashed")
 		}
 	}()
 	return p, nil
@@ -187,6 +192,9 @@ func (r *Region) stopProcs(procs []*proc) {
 		p.stopping.Store(true)
 		if signalGroup(p, syscall.SIGTERM) {
 			live = append(live, p)
+			if p.app != "" {
+				r.droverLog(p.app, p.name(), "Stopping process with SIGTERM")
+			}
 		}
 	}
 	for deadline := time.Now().Add(stopGrace); len(live) > 0 && time.Now().Before(deadline); {
@@ -262,6 +270,8 @@ func logTail(path string, offset int64, lines, maxBytes int) string {
 		return ""
 	}
 	var keep []string
+	// Output the log pump has freed reads as NULs.
+	b = bytes.Trim(b, "\x00")
 	for _, l := range strings.Split(string(bytes.TrimSpace(b)), "\n") {
 		if l = strings.TrimRight(l, "\r "); l != "" && !strings.HasPrefix(l, "--- drover: ") {
 			keep = append(keep, l)
@@ -369,7 +379,14 @@ func (b *tailBuffer) String() string {
 	return fmt.Sprintf("[drover: output truncated to its last %d bytes]\n", b.max) + string(out)
 }
 
-// logName is the file a process writes to.
-func logName(dir, typ string, index int) string {
-	return filepath.Join(dir, typ+"."+strconv.Itoa(index)+".log")
+// exitCode is how a shell reports st: the code, or 128 + the signal that
+// killed it (with signalled true).
+func exitCode(st *os.ProcessState) (code int, signalled bool) {
+	if st == nil {
+		return -1, false
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal()), true
+	}
+	return st.ExitCode(), false
 }

@@ -268,11 +268,9 @@ func (r *Region) Processes(ctx context.Context, app string) ([]regions.Process, 
 			// yet, has neither, and keeps its start as Since.
 			if reaped(p) {
 				ps.Since = p.exitAt
-				code := p.exit.ExitCode()
-				if ws, ok := p.exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-					// As a shell reports it.
-					code = 128 + int(ws.Signal())
-					ps.Message = "killed by signal " + ws.Signal().String()
+				code, signalled := exitCode(p.exit)
+				if signalled {
+					ps.Message = "killed by signal " + syscall.Signal(code-128).String()
 				}
 				ps.ExitCode = &code
 			}

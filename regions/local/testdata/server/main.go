@@ -14,6 +14,8 @@ import (
 func main() {
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %s pid=%d\n", os.Getenv("RESPONSE"), os.Getenv("DYNO"), os.Getpid())
+		// A request line on stdout, as a web server's access log.
+		fmt.Println("request", r.URL.Path)
 	})
 	addr := net.JoinHostPort("127.0.0.1", os.Getenv("PORT"))
 	fmt.Println("listening on", addr)
