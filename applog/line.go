@@ -4,7 +4,6 @@
 package applog
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -197,7 +196,17 @@ func Merge(n int, streams ...[]Line) []Line {
 	return out
 }
 
-// Less orders two lines by time, then region, then dyno.
-func Less(a, b Line) bool {
-	return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.Region, b.Region), cmp.Compare(a.Dyno, b.Dyno)) < 0
+// Sink receives what a log reader reads: the backlog once, in time
+// order (possibly empty), then, when following, each new line.
+type Sink struct {
+	Backlog func([]Line) error
+	Live    func(Line) error
+}
+
+// Lines is a Sink for readers that do not follow: it gathers the backlog.
+func Lines(out *[]Line) Sink {
+	return Sink{
+		Backlog: func(l []Line) error { *out = append(*out, l...); return nil },
+		Live:    func(l Line) error { *out = append(*out, l); return nil },
+	}
 }

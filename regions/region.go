@@ -154,12 +154,13 @@ type Process struct {
 
 // LogReader is a Region that can read an app's log lines (`drover logs`).
 type LogReader interface {
-	// Logs writes the app's newest q.Num lines that match q, oldest
-	// first, to emit, each with its Region set, and with q.Tail follows
-	// new lines, of processes that start later too, until ctx ends. An
-	// error from emit ends it with that error. A region that cannot be
-	// reached gives an error matching ErrUnavailable.
-	Logs(ctx context.Context, app string, q applog.Query, emit func(applog.Line) error) error
+	// Logs gives sink.Backlog the app's newest q.Num lines that match q,
+	// oldest first, each with its Region set, and with q.Tail gives
+	// sink.Live each new line, of processes that start later too, until
+	// ctx ends (then it returns nil). An error from the sink ends it with
+	// that error. A region that cannot be reached gives an error matching
+	// ErrUnavailable.
+	Logs(ctx context.Context, app string, q applog.Query, sink applog.Sink) error
 }
 
 // ProcessLister is a Region that can say what runs for an app, process by

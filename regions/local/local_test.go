@@ -1011,11 +1011,21 @@ type logCollector struct {
 	lines []applog.Line
 }
 
-func (c *logCollector) emit(l applog.Line) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.lines = append(c.lines, l)
-	return nil
+func (c *logCollector) sink() applog.Sink {
+	return applog.Sink{
+		Backlog: func(ls []applog.Line) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.lines = append(c.lines, ls...)
+			return nil
+		},
+		Live: func(l applog.Line) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.lines = append(c.lines, l)
+			return nil
+		},
+	}
 }
 
 // waitFor waits until a line with message contains text, from dyno when
@@ -1045,7 +1055,7 @@ func (c *logCollector) waitFor(t *testing.T, dyno, text string) applog.Line {
 func readLogs(t *testing.T, r *local.Region, app string, q applog.Query) []applog.Line {
 	t.Helper()
 	var c logCollector
-	if err := r.Logs(context.Background(), app, q, c.emit); err != nil {
+	if err := r.Logs(context.Background(), app, q, c.sink()); err != nil {
 		t.Fatalf("Logs: %v", err)
 	}
 	return c.lines
@@ -1112,7 +1122,7 @@ func TestLogs(t *testing.T) {
 	if got := readLogs(t, r, "logs", applog.Query{Num: 100, Type: "worker"}); len(got) != 0 {
 		t.Errorf("worker query gave %v", got)
 	}
-	if err := r.Logs(context.Background(), "logs", applog.Query{Source: "router"}, func(applog.Line) error { return nil }); err == nil {
+	if err := r.Logs(context.Background(), "logs", applog.Query{Source: "router"}, applog.Lines(new([]applog.Line))); err == nil {
 		t.Error("a bad source was accepted")
 	}
 
@@ -1120,7 +1130,7 @@ func TestLogs(t *testing.T) {
 	defer cancel()
 	var tail logCollector
 	done := make(chan error, 1)
-	go func() { done <- r.Logs(ctx, "logs", applog.Query{Num: 0, Tail: true}, tail.emit) }()
+	go func() { done <- r.Logs(ctx, "logs", applog.Query{Num: 0, Tail: true}, tail.sink()) }()
 	time.Sleep(100 * time.Millisecond)
 	mustAnswer(t, res.URL+"/tailed", "one")
 	got := tail.waitFor(t, "", "request /tailed")

@@ -111,7 +111,7 @@ var _ regions.LogReader = (*Region)(nil)
 // q.Tail goes on with new lines, of new processes too (a deploy's), until
 // ctx ends. Lines of the app's kept release dirs count, so the lines of a
 // release just replaced are still there.
-func (r *Region) Logs(ctx context.Context, app string, q applog.Query, emit func(applog.Line) error) error {
+func (r *Region) Logs(ctx context.Context, app string, q applog.Query, sink applog.Sink) error {
 	if err := checkApp(app); err != nil {
 		return fmt.Errorf("logs: %w", err)
 	}
@@ -140,10 +140,12 @@ func (r *Region) Logs(ctx context.Context, app string, q applog.Query, emit func
 		}
 		backlog = append(backlog, lines)
 	}
-	for _, l := range applog.Merge(q.Num, backlog...) {
-		if err := emit(r.stamp(l)); err != nil {
-			return err
-		}
+	lines := applog.Merge(q.Num, backlog...)
+	for i := range lines {
+		lines[i].Region = r.name
+	}
+	if err := sink.Backlog(lines); err != nil {
+		return err
 	}
 	if !q.Tail {
 		return nil
@@ -185,16 +187,12 @@ func (r *Region) Logs(ctx context.Context, app string, q applog.Query, emit func
 		}
 		applog.Sort(batch)
 		for _, l := range batch {
-			if err := emit(r.stamp(l)); err != nil {
+			l.Region = r.name
+			if err := sink.Live(l); err != nil {
 				return err
 			}
 		}
 	}
-}
-
-func (r *Region) stamp(l applog.Line) applog.Line {
-	l.Region = r.name
-	return l
 }
 
 // logPaths are the stamped logs of app that q may want: each kept

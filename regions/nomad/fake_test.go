@@ -66,6 +66,80 @@ type fakeNomad struct {
 	varsForbidden bool
 	// regionNames answers /v1/regions.
 	regionNames []string
+	// blockAllocs makes a blocking query of a job's allocations wait, as
+	// Nomad does, until another answer is queued (or a second passes).
+	blockAllocs bool
+}
+
+// followLog serves GET /v1/client/fs/logs/<alloc>?follow=true as Nomad
+// does: frames of what the log holds from origin (start, or end less
+// offset), then of what is appended, each carrying the file and the
+// offset after its data, until the client goes away.
+func (f *fakeNomad) followLog(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	key := strings.TrimPrefix(r.URL.Path, "/v1/client/fs/logs/") + "/" + q.Get("task") + "/" + q.Get("type")
+	f.mu.Lock()
+	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
+	pos := 0
+	if q.Get("origin") == api.OriginEnd {
+		n, _ := strconv.Atoi(q.Get("offset"))
+		pos = max(0, len(f.logs[key])-n)
+	}
+	f.mu.Unlock()
+	file := fmt.Sprintf("alloc/logs/%s.%s.0", q.Get("task"), q.Get("type"))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	for {
+		f.mu.Lock()
+		data := f.logs[key]
+		f.mu.Unlock()
+		if len(data) > pos {
+			if err := enc.Encode(api.StreamFrame{Offset: int64(len(data)), Data: []byte(data[pos:]), File: file}); err != nil {
+				return
+			}
+			pos = len(data)
+			w.(http.Flusher).Flush()
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// appendLog adds to a task's log while followers read it.
+func (f *fakeNomad) appendLog(key, data string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.logs[key] += data
+}
+
+// queueAllocs queues the next answer about a job's allocations.
+func (f *fakeNomad) queueAllocs(job string, allocs []*api.AllocationListStub) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jobAllocs[job] = append(f.jobAllocs[job], allocs)
+}
+
+// awaitAllocs holds a blocking allocations query until another answer is
+// queued for the job, or a second has passed.
+func (f *fakeNomad) awaitAllocs(r *http.Request) {
+	id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/job/"), "/allocations")
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		f.mu.Lock()
+		queued := len(f.jobAllocs[id])
+		f.mu.Unlock()
+		if queued > 1 {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func newFakeNomad(t *testing.T) *fakeNomad {
@@ -105,9 +179,16 @@ func fail(w http.ResponseWriter, code int, msg string) {
 }
 
 func (f *fakeNomad) serve(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if strings.HasPrefix(r.URL.Path, "/v1/client/fs/logs/") && q.Get("follow") == "true" {
+		f.followLog(w, r)
+		return
+	}
+	if f.blockAllocs && strings.HasSuffix(r.URL.Path, "/allocations") && q.Get("index") != "" {
+		f.awaitAllocs(r)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	q := r.URL.Query()
 	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
 	if r.URL.Path == "/v1/regions" {
 		f.reply(w, f.index, f.regionNames)
@@ -282,14 +363,20 @@ func (f *fakeNomad) serve(w http.ResponseWriter, r *http.Request) {
 			fail(w, http.StatusNotFound, "log not found")
 			return
 		}
-		if q.Get("origin") != api.OriginEnd || q.Get("follow") != "false" {
-			f.t.Errorf("logs query %s: want the tail, not followed", r.URL.RequestURI())
+		if q.Get("origin") != api.OriginEnd {
+			f.t.Errorf("logs query %s: want the tail", r.URL.RequestURI())
 		}
-		// Nomad streams frames; send two to exercise reassembly.
-		half := len(data) / 2
-		for i, part := range []string{data[:half], data[half:]} {
-			file := fmt.Sprintf("alloc/logs/%s.%s.0", q.Get("task"), q.Get("type"))
-			if err := json.NewEncoder(w).Encode(api.StreamFrame{Offset: int64(i * half), Data: []byte(part), File: file}); err != nil {
+		// origin=end&offset=N: the last N bytes, as Nomad serves them.
+		start := 0
+		if n, err := strconv.Atoi(q.Get("offset")); err == nil && n < len(data) {
+			start = len(data) - n
+		}
+		// Nomad streams frames, each with the offset in the file after
+		// its data; send two to exercise reassembly.
+		half := start + (len(data)-start)/2
+		file := fmt.Sprintf("alloc/logs/%s.%s.0", q.Get("task"), q.Get("type"))
+		for _, cut := range [][2]int{{start, half}, {half, len(data)}} {
+			if err := json.NewEncoder(w).Encode(api.StreamFrame{Offset: int64(cut[1]), Data: []byte(data[cut[0]:cut[1]]), File: file}); err != nil {
 				f.t.Errorf("encode frame: %v", err)
 			}
 		}
