@@ -28,6 +28,7 @@ import (
 const (
 	BuildpackGo       = "go"
 	BuildpackNode     = "node"
+	BuildpackPython   = "python"
 	BuildpackProcfile = "procfile"
 )
 
@@ -80,6 +81,9 @@ type Builder struct {
 	// Logger gets one line per build; nil logs nothing.
 	Logger *slog.Logger
 	// Env is added to the environment of build commands, e.g. GOCACHE.
+	// It is also where a build reads the settings Heroku takes from an
+	// app's config vars, since builds see no app config:
+	// DISABLE_COLLECTSTATIC=1 skips Django's collectstatic.
 	Env []string
 	// MaxSlugSize bounds a compressed slug; DefaultMaxSlugSize when 0.
 	MaxSlugSize int64
@@ -89,7 +93,7 @@ type Builder struct {
 	// Sandbox runs the build steps (never the fetch, which is drover's own
 	// git); nil runs them directly, as sandbox.ModeNone.
 	Sandbox *sandbox.Sandbox
-	// CacheDir holds the Go and npm caches of sandboxed builds, which
+	// CacheDir holds the Go, npm and pip caches of sandboxed builds, which
 	// write them as the sandbox's user: never the caches of drover's own
 	// user, which a build could poison. Default: "build-cache" beside
 	// WorkDir. Unsandboxed builds use the caches of the user drover runs as.
@@ -344,10 +348,12 @@ func Detect(dir string) (string, error) {
 		return BuildpackGo, nil
 	case exists("package.json"):
 		return BuildpackNode, nil
+	case slices.ContainsFunc(pythonFiles, exists):
+		return BuildpackPython, nil
 	case exists("Procfile"):
 		return BuildpackProcfile, nil
 	}
-	return "", fmt.Errorf("no buildpack fits: want go.mod (Go), package.json (Node) or a Procfile at the repository root: %w", pipelines.ErrInvalid)
+	return "", fmt.Errorf("no buildpack fits: want go.mod (Go), package.json (Node), requirements.txt or a Python lock file (Python) or a Procfile at the repository root: %w", pipelines.ErrInvalid)
 }
 
 // compile runs the buildpack and returns its default Procfile, used when
@@ -422,6 +428,8 @@ func (b *Builder) compile(ctx context.Context, pack, dir string, out io.Writer) 
 			return "", err
 		}
 		return "web: " + plan.Manager + " start", nil
+	case BuildpackPython:
+		return b.compilePython(ctx, dir, out)
 	}
 	fmt.Fprintln(out, "-----> Procfile app detected")
 	return "", nil
@@ -481,6 +489,7 @@ func (b *Builder) run(ctx context.Context, dir string, out io.Writer, env, readO
 			{Env: "GOCACHE", Dir: filepath.Join(cache, "go-build")},
 			{Env: "GOMODCACHE", Dir: filepath.Join(cache, "go-mod")},
 			{Env: "npm_config_cache", Dir: filepath.Join(cache, "npm")},
+			{Env: "PIP_CACHE_DIR", Dir: filepath.Join(cache, "pip")},
 		}
 		spec.Env = append(append(b.baseEnv(), b.Env...), env...)
 	} else {
@@ -535,6 +544,9 @@ func (b *Builder) baseEnv() []string {
 	// (a GitHub Enterprise behind a private CA) are the operator's
 	// infrastructure, not its secrets.
 	for _, k := range []string{"LANG", "LC_ALL", "TZ", "GOPROXY", "GONOSUMDB", "GOFLAGS", "GOTOOLCHAIN", "npm_config_registry",
+		// pip's index and its settings (files pipSettings shows a
+		// sandboxed step): the operator's mirror, never a host of ours.
+		"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_FIND_LINKS", "PIP_CONFIG_FILE", "PIP_CERT",
 		"GIT_SSL_CAINFO", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
@@ -608,7 +620,7 @@ var goVersion = sync.OnceValue(func() string {
 	return strings.TrimSpace(string(out))
 })
 
-// langCaches names the Go and npm caches where the process that runs
+// langCaches names the Go, npm and pip caches where the process that runs
 // builds has them, so an unsandboxed build's own HOME does not start them
 // cold.
 var langCaches = sync.OnceValue(func() []string {
@@ -621,6 +633,7 @@ var langCaches = sync.OnceValue(func() []string {
 		{"GOMODCACHE", cmp.Or(os.Getenv("GOMODCACHE"), filepath.Join(gopath, "pkg", "mod"))},
 		{"GOPATH", gopath},
 		{"npm_config_cache", cmp.Or(os.Getenv("npm_config_cache"), filepath.Join(userHome, ".npm"))},
+		{"PIP_CACHE_DIR", cmp.Or(os.Getenv("PIP_CACHE_DIR"), filepath.Join(userCache, "pip"))},
 	} {
 		if kv[1] != "" {
 			out = append(out, kv[0]+"="+kv[1])

@@ -36,6 +36,11 @@ func TestDetect(t *testing.T) {
 		{"go.mod", []string{"go.mod", "main.go"}, slugs.BuildpackGo},
 		{"go.mod wins over package.json", []string{"go.mod", "package.json", "Procfile"}, slugs.BuildpackGo},
 		{"package.json", []string{"package.json"}, slugs.BuildpackNode},
+		{"requirements.txt", []string{"requirements.txt", "Procfile"}, slugs.BuildpackPython},
+		{"a Python lock file", []string{"uv.lock", "pyproject.toml"}, slugs.BuildpackPython},
+		{"setup.py alone, which the build refuses naming what to add", []string{"setup.py"}, slugs.BuildpackPython},
+		{"package.json wins over requirements.txt", []string{"package.json", "requirements.txt"}, slugs.BuildpackNode},
+		{"go.mod wins over Pipfile.lock", []string{"go.mod", "Pipfile.lock"}, slugs.BuildpackGo},
 		{"Procfile only", []string{"Procfile", "app.sh"}, slugs.BuildpackProcfile},
 		{"nothing", []string{"README.md"}, ""},
 	}
