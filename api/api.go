@@ -50,7 +50,9 @@ type Server struct {
 	// Scheduler regions replace allocations after a release; the URL
 	// shown must follow them.
 	LiveURL func(ctx context.Context, app, region string) (url string, ok bool)
-	Logger  *slog.Logger
+	// LogReaders, when set, enables GET /api/v1/apps/APP/logs.
+	LogReaders LogReaders
+	Logger     *slog.Logger
 }
 
 // Token is one bearer token and what it may reach.
@@ -112,6 +114,7 @@ func (s *Server) Register(r *gin.Engine) {
 	read.GET("/apps", s.listApps)
 	read.GET("/apps/:app", s.getApp)
 	read.GET("/apps/:app/releases", s.listReleases)
+	read.GET("/apps/:app/logs", s.logs)
 	read.GET("/apps/:app/releases/:version", s.getRelease)
 	read.GET("/apps/:app/releases/:version/build", s.getBuild)
 	read.GET("/apps/:app/builds/:commit", s.getCommitBuild)

@@ -71,6 +71,12 @@ func (f *fakeOps) OperationState(ctx context.Context, id string) (workflows.Oper
 
 func newOpsServer(t *testing.T) (*gin.Engine, *fakeOps, *sqlstore.Store) {
 	t.Helper()
+	return newOpsServerWith(t, func(*api.Server) {})
+}
+
+// newOpsServerWith is newOpsServer with the server changed by with first.
+func newOpsServerWith(t *testing.T, with func(*api.Server)) (*gin.Engine, *fakeOps, *sqlstore.Store) {
+	t.Helper()
 	cfg, err := pipelines.LoadConfig(filepath.Join("..", "examples", "drover.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +92,7 @@ func newOpsServer(t *testing.T) (*gin.Engine, *fakeOps, *sqlstore.Store) {
 	ops := &fakeOps{state: workflows.OperationState{State: workflows.OperationRunning}}
 	gin.SetMode(gin.TestMode)
 	e := gin.New()
-	(&api.Server{Ledger: st, Config: cfg, Operations: ops, Tokens: []api.Token{
+	srv := &api.Server{Ledger: st, Config: cfg, Operations: ops, Tokens: []api.Token{
 		{Name: "admin", Value: token},
 		{Name: "ci-other", Value: "other-token", Pipelines: []string{"other"}},
 		{Name: "viewer", Value: "read-token", Scopes: []string{pipelines.ScopeRead}},
@@ -94,7 +100,9 @@ func newOpsServer(t *testing.T) (*gin.Engine, *fakeOps, *sqlstore.Store) {
 		{Name: "lead", Value: "approve-token", Scopes: []string{pipelines.ScopeApprove}},
 		{Name: "ops", Value: "config-token", Scopes: []string{pipelines.ScopeConfig}},
 		{Name: "root", Value: "admin-token", Scopes: []string{pipelines.ScopeAdmin}},
-	}}).Register(e)
+	}}
+	with(srv)
+	srv.Register(e)
 	return e, ops, st
 }
 

@@ -113,6 +113,14 @@ type Store interface {
 	// stay in the ledger. Destroying it again changes nothing.
 	DestroyReviewApp(ctx context.Context, app, reason string) error
 
+	// StartRun records a one-off run and gives it the app's next number
+	// (run.N); FinishRun records its exit code; Run and Runs read them,
+	// Runs newest first.
+	StartRun(ctx context.Context, r pipelines.Run) (pipelines.Run, error)
+	FinishRun(ctx context.Context, app string, number, exitCode int) error
+	Run(ctx context.Context, app string, number int) (pipelines.Run, error)
+	Runs(ctx context.Context, app string, limit int) ([]pipelines.Run, error)
+
 	// RecordDelivery notes a webhook delivery ID and reports whether it was new.
 	RecordDelivery(ctx context.Context, id, event string) (bool, error)
 	// ForgetDelivery removes a delivery ID whose work could not be started,

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strconv"
 	"time"
 
 	"github.com/drover/drover/applog"
@@ -150,6 +152,40 @@ type Process struct {
 	// ExitCode is its last exit's code, where the driver knows it.
 	ExitCode *int   `json:"exit_code,omitempty"`
 	Message  string `json:"message,omitempty"`
+}
+
+// OneOff is a one-off process (`drover run`): dyno run.N of a release,
+// started from its slug with its config vars.
+type OneOff struct {
+	App     string            `json:"app"`
+	Release int               `json:"release"`
+	Number  int               `json:"number"`
+	Command string            `json:"command"`
+	Slug    Slug              `json:"slug"`
+	Env     map[string]string `json:"-"`
+	// Size names the process size, where the driver has sizes.
+	Size string `json:"size,omitempty"`
+}
+
+// Dyno is the one-off's dyno name, run.N.
+func (o OneOff) Dyno() string { return "run." + strconv.Itoa(o.Number) }
+
+// Stdio connects an attached one-off to whoever runs it.
+type Stdio struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+// Runner is a Region that runs one-off processes. A one-off never
+// restarts and is never rescheduled.
+type Runner interface {
+	// StartRun starts o and returns once it runs (or could not start),
+	// with wait, which returns its exit code when it ends (128+n when a
+	// signal n killed it). With stdio it is attached: its input and
+	// output are stdio's, and when ctx ends before it does (the caller
+	// went away) it is killed. With stdio nil it is detached: its output
+	// goes to the app's log as run.N, and it lives on after ctx ends.
+	StartRun(ctx context.Context, o OneOff, stdio *Stdio) (wait func() (int, error), err error)
 }
 
 // LogReader is a Region that can read an app's log lines (`drover logs`).

@@ -135,19 +135,48 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, into any)
 		return fmt.Errorf("read answer from %s: %w", c.base, err)
 	}
 	if resp.StatusCode >= 300 {
-		var e api.Error
-		msg := strings.TrimSpace(string(answer))
-		if json.Unmarshal(answer, &e) == nil && e.Error.Message != "" {
-			msg = e.Error.Message
-		}
-		he := &hintError{err: errors.New(msg)}
-		switch resp.StatusCode {
-		case http.StatusUnauthorized:
-			he.hint = "set DROVER_TOKEN to the token `drover dev` printed"
-		case http.StatusNotFound:
-			he.code, he.hint = exitNotFound, "`drover apps` lists the apps"
-		}
-		return he
+		return answerError(resp.StatusCode, answer)
 	}
 	return json.Unmarshal(answer, into)
+}
+
+// answerError turns an API error answer into an error with a hint.
+func answerError(status int, answer []byte) error {
+	var e api.Error
+	msg := strings.TrimSpace(string(answer))
+	if json.Unmarshal(answer, &e) == nil && e.Error.Message != "" {
+		msg = e.Error.Message
+	}
+	he := &hintError{err: errors.New(msg)}
+	switch status {
+	case http.StatusUnauthorized:
+		he.hint = "set DROVER_TOKEN to the token `drover dev` printed"
+	case http.StatusNotFound:
+		he.code, he.hint = exitNotFound, "`drover apps` lists the apps"
+	}
+	return he
+}
+
+// stream GETs path for a long answer (a log tail), with no timeout but
+// ctx's; the caller closes the body. An error answer is an error.
+func (c *apiClient) stream(ctx context.Context, path, accept string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", accept)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := (&http.Client{Transport: c.http.Transport}).Do(req)
+	if err != nil {
+		return nil, &hintError{err: fmt.Errorf("reach drover at %s: %w", c.base, err),
+			hint: "start it with `drover dev`, or set DROVER_URL to where it runs"}
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return nil, answerError(resp.StatusCode, answer)
+	}
+	return resp.Body, nil
 }

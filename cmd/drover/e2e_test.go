@@ -76,6 +76,8 @@ func main() {
 	}
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%%s from %%s %%s\n", greeting, os.Getenv("DROVER_APP"), os.Getenv("DROVER_RELEASE"))
+		// An access log line, as web servers write.
+		fmt.Println("request", r.URL.Path)
 	})
 	if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -418,6 +420,7 @@ func TestE2EPushToRunningApp(t *testing.T) {
 			t.Fatalf("ps in %s = %+v (%s); want web.1 up on v2", r.Region, r.Processes, r.Error)
 		}
 	}
+	checkLogs(t, ctx, info.Where[0].URL)
 	out.Reset()
 	if code := Run(ctx, []string{"apps", "info", "nope"}, Streams{Out: &out, Err: &errOut}); code != exitNotFound {
 		t.Fatalf("apps info of an unknown app: exit %d, want %d", code, exitNotFound)

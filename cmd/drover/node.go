@@ -30,6 +30,7 @@ import (
 	"github.com/drover/drover/gh"
 	"github.com/drover/drover/metrics"
 	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/regions"
 	"github.com/drover/drover/regions/local"
 	"github.com/drover/drover/regions/nomad"
 	"github.com/drover/drover/sandbox"
@@ -567,7 +568,7 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 	tokens := n.tokens()
 	api.RegisterSlugs(engine, n.slugs, api.SlugAccess{Grants: n.grants, Tokens: tokens})
 	srv := &api.Server{Ledger: n.store, Tokens: tokens, Config: cfg, Operations: starter, Reviews: n.store, ReviewOps: starter, Logger: n.Logger,
-		LiveURL: n.liveURLs()}
+		LiveURL: n.liveURLs(), LogReaders: n.logReaders()}
 	if auth != nil {
 		srv.PullRequests = &gh.Client{Auth: auth}
 	}
@@ -630,6 +631,37 @@ func (n *Node) liveURLs() func(ctx context.Context, app, region string) (string,
 		}
 		u, err := r.LiveURL(ctx, app)
 		return u, err == nil && u != ""
+	}
+}
+
+// logReaders reads app logs from this server: Nomad regions through
+// their API (this process's own clients when it runs a worker, else
+// clients of its own with the same token_env), local regions only where
+// their apps run, which is this process only when it serves them.
+func (n *Node) logReaders() api.LogReaders {
+	readers := map[string]regions.LogReader{}
+	for name, spec := range n.Config.Regions {
+		if r, ok := n.regions[name].(regions.LogReader); ok {
+			readers[name] = r
+			continue
+		}
+		if spec.Driver == pipelines.DriverNomad {
+			r, err := n.nomadRegion(name, spec)
+			if err != nil {
+				n.Logger.Warn("no logs for region", "region", name, "error", err)
+				continue
+			}
+			readers[name] = r
+		}
+	}
+	return func(region string) (regions.LogReader, error) {
+		if r, ok := readers[region]; ok {
+			return r, nil
+		}
+		if spec, ok := n.Config.Regions[region]; ok && spec.Driver == pipelines.DriverLocal {
+			return nil, fmt.Errorf("its apps run on the host of the worker started with --local-regions %s; read them there (DROVER_URL of that host's server): %w", region, regions.ErrUnavailable)
+		}
+		return nil, fmt.Errorf("this server cannot reach it: %w", regions.ErrUnavailable)
 	}
 }
 

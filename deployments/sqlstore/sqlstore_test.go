@@ -650,3 +650,57 @@ func testCollection(t *testing.T, open func() *sqlstore.Store) {
 		t.Fatal("a pruned delivery ID is still remembered")
 	}
 }
+
+func TestRuns(t *testing.T) { backends(t, testRuns) }
+
+// testRuns: runs are numbered per app from 1, concurrent starts get
+// distinct numbers, an end is recorded once, and they read back newest
+// first.
+func testRuns(t *testing.T, open func() *sqlstore.Store) {
+	ctx := context.Background()
+	s := open()
+	first, err := s.StartRun(ctx, pipelines.Run{App: "a", Command: "rake db:migrate", By: "admin", Region: "local-a", Release: 3, Attached: true})
+	if err != nil || first.Number != 1 || first.StartedAt.IsZero() {
+		t.Fatalf("first run = %+v, %v", first, err)
+	}
+	if other, _ := s.StartRun(ctx, pipelines.Run{App: "b", Command: "x", By: "ci", Region: "local-a", Release: 1}); other.Number != 1 {
+		t.Fatalf("another app's first run is run.%d", other.Number)
+	}
+	var wg sync.WaitGroup
+	numbers := make(chan int, 8)
+	for range 8 {
+		wg.Go(func() {
+			r, err := s.StartRun(ctx, pipelines.Run{App: "a", Command: "echo", By: "admin", Region: "local-a", Release: 3})
+			if err != nil {
+				t.Error(err)
+			}
+			numbers <- r.Number
+		})
+	}
+	wg.Wait()
+	close(numbers)
+	seen := map[int]bool{}
+	for n := range numbers {
+		if seen[n] || n < 2 || n > 9 {
+			t.Errorf("run number %d given twice or out of 2..9", n)
+		}
+		seen[n] = true
+	}
+	if err := s.FinishRun(ctx, "a", 1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishRun(ctx, "a", 1, 137); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Run(ctx, "a", 1)
+	if err != nil || got.ExitCode == nil || *got.ExitCode != 3 || got.EndedAt == nil || got.Command != "rake db:migrate" || !got.Attached || got.Dyno() != "run.1" {
+		t.Fatalf("run.1 = %+v, %v; want exit 3 kept", got, err)
+	}
+	if err := s.FinishRun(ctx, "a", 99, 0); !errors.Is(err, pipelines.ErrNotFound) {
+		t.Errorf("finishing an unknown run: %v", err)
+	}
+	runs, err := s.Runs(ctx, "a", 3)
+	if err != nil || len(runs) != 3 || runs[0].Number != 9 || runs[0].ExitCode != nil {
+		t.Fatalf("Runs = %+v, %v", runs, err)
+	}
+}

@@ -2,6 +2,7 @@ package local_test
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -1160,4 +1161,100 @@ func TestLogs(t *testing.T) {
 			t.Errorf("a tail with Num 0 repeated an old line: %s", l)
 		}
 	}
+}
+
+// TestRunOneOff: a one-off runs the command from the release's slug with
+// its config vars and DYNO=run.N, attached to the caller's stdio, and
+// its exit code is the caller's (0, 1, 137 for a kill); a caller that
+// goes away kills it; a detached one writes to the app's log as run.N.
+func TestRunOneOff(t *testing.T) {
+	t.Parallel()
+	r := newRegion(t, t.TempDir(), 10*time.Second)
+	oneOff := func(n int, command string) regions.OneOff {
+		return regions.OneOff{App: "runs", Release: 4, Number: n, Command: command,
+			Slug: regions.Slug{Digest: "sha256:runs", Path: slugPath}, Env: map[string]string{"GREETING": "hi"}}
+	}
+	tests := []struct {
+		name, command, stdin string
+		code                 int
+		out                  string
+	}{
+		{"exit 0 with stdin and env", `read line; echo "$GREETING $line from $DYNO"; ls README`, "there\n", 0, "hi there from run.1\nREADME\n"},
+		{"exit 1", "echo failing >&2; exit 1", "", 1, "failing\n"},
+		{"killed", "kill -9 $$", "", 137, ""},
+		{"not found", "no-such-command", "", 127, "not found"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			wait, err := r.StartRun(context.Background(), oneOff(i+1, tt.command), &regions.Stdio{Stdin: strings.NewReader(tt.stdin), Stdout: &out, Stderr: &out})
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, err := wait()
+			if err != nil || code != tt.code || !strings.Contains(out.String(), tt.out) {
+				t.Errorf("run %q = %d, %v, output %q; want %d, %q", tt.command, code, err, out.String(), tt.code, tt.out)
+			}
+		})
+	}
+
+	// The caller disconnects: the run and what it started are killed.
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	var out syncWriter
+	wait, err := r.StartRun(ctx, oneOff(10, "sleep 300 & echo child=$!; wait"), &regions.Stdio{Stdin: pr, Stdout: &out, Stderr: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var child int
+	for deadline := time.Now().Add(5 * time.Second); child == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		fmt.Sscanf(strings.TrimSpace(out.String()), "child=%d", &child)
+	}
+	if child == 0 {
+		t.Fatalf("no child pid in %q", out.String())
+	}
+	cancel()
+	if code, _ := wait(); code != 137 {
+		t.Errorf("disconnected run exit = %d, want 137 (killed)", code)
+	}
+	mustBeGone(t, child)
+
+	// Detached: it runs on its own, into the log as run.11.
+	dwait, err := r.StartRun(context.Background(), oneOff(11, "echo cleaning up; exit 3"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := dwait(); code != 3 {
+		t.Errorf("detached exit = %d, want 3", code)
+	}
+	var logs logCollector
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		logs = logCollector{}
+		r.Logs(context.Background(), "runs", applog.Query{Num: 100, Dyno: "run.11"}, logs.sink())
+		if len(logs.lines) >= 3 {
+			break
+		}
+	}
+	logs.waitFor(t, "run.11", "cleaning up")
+	logs.waitFor(t, "run.11", "Starting process with command `echo cleaning up; exit 3` (v4)")
+	logs.waitFor(t, "run.11", "Process exited with status 3")
+}
+
+// syncWriter is a buffer a process writes while the test reads it.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

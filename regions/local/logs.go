@@ -60,6 +60,8 @@ func (r *Region) pumpOnce(rescan bool) {
 	defer r.pumpMu.Unlock()
 	if rescan {
 		outs, _ := filepath.Glob(filepath.Join(r.dir, "apps", "*", "v*", "*.out"))
+		runs, _ := filepath.Glob(filepath.Join(r.dir, "apps", "*", "runs", "*.out"))
+		outs = append(outs, runs...)
 		for _, out := range outs {
 			r.addPumpLocked(out)
 		}
@@ -206,6 +208,8 @@ func (r *Region) logPaths(app string, q applog.Query) []string {
 		return out
 	}
 	logs, _ := filepath.Glob(filepath.Join(r.appDir(app), "v*", "*.log"))
+	runs, _ := filepath.Glob(filepath.Join(r.appDir(app), "runs", "*.log"))
+	logs = append(logs, runs...)
 	for _, l := range logs {
 		if q.MatchDyno(strings.TrimSuffix(filepath.Base(l), ".log")) {
 			out = append(out, l)

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is a bytes.Buffer a running command writes while the
+// test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// checkLogs checks `drover logs` on hello-staging, which runs v2 with one
+// web process in local-a and local-b, answering at url: the lines come in
+// Heroku's shape, with drover's own; --tail shows a request's access
+// line as it is written. It logs the median time from a request's answer
+// to its line on the tail, of 20.
+func checkLogs(t *testing.T, ctx context.Context, url string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if code := Run(ctx, []string{"logs", "hello-staging", "-n", "200", "--source", "drover"}, Streams{Out: &out, Err: &errOut}); code != exitOK {
+		t.Fatalf("drover logs: exit %d: %s", code, errOut.String())
+	}
+	line := regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 drover\[web\.1\]: State changed from starting to up \(v2\)$`)
+	if n := len(line.FindAllString(out.String(), -1)); n != 2 {
+		t.Fatalf("drover logs --source drover shows v2's web.1 up %d times, want once per region:\n%s", n, out.String())
+	}
+	if strings.Contains(out.String(), " app[") {
+		t.Fatalf("--source drover showed app lines:\n%s", out.String())
+	}
+
+	tctx, stop := context.WithCancel(ctx)
+	var tail lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(tctx, []string{"logs", "hello-staging", "--tail", "-n", "0", "-p", "web"}, Streams{Out: &tail, Err: &tail})
+	}()
+	defer func() {
+		stop()
+		if code := <-done; code != exitOK {
+			t.Errorf("drover logs --tail ended with exit %d:\n%s", code, tail.String())
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // the tail connects
+	var lags []time.Duration
+	for i := range 20 {
+		path := fmt.Sprintf("/tail-%d", i)
+		resp, err := http.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		answered := time.Now()
+		want := " app[web.1]: request " + path + "\n"
+		for !strings.Contains(tail.String(), want) {
+			if time.Since(answered) > 5*time.Second {
+				t.Fatalf("the tail did not show %q within 5 s:\n%s", want, tail.String())
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		lags = append(lags, time.Since(answered))
+	}
+	slices.Sort(lags)
+	t.Logf("drover logs --tail showed a request's line %v after its answer (median of 20; min %v, max %v)", lags[10], lags[0], lags[19])
+	if lags[10] > time.Second {
+		t.Errorf("median lag %v: over a second", lags[10])
+	}
+}
