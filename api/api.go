@@ -52,6 +52,9 @@ type Server struct {
 	LiveURL func(ctx context.Context, app, region string) (url string, ok bool)
 	// LogReaders, when set, enables GET /api/v1/apps/APP/logs.
 	LogReaders LogReaders
+	// Runs and RunRegions, when set, enable one-off runs (`drover run`).
+	Runs       RunLedger
+	RunRegions RunRegions
 	Logger     *slog.Logger
 }
 
@@ -123,6 +126,7 @@ func (s *Server) Register(r *gin.Engine) {
 	deploy := v1.Group("", need(pipelines.ScopeDeploy))
 	s.registerOperations(read, deploy, v1.Group("", need(pipelines.ScopeApprove)))
 	s.registerReviewApps(read, deploy)
+	s.registerRuns(read, deploy)
 }
 
 // Error is the body of every error answer.

@@ -355,11 +355,17 @@ func (s *Server) startOperation(c *gin.Context, app string, op workflows.Operati
 	c.JSON(http.StatusAccepted, answer)
 }
 
-// Processes is what GET /api/v1/apps/APP/ps answers.
+// Processes is what GET /api/v1/apps/APP/ps answers: each region's
+// processes, and the app's newest one-off runs (`drover run`), newest
+// first.
 type Processes struct {
 	App     string                      `json:"app"`
 	Regions []workflows.RegionProcesses `json:"regions"`
+	Runs    []pipelines.Run             `json:"runs"`
 }
+
+// psRuns is how many one-off runs `drover ps` shows.
+const psRuns = 10
 
 // processes answers what runs for the app, per region and process, as
 // each region says now.
@@ -376,7 +382,14 @@ func (s *Server) processes(c *gin.Context) {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error()+"; is drover's worker running?")
 		return
 	}
-	c.JSON(http.StatusOK, Processes{App: app.Name, Regions: regions})
+	runs := []pipelines.Run{}
+	if s.Runs != nil {
+		if runs, err = s.Runs.Runs(ctx, app.Name, psRuns); err != nil {
+			s.failErr(c, err)
+			return
+		}
+	}
+	c.JSON(http.StatusOK, Processes{App: app.Name, Regions: regions, Runs: runs})
 }
 
 // OpReview is the kind of a review app's operation: its workflow, which

@@ -101,6 +101,7 @@ func newOpsServerWith(t *testing.T, with func(*api.Server)) (*gin.Engine, *fakeO
 		{Name: "ops", Value: "config-token", Scopes: []string{pipelines.ScopeConfig}},
 		{Name: "root", Value: "admin-token", Scopes: []string{pipelines.ScopeAdmin}},
 	}}
+	srv.Runs = st
 	with(srv)
 	srv.Register(e)
 	return e, ops, st

@@ -88,3 +88,51 @@ func checkLogs(t *testing.T, ctx context.Context, url string) {
 		t.Errorf("median lag %v: over a second", lags[10])
 	}
 }
+
+// checkRuns checks `drover run` on hello-staging (v2 in local-a and
+// local-b): an attached run gets the release's config and dyno metadata
+// and stdin, and its exit code is drover's; a detached one logs as
+// run.N; bad runs are one clear error.
+func checkRuns(t *testing.T, ctx context.Context) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := Run(ctx, []string{"run", "hello-staging", "--", `read word; echo "$word from $DROVER_APP $DROVER_RELEASE $DYNO in $DROVER_REGION"; exit 3`},
+		Streams{In: strings.NewReader("hi\n"), Out: &out, Err: &errOut})
+	if code != 3 || !regexp.MustCompile(`^hi from hello-staging v2 run\.\d+ in local-a\n$`).MatchString(out.String()) ||
+		!strings.Contains(errOut.String(), "Running `read word;") {
+		t.Fatalf("drover run: exit %d, out %q, err %q; want exit 3 and the run's own words", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	out.Reset()
+	errOut.Reset()
+	if code := Run(ctx, []string{"run", "hello-staging", "--detach", "--", "echo detached-line"}, Streams{Out: &out, Err: &errOut}); code != exitOK ||
+		!regexp.MustCompile(`follow it with: drover logs hello-staging --dyno run\.\d+ --tail`).MatchString(out.String()) {
+		t.Fatalf("drover run --detach: exit %d: %s %s", code, out.String(), errOut.String())
+	}
+	dyno := regexp.MustCompile(`run\.\d+`).FindString(out.String())
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out.Reset()
+		Run(ctx, []string{"logs", "hello-staging", "--dyno", dyno}, Streams{Out: &out, Err: &errOut})
+		if strings.Contains(out.String(), " app["+dyno+"]: detached-line") && strings.Contains(out.String(), " drover["+dyno+"]: Process exited with status 0") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the detached run's lines are not in its log:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "hello-staging", "--region", "mars", "--", "true"}, `does not run in region "mars"`},
+		{[]string{"run", "nope", "--", "true"}, "not found"},
+	} {
+		errOut.Reset()
+		if code := Run(ctx, tt.args, Streams{In: strings.NewReader(""), Out: &out, Err: &errOut}); code == exitOK || !strings.Contains(errOut.String(), tt.want) {
+			t.Errorf("drover %v: exit %d, %q; want an error saying %q", tt.args, code, errOut.String(), tt.want)
+		}
+	}
+}

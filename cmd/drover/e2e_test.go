@@ -421,6 +421,7 @@ func TestE2EPushToRunningApp(t *testing.T) {
 		}
 	}
 	checkLogs(t, ctx, info.Where[0].URL)
+	checkRuns(t, ctx)
 	out.Reset()
 	if code := Run(ctx, []string{"apps", "info", "nope"}, Streams{Out: &out, Err: &errOut}); code != exitNotFound {
 		t.Fatalf("apps info of an unknown app: exit %d, want %d", code, exitNotFound)

@@ -43,6 +43,11 @@ func Run(ctx context.Context, args []string, s Streams) int {
 	if err == nil {
 		return exitOK
 	}
+	// A one-off's exit code is drover's, as `heroku run --exit-code`.
+	var re *runExit
+	if errors.As(err, &re) {
+		return re.code
+	}
 	fmt.Fprintln(s.Err, "error:", err)
 	var he *hintError
 	if errors.As(err, &he) && he.hint != "" {
@@ -77,7 +82,7 @@ func newRootCmd(s Streams) *cobra.Command {
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newDevCmd(s, nil), newServerCmd(s, nil), newWorkerCmd(s, nil), newMigrateCmd(s), newTemporalDevCmd(s), newAppsCmd(s), newReleasesCmd(s), newPromoteCmd(s, nil), newRollbackCmd(s, nil), newOperationsCmd(s), newConfigCmd(s), newScaleCmd(s), newAutoDeployCmd(s), newApproveCmd(s, true), newApproveCmd(s, false), newReviewAppsCmd(s), newOpenCmd(s, nil), newPsCmd(s), newLogsCmd(s, nil), newTokensCmd(s), newKeysCmd(s), newBuildSlugCmd(s))
+	root.AddCommand(newDevCmd(s, nil), newServerCmd(s, nil), newWorkerCmd(s, nil), newMigrateCmd(s), newTemporalDevCmd(s), newAppsCmd(s), newReleasesCmd(s), newPromoteCmd(s, nil), newRollbackCmd(s, nil), newOperationsCmd(s), newConfigCmd(s), newScaleCmd(s), newAutoDeployCmd(s), newApproveCmd(s, true), newApproveCmd(s, false), newReviewAppsCmd(s), newOpenCmd(s, nil), newPsCmd(s), newLogsCmd(s, nil), newRunCmd(s, nil), newTokensCmd(s), newKeysCmd(s), newBuildSlugCmd(s))
 	return root
 }
 

@@ -568,7 +568,7 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 	tokens := n.tokens()
 	api.RegisterSlugs(engine, n.slugs, api.SlugAccess{Grants: n.grants, Tokens: tokens})
 	srv := &api.Server{Ledger: n.store, Tokens: tokens, Config: cfg, Operations: starter, Reviews: n.store, ReviewOps: starter, Logger: n.Logger,
-		LiveURL: n.liveURLs(), LogReaders: n.logReaders()}
+		LiveURL: n.liveURLs(), LogReaders: n.logReaders(), Runs: n.store, RunRegions: runRegions{n}}
 	if auth != nil {
 		srv.PullRequests = &gh.Client{Auth: auth}
 	}
@@ -663,6 +663,31 @@ func (n *Node) logReaders() api.LogReaders {
 		}
 		return nil, fmt.Errorf("this server cannot reach it: %w", regions.ErrUnavailable)
 	}
+}
+
+// runRegions runs one-offs in the regions this process serves.
+type runRegions struct{ n *Node }
+
+func (r runRegions) Runner(region string) (regions.Runner, error) {
+	if run, ok := r.n.regions[region].(regions.Runner); ok {
+		return run, nil
+	}
+	spec, ok := r.n.Config.Regions[region]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("no such region: %w", regions.ErrUnavailable)
+	case spec.Driver == pipelines.DriverLocal:
+		return nil, fmt.Errorf("its apps run on the host of the worker started with --local-regions %s; run it through that host's server: %w", region, regions.ErrUnavailable)
+	}
+	return nil, fmt.Errorf("one-off runs in %s regions are not supported yet: %w", spec.Driver, regions.ErrUnavailable)
+}
+
+func (r runRegions) Slug(region, digest string) (regions.Slug, error) {
+	path, err := r.n.slugs.Path(digest)
+	if err != nil {
+		return regions.Slug{}, err
+	}
+	return regions.Slug{Digest: digest, Path: path}, nil
 }
 
 // serveMetrics serves /metrics, /healthz and /readyz on their own

@@ -71,6 +71,21 @@ func printProcesses(w io.Writer, ps api.Processes, now time.Time) {
 			fmt.Fprintln(w, line)
 		}
 	}
+	if len(ps.Runs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "=== one-off runs")
+	for _, r := range ps.Runs {
+		line := fmt.Sprintf("%s: ", r.Dyno())
+		switch {
+		case r.ExitCode != nil && r.EndedAt != nil:
+			line += fmt.Sprintf("exited %d %s", *r.ExitCode, ago(now.Sub(*r.EndedAt)))
+		case r.EndedAt == nil:
+			line += "up " + ago(now.Sub(r.StartedAt))
+		}
+		line += fmt.Sprintf(" (v%d, %s, by %s): `%s`", r.Release, r.Region, r.By, r.Command)
+		fmt.Fprintln(w, line)
+	}
 }
 
 // ago says how long ago, to the unit that matters: 40s ago, 3m ago, 5h ago, 2d ago.

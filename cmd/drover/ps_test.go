@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/drover/drover/api"
+	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
 	"github.com/drover/drover/workflows"
 )
@@ -22,6 +23,9 @@ func TestPrintProcesses(t *testing.T) {
 		}},
 		{Region: "eu-west", Processes: []regions.Process{}},
 		{Region: "ap-south", Error: "no drover worker serving region ap-south answered within 5s"},
+	}, Runs: []pipelines.Run{
+		{App: "hello", Number: 4, Command: "rails console", By: "admin", Region: "us-east", Release: 12, StartedAt: now.Add(-90 * time.Second)},
+		{App: "hello", Number: 3, Command: "rake cleanup", By: "ci", Region: "us-east", Release: 11, StartedAt: now.Add(-time.Hour), EndedAt: new(now.Add(-50 * time.Minute)), ExitCode: &exit1},
 	}}
 	var b strings.Builder
 	printProcesses(&b, ps, now)
@@ -30,6 +34,9 @@ web.1: up 3h ago (v12), 2 restarts
 worker.1: crashed 2m ago (v12): exit 1
 === eu-west: nothing runs
 === ap-south: cannot say: no drover worker serving region ap-south answered within 5s
+=== one-off runs
+run.4: up 1m ago (v12, us-east, by admin): `+"`rails console`"+`
+run.3: exited 1 50m ago (v11, us-east, by ci): `+"`rake cleanup`"+`
 `
 	if b.String() != want {
 		t.Fatalf("printed:\n%s\nwant:\n%s", b.String(), want)
