@@ -35,8 +35,8 @@ worker.1: crashed 2m ago (v12): exit 1
 === eu-west: nothing runs
 === ap-south: cannot say: no drover worker serving region ap-south answered within 5s
 === one-off runs
-run.4: up 1m ago (v12, us-east, by admin): `+"`rails console`"+`
-run.3: exited 1 50m ago (v11, us-east, by ci): `+"`rake cleanup`"+`
+run.4: up 1m ago (v12, us-east, by admin): ` + "`rails console`" + `
+run.3: exited 1 50m ago (v11, us-east, by ci): ` + "`rake cleanup`" + `
 `
 	if b.String() != want {
 		t.Fatalf("printed:\n%s\nwant:\n%s", b.String(), want)
