@@ -379,21 +379,7 @@ func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflow
 		// Nomad clients fetch slugs from drover's servers over HTTP: from
 		// the region's slug_url, else from drover's public URL, with a
 		// grant valid for the region's slug_url_ttl (rounded up).
-		SlugURL: func(region, digest string) string {
-			spec := n.Config.Regions[region]
-			if spec.Driver != pipelines.DriverNomad {
-				return ""
-			}
-			base := spec.Nomad.SlugURL
-			if base == "" {
-				base = public()
-			}
-			if base == "" {
-				return ""
-			}
-			ttl := spec.Nomad.SlugGrantTTL()
-			return api.SlugURL(base, n.grants, digest, api.SlugGrantExpiry(time.Now(), ttl))
-		},
+		SlugURL: n.slugURL,
 	}
 	// CI waiting and reporting need GitHub's API; without credentials they
 	// are off, and a stage that waits for CI fails its deploys saying so.
@@ -568,7 +554,9 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 	tokens := n.tokens()
 	api.RegisterSlugs(engine, n.slugs, api.SlugAccess{Grants: n.grants, Tokens: tokens})
 	srv := &api.Server{Ledger: n.store, Tokens: tokens, Config: cfg, Operations: starter, Reviews: n.store, ReviewOps: starter, Logger: n.Logger,
-		LiveURL: n.liveURLs(), LogReaders: n.logReaders(), Runs: n.store, RunRegions: runRegions{n}}
+		Runs: n.store}
+	reach := n.apiRegions()
+	srv.LiveURL, srv.LogReaders, srv.RunRegions = n.liveURLs(reach), n.logReaders(reach), runRegions{n: n, all: reach}
 	if auth != nil {
 		srv.PullRequests = &gh.Client{Auth: auth}
 	}
@@ -604,22 +592,12 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 // region's service registry each time, since Nomad replaces allocations
 // after a release. Local regions keep the URL of their proxy, recorded at
 // release time.
-func (n *Node) liveURLs() func(ctx context.Context, app, region string) (string, bool) {
+func (n *Node) liveURLs(all map[string]regions.Region) func(ctx context.Context, app, region string) (string, bool) {
 	clients := map[string]*nomad.Region{}
-	for name, spec := range n.Config.Regions {
-		if spec.Driver != pipelines.DriverNomad {
-			continue
-		}
-		if r, ok := n.regions[name].(*nomad.Region); ok {
+	for name, r := range all {
+		if r, ok := r.(*nomad.Region); ok {
 			clients[name] = r
-			continue
 		}
-		r, err := n.nomadRegion(name, spec)
-		if err != nil {
-			n.Logger.Warn("no live URLs for region", "region", name, "error", err)
-			continue
-		}
-		clients[name] = r
 	}
 	return func(ctx context.Context, app, region string) (string, bool) {
 		r, ok := clients[region]
@@ -634,55 +612,86 @@ func (n *Node) liveURLs() func(ctx context.Context, app, region string) (string,
 	}
 }
 
-// logReaders reads app logs from this server: Nomad regions through
-// their API (this process's own clients when it runs a worker, else
-// clients of its own with the same token_env), local regions only where
-// their apps run, which is this process only when it serves them.
-func (n *Node) logReaders() api.LogReaders {
-	readers := map[string]regions.LogReader{}
+// slugURL is where a Nomad region's clients fetch a slug from drover's
+// servers: the region's slug_url, else drover's public URL, with a grant
+// valid for the region's slug_url_ttl (rounded up); "" for other regions
+// or when neither is known.
+func (n *Node) slugURL(region, digest string) string {
+	spec := n.Config.Regions[region]
+	if spec.Driver != pipelines.DriverNomad {
+		return ""
+	}
+	base := spec.Nomad.SlugURL
+	if base == "" {
+		base = n.publicURL()
+	}
+	if base == "" {
+		return ""
+	}
+	return api.SlugURL(base, n.grants, digest, api.SlugGrantExpiry(time.Now(), spec.Nomad.SlugGrantTTL()))
+}
+
+// apiRegions are the regions this server reaches for logs and one-off
+// runs: every Nomad region (this process's worker's clients, else its
+// own with the same token_env) and the local regions it serves.
+func (n *Node) apiRegions() map[string]regions.Region {
+	out := map[string]regions.Region{}
 	for name, spec := range n.Config.Regions {
-		if r, ok := n.regions[name].(regions.LogReader); ok {
-			readers[name] = r
+		if r, ok := n.regions[name]; ok {
+			out[name] = r
 			continue
 		}
 		if spec.Driver == pipelines.DriverNomad {
 			r, err := n.nomadRegion(name, spec)
 			if err != nil {
-				n.Logger.Warn("no logs for region", "region", name, "error", err)
+				n.Logger.Warn("region unreachable from this server", "region", name, "error", err)
 				continue
 			}
-			readers[name] = r
+			out[name] = r
 		}
 	}
+	return out
+}
+
+// notServedHere says why this server cannot reach region.
+func (n *Node) notServedHere(region string) error {
+	if spec, ok := n.Config.Regions[region]; ok && spec.Driver == pipelines.DriverLocal {
+		return fmt.Errorf("its apps run on the host of the worker started with --local-regions %s; use that host's server (DROVER_URL): %w", region, regions.ErrUnavailable)
+	}
+	return fmt.Errorf("this server cannot reach it: %w", regions.ErrUnavailable)
+}
+
+// logReaders reads app logs from this server: Nomad regions through
+// their API (this process's own clients when it runs a worker, else
+// clients of its own with the same token_env), local regions only where
+// their apps run, which is this process only when it serves them.
+func (n *Node) logReaders(all map[string]regions.Region) api.LogReaders {
 	return func(region string) (regions.LogReader, error) {
-		if r, ok := readers[region]; ok {
+		if r, ok := all[region].(regions.LogReader); ok {
 			return r, nil
 		}
-		if spec, ok := n.Config.Regions[region]; ok && spec.Driver == pipelines.DriverLocal {
-			return nil, fmt.Errorf("its apps run on the host of the worker started with --local-regions %s; read them there (DROVER_URL of that host's server): %w", region, regions.ErrUnavailable)
-		}
-		return nil, fmt.Errorf("this server cannot reach it: %w", regions.ErrUnavailable)
+		return nil, n.notServedHere(region)
 	}
 }
 
-// runRegions runs one-offs in the regions this process serves.
-type runRegions struct{ n *Node }
+// runRegions runs one-offs in the regions this server reaches.
+type runRegions struct {
+	n   *Node
+	all map[string]regions.Region
+}
 
 func (r runRegions) Runner(region string) (regions.Runner, error) {
-	if run, ok := r.n.regions[region].(regions.Runner); ok {
+	if run, ok := r.all[region].(regions.Runner); ok {
 		return run, nil
 	}
-	spec, ok := r.n.Config.Regions[region]
-	switch {
-	case !ok:
-		return nil, fmt.Errorf("no such region: %w", regions.ErrUnavailable)
-	case spec.Driver == pipelines.DriverLocal:
-		return nil, fmt.Errorf("its apps run on the host of the worker started with --local-regions %s; run it through that host's server: %w", region, regions.ErrUnavailable)
-	}
-	return nil, fmt.Errorf("one-off runs in %s regions are not supported yet: %w", spec.Driver, regions.ErrUnavailable)
+	return nil, r.n.notServedHere(region)
 }
 
+// Slug is a local path for local regions, a URL with a grant for Nomad.
 func (r runRegions) Slug(region, digest string) (regions.Slug, error) {
+	if u := r.n.slugURL(region, digest); u != "" {
+		return regions.Slug{Digest: digest, URL: u}, nil
+	}
 	path, err := r.n.slugs.Path(digest)
 	if err != nil {
 		return regions.Slug{}, err

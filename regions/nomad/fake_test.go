@@ -80,6 +80,12 @@ func (f *fakeNomad) followLog(w http.ResponseWriter, r *http.Request) {
 	key := strings.TrimPrefix(r.URL.Path, "/v1/client/fs/logs/") + "/" + q.Get("task") + "/" + q.Get("type")
 	f.mu.Lock()
 	f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
+	if _, ok := f.logs[key]; !ok {
+		f.mu.Unlock()
+		// As Nomad answers for a task that has not started.
+		fail(w, http.StatusInternalServerError, fmt.Sprintf("task %q not started yet. No logs available", q.Get("task")))
+		return
+	}
 	pos := 0
 	if q.Get("origin") == api.OriginEnd {
 		n, _ := strconv.Atoi(q.Get("offset"))

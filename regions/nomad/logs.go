@@ -44,13 +44,19 @@ func (r *Region) Logs(ctx context.Context, app string, q applog.Query, sink appl
 	if err := r.resolve(ctx); err != nil {
 		return err
 	}
-	allocs, meta, err := r.client.Jobs().Allocations(app, false, r.queryOpts(ctx))
+	// A one-off's lines are its own job's (RunJobID).
+	job, dynoOf := app, allocDyno
+	if n, ok := runNumber(q.Dyno); ok {
+		job = RunJobID(app, n)
+		dynoOf = func(*api.AllocationListStub) string { return q.Dyno }
+	}
+	allocs, meta, err := r.client.Jobs().Allocations(job, false, r.queryOpts(ctx))
 	if err != nil && !isNotFound(err) {
-		return r.wrap(ctx, fmt.Sprintf("list allocations of %q", app), err)
+		return r.wrap(ctx, fmt.Sprintf("list allocations of %q", job), err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	t := &logTail{r: r, q: q, live: make(chan applog.Line, 1024), seen: map[string]bool{}, events: map[string]int{}}
+	t := &logTail{r: r, q: q, dynoOf: dynoOf, live: make(chan applog.Line, 1024), seen: map[string]bool{}, events: map[string]int{}}
 	defer t.wg.Wait()
 	defer cancel()
 
@@ -59,7 +65,7 @@ func (r *Region) Logs(ctx context.Context, app string, q applog.Query, sink appl
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, a := range logAllocs(allocs, time.Now()) {
-		dyno := allocDyno(a)
+		dyno := dynoOf(a)
 		if !q.MatchDyno(dyno) {
 			continue
 		}
@@ -100,7 +106,7 @@ func (r *Region) Logs(ctx context.Context, app string, q applog.Query, sink appl
 	if meta != nil {
 		index = meta.LastIndex
 	}
-	t.wg.Go(func() { t.watchAllocs(ctx, app, index) })
+	t.wg.Go(func() { t.watchAllocs(ctx, job, index) })
 	for {
 		select {
 		case <-ctx.Done():
@@ -124,6 +130,16 @@ func logAllocs(allocs []*api.AllocationListStub, now time.Time) []*api.Allocatio
 	}
 	slices.SortFunc(out, func(x, y *api.AllocationListStub) int { return int(x.CreateTime - y.CreateTime) })
 	return out
+}
+
+// runNumber reads N of a one-off's dyno name, run.N.
+func runNumber(dyno string) (int, bool) {
+	rest, ok := strings.CutPrefix(dyno, "run.")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(rest)
+	return n, err == nil && n > 0
 }
 
 // allocDyno names an allocation as a dyno: web.1 for index 0 of group web.
@@ -228,10 +244,11 @@ func backlogBytes(q applog.Query) int64 {
 
 // logTail follows an app's logs and allocations.
 type logTail struct {
-	r    *Region
-	q    applog.Query
-	live chan applog.Line
-	wg   sync.WaitGroup
+	r      *Region
+	q      applog.Query
+	dynoOf func(*api.AllocationListStub) string
+	live   chan applog.Line
+	wg     sync.WaitGroup
 
 	mu     sync.Mutex
 	seen   map[string]bool // allocations followed
@@ -250,13 +267,11 @@ func (t *logTail) send(ctx context.Context, l applog.Line) bool {
 // follow streams one task log from origin (its start for an allocation
 // that is new, its end otherwise). Frames wait for fromCh, where the
 // backlog's reader says where it stopped; what it read already is
-// skipped.
+// skipped. A stream that Nomad ends or refuses (an allocation whose task
+// has not started has no log yet) is opened again, from where it got
+// to, for as long as the tail lasts, a second apart.
 func (t *logTail) follow(ctx context.Context, a *api.AllocationListStub, dyno, typ, origin string, offset int64, fromCh <-chan logPos) {
 	t.wg.Go(func() {
-		cancel := make(chan struct{})
-		defer close(cancel)
-		alloc := &api.Allocation{ID: a.ID, NodeID: a.NodeID, Namespace: a.Namespace}
-		frames, errCh := t.r.client.AllocFS().Logs(alloc, true, a.TaskGroup, typ, origin, offset, cancel, t.r.queryOpts(ctx))
 		var from logPos
 		if fromCh != nil {
 			select {
@@ -266,55 +281,79 @@ func (t *logTail) follow(ctx context.Context, a *api.AllocationListStub, dyno, t
 			}
 		}
 		var pending []byte
-		for {
-			select {
-			case f, ok := <-frames:
-				if !ok {
-					return
-				}
-				data := f.Data
-				if from.file != "" && f.File != "" && !from.after(f.File, f.Offset) {
-					continue // read by the backlog already
-				}
-				if from.file != "" && f.File == from.file && f.Offset-int64(len(data)) < from.offset {
-					data = data[int64(len(data))-(f.Offset-from.offset):]
-				}
-				from = logPos{}
-				pending = append(pending, data...)
-				now := time.Now()
-				for {
-					i := bytes.IndexByte(pending, '\n')
-					if i < 0 {
-						break
-					}
-					for _, l := range appendAppLines(nil, pending[:i], now, dyno, t.r.Name(), t.q) {
-						if !t.send(ctx, l) {
-							return
-						}
-					}
-					pending = pending[i+1:]
-				}
-			case err := <-errCh:
-				if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-					t.r.log.Debug("follow task log", "alloc", a.ID, "log", typ, "err", err)
-				}
-				return
-			case <-ctx.Done():
+		for ctx.Err() == nil {
+			got, err := t.stream(ctx, a, dyno, typ, origin, offset, &from, &pending)
+			if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+				t.r.log.Debug("follow task log", "alloc", a.ID, "log", typ, "err", err)
+			}
+			if got.file != "" {
+				// Carry on after what was read: from the start, skipping it.
+				origin, offset, from = api.OriginStart, 0, got
+			}
+			if sleep(ctx, time.Second) != nil {
 				return
 			}
 		}
 	})
 }
 
-// watchAllocs follows the job's allocations with blocking queries: a new
-// allocation's logs are followed from their start, and new task events
+// stream reads one follow stream of a task log until it ends, sending
+// its lines, and returns how far it read.
+func (t *logTail) stream(ctx context.Context, a *api.AllocationListStub, dyno, typ, origin string, offset int64, from *logPos, pending *[]byte) (logPos, error) {
+	cancel := make(chan struct{})
+	defer close(cancel)
+	alloc := &api.Allocation{ID: a.ID, NodeID: a.NodeID, Namespace: a.Namespace}
+	frames, errCh := t.r.client.AllocFS().Logs(alloc, true, a.TaskGroup, typ, origin, offset, cancel, t.r.queryOpts(ctx))
+	read := *from
+	for {
+		select {
+		case f, ok := <-frames:
+			if !ok {
+				return read, nil
+			}
+			data := f.Data
+			if from.file != "" && f.File != "" && !from.after(f.File, f.Offset) {
+				continue // read already
+			}
+			if from.file != "" && f.File == from.file && f.Offset-int64(len(data)) < from.offset {
+				data = data[int64(len(data))-(f.Offset-from.offset):]
+			}
+			*from = logPos{}
+			if f.File != "" {
+				read = logPos{file: f.File, offset: f.Offset}
+			}
+			*pending = append(*pending, data...)
+			now := time.Now()
+			for {
+				i := bytes.IndexByte(*pending, '\n')
+				if i < 0 {
+					break
+				}
+				for _, l := range appendAppLines(nil, (*pending)[:i], now, dyno, t.r.Name(), t.q) {
+					if !t.send(ctx, l) {
+						return read, ctx.Err()
+					}
+				}
+				*pending = (*pending)[i+1:]
+			}
+		case err := <-errCh:
+			return read, err
+		case <-ctx.Done():
+			return read, ctx.Err()
+		}
+	}
+}
+
+// watchAllocs follows the allocations of job (the app's, or a one-off's)
+// with blocking queries: a new allocation's logs are followed from their
+// start, and new task events
 // of every allocation become drover lines. A Nomad that stops answering
 // is retried; the streams already open carry on.
-func (t *logTail) watchAllocs(ctx context.Context, app string, index uint64) {
+func (t *logTail) watchAllocs(ctx context.Context, job string, index uint64) {
 	for ctx.Err() == nil {
-		allocs, meta, err := t.r.client.Jobs().Allocations(app, false, t.r.blockingOpts(ctx, index, t.r.wait))
+		allocs, meta, err := t.r.client.Jobs().Allocations(job, false, t.r.blockingOpts(ctx, index, t.r.wait))
 		if err != nil && !isNotFound(err) {
-			t.r.log.Debug("watch allocations for logs", "app", app, "err", err)
+			t.r.log.Debug("watch allocations for logs", "job", job, "err", err)
 			if sleep(ctx, t.r.poll) != nil {
 				return
 			}
@@ -324,7 +363,7 @@ func (t *logTail) watchAllocs(ctx context.Context, app string, index uint64) {
 			index = meta.LastIndex
 		}
 		for _, a := range logAllocs(allocs, time.Now()) {
-			dyno := allocDyno(a)
+			dyno := t.dynoOf(a)
 			if !t.q.MatchDyno(dyno) {
 				continue
 			}

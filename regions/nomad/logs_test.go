@@ -131,6 +131,15 @@ func TestLogs(t *testing.T) {
 	tail.waitFor(t, "drover[web.1]: Process exited with status 143")
 	f.appendLog("a2/web/stdout", "GET / 200\n")
 	tail.waitFor(t, "app[web.1]: GET / 200")
+
+	// A second process whose task has not started: Nomad has no log for
+	// it yet, and the tail keeps asking until it has.
+	b1 := webAlloc("b1", 1, &api.TaskEvent{Type: api.TaskReceived, Time: time.Now().UnixNano()})
+	f.queueAllocs("hello", []*api.AllocationListStub{a2, b1})
+	time.Sleep(300 * time.Millisecond)
+	f.appendLog("b1/web/stdout", "late starter\n")
+	f.appendLog("b1/web/stderr", "")
+	tail.waitFor(t, "app[web.2]: late starter")
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("tail ended with %v", err)

@@ -114,6 +114,15 @@ func TestRenderGolden(t *testing.T) {
 				Update: nomad.UpdatePolicy{RestartDelay: time.Second}}
 			return nomad.RenderReleaseJob(in, "./migrate"), nil
 		}},
+		// One-offs: detached runs the command, attached waits for exec.
+		{"run-detached", func() (*api.Job, error) {
+			in := nomad.JobInput{Spec: spec(nil), Deployment: deployment(nil)}
+			return nomad.RenderRunJob(in, regions.OneOff{App: "hello", Release: 7, Number: 3, Command: "rake cleanup"}, false)
+		}},
+		{"run-attached", func() (*api.Job, error) {
+			in := nomad.JobInput{Spec: spec(nil), Deployment: deployment(nil)}
+			return nomad.RenderRunJob(in, regions.OneOff{App: "hello", Release: 7, Number: 4, Command: "python manage.py shell"}, true)
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -52,6 +52,8 @@ func main() {
 			return
 		}
 		fmt.Fprintln(w, os.Getenv("GREETING"))
+		// An access log line, for the log tests.
+		fmt.Println("request", r.URL.Path)
 	})
 	http.ListenAndServe(":"+os.Getenv("PORT"), nil)
 }
@@ -61,6 +63,8 @@ func main() {
 type env struct {
 	region *nomad.Region
 	slug   regions.Slug
+	// addr and nomadRegion are the agent's, for tests that ask it directly.
+	addr, nomadRegion string
 }
 
 func setup(t *testing.T) *env {
@@ -110,7 +114,7 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{region: r, slug: regions.Slug{Digest: digest, URL: api.SlugURL(base, grants, digest, time.Now().Add(time.Hour))}}
+	return &env{region: r, slug: regions.Slug{Digest: digest, URL: api.SlugURL(base, grants, digest, time.Now().Add(time.Hour))}, addr: addr, nomadRegion: region}
 }
 
 func (e *env) deployment(app string, release int, env map[string]string) regions.Deployment {

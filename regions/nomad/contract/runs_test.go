@@ -1,0 +1,161 @@
+package contract_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+
+	"github.com/drover/drover/applog"
+	"github.com/drover/drover/regions"
+	"github.com/drover/drover/regions/nomad"
+)
+
+// tailLines collects a followed log.
+type tailLines struct {
+	mu    sync.Mutex
+	lines []applog.Line
+}
+
+func (t *tailLines) sink() applog.Sink {
+	add := func(ls ...applog.Line) error {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.lines = append(t.lines, ls...)
+		return nil
+	}
+	return applog.Sink{Backlog: func(ls []applog.Line) error { return add(ls...) }, Live: func(l applog.Line) error { return add(l) }}
+}
+
+func (t *tailLines) waitFor(tb testing.TB, source, text string) {
+	tb.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		t.mu.Lock()
+		for _, l := range t.lines {
+			if l.Source == source && strings.Contains(l.Message, text) {
+				t.mu.Unlock()
+				return
+			}
+		}
+		t.mu.Unlock()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var got []string
+	for _, l := range t.lines {
+		got = append(got, l.String())
+	}
+	tb.Fatalf("no %s line saying %q in:\n%s", source, text, strings.Join(got, "\n"))
+}
+
+// TestLogsAcrossADeployment: a tail of the app's log on a real agent
+// shows a request's access line, then goes on through a deployment that
+// replaces the allocation, showing the new one's lines and its task
+// events.
+func TestLogsAcrossADeployment(t *testing.T) {
+	e := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	app := fmt.Sprintf("drover-logs-%d", time.Now().Unix()%100000)
+	t.Cleanup(func() { e.region.Stop(context.Background(), app) })
+	res, err := e.region.Deploy(ctx, e.deployment(app, 1, map[string]string{"GREETING": "v1"}))
+	if err != nil {
+		t.Fatalf("deploy v1: %v", err)
+	}
+	tctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var tail tailLines
+	done := make(chan error, 1)
+	go func() { done <- e.region.Logs(tctx, app, applog.Query{Num: 10, Tail: true}, tail.sink()) }()
+	time.Sleep(time.Second)
+	if _, err := get(res.URL + "/before"); err != nil {
+		t.Fatal(err)
+	}
+	tail.waitFor(t, applog.SourceApp, "request /before")
+	tail.waitFor(t, applog.SourceDrover, "State changed from starting to up")
+
+	res, err = e.region.Deploy(ctx, e.deployment(app, 2, map[string]string{"GREETING": "v2"}))
+	if err != nil {
+		t.Fatalf("deploy v2: %v", err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		body, _ := get(res.URL + "/after")
+		if body == "v2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("v2 does not answer: %q", body)
+		}
+	}
+	tail.waitFor(t, applog.SourceApp, "request /after")
+	tail.waitFor(t, applog.SourceDrover, "Process exited with status")
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("tail: %v", err)
+	}
+	var fromV1 bool
+	tail.mu.Lock()
+	for _, l := range tail.lines {
+		fromV1 = fromV1 || (l.Source == applog.SourceApp && strings.Contains(l.Message, "request /before"))
+	}
+	tail.mu.Unlock()
+	if !fromV1 {
+		t.Error("the first allocation's line is gone from the tail")
+	}
+}
+
+// TestOneOffRuns: on a real agent, a detached one-off is the batch job
+// <app>-run-N whose exit code is its task's; an attached one runs through
+// exec with stdin, the release's config and DYNO, and its exit code is
+// the command's; both jobs are purged when they end.
+func TestOneOffRuns(t *testing.T) {
+	e := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	app := fmt.Sprintf("drover-run-%d", time.Now().Unix()%100000)
+	c, err := api.NewClient(&api.Config{Address: e.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	purged := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			_, _, err := c.Jobs().Info(nomad.RunJobID(app, n), &api.QueryOptions{Region: e.nomadRegion})
+			if err != nil && strings.Contains(err.Error(), "404") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job %s was not purged: %v", nomad.RunJobID(app, n), err)
+			}
+		}
+	}
+	oneOff := func(n int, command string) regions.OneOff {
+		return regions.OneOff{App: app, Release: 1, Number: n, Command: command, Slug: e.slug, Env: map[string]string{"GREETING": "hi from config"}}
+	}
+
+	wait, err := e.region.StartRun(ctx, oneOff(1, `echo "detached $DYNO"; exit 3`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := wait(); code != 3 || err != nil {
+		t.Fatalf("detached run = %d, %v; want exit 3", code, err)
+	}
+	purged(1)
+
+	var out, errOut bytes.Buffer
+	wait, err = e.region.StartRun(ctx, oneOff(2, `read word; echo "$word: $GREETING on $DYNO"; ls bin; echo oops >&2; exit 4`),
+		&regions.Stdio{Stdin: strings.NewReader("hello\n"), Stdout: &out, Stderr: &errOut})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := wait()
+	if code != 4 || err != nil || out.String() != "hello: hi from config on run.2\nweb\n" || errOut.String() != "oops\n" {
+		t.Fatalf("attached run = %d, %v, stdout %q, stderr %q", code, err, out.String(), errOut.String())
+	}
+	purged(2)
+}

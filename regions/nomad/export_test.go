@@ -1,0 +1,4 @@
+package nomad
+
+// RenderRunJob is renderRunJob, for golden tests.
+var RenderRunJob = renderRunJob
