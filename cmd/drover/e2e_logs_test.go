@@ -32,20 +32,21 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// checkLogs checks `drover logs` on hello-staging, which runs v2 with one
-// web process in local-a and local-b, answering at url: the lines come in
-// Heroku's shape, with drover's own; --tail shows a request's access
-// line as it is written. It logs the median time from a request's answer
-// to its line on the tail, of 20.
-func checkLogs(t *testing.T, ctx context.Context, url string) {
+// checkLogs checks `drover logs` on hello-staging, which runs release
+// with one web process in local-a and local-b, answering at url: the
+// lines come in Heroku's shape, with drover's own; --tail shows a
+// request's access line (accessLine(path) is in it) as it is written. It
+// logs the median time from a request's answer to its line on the tail,
+// of 20.
+func checkLogs(t *testing.T, ctx context.Context, url, release string, accessLine func(path string) string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	if code := Run(ctx, []string{"logs", "hello-staging", "-n", "200", "--source", "drover"}, Streams{Out: &out, Err: &errOut}); code != exitOK {
 		t.Fatalf("drover logs: exit %d: %s", code, errOut.String())
 	}
-	line := regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 drover\[web\.1\]: State changed from starting to up \(v2\)$`)
+	line := regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 drover\[web\.1\]: State changed from starting to up \(` + release + `\)$`)
 	if n := len(line.FindAllString(out.String(), -1)); n != 2 {
-		t.Fatalf("drover logs --source drover shows v2's web.1 up %d times, want once per region:\n%s", n, out.String())
+		t.Fatalf("drover logs --source drover shows %s's web.1 up %d times, want once per region:\n%s", release, n, out.String())
 	}
 	if strings.Contains(out.String(), " app[") {
 		t.Fatalf("--source drover showed app lines:\n%s", out.String())
@@ -73,7 +74,7 @@ func checkLogs(t *testing.T, ctx context.Context, url string) {
 		}
 		resp.Body.Close()
 		answered := time.Now()
-		want := " app[web.1]: request " + path + "\n"
+		want := accessLine(path)
 		for !strings.Contains(tail.String(), want) {
 			if time.Since(answered) > 5*time.Second {
 				t.Fatalf("the tail did not show %q within 5 s:\n%s", want, tail.String())

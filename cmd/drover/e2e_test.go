@@ -420,7 +420,7 @@ func TestE2EPushToRunningApp(t *testing.T) {
 			t.Fatalf("ps in %s = %+v (%s); want web.1 up on v2", r.Region, r.Processes, r.Error)
 		}
 	}
-	checkLogs(t, ctx, info.Where[0].URL)
+	checkLogs(t, ctx, info.Where[0].URL, "v2", func(path string) string { return " app[web.1]: request " + path + "\n" })
 	checkRuns(t, ctx)
 	out.Reset()
 	if code := Run(ctx, []string{"apps", "info", "nope"}, Streams{Out: &out, Err: &errOut}); code != exitNotFound {
