@@ -29,6 +29,7 @@ type Ledger interface {
 	FindBuild(ctx context.Context, repo, commit string) (deployments.Build, error)
 	ConfigVars(ctx context.Context, app string) (pipelines.ConfigVars, error)
 	SetConfigVars(ctx context.Context, app string, set map[string]string, unset []string) (pipelines.ConfigVars, error)
+	LiveOutput(ctx context.Context, step string) (output string, total int64, err error)
 }
 
 // Server holds the API's dependencies.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/drover/drover/deployments"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/workflows"
 )
@@ -46,6 +47,18 @@ type Operation struct {
 	// Ahead, in the answer that queues it, is how many operations and
 	// pushes of the app run or wait before it.
 	Ahead *int `json:"ahead,omitempty"`
+	// Output is the output of the step running now (the build, the
+	// release phase) as it is written, from ?output_from=N on.
+	Output *StepOutput `json:"output,omitempty"`
+}
+
+// StepOutput is a running step's output: Text is the part of all the
+// step has written (Total bytes so far) that starts at offset From.
+type StepOutput struct {
+	Step  string `json:"step"`
+	From  int64  `json:"from"`
+	Text  string `json:"text"`
+	Total int64  `json:"total"`
 }
 
 // registerOperations mounts the operation routes on groups that check the
@@ -438,6 +451,10 @@ func (s *Server) getOperation(c *gin.Context) {
 	if !ok {
 		return
 	}
+	// output_from counts in the step output_step names (the one the
+	// caller followed last); another step's output is sent from its start.
+	from, _ := strconv.ParseInt(c.Query("output_from"), 10, 64)
+	fromStep := c.Query("output_step")
 	read := func() (Operation, error) {
 		st, err := s.Operations.OperationState(c.Request.Context(), id)
 		if err != nil {
@@ -449,6 +466,13 @@ func (s *Server) getOperation(c *gin.Context) {
 			out.Release = &r
 		} else if !errors.Is(err, pipelines.ErrNotFound) {
 			return out, err
+		}
+		if out.Output, err = s.stepOutput(c.Request.Context(), id, kind, out, from, fromStep); err != nil {
+			return out, err
+		}
+		if out.Output != nil {
+			// A stream sends each part once.
+			from, fromStep = out.Output.Total, out.Output.Step
 		}
 		return out, nil
 	}
@@ -469,6 +493,42 @@ func (s *Server) getOperation(c *gin.Context) {
 // OperationPollInterval is how often a server-sent-events stream of an
 // operation looks for news.
 var OperationPollInterval = 500 * time.Millisecond
+
+// stepOutput is the output of the operation's running step from offset
+// from (when fromStep names it), or nil when no step of it is running: its release phase once it
+// has a release, else, for a push's deploy, the build of its commit.
+func (s *Server) stepOutput(ctx context.Context, id, kind string, op Operation, from int64, fromStep string) (*StepOutput, error) {
+	if op.State == workflows.OperationSucceeded || op.State == workflows.OperationFailed {
+		return nil, nil
+	}
+	var step, name string
+	switch {
+	case op.Release != nil:
+		step, name = deployments.ReleasePhaseStep(op.App, op.Release.Version), "release phase"
+	case kind == "deploy":
+		app, commit, _ := workflows.ParseDeployWorkflowID(id)
+		a, err := s.Ledger.App(ctx, app)
+		if err != nil {
+			return nil, err
+		}
+		step, name = deployments.BuildStep(a.Repo, commit), "build"
+	default:
+		return nil, nil
+	}
+	text, total, err := s.Ledger.LiveOutput(ctx, step)
+	if errors.Is(err, pipelines.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := &StepOutput{Step: name, From: total - int64(len(text)), Text: text, Total: total}
+	if fromStep == name && from > out.From {
+		skip := min(from-out.From, int64(len(text)))
+		out.From, out.Text = out.From+skip, text[skip:]
+	}
+	return out, nil
+}
 
 // streamOperation sends the operation as a server-sent event each time it
 // changes, and ends after the event that shows it finished.

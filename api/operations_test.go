@@ -282,6 +282,49 @@ func TestOperationState(t *testing.T) {
 	}
 }
 
+// TestOperationStepOutput: a running operation carries its running step's
+// output: a push's build before it has a release, its release phase
+// after; from output_from on when output_step names that step, else all
+// of it; none once no step runs.
+func TestOperationStepOutput(t *testing.T) {
+	e, _, st := newOpsServer(t)
+	ctx := context.Background()
+	commit := strings.Repeat("a", 40)
+	id := workflows.DeployWorkflowID("hello-staging", commit)
+	get := func(q string) *api.StepOutput {
+		t.Helper()
+		w := do(e, "GET", "/api/v1/operations/"+id+q, "Bearer "+token, "")
+		var op api.Operation
+		if err := json.Unmarshal(w.Body.Bytes(), &op); err != nil || w.Code != http.StatusOK {
+			t.Fatalf("%d %s", w.Code, w.Body)
+		}
+		return op.Output
+	}
+	if o := get(""); o != nil {
+		t.Fatalf("output before any step = %+v", o)
+	}
+	st.SetLiveOutput(ctx, deployments.BuildStep("octo-org/hello", commit), "-----> Go app detected\n       $ go build\n", 41)
+	if o := get(""); o == nil || o.Step != "build" || o.From != 0 || !strings.HasPrefix(o.Text, "-----> Go") || o.Total != 41 {
+		t.Fatalf("build output = %+v", o)
+	}
+	if o := get("?output_step=build&output_from=23"); o.From != 23 || o.Text != "       $ go build\n" {
+		t.Fatalf("build output from 23 = %+v", o)
+	}
+	rel, err := st.CreateRelease(ctx, deployments.NewRelease{App: "hello-staging", Slug: "s", Operation: id + "@run1", Regions: []string{"local-a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetLiveOutput(ctx, deployments.ReleasePhaseStep("hello-staging", rel.Version), "migrating\n", 10)
+	// The build's offset does not count in the release phase.
+	if o := get("?output_step=build&output_from=41"); o == nil || o.Step != "release phase" || o.Text != "migrating\n" {
+		t.Fatalf("release phase output = %+v", o)
+	}
+	st.EndLiveOutput(ctx, deployments.ReleasePhaseStep("hello-staging", rel.Version))
+	if o := get(""); o != nil {
+		t.Fatalf("output after the step = %+v", o)
+	}
+}
+
 // stepOps reports running, then succeeded.
 type stepOps struct {
 	fakeOps

@@ -2,6 +2,7 @@ package deployments
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/drover/drover/pipelines"
@@ -22,6 +23,14 @@ type NewRelease struct {
 	// so a retried activity never makes two releases.
 	Operation string
 	Regions   []string
+}
+
+// BuildStep and ReleasePhaseStep name the live output of a running build
+// of a commit and of a release's release phase.
+func BuildStep(repo, commit string) string { return "build/" + repo + "/" + commit }
+
+func ReleasePhaseStep(app string, version int) string {
+	return "release/" + app + "/v" + strconv.Itoa(version)
 }
 
 // Build is a finished build of one commit of one repository. A failed
@@ -120,6 +129,12 @@ type Store interface {
 	FinishRun(ctx context.Context, app string, number, exitCode int) error
 	Run(ctx context.Context, app string, number int) (pipelines.Run, error)
 	Runs(ctx context.Context, app string, limit int) ([]pipelines.Run, error)
+
+	// SetLiveOutput, LiveOutput and EndLiveOutput keep the output of a
+	// running step (LiveStep names it) for those who follow it.
+	SetLiveOutput(ctx context.Context, step, output string, total int64) error
+	LiveOutput(ctx context.Context, step string) (output string, total int64, err error)
+	EndLiveOutput(ctx context.Context, step string) error
 
 	// RecordDelivery notes a webhook delivery ID and reports whether it was new.
 	RecordDelivery(ctx context.Context, id, event string) (bool, error)

@@ -79,6 +79,9 @@ type Task struct {
 	// Timeout bounds the task's run; 0 is the driver's default. A task
 	// past it is stopped and reported as a failed TaskResult.
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// Output, when set, receives the task's output as it is written, for
+	// those following it live; TaskResult.Output still carries its tail.
+	Output io.Writer `json:"-"`
 }
 
 // TaskResult is how a task ended. A task that ran and exited non-zero is a

@@ -188,7 +188,10 @@ func (a *Activities) Build(ctx context.Context, in BuildInput) (BuildResult, err
 	report, stop := a.heartbeat(ctx)
 	defer stop()
 	var out bytes.Buffer
-	w := &progressWriter{w: &out, report: report}
+	// Followers of the operation see the output as it is written.
+	live := startLiveOutput(a.Store, deployments.BuildStep(in.Repo, in.Commit), a.logger())
+	defer live.Close()
+	w := &progressWriter{w: io.MultiWriter(&out, live), report: report}
 	src := pipelines.GitSource{URL: in.CloneURL, GitHub: true}
 	if a.Sources != nil {
 		if src, err = a.Sources(in.Repo); err != nil {
@@ -377,8 +380,10 @@ func (a *Activities) ReleasePhase(ctx context.Context, in ReleasePhaseInput) (Re
 	}
 	_, stop := a.heartbeat(ctx)
 	defer stop()
+	live := startLiveOutput(a.Store, deployments.ReleasePhaseStep(in.App, in.Version), a.logger())
+	defer live.Close()
 	res, err := region.RunTask(ctx, regions.Task{App: in.App, Release: in.Version, Name: pipelines.ReleaseProcess,
-		Slug: d.Slug, Command: cmd, Env: d.Env})
+		Slug: d.Slug, Command: cmd, Env: d.Env, Output: live})
 	if err != nil {
 		return ReleasePhaseResult{}, fmt.Errorf("release phase of %s v%d in %s: %w", in.App, in.Version, in.Region, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -154,16 +155,43 @@ func followOperation(ctx context.Context, c *apiClient, s Streams, op api.Operat
 		}
 	}
 	drawn := 0
+	var outputFrom int64
+	outputStep := ""
 	for {
 		var cur api.Operation
-		if err := c.get(ctx, "/api/v1/operations/"+op.ID, &cur); err != nil {
+		q := url.Values{"output_from": {strconv.FormatInt(outputFrom, 10)}, "output_step": {outputStep}}
+		if err := c.get(ctx, "/api/v1/operations/"+op.ID+"?"+q.Encode(), &cur); err != nil {
 			return err
 		}
 		lines := progressLines(cur)
-		if live {
-			if drawn > 0 {
-				fmt.Fprintf(progress, "\x1b[%dA", drawn) // back to the block's first line
+		if live && drawn > 0 {
+			fmt.Fprintf(progress, "\x1b[%dA", drawn) // back to the block's first line
+		}
+		// The running step's output (the build's -----> lines, the
+		// release phase's), as it is written, above the progress block.
+		if o := cur.Output; o != nil && o.Step != outputStep {
+			outputStep, outputFrom = o.Step, 0 // the next step's output starts
+		}
+		if o := cur.Output; o != nil && o.Text != "" && !opts.JSON {
+			if live {
+				fmt.Fprint(progress, "\x1b[J")
 			}
+			if o.From > outputFrom && outputFrom > 0 {
+				fmt.Fprintf(progress, "       [%d bytes of %s output not shown]\n", o.From-outputFrom, o.Step)
+			}
+			text := o.Text
+			if !strings.HasSuffix(text, "\n") {
+				// Keep a partial line until it is finished.
+				if i := strings.LastIndexByte(text, '\n'); i >= 0 {
+					text = text[:i+1]
+				} else {
+					text = ""
+				}
+			}
+			fmt.Fprint(progress, text)
+			outputFrom = o.From + int64(len(text))
+		}
+		if live {
 			for _, l := range lines {
 				fmt.Fprintf(progress, "\x1b[2K%s\n", l)
 			}

@@ -704,3 +704,30 @@ func testRuns(t *testing.T, open func() *sqlstore.Store) {
 		t.Fatalf("Runs = %+v, %v", runs, err)
 	}
 }
+
+func TestLiveOutput(t *testing.T) { backends(t, testLiveOutput) }
+
+// testLiveOutput: a running step's output is replaced as it grows, read
+// with its total, and gone once the step ends.
+func testLiveOutput(t *testing.T, open func() *sqlstore.Store) {
+	ctx := context.Background()
+	s := open()
+	step := deployments.BuildStep("octo/hello", "abc")
+	if _, _, err := s.LiveOutput(ctx, step); !errors.Is(err, pipelines.ErrNotFound) {
+		t.Fatalf("before: %v", err)
+	}
+	s.SetLiveOutput(ctx, step, "-----> Go app detected\n", 23)
+	if err := s.SetLiveOutput(ctx, step, "-----> Go app detected\n       $ go build\n", 42); err != nil {
+		t.Fatal(err)
+	}
+	out, total, err := s.LiveOutput(ctx, step)
+	if err != nil || total != 42 || !strings.HasSuffix(out, "$ go build\n") {
+		t.Fatalf("LiveOutput = %q, %d, %v", out, total, err)
+	}
+	if err := s.EndLiveOutput(ctx, step); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.LiveOutput(ctx, step); !errors.Is(err, pipelines.ErrNotFound) {
+		t.Fatalf("after the end: %v", err)
+	}
+}

@@ -520,6 +520,26 @@ func TestRunTask(t *testing.T) {
 			t.Errorf("Output = %q", res.Output)
 		}
 	})
+	t.Run("output streams as it is written", func(t *testing.T) {
+		var live syncWriter
+		done := make(chan regions.TaskResult, 1)
+		go func() {
+			res, _ := r.RunTask(context.Background(), regions.Task{
+				App: "shop", Release: 1, ID: "live", Command: "echo step 1; sleep 1.5; echo step 2",
+				Slug: regions.Slug{Digest: "sha256:shop-1", Path: slugPath}, Output: &live,
+			})
+			done <- res
+		}()
+		for deadline := time.Now().Add(time.Second); live.String() != "step 1\n"; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("live output a second in = %q, want the first line while the task runs", live.String())
+			}
+		}
+		res := <-done
+		if live.String() != "step 1\nstep 2\n" || res.Output != "step 1\nstep 2\n" {
+			t.Errorf("live %q, result %q", live.String(), res.Output)
+		}
+	})
 	t.Run("output is capped", func(t *testing.T) {
 		res, err := r.RunTask(context.Background(), regions.Task{
 			App: "shop", Release: 1, ID: "capped", Command: "head -c 3000000 /dev/zero | tr '\\0' x; echo END",

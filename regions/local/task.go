@@ -84,7 +84,7 @@ func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResul
 			return st.interrupted(), nil
 		}
 		log.Info("adopting a task that outlived an earlier drover", "pid", pid)
-		return st.wait(ctx, pid, started, limit, wrap)
+		return st.wait(ctx, pid, started, limit, t.Output, wrap)
 	}
 
 	if err := os.RemoveAll(st.dir); err != nil {
@@ -135,7 +135,7 @@ func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResul
 	}
 	// Reap it as our child; the state in its dir is what says how it ended.
 	go cmd.Wait()
-	return st.wait(ctx, pid, stat.start, limit, wrap)
+	return st.wait(ctx, pid, stat.start, limit, t.Output, wrap)
 }
 
 // taskKeyRE is what a task's name or ID may be: it names a directory.
@@ -217,14 +217,31 @@ func (s taskState) tail(note string) string {
 // wait waits for the task's process to end (then kills what it left in
 // its group), killing the group on ctx's end or once limit has passed
 // since it started, and returns its result.
-func (s taskState) wait(ctx context.Context, pid int, started uint64, limit time.Duration, wrap func(error) error) (regions.TaskResult, error) {
+func (s taskState) wait(ctx context.Context, pid int, started uint64, limit time.Duration, live io.Writer, wrap func(error) error) (regions.TaskResult, error) {
 	deadline := time.Now().Add(limit)
 	if info, err := os.Stat(s.procFile()); err == nil {
 		deadline = info.ModTime().Add(limit)
 	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	// The output as it is written, for whoever follows the task; the
+	// task writes its file itself, so it keeps going if drover restarts.
+	var sent int64
+	copyLive := func() {
+		if live == nil {
+			return
+		}
+		f, err := os.Open(s.output())
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		n, _ := io.Copy(live, io.NewSectionReader(f, sent, 1<<62))
+		sent += n
+	}
+	defer copyLive()
 	for {
+		copyLive()
 		if !s.alive(pid, started) {
 			// As on a one-off dyno, nothing outlives the command.
 			syscall.Kill(-pid, syscall.SIGKILL)

@@ -205,14 +205,14 @@ func (r *Region) RunBuild(ctx context.Context, b BuildJob, out io.Writer) (Build
 		return fail(err)
 	}
 	r.log.Debug("build job started", "job", b.ID, "alloc", alloc.ID, "node", alloc.NodeID, "after", time.Since(start))
-	logs := r.followLogs(ctx, alloc, out)
+	logs := r.followLogs(ctx, alloc, BuildTask, out)
 	alloc, err = r.awaitAllocDone(ctx, alloc.ID)
 	if err != nil {
 		logs.stop()
 		return fail(err)
 	}
 	r.log.Debug("build job ended", "job", b.ID, "status", alloc.ClientStatus, "after", time.Since(start))
-	r.drainLogs(ctx, logs, alloc, buildLogDrain)
+	r.drainLogs(ctx, logs, alloc, BuildTask, buildLogDrain)
 	r.log.Debug("build log drained", "job", b.ID, "after", time.Since(start))
 
 	ts := alloc.TaskStates[BuildTask]
@@ -370,7 +370,7 @@ func (l *liveLogs) delivered(typ string) int64 {
 // then stops them: Nomad keeps a followed log open after its task ends, so
 // drain waits until as many bytes arrived as the task's log files hold, or
 // for d at most.
-func (r *Region) drainLogs(ctx context.Context, l *liveLogs, alloc *api.Allocation, d time.Duration) {
+func (r *Region) drainLogs(ctx context.Context, l *liveLogs, alloc *api.Allocation, task string, d time.Duration) {
 	defer l.stop()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
@@ -382,7 +382,7 @@ func (r *Region) drainLogs(ctx context.Context, l *liveLogs, alloc *api.Allocati
 	want := map[string]int64{}
 	for _, f := range files {
 		for _, typ := range []string{api.FSLogNameStdout, api.FSLogNameStderr} {
-			if strings.HasPrefix(f.Name, BuildTask+"."+typ+".") {
+			if strings.HasPrefix(f.Name, task+"."+typ+".") {
 				want[typ] += f.Size
 			}
 		}
@@ -401,10 +401,10 @@ func (r *Region) drainLogs(ctx context.Context, l *liveLogs, alloc *api.Allocati
 // followLogs copies the build task's stdout and stderr into out as Nomad
 // streams them. Output that cannot be streamed is missed, not an error:
 // the build's result does not depend on it.
-func (r *Region) followLogs(ctx context.Context, alloc *api.Allocation, out io.Writer) *liveLogs {
+func (r *Region) followLogs(ctx context.Context, alloc *api.Allocation, task string, out io.Writer) *liveLogs {
 	l := &liveLogs{cancel: make(chan struct{}), got: map[string]int64{}}
 	for _, typ := range []string{api.FSLogNameStdout, api.FSLogNameStderr} {
-		frames, errCh := r.client.AllocFS().Logs(alloc, true, BuildTask, typ, api.OriginStart, 0, l.cancel, r.queryOpts(ctx))
+		frames, errCh := r.client.AllocFS().Logs(alloc, true, task, typ, api.OriginStart, 0, l.cancel, r.queryOpts(ctx))
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()

@@ -64,7 +64,30 @@ func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResul
 		}
 	}
 
+	var live chan *liveLogs
+	if t.Output != nil {
+		live = make(chan *liveLogs, 1)
+		go func() {
+			// The task's output as Nomad streams it, once it has an
+			// allocation, for whoever follows the task.
+			a, err := r.awaitFirstAlloc(ctx, id)
+			if err != nil {
+				live <- nil
+				return
+			}
+			live <- r.followLogs(ctx, a, t.Name, t.Output)
+		}()
+	}
 	alloc, err := r.awaitTaskAlloc(ctx, id)
+	if live != nil {
+		if l := <-live; l != nil {
+			if err == nil {
+				r.drainLogs(ctx, l, alloc, t.Name, buildLogDrain)
+			} else {
+				l.stop()
+			}
+		}
+	}
 	if err != nil {
 		return regions.TaskResult{}, err
 	}
@@ -95,6 +118,38 @@ func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResul
 		return regions.TaskResult{}, fmt.Errorf("run task %s of %s v%d in region %s: task did not run: %s", t.Name, t.App, t.Release, r.spec.Name, why)
 	}
 	return regions.TaskResult{ExitCode: term.ExitCode, Output: r.taskOutput(ctx, alloc, t.Name)}, nil
+}
+
+// awaitFirstAlloc waits with blocking queries for the batch job id to have
+// an allocation whose task has started (its log exists), and returns it
+// in full.
+func (r *Region) awaitFirstAlloc(ctx context.Context, id string) (*api.Allocation, error) {
+	var index uint64
+	for {
+		allocs, qm, err := r.client.Jobs().Allocations(id, false, r.blockingOpts(ctx, index, r.wait))
+		if err != nil {
+			return nil, r.wrap(ctx, fmt.Sprintf("list allocations of job %q", id), err)
+		}
+		if len(allocs) > 0 && taskStarted(allocs[0]) {
+			alloc, _, err := r.client.Allocations().Info(allocs[0].ID, r.queryOpts(ctx))
+			if err != nil {
+				return nil, r.wrap(ctx, fmt.Sprintf("read allocation %s of job %q", shortID(allocs[0].ID), id), err)
+			}
+			return alloc, nil
+		}
+		if index, err = r.nextIndex(ctx, index, qm); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func taskStarted(a *api.AllocationListStub) bool {
+	for _, ts := range a.TaskStates {
+		if ts != nil && (ts.State == "running" || ts.State == "dead") {
+			return true
+		}
+	}
+	return false
 }
 
 // awaitTaskAlloc waits with blocking queries for the newest allocation of

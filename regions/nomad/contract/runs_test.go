@@ -159,3 +159,53 @@ func TestOneOffRuns(t *testing.T) {
 	}
 	purged(2)
 }
+
+// lockedOutput is a writer a task's live output goes to while the test
+// reads it.
+type lockedOutput struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedOutput) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedOutput) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestReleasePhaseOutputIsLive: on a real agent, a release phase's output
+// reaches Task.Output while it runs, not only in its result.
+func TestReleasePhaseOutputIsLive(t *testing.T) {
+	e := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	app := fmt.Sprintf("drover-live-%d", time.Now().Unix()%100000)
+	var live lockedOutput
+	done := make(chan regions.TaskResult, 1)
+	go func() {
+		res, err := e.region.RunTask(ctx, regions.Task{App: app, Release: 1, Name: "release", Slug: e.slug,
+			Command: "echo migrating 1/2; sleep 3; echo migrating 2/2", Output: &live})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(live.String(), "migrating 1/2"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no live output: %q", live.String())
+		}
+	}
+	if strings.Contains(live.String(), "migrating 2/2") {
+		t.Fatalf("the first line came only with the second: %q", live.String())
+	}
+	res := <-done
+	if res.ExitCode != 0 || live.String() != "migrating 1/2\nmigrating 2/2\n" {
+		t.Fatalf("result %+v, live %q", res, live.String())
+	}
+}
