@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/drover/drover/applog"
+	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
 )
 
@@ -71,6 +73,10 @@ func (s *Server) logs(c *gin.Context) {
 	}
 	if err := q.Validate(); err != nil {
 		fail(c, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	if err := s.checkDyno(c.Request.Context(), app.Name, q); err != nil {
+		s.failErr(c, err)
 		return
 	}
 	names := app.Regions
@@ -179,6 +185,66 @@ func (s *Server) logs(c *gin.Context) {
 			return
 		}
 	}
+}
+
+// checkDyno refuses a dyno or process type the app does not have, so a
+// typo is an error rather than a log that stays empty: the current
+// release's formation names its dynos (web.1 to web.N), the runs ledger
+// its one-offs (run.N). An app with no release yet has none to check.
+func (s *Server) checkDyno(ctx context.Context, app string, q applog.Query) error {
+	if q.Dyno == "" && q.Type == "" {
+		return nil
+	}
+	if n, ok := strings.CutPrefix(q.Dyno, "run."); ok {
+		if s.Runs == nil {
+			return nil
+		}
+		number, err := strconv.Atoi(n)
+		if err != nil {
+			return fmt.Errorf("dyno %q: want run.N: %w", q.Dyno, pipelines.ErrInvalid)
+		}
+		runs, err := s.Runs.Runs(ctx, app, 1)
+		if err != nil {
+			return err
+		}
+		if len(runs) == 0 || number > runs[0].Number || number < 1 {
+			return fmt.Errorf("app %s has no one-off %s (`drover ps %s` lists its runs): %w", app, q.Dyno, app, pipelines.ErrNotFound)
+		}
+		return nil
+	}
+	rel, err := s.Ledger.CurrentRelease(ctx, app)
+	if errors.Is(err, pipelines.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var dynos []string
+	for _, typ := range rel.Formation.Types() {
+		for i := 1; i <= rel.Formation[typ]; i++ {
+			dynos = append(dynos, typ+"."+strconv.Itoa(i))
+		}
+	}
+	typ := q.Type
+	if q.Dyno != "" {
+		typ = applog.TypeOf(q.Dyno)
+	}
+	_, known := rel.Procfile.Command(typ)
+	if !known && typ != pipelines.ReleaseProcess {
+		return fmt.Errorf("app %s has no process type %q; its Procfile has %s: %w", app, typ, strings.Join(procTypes(rel.Procfile), ", "), pipelines.ErrNotFound)
+	}
+	if q.Dyno != "" && typ != pipelines.ReleaseProcess && !slices.Contains(dynos, q.Dyno) {
+		return fmt.Errorf("app %s has no dyno %s; %s runs %s: %w", app, q.Dyno, rel.Name(), strings.Join(dynos, ", "), pipelines.ErrNotFound)
+	}
+	return nil
+}
+
+func procTypes(p pipelines.Procfile) []string {
+	var out []string
+	for _, proc := range p {
+		out = append(out, proc.Type)
+	}
+	return out
 }
 
 // logWriter writes a log stream in the format the caller asked for.

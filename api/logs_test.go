@@ -14,6 +14,8 @@ import (
 
 	"github.com/drover/drover/api"
 	"github.com/drover/drover/applog"
+	"github.com/drover/drover/deployments"
+	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
 )
 
@@ -186,4 +188,39 @@ func readAll(t *testing.T, resp *http.Response) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// TestLogsOfADynoTheAppLacks: a dyno or process type the current
+// release does not run, or a one-off that never ran, is a 404 saying
+// what there is, not an empty log.
+func TestLogsOfADynoTheAppLacks(t *testing.T) {
+	reader := &fakeLogs{backlog: []applog.Line{logLine("local-a", "web.2", 1, "hi")}}
+	e, _, st := newOpsServerWith(t, func(s *api.Server) {
+		s.LogReaders = func(string) (regions.LogReader, error) { return reader, nil }
+	})
+	ctx := context.Background()
+	rel, err := st.CreateRelease(ctx, deployments.NewRelease{App: "hello", Slug: "s", Regions: []string{"local-a", "local-b"},
+		Procfile: pipelines.Procfile{{Type: "web", Command: "bin/web"}, {Type: "worker", Command: "bin/worker"}}, Formation: pipelines.Formation{"web": 2, "worker": 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.FinishRelease(ctx, "hello", rel.Version, pipelines.ReleaseSucceeded, "")
+	st.StartRun(ctx, pipelines.Run{App: "hello", Command: "x", By: "admin", Region: "local-a", Release: 1})
+	for _, tt := range []struct {
+		query string
+		code  int
+		want  string
+	}{
+		{"dyno=web.2", 200, `"message":"hi"`},
+		{"dyno=run.1", 200, ""},
+		{"type=worker", 200, ""},
+		{"dyno=web.3", 404, "app hello has no dyno web.3; v1 runs web.1, web.2, worker.1"},
+		{"type=clock", 404, `no process type \"clock\"; its Procfile has web, worker`},
+		{"dyno=run.2", 404, "has no one-off run.2"},
+	} {
+		w := do(e, "GET", "/api/v1/apps/hello/logs?"+tt.query, "Bearer "+token, "")
+		if w.Code != tt.code || !strings.Contains(w.Body.String(), tt.want) {
+			t.Errorf("logs?%s = %d %s, want %d %q", tt.query, w.Code, w.Body.String(), tt.code, tt.want)
+		}
+	}
 }

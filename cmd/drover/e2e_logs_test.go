@@ -130,6 +130,7 @@ func checkRuns(t *testing.T, ctx context.Context) {
 	}{
 		{[]string{"run", "hello-staging", "--region", "mars", "--", "true"}, `does not run in region "mars"`},
 		{[]string{"run", "nope", "--", "true"}, "not found"},
+		{[]string{"run", "hello-staging", "--", "no-such-command --flag"}, "could not start (exit 127)"},
 	} {
 		errOut.Reset()
 		if code := Run(ctx, tt.args, Streams{In: strings.NewReader(""), Out: &out, Err: &errOut}); code == exitOK || !strings.Contains(errOut.String(), tt.want) {

@@ -146,10 +146,15 @@ func runAttached(ctx context.Context, s Streams, c *apiClient, o runOptions) err
 				go copyStdin(s.In, write)
 			}
 		case "exit":
-			if m.ExitCode != nil && *m.ExitCode != 0 {
-				return &runExit{code: *m.ExitCode}
+			if m.ExitCode == nil || *m.ExitCode == 0 {
+				return nil
 			}
-			return nil
+			switch *m.ExitCode {
+			case 126, 127:
+				// The shell's own line said which; say what to do.
+				fmt.Fprintf(s.Err, "error: the command could not start (exit %d): check its name, and that the slug has it (bin/, or what the buildpack installs)\n", *m.ExitCode)
+			}
+			return &runExit{code: *m.ExitCode}
 		}
 	}
 }
