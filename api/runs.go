@@ -43,6 +43,11 @@ type RunRequest struct {
 	Args   []string `json:"args"`
 	Region string   `json:"region,omitempty"`
 	Size   string   `json:"size,omitempty"`
+	// TTY, on an attached run, gives the command a terminal of Rows ×
+	// Cols; its output then all comes as stdout.
+	TTY  bool   `json:"tty,omitempty"`
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
 }
 
 // RunStarted answers a detached run: what runs and how to follow it.
@@ -61,6 +66,9 @@ type RunMessage struct {
 	Run      *pipelines.Run `json:"run,omitempty"`
 	ExitCode *int           `json:"exit_code,omitempty"`
 	Error    string         `json:"error,omitempty"`
+	// Rows and Cols, from the client ({"type":"resize"}), resize a TTY.
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
 }
 
 // Stream bytes of binary run messages.
@@ -256,8 +264,10 @@ func (s *Server) attachRun(c *gin.Context) {
 	}
 	stdinR, stdinW := io.Pipe()
 	defer stdinW.Close()
+	resize := make(chan regions.TermSize, 4)
 	stdio := &regions.Stdio{Stdin: stdinR,
-		Stdout: streamWriter{RunStdout, send}, Stderr: streamWriter{RunStderr, send}}
+		Stdout: streamWriter{RunStdout, send}, Stderr: streamWriter{RunStderr, send},
+		TTY: req.TTY, Size: regions.TermSize{Rows: req.Rows, Cols: req.Cols}, Resize: resize}
 	wait, err := runner.StartRun(ctx, oneOff, stdio)
 	if err != nil {
 		s.Runs.FinishRun(context.WithoutCancel(ctx), app.Name, run.Number, 127)
@@ -268,6 +278,7 @@ func (s *Server) attachRun(c *gin.Context) {
 	go func() {
 		// The client's input; its going away (an error) kills the run.
 		defer cancel()
+		defer close(resize)
 		for {
 			kind, b, err := ws.ReadMessage()
 			if err != nil {
@@ -281,8 +292,17 @@ func (s *Server) attachRun(c *gin.Context) {
 				}
 			case websocket.TextMessage:
 				var m RunMessage
-				if json.Unmarshal(b, &m) == nil && m.Type == "eof" {
+				if json.Unmarshal(b, &m) != nil {
+					continue
+				}
+				switch m.Type {
+				case "eof":
 					stdinW.Close()
+				case "resize":
+					select {
+					case resize <- regions.TermSize{Rows: m.Rows, Cols: m.Cols}:
+					default: // a newer size follows
+					}
 				}
 			}
 		}

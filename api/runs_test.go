@@ -41,6 +41,11 @@ func (f *fakeRunner) StartRun(ctx context.Context, o regions.OneOff, stdio *regi
 		if stdio == nil {
 			return
 		}
+		if strings.HasPrefix(o.Command, "tty") {
+			sz := <-stdio.Resize
+			fmt.Fprintf(stdio.Stdout, "tty=%v %dx%d then %dx%d", stdio.TTY, stdio.Size.Rows, stdio.Size.Cols, sz.Rows, sz.Cols)
+			return
+		}
 		if strings.HasPrefix(o.Command, "hang") {
 			<-ctx.Done()
 			code = 137
@@ -165,6 +170,17 @@ func TestRuns(t *testing.T) {
 	}
 	if *exit != 5 || stdout.String() != "got input" || stderr.String() != "to stderr" {
 		t.Errorf("attached run: exit %d, stdout %q, stderr %q", *exit, stdout.String(), stderr.String())
+	}
+
+	// A terminal of the client's size, resized as the client's is.
+	ws3 := dial()
+	defer ws3.Close()
+	ws3.WriteJSON(api.RunRequest{Args: []string{"tty"}, TTY: true, Rows: 24, Cols: 80})
+	ws3.ReadMessage() // started
+	ws3.WriteJSON(api.RunMessage{Type: "resize", Rows: 50, Cols: 132})
+	_, b, err := ws3.ReadMessage()
+	if err != nil || string(b) != "\x01tty=true 24x80 then 50x132" {
+		t.Errorf("tty run wrote %q, %v", b, err)
 	}
 
 	// A client that goes away kills its run.

@@ -177,6 +177,18 @@ func (o OneOff) Dyno() string { return "run." + strconv.Itoa(o.Number) }
 type Stdio struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// TTY runs the one-off on a terminal of its own, Size big, resized
+	// by what Resize sends; its output then all comes on Stdout, as a
+	// terminal's does.
+	TTY    bool
+	Size   TermSize
+	Resize <-chan TermSize
+}
+
+// TermSize is a terminal's size in characters.
+type TermSize struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
 }
 
 // Runner is a Region that runs one-off processes. A one-off never

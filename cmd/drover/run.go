@@ -8,11 +8,15 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/gorilla/websocket"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/drover/drover/api"
 )
@@ -105,7 +109,34 @@ func runAttached(ctx context.Context, s Streams, c *apiClient, o runOptions) err
 		defer mu.Unlock()
 		return ws.WriteMessage(kind, b)
 	}
-	req, _ := json.Marshal(o.request())
+	request := o.request()
+	// On a terminal, the run gets one too, as `heroku run` does: keys go
+	// to it as typed (raw mode), and its size follows this one's.
+	var restore func()
+	if in, ok := s.In.(*os.File); ok && term.IsTerminal(int(in.Fd())) {
+		request.TTY = true
+		if cols, rows, err := term.GetSize(int(in.Fd())); err == nil {
+			request.Rows, request.Cols = uint16(rows), uint16(cols)
+		}
+		if st, err := term.MakeRaw(int(in.Fd())); err == nil {
+			restore = func() { term.Restore(int(in.Fd()), st) }
+			defer restore()
+		}
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		defer signal.Stop(winch)
+		go func() {
+			for range winch {
+				if cols, rows, err := term.GetSize(int(in.Fd())); err == nil {
+					b, _ := json.Marshal(api.RunMessage{Type: "resize", Rows: uint16(rows), Cols: uint16(cols)})
+					if write(websocket.TextMessage, b) != nil {
+						return
+					}
+				}
+			}
+		}()
+	}
+	req, _ := json.Marshal(request)
 	if err := write(websocket.TextMessage, req); err != nil {
 		return fmt.Errorf("start run: %w", err)
 	}
@@ -139,7 +170,11 @@ func runAttached(ctx context.Context, s Streams, c *apiClient, o runOptions) err
 			return &hintError{err: errors.New(m.Error), hint: "`drover releases " + o.App + "` shows its releases"}
 		case "started":
 			if m.Run != nil {
-				fmt.Fprintf(s.Err, "Running `%s` on %s (v%d, region %s)... up, %s\n", m.Run.Command, m.Run.App, m.Run.Release, m.Run.Region, m.Run.Dyno())
+				eol := "\n"
+				if request.TTY {
+					eol = "\r\n" // the terminal is raw
+				}
+				fmt.Fprintf(s.Err, "Running `%s` on %s (v%d, region %s)... up, %s%s", m.Run.Command, m.Run.App, m.Run.Release, m.Run.Region, m.Run.Dyno(), eol)
 			}
 			if !stdinStarted && s.In != nil {
 				stdinStarted = true

@@ -1218,6 +1218,32 @@ func TestRunOneOff(t *testing.T) {
 		})
 	}
 
+	// On a terminal: the command sees one, of the caller's size, resized
+	// when the caller's is.
+	t.Run("tty", func(t *testing.T) {
+		var out syncWriter
+		resize := make(chan regions.TermSize, 1)
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		wait, err := r.StartRun(context.Background(), oneOff(20, `test -t 0 && test -t 1 && echo on-a-tty; stty size; read go; stty size`),
+			&regions.Stdio{Stdin: pr, Stdout: &out, Stderr: &out, TTY: true, Size: regions.TermSize{Rows: 24, Cols: 80}, Resize: resize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out.String(), "24 80"); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("output %q", out.String())
+			}
+		}
+		resize <- regions.TermSize{Rows: 50, Cols: 132}
+		time.Sleep(100 * time.Millisecond)
+		pw.Write([]byte("go\n"))
+		code, _ := wait()
+		if code != 0 || !strings.Contains(out.String(), "on-a-tty") || !strings.Contains(out.String(), "50 132") {
+			t.Errorf("tty run = %d, output %q", code, out.String())
+		}
+	})
+
 	// The caller disconnects: the run and what it started are killed.
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -1277,4 +1303,32 @@ func (w *syncWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// TestSandboxedOneOffs: under bubblewrap a one-off runs as the sandbox
+// runs apps (the data dir out of sight), attached with a terminal too,
+// and its exit code comes back.
+func TestSandboxedOneOffs(t *testing.T) {
+	t.Parallel()
+	r, data := sandboxedRegion(t)
+	for _, tty := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tty %v", tty), func(t *testing.T) {
+			var out syncWriter
+			n := 1
+			if tty {
+				n = 2
+			}
+			wait, err := r.StartRun(context.Background(), regions.OneOff{App: "boxed", Release: 1, Number: n,
+				Command: `if test -t 0; then echo tty; fi; cat ` + filepath.Join(data, "config-key") + ` || echo hidden; exit 4`,
+				Slug:    regions.Slug{Digest: "sha256:boxed", Path: slugPath}},
+				&regions.Stdio{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out, TTY: tty, Size: regions.TermSize{Rows: 24, Cols: 80}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, _ := wait()
+			if code != 4 || !strings.Contains(out.String(), "hidden") || strings.Contains(out.String(), "must-not-read") || strings.Contains(out.String(), "tty") != tty {
+				t.Errorf("sandboxed run = %d, output %q", code, out.String())
+			}
+		})
+	}
 }

@@ -9,9 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/creack/pty"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
 	"github.com/drover/drover/sandbox"
@@ -83,8 +85,22 @@ func (r *Region) StartRun(ctx context.Context, o regions.OneOff, stdio *regions.
 	if err != nil {
 		return fail(err)
 	}
-	var out, stdinW *os.File
-	if stdio != nil {
+	var out, stdinW, ptmx *os.File
+	switch {
+	case stdio != nil && stdio.TTY:
+		// A terminal of its own: the run's session leader has it as its
+		// controlling terminal, so a shell's job control and ^C work.
+		var tty *os.File
+		if ptmx, tty, err = pty.Open(); err != nil {
+			return fail(fmt.Errorf("open a terminal: %w", err))
+		}
+		defer tty.Close()
+		if stdio.Size.Rows > 0 {
+			pty.Setsize(ptmx, &pty.Winsize{Rows: stdio.Size.Rows, Cols: stdio.Size.Cols})
+		}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+		cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, 0
+	case stdio != nil:
 		cmd.Stdout, cmd.Stderr = stdio.Stdout, stdio.Stderr
 		// Stdin through a pipe of our own: exec would wait for a copy from
 		// the caller's reader, which blocks in a read nothing can cut
@@ -98,7 +114,7 @@ func (r *Region) StartRun(ctx context.Context, o regions.OneOff, stdio *regions.
 			cmd.Stdin, stdinW = rd, wr
 		}
 		cmd.WaitDelay = time.Second
-	} else {
+	default:
 		raw := outName(filepath.Join(r.appDir(o.App), "runs"), "run", o.Number)
 		if out, err = os.OpenFile(raw, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
 			return fail(err)
@@ -112,9 +128,24 @@ func (r *Region) StartRun(ctx context.Context, o regions.OneOff, stdio *regions.
 		if stdinW != nil {
 			stdinW.Close()
 		}
+		if ptmx != nil {
+			ptmx.Close()
+		}
 		return fail(err)
 	}
 	pid := cmd.Process.Pid
+	var ttyOut sync.WaitGroup
+	if ptmx != nil {
+		ttyOut.Go(func() { io.Copy(stdio.Stdout, ptmx) }) // ends when the terminal closes (EIO)
+		go io.Copy(ptmx, stdio.Stdin)
+		if stdio.Resize != nil {
+			go func() {
+				for sz := range stdio.Resize {
+					pty.Setsize(ptmx, &pty.Winsize{Rows: sz.Rows, Cols: sz.Cols})
+				}
+			}()
+		}
+	}
 	if stdinW != nil {
 		go func() {
 			io.Copy(stdinW, stdio.Stdin)
@@ -131,6 +162,11 @@ func (r *Region) StartRun(ctx context.Context, o regions.OneOff, stdio *regions.
 		syscall.Kill(-pid, syscall.SIGKILL)
 		if stdinW != nil {
 			stdinW.Close() // a copy still running ends at its next write
+		}
+		if ptmx != nil {
+			// What it wrote last, then the terminal goes.
+			waitCopy(&ttyOut, time.Second)
+			ptmx.Close()
 		}
 		code, _ = exitCode(cmd.ProcessState)
 		var exit *exec.ExitError
@@ -157,4 +193,15 @@ func (r *Region) StartRun(ctx context.Context, o regions.OneOff, stdio *regions.
 		<-done
 		return code, nil
 	}, nil
+}
+
+// waitCopy waits for wg, at most d: a terminal whose last writer left
+// something running keeps its output open.
+func waitCopy(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
 }

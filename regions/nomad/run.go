@@ -124,7 +124,25 @@ func (r *Region) StartRun(ctx context.Context, o regions.OneOff, stdio *regions.
 		defer purge()
 		// The slug's dir, as the task's own processes see it.
 		args := pipelines.DynoArgs(`"$NOMAD_TASK_DIR/app"`, o.Command)
-		code, runErr = r.client.Allocations().Exec(ctx, alloc, RunTaskName, false, args, stdio.Stdin, stdio.Stdout, stdio.Stderr, nil, r.queryOpts(ctx))
+		var sizes chan api.TerminalSize
+		if stdio.TTY {
+			sizes = make(chan api.TerminalSize, 1)
+			if stdio.Size.Rows > 0 {
+				sizes <- api.TerminalSize{Height: int(stdio.Size.Rows), Width: int(stdio.Size.Cols)}
+			}
+			if stdio.Resize != nil {
+				go func() {
+					for sz := range stdio.Resize {
+						select {
+						case sizes <- api.TerminalSize{Height: int(sz.Rows), Width: int(sz.Cols)}:
+						case <-ctx.Done():
+							return
+						}
+					}
+				}()
+			}
+		}
+		code, runErr = r.client.Allocations().Exec(ctx, alloc, RunTaskName, stdio.TTY, args, stdio.Stdin, stdio.Stdout, stdio.Stderr, sizes, r.queryOpts(ctx))
 		if runErr != nil && ctx.Err() != nil {
 			code, runErr = 137, nil // the caller went away: the run was stopped
 		}

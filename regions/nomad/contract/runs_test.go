@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -158,6 +159,22 @@ func TestOneOffRuns(t *testing.T) {
 		t.Fatalf("attached run = %d, %v, stdout %q, stderr %q", code, err, out.String(), errOut.String())
 	}
 	purged(2)
+
+	// On a terminal of the caller's size, through exec's tty.
+	// (A terminal's input stays open while the run lasts: its end would
+	// hang the terminal up.)
+	var ttyOut lockedOutput
+	ttyIn, ttyInW := io.Pipe()
+	defer ttyInW.Close()
+	wait, err = e.region.StartRun(ctx, oneOff(3, `test -t 0 && echo on-a-tty; stty size; exit 5`),
+		&regions.Stdio{Stdin: ttyIn, Stdout: &ttyOut, Stderr: &ttyOut, TTY: true, Size: regions.TermSize{Rows: 30, Cols: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := wait(); code != 5 || err != nil || !strings.Contains(ttyOut.String(), "on-a-tty") || !strings.Contains(ttyOut.String(), "30 100") {
+		t.Fatalf("tty run = %d, %v, output %q", code, err, ttyOut.String())
+	}
+	purged(3)
 }
 
 // lockedOutput is a writer a task's live output goes to while the test
