@@ -3,34 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/drover/drover/api"
+	"github.com/drover/drover/internal/syncbuf"
+	"github.com/drover/drover/regions"
 )
-
-// lockedBuffer is a bytes.Buffer a running command writes while the
-// test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // checkLogs checks `drover logs` on hello-staging, which runs release
 // with one web process in local-a and local-b, answering at url: the
@@ -53,7 +38,7 @@ func checkLogs(t *testing.T, ctx context.Context, url, release string, accessLin
 	}
 
 	tctx, stop := context.WithCancel(ctx)
-	var tail lockedBuffer
+	var tail syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(tctx, []string{"logs", "hello-staging", "--tail", "-n", "0", "-p", "web"}, Streams{Out: &tail, Err: &tail})
@@ -137,4 +122,25 @@ func checkRuns(t *testing.T, ctx context.Context) {
 			t.Errorf("drover %v: exit %d, %q; want an error saying %q", tt.args, code, errOut.String(), tt.want)
 		}
 	}
+}
+
+// psWebUp checks `drover ps APP --json`: in each of the app's two
+// regions web.1 is up on release, and nothing else runs. It returns what
+// ps said.
+func psWebUp(t *testing.T, ctx context.Context, app string, release int) api.Processes {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if code := Run(ctx, []string{"ps", app, "--json"}, Streams{Out: &out, Err: &errOut}); code != exitOK {
+		t.Fatalf("drover ps: exit %d: %s", code, errOut.String())
+	}
+	var ps api.Processes
+	if err := json.Unmarshal(out.Bytes(), &ps); err != nil || len(ps.Regions) != 2 {
+		t.Fatalf("ps --json = %s (%v)", out.String(), err)
+	}
+	for _, r := range ps.Regions {
+		if len(r.Processes) != 1 || r.Processes[0].Dyno != "web.1" || r.Processes[0].State != regions.ProcessUp || r.Processes[0].Release != release {
+			t.Fatalf("ps in %s = %+v (%s); want web.1 up on v%d", r.Region, r.Processes, r.Error, release)
+		}
+	}
+	return ps
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,7 +14,6 @@ import (
 	"github.com/drover/drover/api"
 	"github.com/drover/drover/internal/pyindex"
 	"github.com/drover/drover/pipelines"
-	"github.com/drover/drover/regions"
 )
 
 // flaskApp is a Flask-shaped app: requirements.txt, .python-version, an
@@ -153,19 +151,7 @@ func TestE2EPythonApp(t *testing.T) {
 		t.Fatalf("drover run: exit %d, out %q, err %q; want exit 3", code, out.String(), errOut.String())
 	}
 
-	out.Reset()
-	if code := Run(ctx, []string{"ps", "hello-staging", "--json"}, Streams{Out: &out, Err: &errOut}); code != exitOK {
-		t.Fatalf("drover ps: exit %d: %s", code, errOut.String())
-	}
-	var ps api.Processes
-	if err := json.Unmarshal(out.Bytes(), &ps); err != nil || len(ps.Regions) != 2 {
-		t.Fatalf("ps --json = %s (%v)", out.String(), err)
-	}
-	for _, r := range ps.Regions {
-		if len(r.Processes) != 1 || r.Processes[0].Dyno != "web.1" || r.Processes[0].State != regions.ProcessUp || r.Processes[0].Release != 1 {
-			t.Fatalf("ps in %s = %+v (%s); want web.1 up on v1", r.Region, r.Processes, r.Error)
-		}
-	}
+	ps := psWebUp(t, ctx, "hello-staging", 1)
 	if len(ps.Runs) != 1 || ps.Runs[0].ExitCode == nil || *ps.Runs[0].ExitCode != 3 {
 		t.Fatalf("ps runs = %+v, want the run that exited 3", ps.Runs)
 	}

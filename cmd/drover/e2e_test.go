@@ -23,7 +23,6 @@ import (
 
 	"github.com/drover/drover/api"
 	"github.com/drover/drover/pipelines"
-	"github.com/drover/drover/regions"
 	"github.com/drover/drover/sandbox"
 	"github.com/drover/drover/workflows"
 )
@@ -407,19 +406,7 @@ func TestE2EPushToRunningApp(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &info); err != nil || len(info.Where) != 2 || !strings.HasPrefix(info.Where[0].URL, "http://") {
 		t.Fatalf("apps info --json = %s (%v)", out.String(), err)
 	}
-	out.Reset()
-	if code := Run(ctx, []string{"ps", "hello-staging", "--json"}, Streams{Out: &out, Err: &errOut}); code != exitOK {
-		t.Fatalf("drover ps: exit %d: %s", code, errOut.String())
-	}
-	var ps api.Processes
-	if err := json.Unmarshal(out.Bytes(), &ps); err != nil || len(ps.Regions) != 2 {
-		t.Fatalf("ps --json = %s (%v)", out.String(), err)
-	}
-	for _, r := range ps.Regions {
-		if len(r.Processes) != 1 || r.Processes[0].Dyno != "web.1" || r.Processes[0].State != regions.ProcessUp || r.Processes[0].Release != 2 {
-			t.Fatalf("ps in %s = %+v (%s); want web.1 up on v2", r.Region, r.Processes, r.Error)
-		}
-	}
+	psWebUp(t, ctx, "hello-staging", 2)
 	checkLogs(t, ctx, info.Where[0].URL, "v2", func(path string) string { return " app[web.1]: request " + path + "\n" })
 	checkRuns(t, ctx)
 	out.Reset()

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/drover/drover/applog"
+	"github.com/drover/drover/applog/applogtest"
+	"github.com/drover/drover/internal/syncbuf"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/regions"
 	"github.com/drover/drover/regions/local"
@@ -521,7 +523,7 @@ func TestRunTask(t *testing.T) {
 		}
 	})
 	t.Run("output streams as it is written", func(t *testing.T) {
-		var live syncWriter
+		var live syncbuf.Buffer
 		done := make(chan regions.TaskResult, 1)
 		go func() {
 			res, _ := r.RunTask(context.Background(), regions.Task{
@@ -1026,51 +1028,15 @@ func TestProcesses(t *testing.T) {
 	}
 }
 
-// logCollector gathers what Logs emits, for tests that follow.
-type logCollector struct {
-	mu    sync.Mutex
-	lines []applog.Line
-}
+// logCollector gathers what Logs sends, for tests that follow.
+type logCollector struct{ applogtest.Collector }
 
-func (c *logCollector) sink() applog.Sink {
-	return applog.Sink{
-		Backlog: func(ls []applog.Line) error {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			c.lines = append(c.lines, ls...)
-			return nil
-		},
-		Live: func(l applog.Line) error {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			c.lines = append(c.lines, l)
-			return nil
-		},
-	}
-}
+func (c *logCollector) sink() applog.Sink { return c.Sink() }
 
-// waitFor waits until a line with message contains text, from dyno when
-// dyno is set, and returns it.
+// waitFor waits until a line from dyno (any when "") contains text.
 func (c *logCollector) waitFor(t *testing.T, dyno, text string) applog.Line {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		c.mu.Lock()
-		for _, l := range c.lines {
-			if strings.Contains(l.Message, text) && (dyno == "" || l.Dyno == dyno) {
-				c.mu.Unlock()
-				return l
-			}
-		}
-		c.mu.Unlock()
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var got []string
-	for _, l := range c.lines {
-		got = append(got, l.String())
-	}
-	t.Fatalf("no line from %q saying %q; got:\n%s", dyno, text, strings.Join(got, "\n"))
-	return applog.Line{}
+	return c.WaitFor(t, 5*time.Second, fmt.Sprintf("from %q saying %q", dyno, text), applogtest.Saying("", dyno, text))
 }
 
 func readLogs(t *testing.T, r *local.Region, app string, q applog.Query) []applog.Line {
@@ -1079,7 +1045,7 @@ func readLogs(t *testing.T, r *local.Region, app string, q applog.Query) []applo
 	if err := r.Logs(context.Background(), app, q, c.sink()); err != nil {
 		t.Fatalf("Logs: %v", err)
 	}
-	return c.lines
+	return c.Lines()
 }
 
 // TestLogs: what processes write comes back as stamped lines in Heroku's
@@ -1174,9 +1140,7 @@ func TestLogs(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("tail ended with %v", err)
 	}
-	tail.mu.Lock()
-	defer tail.mu.Unlock()
-	for _, l := range tail.lines {
+	for _, l := range tail.Lines() {
 		if strings.Contains(l.Message, "first-") {
 			t.Errorf("a tail with Num 0 repeated an old line: %s", l)
 		}
@@ -1221,7 +1185,7 @@ func TestRunOneOff(t *testing.T) {
 	// On a terminal: the command sees one, of the caller's size, resized
 	// when the caller's is.
 	t.Run("tty", func(t *testing.T) {
-		var out syncWriter
+		var out syncbuf.Buffer
 		resize := make(chan regions.TermSize, 1)
 		pr, pw := io.Pipe()
 		defer pw.Close()
@@ -1248,7 +1212,7 @@ func TestRunOneOff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	var out syncWriter
+	var out syncbuf.Buffer
 	wait, err := r.StartRun(ctx, oneOff(10, "sleep 300 & echo child=$!; wait"), &regions.Stdio{Stdin: pr, Stdout: &out, Stderr: &out})
 	if err != nil {
 		t.Fatal(err)
@@ -1278,31 +1242,13 @@ func TestRunOneOff(t *testing.T) {
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		logs = logCollector{}
 		r.Logs(context.Background(), "runs", applog.Query{Num: 100, Dyno: "run.11"}, logs.sink())
-		if len(logs.lines) >= 3 {
+		if len(logs.Lines()) >= 3 {
 			break
 		}
 	}
 	logs.waitFor(t, "run.11", "cleaning up")
 	logs.waitFor(t, "run.11", "Starting process with command `echo cleaning up; exit 3` (v4)")
 	logs.waitFor(t, "run.11", "Process exited with status 3")
-}
-
-// syncWriter is a buffer a process writes while the test reads it.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 // TestSandboxedOneOffs: under bubblewrap a one-off runs as the sandbox
@@ -1313,7 +1259,7 @@ func TestSandboxedOneOffs(t *testing.T) {
 	r, data := sandboxedRegion(t)
 	for _, tty := range []bool{false, true} {
 		t.Run(fmt.Sprintf("tty %v", tty), func(t *testing.T) {
-			var out syncWriter
+			var out syncbuf.Buffer
 			n := 1
 			if tty {
 				n = 2

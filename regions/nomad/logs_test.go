@@ -3,14 +3,15 @@ package nomad_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/drover/drover/applog"
+	"github.com/drover/drover/applog/applogtest"
 	"github.com/drover/drover/regions"
 )
 
@@ -23,41 +24,16 @@ func webAlloc(id string, index int, events ...*api.TaskEvent) *api.AllocationLis
 	}
 }
 
-type lineSink struct {
-	mu    sync.Mutex
-	lines []applog.Line
-}
+// lineSink gathers what Logs sends.
+type lineSink struct{ applogtest.Collector }
 
-func (s *lineSink) sink() applog.Sink {
-	add := func(ls ...applog.Line) error {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.lines = append(s.lines, ls...)
-		return nil
-	}
-	return applog.Sink{Backlog: func(ls []applog.Line) error { return add(ls...) }, Live: func(l applog.Line) error { return add(l) }}
-}
+func (s *lineSink) sink() applog.Sink { return s.Sink() }
+func (s *lineSink) strings() []string { return s.Short() }
 
-func (s *lineSink) strings() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, l := range s.lines {
-		out = append(out, l.Source+"["+l.Dyno+"]: "+l.Message)
-	}
-	return out
-}
-
+// waitFor waits for the line "source[dyno]: message".
 func (s *lineSink) waitFor(t *testing.T, want string) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		for _, l := range s.strings() {
-			if l == want {
-				return
-			}
-		}
-	}
-	t.Fatalf("no line %q; got %q", want, s.strings())
+	s.WaitFor(t, 5*time.Second, strconv.Quote(want), func(l applog.Line) bool { return l.Source+"["+l.Dyno+"]: "+l.Message == want })
 }
 
 // TestLogs: Nomad's task logs come back as app lines, the newest -n of
@@ -88,7 +64,7 @@ func TestLogs(t *testing.T) {
 	if !strings.HasPrefix(got, "drover[web.1]: State changed") {
 		t.Errorf("the task event (a minute old) is not first:\n%s", got)
 	}
-	for _, l := range all.lines {
+	for _, l := range all.Lines() {
 		if l.Region != "eu" {
 			t.Errorf("line %s has region %q", l, l.Region)
 		}
@@ -97,7 +73,7 @@ func TestLogs(t *testing.T) {
 	if err := r.Logs(ctx(t), "hello", applog.Query{Num: 2, Source: applog.SourceApp}, two.sink()); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(two.lines); n != 2 {
+	if n := len(two.Lines()); n != 2 {
 		t.Errorf("Num 2 gave %d lines: %q", n, two.strings())
 	}
 	if !hasRequest(f, "/v1/client/fs/logs/a1?", "offset=1024", "origin=end") {

@@ -174,33 +174,20 @@ func runExitCode(alloc *api.Allocation) (int, error) {
 // awaitRunAlloc waits for the one-off job's allocation to run its task,
 // and returns it in full; one that ends or fails first is an error.
 func (r *Region) awaitRunAlloc(ctx context.Context, id string) (*api.Allocation, error) {
-	var index uint64
-	for {
-		allocs, qm, err := r.client.Jobs().Allocations(id, false, r.blockingOpts(ctx, index, r.wait))
-		if err != nil {
-			return nil, r.wrap(ctx, fmt.Sprintf("list allocations of job %q", id), err)
+	return r.awaitAlloc(ctx, id, func(a *api.AllocationListStub) (bool, error) {
+		ts := a.TaskStates[RunTaskName]
+		if a.ClientStatus == api.AllocClientStatusRunning && ts != nil && ts.State == "running" {
+			return true, nil
 		}
-		if len(allocs) > 0 {
-			a := allocs[0]
-			if ts := a.TaskStates[RunTaskName]; a.ClientStatus == api.AllocClientStatusRunning && ts != nil && ts.State == "running" {
-				alloc, _, err := r.client.Allocations().Info(a.ID, r.queryOpts(ctx))
-				if err != nil {
-					return nil, r.wrap(ctx, fmt.Sprintf("read allocation %s of job %q", shortID(a.ID), id), err)
+		if terminal(a.ClientStatus) {
+			why := a.ClientDescription
+			if ts != nil {
+				if m := telling(ts); m != "" {
+					why = m
 				}
-				return alloc, nil
 			}
-			if terminal(a.ClientStatus) {
-				why := a.ClientDescription
-				if ts := a.TaskStates[RunTaskName]; ts != nil {
-					if m := telling(ts); m != "" {
-						why = m
-					}
-				}
-				return nil, fmt.Errorf("the one-off's task did not start: %s", why)
-			}
+			return false, fmt.Errorf("the one-off's task did not start: %s", why)
 		}
-		if index, err = r.nextIndex(ctx, index, qm); err != nil {
-			return nil, err
-		}
-	}
+		return false, nil
+	})
 }

@@ -120,27 +120,10 @@ func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResul
 	return regions.TaskResult{ExitCode: term.ExitCode, Output: r.taskOutput(ctx, alloc, t.Name)}, nil
 }
 
-// awaitFirstAlloc waits with blocking queries for the batch job id to have
-// an allocation whose task has started (its log exists), and returns it
-// in full.
+// awaitFirstAlloc waits for the batch job id to have an allocation whose
+// task has started (its log exists), and returns it in full.
 func (r *Region) awaitFirstAlloc(ctx context.Context, id string) (*api.Allocation, error) {
-	var index uint64
-	for {
-		allocs, qm, err := r.client.Jobs().Allocations(id, false, r.blockingOpts(ctx, index, r.wait))
-		if err != nil {
-			return nil, r.wrap(ctx, fmt.Sprintf("list allocations of job %q", id), err)
-		}
-		if len(allocs) > 0 && taskStarted(allocs[0]) {
-			alloc, _, err := r.client.Allocations().Info(allocs[0].ID, r.queryOpts(ctx))
-			if err != nil {
-				return nil, r.wrap(ctx, fmt.Sprintf("read allocation %s of job %q", shortID(allocs[0].ID), id), err)
-			}
-			return alloc, nil
-		}
-		if index, err = r.nextIndex(ctx, index, qm); err != nil {
-			return nil, err
-		}
-	}
+	return r.awaitAlloc(ctx, id, func(a *api.AllocationListStub) (bool, error) { return taskStarted(a), nil })
 }
 
 func taskStarted(a *api.AllocationListStub) bool {
@@ -152,9 +135,15 @@ func taskStarted(a *api.AllocationListStub) bool {
 	return false
 }
 
-// awaitTaskAlloc waits with blocking queries for the newest allocation of
-// the batch job id to reach a terminal client status, and returns it in full.
+// awaitTaskAlloc waits for the newest allocation of the batch job id to
+// reach a terminal client status, and returns it in full.
 func (r *Region) awaitTaskAlloc(ctx context.Context, id string) (*api.Allocation, error) {
+	return r.awaitAlloc(ctx, id, func(a *api.AllocationListStub) (bool, error) { return terminal(a.ClientStatus), nil })
+}
+
+// awaitAlloc waits with blocking queries until ready accepts the job's
+// newest allocation (or fails it), and returns that allocation in full.
+func (r *Region) awaitAlloc(ctx context.Context, id string, ready func(*api.AllocationListStub) (bool, error)) (*api.Allocation, error) {
 	var index uint64
 	for {
 		allocs, qm, err := r.client.Jobs().Allocations(id, false, r.blockingOpts(ctx, index, r.wait))
@@ -162,12 +151,18 @@ func (r *Region) awaitTaskAlloc(ctx context.Context, id string) (*api.Allocation
 			return nil, r.wrap(ctx, fmt.Sprintf("list allocations of job %q", id), err)
 		}
 		// Allocations come newest first.
-		if len(allocs) > 0 && terminal(allocs[0].ClientStatus) {
-			alloc, _, err := r.client.Allocations().Info(allocs[0].ID, r.queryOpts(ctx))
+		if len(allocs) > 0 {
+			ok, err := ready(allocs[0])
 			if err != nil {
-				return nil, r.wrap(ctx, fmt.Sprintf("read allocation %s of job %q", shortID(allocs[0].ID), id), err)
+				return nil, err
 			}
-			return alloc, nil
+			if ok {
+				alloc, _, err := r.client.Allocations().Info(allocs[0].ID, r.queryOpts(ctx))
+				if err != nil {
+					return nil, r.wrap(ctx, fmt.Sprintf("read allocation %s of job %q", shortID(allocs[0].ID), id), err)
+				}
+				return alloc, nil
+			}
 		}
 		if index, err = r.nextIndex(ctx, index, qm); err != nil {
 			return nil, err

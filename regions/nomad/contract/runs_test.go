@@ -6,52 +6,26 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/drover/drover/applog"
+	"github.com/drover/drover/applog/applogtest"
+	"github.com/drover/drover/internal/syncbuf"
 	"github.com/drover/drover/regions"
 	"github.com/drover/drover/regions/nomad"
 )
 
 // tailLines collects a followed log.
-type tailLines struct {
-	mu    sync.Mutex
-	lines []applog.Line
-}
+type tailLines struct{ applogtest.Collector }
 
-func (t *tailLines) sink() applog.Sink {
-	add := func(ls ...applog.Line) error {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		t.lines = append(t.lines, ls...)
-		return nil
-	}
-	return applog.Sink{Backlog: func(ls []applog.Line) error { return add(ls...) }, Live: func(l applog.Line) error { return add(l) }}
-}
+func (t *tailLines) sink() applog.Sink { return t.Sink() }
 
 func (t *tailLines) waitFor(tb testing.TB, source, text string) {
 	tb.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		t.mu.Lock()
-		for _, l := range t.lines {
-			if l.Source == source && strings.Contains(l.Message, text) {
-				t.mu.Unlock()
-				return
-			}
-		}
-		t.mu.Unlock()
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var got []string
-	for _, l := range t.lines {
-		got = append(got, l.String())
-	}
-	tb.Fatalf("no %s line saying %q in:\n%s", source, text, strings.Join(got, "\n"))
+	t.WaitFor(tb, 30*time.Second, fmt.Sprintf("of %s saying %q", source, text), applogtest.Saying(source, "", text))
 }
 
 // TestLogsAcrossADeployment: a tail of the app's log on a real agent
@@ -100,11 +74,9 @@ func TestLogsAcrossADeployment(t *testing.T) {
 		t.Errorf("tail: %v", err)
 	}
 	var fromV1 bool
-	tail.mu.Lock()
-	for _, l := range tail.lines {
+	for _, l := range tail.Lines() {
 		fromV1 = fromV1 || (l.Source == applog.SourceApp && strings.Contains(l.Message, "request /before"))
 	}
-	tail.mu.Unlock()
 	if !fromV1 {
 		t.Error("the first allocation's line is gone from the tail")
 	}
@@ -163,7 +135,7 @@ func TestOneOffRuns(t *testing.T) {
 	// On a terminal of the caller's size, through exec's tty.
 	// (A terminal's input stays open while the run lasts: its end would
 	// hang the terminal up.)
-	var ttyOut lockedOutput
+	var ttyOut syncbuf.Buffer
 	ttyIn, ttyInW := io.Pipe()
 	defer ttyInW.Close()
 	wait, err = e.region.StartRun(ctx, oneOff(3, `test -t 0 && echo on-a-tty; stty size; exit 5`),
@@ -177,25 +149,6 @@ func TestOneOffRuns(t *testing.T) {
 	purged(3)
 }
 
-// lockedOutput is a writer a task's live output goes to while the test
-// reads it.
-type lockedOutput struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedOutput) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedOutput) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestReleasePhaseOutputIsLive: on a real agent, a release phase's output
 // reaches Task.Output while it runs, not only in its result.
 func TestReleasePhaseOutputIsLive(t *testing.T) {
@@ -203,7 +156,7 @@ func TestReleasePhaseOutputIsLive(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	app := fmt.Sprintf("drover-live-%d", time.Now().Unix()%100000)
-	var live lockedOutput
+	var live syncbuf.Buffer
 	done := make(chan regions.TaskResult, 1)
 	go func() {
 		res, err := e.region.RunTask(ctx, regions.Task{App: app, Release: 1, Name: "release", Slug: e.slug,
