@@ -58,6 +58,12 @@ type Options struct {
 	DynamicConfig map[string]any
 }
 
+// queuePollRPS is how often a history queue reader of the one shard may
+// poll SQLite: often enough never to be what a step waits for (each poll
+// is a cheap indexed read, and a reader polls only when notified of new
+// tasks or at its max poll interval).
+const queuePollRPS = 10000
+
 // Server is a running embedded Temporal server.
 type Server struct {
 	server   temporal.Server
@@ -159,6 +165,20 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		// as fast as the file allows.
 		dynamicconfig.FrontendPersistenceMaxQPS.Key(): 10000,
 		dynamicconfig.HistoryPersistenceMaxQPS.Key():  45000,
+		// The step floor. Every workflow task (and every activity task
+		// not dispatched eagerly) reaches matching through the history
+		// shard's transfer queue, whose reader polls the database at most
+		// history.transferProcessorMaxPollRPS times a second: 20 by
+		// default, per shard. A cluster has hundreds of shards; the dev
+		// stack has one, so after the limiter's small burst every
+		// workflow task waited up to 50 ms (42 on average) for the next
+		// poll, and a workflow with one activity, whose two workflow
+		// tasks each waited, cost ~80 ms instead of ~12. The timer,
+		// visibility and outbound queues read the same way.
+		dynamicconfig.TransferProcessorMaxPollRPS.Key():   queuePollRPS,
+		dynamicconfig.TimerProcessorMaxPollRPS.Key():      queuePollRPS,
+		dynamicconfig.VisibilityProcessorMaxPollRPS.Key(): queuePollRPS,
+		dynamicconfig.OutboundProcessorMaxPollRPS.Key():   queuePollRPS,
 	}
 	for k, v := range opts.DynamicConfig {
 		dyn[dynamicconfig.MakeKey(k)] = v
