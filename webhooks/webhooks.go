@@ -50,6 +50,11 @@ type Deliveries interface {
 	// ReleaseOfCommit returns app's newest succeeded release of commit,
 	// or an error wrapping pipelines.ErrNotFound.
 	ReleaseOfCommit(ctx context.Context, app, commit string) (pipelines.Release, error)
+	// QueuePush records a push of commit to app, reporting false while an
+	// earlier push of it is still in flight; ForgetPush drops one that
+	// could not be queued.
+	QueuePush(ctx context.Context, app, repo, commit string) (bool, error)
+	ForgetPush(ctx context.Context, app, commit string) error
 }
 
 // Handler serves POST /webhooks/github.
@@ -211,6 +216,21 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 			c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not read the ledger; redeliver the webhook"})
 			return
 		}
+		// A storm of one commit (the same signed body under new delivery
+		// IDs) is answered here, from the store: one push of it goes to
+		// the app's queue, the rest wait on nothing.
+		fresh, err := h.deliveries.QueuePush(c.Request.Context(), stage.App, repo, commit)
+		if err != nil {
+			log.Error("record queued push", "app", stage.App, "commit", commit, "error", err)
+			h.forget(c, log, delivery)
+			c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not read the ledger; redeliver the webhook"})
+			return
+		}
+		if !fresh {
+			out.Status, out.Message = "duplicate", fmt.Sprintf("duplicate commit: %s is already deploying %s", stage.App, commit)
+			c.JSON(http.StatusOK, out)
+			return
+		}
 	}
 	// The payload's clone_url is never fetched: builds fetch from the
 	// pipeline's configured source (pipelines.Config.SourceOf), so a
@@ -219,6 +239,11 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 	if err := h.deployer.Deploy(c.Request.Context(), stage.App, req); err != nil {
 		log.Error("queue deploy", "app", stage.App, "commit", commit, "error", err)
 		h.forget(c, log, delivery)
+		if h.deliveries != nil {
+			if err := h.deliveries.ForgetPush(context.WithoutCancel(c.Request.Context()), stage.App, commit); err != nil {
+				log.Error("forget queued push", "error", err)
+			}
+		}
 		c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not queue the deploy; redeliver the webhook once drover's worker is back"})
 		return
 	}

@@ -145,6 +145,28 @@ type memDeliveries struct {
 	seen map[string]bool
 	// released is app/commit → the version that released it.
 	released map[string]int
+	// queued is app/commit of pushes queued and not forgotten.
+	queued map[string]bool
+}
+
+func (m *memDeliveries) QueuePush(ctx context.Context, app, repo, commit string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.queued == nil {
+		m.queued = map[string]bool{}
+	}
+	if m.queued[app+"/"+commit] {
+		return false, nil
+	}
+	m.queued[app+"/"+commit] = true
+	return true, nil
+}
+
+func (m *memDeliveries) ForgetPush(ctx context.Context, app, commit string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.queued, app+"/"+commit)
+	return nil
 }
 
 func (m *memDeliveries) ReleaseOfCommit(ctx context.Context, app, commit string) (pipelines.Release, error) {
@@ -296,6 +318,34 @@ func TestPushWhenWorkflowsAreDownCanBeRedelivered(t *testing.T) {
 	s.deployer.err = nil
 	if w := s.send("push", "d-1", push, sign(push, secret)); w.Code != http.StatusAccepted || len(s.deployer.calls) != 1 {
 		t.Fatalf("redelivery after outage: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestPushStormOfOneCommit: the same signed push under fresh delivery IDs
+// (a storm, or a replay) queues one deploy; the rest are answered 200
+// "duplicate commit" from the store, with no call to the app's queue. A
+// push the queue could not take is forgotten, so the next delivery of it
+// queues it.
+func TestPushStormOfOneCommit(t *testing.T) {
+	const sha = "4444444444444444444444444444444444444444"
+	s := newServer(t)
+	push := mustPush(t, "refs/heads/main", sha)
+	s.deployer.err = errors.New("temporal unavailable")
+	if w := s.send("push", "storm-0", push, sign(push, secret)); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("push while the queue is down = %d, want 503", w.Code)
+	}
+	s.deployer.err = nil
+	for i := 1; i <= 20; i++ {
+		w := s.send("push", fmt.Sprintf("storm-%d", i), push, sign(push, secret))
+		switch {
+		case i == 1 && w.Code != http.StatusAccepted:
+			t.Fatalf("first push after the outage = %d %s", w.Code, w.Body)
+		case i > 1 && (w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "duplicate commit: hello-staging is already deploying "+sha)):
+			t.Fatalf("push %d of the storm = %d %s", i, w.Code, w.Body)
+		}
+	}
+	if n := len(s.deployer.calls); n != 1 {
+		t.Fatalf("a storm of 20 made %d deploy calls, want 1", n)
 	}
 }
 

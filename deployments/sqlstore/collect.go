@@ -73,6 +73,14 @@ func (s *Store) PruneDeliveries(ctx context.Context, before time.Time) (int, err
 	if err != nil {
 		return 0, fmt.Errorf("prune deliveries: %w", err)
 	}
+	// Queued pushes that old are over whatever the ledger says.
+	cutoff := s.now().Add(-QueuedPushTTL)
+	if before.Before(cutoff) {
+		cutoff = before
+	}
+	if _, err := s.conn().exec(ctx, `DELETE FROM queued_pushes WHERE queued_at < ?`, cutoff); err != nil {
+		return 0, fmt.Errorf("prune queued pushes: %w", err)
+	}
 	n, err := res.RowsAffected()
 	return int(n), err
 }

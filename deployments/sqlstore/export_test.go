@@ -1,6 +1,9 @@
 package sqlstore
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // RawConfigVars returns the vars column as stored, for tests of what is at rest.
 func (s *Store) RawConfigVars(t *testing.T, app string, version int) string {
@@ -27,3 +30,7 @@ func (s *Store) SetRawConfigVars(t *testing.T, app string, version int, raw stri
 		t.Fatal(err)
 	}
 }
+
+// SetClock makes the store read the time from now, for tests of what
+// depends on when.
+func (s *Store) SetClock(now func() time.Time) { s.now = now }

@@ -731,3 +731,68 @@ func testLiveOutput(t *testing.T, open func() *sqlstore.Store) {
 		t.Fatalf("after the end: %v", err)
 	}
 }
+
+func TestQueuedPushes(t *testing.T) { backends(t, testQueuedPushes) }
+
+// testQueuedPushes: a commit queued for an app is news once; while its
+// deploy is in flight it is not; once it ended without a release (a
+// failed build or release, superseded, skipped) it may be pushed again;
+// a forgotten push, or one past the TTL, is news again.
+func testQueuedPushes(t *testing.T, open func() *sqlstore.Store) {
+	ctx := context.Background()
+	s := open()
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	s.SetClock(func() time.Time { return now })
+	queue := func(app, commit string) bool {
+		t.Helper()
+		fresh, err := s.QueuePush(ctx, app, "octo/hello", commit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fresh
+	}
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	if !queue("hello", a) || queue("hello", a) || queue("hello", a) {
+		t.Fatal("a commit is news once while its deploy is in flight")
+	}
+	if !queue("other", a) {
+		t.Fatal("the same commit for another app is news")
+	}
+	// Its build fails: the push is over; pushing it again is news, and
+	// in flight again.
+	now = now.Add(time.Minute)
+	s.RecordBuild(ctx, deployments.Build{Repo: "octo/hello", Commit: a, Output: "broken"})
+	if !queue("hello", a) || queue("hello", a) {
+		t.Fatal("after its build failed, a push is news once")
+	}
+	// The old failure does not end the new push; a release that fails
+	// after it does.
+	now = now.Add(time.Minute)
+	r, err := s.CreateRelease(ctx, deployments.NewRelease{App: "hello", Commit: a, Slug: "s", Regions: []string{"local-a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if queue("hello", a) {
+		t.Fatal("a push whose release is pending is in flight")
+	}
+	now = now.Add(time.Minute)
+	s.FinishRelease(ctx, "hello", r.Version, pipelines.ReleaseFailed, "boom")
+	if !queue("hello", a) {
+		t.Fatal("after its release failed, a push is news")
+	}
+	// Forgotten (Temporal could not take it): news again.
+	if !queue("hello", b) {
+		t.Fatal("b is news")
+	}
+	if err := s.ForgetPush(ctx, "hello", b); err != nil {
+		t.Fatal(err)
+	}
+	if !queue("hello", b) {
+		t.Fatal("a forgotten push is news")
+	}
+	// A push the ledger never heard of again is over after the TTL.
+	now = now.Add(sqlstore.QueuedPushTTL + time.Minute)
+	if !queue("hello", b) {
+		t.Fatal("a push past the TTL is news")
+	}
+}
