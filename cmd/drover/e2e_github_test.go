@@ -111,7 +111,7 @@ pipelines:
 }
 
 // eventually polls cond every 100 ms until it holds or ctx ends.
-func eventually(ctx context.Context, t *testing.T, what string, cond func() bool) {
+func eventually(ctx context.Context, t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for !cond() {
 		select {

@@ -87,11 +87,11 @@ func main() {
 
 // gitRepo is a real git repository holding a small Go web app.
 type gitRepo struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 }
 
-func newGitRepo(t *testing.T) *gitRepo {
+func newGitRepo(t testing.TB) *gitRepo {
 	r := &gitRepo{t: t, dir: filepath.Join(t.TempDir(), "hello")}
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ const secretEnv = "DROVER_E2E_WEBHOOK_SECRET"
 
 // writeConfig writes the drover.yaml, secret from secretEnv, its
 // pipeline fetching from the local repository repoDir.
-func writeConfig(t *testing.T, repoDir string) string {
+func writeConfig(t testing.TB, repoDir string) string {
 	t.Helper()
 	return writeConfigWithGitHub(t, repoDir, "")
 }
@@ -140,7 +140,7 @@ func writeConfig(t *testing.T, repoDir string) string {
 // writeConfigWithGitHub is writeConfig with GitHub's API at apiURL (a
 // ghtest stand-in, whose token is in DROVER_E2E_GH_TOKEN) and staging
 // waiting for CI; "" leaves GitHub's API out.
-func writeConfigWithGitHub(t *testing.T, repoDir, apiURL string) string {
+func writeConfigWithGitHub(t testing.TB, repoDir, apiURL string) string {
 	t.Helper()
 	github, waitForCI := "", ""
 	if apiURL != "" {
@@ -167,7 +167,7 @@ pipelines:
 }
 
 // fixture reads one of GitHub's own webhook examples, to edit and send.
-func fixture(t *testing.T, name string) map[string]any {
+func fixture(t testing.TB, name string) map[string]any {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "github", name))
 	if err != nil {
@@ -183,13 +183,13 @@ func fixture(t *testing.T, name string) map[string]any {
 // pushPayload is GitHub's own push example for octo-org/hello at commit.
 // Builds fetch from the pipeline's source in drover.yaml, never from the
 // payload's clone_url: this one names a host that does not exist.
-func pushPayload(t *testing.T, repoDir, commit string) []byte {
+func pushPayload(t testing.TB, repoDir, commit string) []byte {
 	t.Helper()
 	return pushPayloadFor(t, "octo-org/hello", repoDir, commit)
 }
 
 // pushPayloadFor is pushPayload for the GitHub repository fullName.
-func pushPayloadFor(t *testing.T, fullName, repoDir, commit string) []byte {
+func pushPayloadFor(t testing.TB, fullName, repoDir, commit string) []byte {
 	t.Helper()
 	p := fixture(t, "push.payload.json")
 	p["ref"], p["after"], p["deleted"] = "refs/heads/main", commit, false
@@ -200,7 +200,7 @@ func pushPayloadFor(t *testing.T, fullName, repoDir, commit string) []byte {
 }
 
 type stack struct {
-	t      *testing.T
+	t      testing.TB
 	base   string
 	token  string
 	secret string
@@ -300,7 +300,7 @@ func (s *stack) answersEverywhere(ctx context.Context, app string, regions int, 
 	}
 }
 
-func startDev(t *testing.T, ctx context.Context, config, data string) (*Dev, *stack) {
+func startDev(t testing.TB, ctx context.Context, config, data string) (*Dev, *stack) {
 	t.Helper()
 	if os.Getenv("DROVER_CONFIG_DIR") == "" {
 		t.Setenv("DROVER_CONFIG_DIR", t.TempDir())
