@@ -40,7 +40,7 @@ pipelines:
     source: file://FIVE_DIR
     stages:
       staging:    { app: five-staging, branch: main, regions: [local-a] }
-      production: { app: five, regions: [local-a, local-b, local-c, local-d, local-e], max_parallel: 5 }
+      production: { app: five, regions: [local-a, local-b, local-c, local-d, local-e], rollout: { max_parallel: 5 } }
 `
 
 // BenchmarkOperations measures what drover adds to a release on the dev
@@ -84,7 +84,7 @@ func BenchmarkOperations(b *testing.B) {
 
 	b.Run("app-start", func(b *testing.B) {
 		bin := filepath.Join(b.TempDir(), "bench-web")
-		if out, err := exec.Command("go", "build", "-o", bin, "-C", one.dir, ".").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", "-C", one.dir, "build", "-o", bin, ".").CombinedOutput(); err != nil {
 			b.Fatalf("build the app: %v\n%s", err, out)
 		}
 		for b.Loop() {
