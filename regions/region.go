@@ -214,6 +214,13 @@ type LogReader interface {
 	Logs(ctx context.Context, app string, q applog.Query, sink applog.Sink) error
 }
 
+// JobRenderer is a Region that renders scheduler jobs, and so uses the
+// job templates of a Deployment; callers need not read the repository's
+// template from the slug for other regions.
+type JobRenderer interface {
+	RendersJobs()
+}
+
 // ProcessLister is a Region that can say what runs for an app, process by
 // process (`drover ps`).
 type ProcessLister interface {

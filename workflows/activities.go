@@ -44,6 +44,9 @@ type GitCredentials interface {
 // Activities are the steps workflows run. Each is idempotent: a retry finds
 // what an earlier attempt did and carries on from there.
 type Activities struct {
+	// repoTemplates caches the repository job template of each slug.
+	repoTemplates templateCache
+
 	Store   deployments.Store
 	Builder Builder
 	Slugs   SlugPaths

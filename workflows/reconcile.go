@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/drover/drover/deployments/slugs"
 	"github.com/drover/drover/pipelines"
@@ -45,7 +46,14 @@ func (a *Activities) deployment(ctx context.Context, rel pipelines.Release, regi
 	if a.RepoJobFields != nil {
 		d.RepoJobFields = a.RepoJobFields(rel.App)
 	}
-	d.RepoJobTemplate, err = a.repoJobTemplate(ctx, slug)
+	// Only regions that render jobs use it, and reading it means reading
+	// the slug through: local regions skip it, and a slug, being
+	// immutable, is read once per worker.
+	if r, rerr := a.Regions.Region(region); rerr == nil {
+		if _, ok := r.(regions.JobRenderer); ok {
+			d.RepoJobTemplate, err = a.repoJobTemplate(ctx, slug)
+		}
+	}
 	return d, err
 }
 
@@ -79,14 +87,55 @@ var RepoJobTemplates = []string{"drover.nomad.hcl", "drover.nomad.json"}
 const maxJobTemplate = 1 << 20
 
 func (a *Activities) repoJobTemplate(ctx context.Context, slug regions.Slug) ([]byte, error) {
+	if b, ok := a.repoTemplates.get(slug.Digest); ok {
+		return b, nil
+	}
 	for _, name := range RepoJobTemplates {
 		b, err := slugs.ReadFile(ctx, slug.Path, name, maxJobTemplate)
 		if err == nil {
+			a.repoTemplates.put(slug.Digest, b)
 			return b, nil
 		}
 		if !errors.Is(err, pipelines.ErrNotFound) {
 			return nil, permanent(err)
 		}
 	}
+	a.repoTemplates.put(slug.Digest, nil)
 	return nil, nil
+}
+
+// templateCache remembers the repository job template of the slugs read
+// lately (nil for none): a slug's digest names its content. The zero
+// value is ready for use.
+type templateCache struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+// maxCachedTemplates bounds a templateCache.
+const maxCachedTemplates = 256
+
+func (c *templateCache) get(digest string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.m[digest]
+	return b, ok
+}
+
+func (c *templateCache) put(digest string, b []byte) {
+	if digest == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string][]byte{}
+	}
+	if len(c.m) >= maxCachedTemplates {
+		for k := range c.m { // any one: a miss only costs a read
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[digest] = b
 }

@@ -122,6 +122,10 @@ type fakeRegion struct {
 
 func (r *fakeRegion) Name() string { return r.name }
 
+// RendersJobs makes the fake a scheduler region, which gets the
+// repository's job template (regions.JobRenderer).
+func (r *fakeRegion) RendersJobs() {}
+
 // Processes lists one web.1 up on the running release, or fails as a
 // region that is down does.
 func (r *fakeRegion) Processes(ctx context.Context, app string) ([]regions.Process, error) {

@@ -232,8 +232,9 @@ func (r *Region) waitHealthy(ctx context.Context, rel *release, progress func(st
 		wait = min(time.Second, r.healthTimeout)
 	}
 	deadline := time.Now().Add(wait)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
+	// Most apps answer within milliseconds of starting: look soon, then
+	// less and less often, up to healthEvery.
+	delay := healthFirst
 	for {
 		for _, p := range rel.Procs {
 			if !alive(p) {
@@ -259,10 +260,18 @@ func (r *Region) waitHealthy(ctx context.Context, rel *release, progress func(st
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for v%d to start: %w", rel.Version, context.Cause(ctx))
-		case <-tick.C:
+		case <-time.After(delay):
 		}
+		delay = min(2*delay, healthEvery)
 	}
 }
+
+// healthFirst and healthEvery bound how often waitHealthy looks at a
+// starting release: first after healthFirst, doubling up to healthEvery.
+const (
+	healthFirst = 5 * time.Millisecond
+	healthEvery = 100 * time.Millisecond
+)
 
 // answers reports whether something answers HTTP on port; any status will do.
 func (r *Region) answers(ctx context.Context, port int) (int, bool) {

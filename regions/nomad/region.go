@@ -162,6 +162,10 @@ func (r *Region) resolve(ctx context.Context) error {
 // Name is the region's key in drover.yaml.
 func (r *Region) Name() string { return r.spec.Name }
 
+// RendersJobs says Nomad regions use Deployment.JobTemplate and
+// RepoJobTemplate (regions.JobRenderer).
+func (r *Region) RendersJobs() {}
+
 // writeOpts and queryOpts name the region and namespace on every call.
 func (r *Region) writeOpts(ctx context.Context) *api.WriteOptions {
 	return (&api.WriteOptions{Region: r.region, Namespace: r.ns}).WithContext(ctx)
