@@ -438,7 +438,8 @@ func (n *Node) openRegions() error {
 				log.Info("local region is served by the worker started with --local-regions " + name)
 				continue
 			}
-			r, err := local.New(local.Options{Name: name, Dir: filepath.Join(n.DataDir, "regions", name), Logger: log, Unpack: slugs.Unpack, Sandbox: n.sandbox})
+			r, err := local.New(local.Options{Name: name, Dir: filepath.Join(n.DataDir, "regions", name), Logger: log, Unpack: slugs.Unpack, Sandbox: n.sandbox,
+				SlugCache: filepath.Join(n.DataDir, "regions", ".slugs")}) // no region is named so
 			if err != nil {
 				return fmt.Errorf("region %s: %w", name, err)
 			}

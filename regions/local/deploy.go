@@ -203,11 +203,21 @@ func (r *Region) unpackOnce(ctx context.Context, slug regions.Slug, dir string) 
 	if err := os.RemoveAll(slugDir); err != nil {
 		return "", fmt.Errorf("unpack slug: %w", err)
 	}
-	if err := os.MkdirAll(slugDir, 0o755); err != nil {
-		return "", fmt.Errorf("unpack slug: %w", err)
-	}
-	if err := r.unpack(ctx, slug.Path, slugDir); err != nil {
-		return "", fmt.Errorf("unpack slug %s: %w", slug.Digest, err)
+	if r.slugCache != "" && slug.Digest != "" {
+		cached, err := r.cachedSlug(ctx, slug.Path, slug.Digest)
+		if err != nil {
+			return "", fmt.Errorf("unpack slug %s: %w", slug.Digest, err)
+		}
+		if err := copyTree(cached, slugDir); err != nil {
+			return "", fmt.Errorf("copy slug %s: %w", slug.Digest, err)
+		}
+	} else {
+		if err := os.MkdirAll(slugDir, 0o755); err != nil {
+			return "", fmt.Errorf("unpack slug: %w", err)
+		}
+		if err := r.unpack(ctx, slug.Path, slugDir); err != nil {
+			return "", fmt.Errorf("unpack slug %s: %w", slug.Digest, err)
+		}
 	}
 	if err := writeFileAtomic(marker, []byte(want)); err != nil {
 		return "", fmt.Errorf("unpack slug: %w", err)

@@ -16,6 +16,9 @@
 //	apps/<app>/drover.log*           drover's own lines about the app
 //	tasks/                           scratch dirs of one-off tasks
 //
+// With Options.SlugCache, the local regions of a host unpack each slug
+// once into that shared dir, and a release dir gets a copy.
+//
 // Every app with a web process gets a reverse proxy on a port that stays the
 // same across deploys and restarts, so its URL is stable while releases are
 // swapped behind it (blue/green).
@@ -70,6 +73,9 @@ type Options struct {
 	Unpack func(ctx context.Context, slugPath, dir string) error
 	// Sandbox runs app processes and tasks; nil runs them directly.
 	Sandbox *sandbox.Sandbox
+	// SlugCache, when set, is a dir the local regions of this host share
+	// to unpack each slug once (see cachedSlug); "" unpacks per release.
+	SlugCache string
 }
 
 // Region runs apps on this machine. It is safe for concurrent use: calls for
@@ -83,6 +89,7 @@ type Region struct {
 	log           *slog.Logger
 	unpack        func(ctx context.Context, slugPath, dir string) error
 	sandbox       *sandbox.Sandbox
+	slugCache     string
 
 	lockFile  *os.File        // flock on <dir>/lock: one drover per dir
 	closing   context.Context // done once Close starts
@@ -154,6 +161,7 @@ func New(opts Options) (*Region, error) {
 		log:           opts.Logger,
 		unpack:        opts.Unpack,
 		sandbox:       opts.Sandbox,
+		slugCache:     opts.SlugCache,
 		lockFile:      lock,
 		apps:          map[string]*app{},
 		ports:         map[int]time.Time{},

@@ -1278,3 +1278,59 @@ func TestSandboxedOneOffs(t *testing.T) {
 		})
 	}
 }
+
+// TestRegionsShareUnpackedSlugs: local regions of one host with a slug
+// cache unpack a slug once between them, each running its own copy (a
+// file one writes is not the other's), and a new slug is unpacked anew.
+func TestRegionsShareUnpackedSlugs(t *testing.T) {
+	t.Parallel()
+	cache := filepath.Join(t.TempDir(), "slugs")
+	var mu sync.Mutex
+	unpacks := 0
+	counting := func(ctx context.Context, slug, dir string) error {
+		mu.Lock()
+		unpacks++
+		mu.Unlock()
+		return unpack(ctx, slug, dir)
+	}
+	var rs []*local.Region
+	var dirs []string
+	for _, name := range []string{"local-a", "local-b", "local-c"} {
+		dirs = append(dirs, filepath.Join(t.TempDir(), name))
+		r, err := local.New(local.Options{Name: name, Dir: dirs[len(dirs)-1], HealthTimeout: 10 * time.Second,
+			Logger: testLogger(), Unpack: counting, SlugCache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close(true) })
+		rs = append(rs, r)
+	}
+	var wg sync.WaitGroup
+	urls := make([]string, len(rs))
+	for i, r := range rs {
+		wg.Go(func() { urls[i] = mustDeploy(t, r, webApp("shared", 1, "one")).URL })
+	}
+	wg.Wait()
+	for _, u := range urls {
+		mustAnswer(t, u, "one")
+	}
+	if unpacks != 1 {
+		t.Errorf("3 regions unpacked the slug %d times, want once", unpacks)
+	}
+	// Copies, not links: what one region's app writes stays its own.
+	readme := func(i int) string {
+		return filepath.Join(dirs[i], "apps", "shared", "v1", "slug", "README")
+	}
+	if err := os.WriteFile(readme(0), []byte("changed by a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(readme(1)); string(b) != "test slug\n" {
+		t.Errorf("region b's README = %q after region a wrote its own", b)
+	}
+	d2 := webApp("shared", 2, "two")
+	d2.Slug.Digest = "sha256:shared-2-other"
+	mustDeploy(t, rs[0], d2)
+	if unpacks != 2 {
+		t.Errorf("a new slug: %d unpacks, want 2", unpacks)
+	}
+}
