@@ -122,6 +122,10 @@ type Store interface {
 	// stay in the ledger. Destroying it again changes nothing.
 	DestroyReviewApp(ctx context.Context, app, reason string) error
 
+	// RanBefore reports whether a release of app before version
+	// succeeded with this slug and config version.
+	RanBefore(ctx context.Context, app string, version int, slug string, configVersion int) (bool, error)
+
 	// StartRun records a one-off run and gives it the app's next number
 	// (run.N); FinishRun records its exit code; Run and Runs read them,
 	// Runs newest first.

@@ -64,16 +64,8 @@ func (a *Activities) proven(ctx context.Context, rel pipelines.Release) bool {
 	if rel.Status == pipelines.ReleaseSucceeded {
 		return true
 	}
-	rs, err := a.Store.Releases(ctx, rel.App, 0)
-	if err != nil {
-		return false
-	}
-	for _, r := range rs {
-		if r.Version < rel.Version && r.Status == pipelines.ReleaseSucceeded && r.Slug == rel.Slug && r.ConfigVersion == rel.ConfigVersion {
-			return true
-		}
-	}
-	return false
+	ran, err := a.Store.RanBefore(ctx, rel.App, rel.Version, rel.Slug, rel.ConfigVersion)
+	return err == nil && ran
 }
 
 // RepoJobTemplates are the files at a repository's root that extend the

@@ -253,3 +253,20 @@ func (s *Store) SetRegionState(ctx context.Context, app string, version int, st 
 		return err
 	})
 }
+
+// RanBefore reports whether a release of app before version succeeded
+// with this slug and config version: the same code and config proven
+// healthy (a rollback, a revert, a scale change). One indexed query,
+// however long the ledger.
+func (s *Store) RanBefore(ctx context.Context, app string, version int, slug string, configVersion int) (bool, error) {
+	var one int
+	err := s.conn().queryRow(ctx, `SELECT 1 FROM releases WHERE app = ? AND version < ? AND status = ? AND slug = ? AND config_version = ? LIMIT 1`,
+		app, version, pipelines.ReleaseSucceeded, slug, configVersion).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("earlier releases of %q: %w", app, err)
+	}
+	return true, nil
+}

@@ -796,3 +796,38 @@ func testQueuedPushes(t *testing.T, open func() *sqlstore.Store) {
 		t.Fatal("a push past the TTL is news")
 	}
 }
+
+func TestRanBefore(t *testing.T) { backends(t, testRanBefore) }
+
+// testRanBefore: a release counts as proven only when an earlier one
+// succeeded with the same slug and config version.
+func testRanBefore(t *testing.T, open func() *sqlstore.Store) {
+	ctx := context.Background()
+	s := open()
+	mk := func(slug string, cv int, st pipelines.ReleaseStatus) int {
+		t.Helper()
+		r, err := s.CreateRelease(ctx, deployments.NewRelease{App: "p", Slug: slug, ConfigVersion: cv, Regions: []string{"a"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st != pipelines.ReleasePending {
+			s.FinishRelease(ctx, "p", r.Version, st, "")
+		}
+		return r.Version
+	}
+	mk("s1", 1, pipelines.ReleaseSucceeded)     // v1
+	mk("s2", 1, pipelines.ReleaseFailed)        // v2
+	v3 := mk("s1", 1, pipelines.ReleasePending) // a rollback to v1's slug and config
+	v4 := mk("s2", 1, pipelines.ReleasePending) // s2 never succeeded
+	v5 := mk("s1", 2, pipelines.ReleasePending) // new config
+	for _, tt := range []struct {
+		version int
+		slug    string
+		cv      int
+		want    bool
+	}{{v3, "s1", 1, true}, {v4, "s2", 1, false}, {v5, "s1", 2, false}, {1, "s1", 1, false}} {
+		if got, err := s.RanBefore(ctx, "p", tt.version, tt.slug, tt.cv); err != nil || got != tt.want {
+			t.Errorf("RanBefore(v%d, %s, config %d) = %v, %v; want %v", tt.version, tt.slug, tt.cv, got, err, tt.want)
+		}
+	}
+}
