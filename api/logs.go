@@ -231,20 +231,12 @@ func (s *Server) checkDyno(ctx context.Context, app string, q applog.Query) erro
 	}
 	_, known := rel.Procfile.Command(typ)
 	if !known && typ != pipelines.ReleaseProcess {
-		return fmt.Errorf("app %s has no process type %q; its Procfile has %s: %w", app, typ, strings.Join(procTypes(rel.Procfile), ", "), pipelines.ErrNotFound)
+		return fmt.Errorf("app %s has no process type %q; its Procfile has %s: %w", app, typ, strings.Join(rel.Procfile.Types(), ", "), pipelines.ErrNotFound)
 	}
 	if q.Dyno != "" && typ != pipelines.ReleaseProcess && !slices.Contains(dynos, q.Dyno) {
 		return fmt.Errorf("app %s has no dyno %s; %s runs %s: %w", app, q.Dyno, rel.Name(), strings.Join(dynos, ", "), pipelines.ErrNotFound)
 	}
 	return nil
-}
-
-func procTypes(p pipelines.Procfile) []string {
-	var out []string
-	for _, proc := range p {
-		out = append(out, proc.Type)
-	}
-	return out
 }
 
 // logWriter writes a log stream in the format the caller asked for.

@@ -99,6 +99,15 @@ func ParseProcfile(r io.Reader) (Procfile, error) {
 	return p, nil
 }
 
+// Types are the process types, in the Procfile's order.
+func (p Procfile) Types() []string {
+	types := make([]string, len(p))
+	for i, proc := range p {
+		types[i] = proc.Type
+	}
+	return types
+}
+
 // Command returns the command of a process type.
 func (p Procfile) Command(typ string) (string, bool) {
 	for _, proc := range p {

@@ -126,8 +126,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, into any)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &hintError{err: fmt.Errorf("reach drover at %s: %w", c.base, err),
-			hint: "start it with `drover dev`, or set DROVER_URL to where it runs"}
+		return c.unreachable(err)
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -138,6 +137,12 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, into any)
 		return answerError(resp.StatusCode, answer)
 	}
 	return json.Unmarshal(answer, into)
+}
+
+// unreachable is the error for a drover that did not answer at all.
+func (c *apiClient) unreachable(err error) error {
+	return &hintError{err: fmt.Errorf("reach drover at %s: %w", c.base, err),
+		hint: "start it with `drover dev`, or set DROVER_URL to where it runs"}
 }
 
 // answerError turns an API error answer into an error with a hint.
@@ -170,8 +175,7 @@ func (c *apiClient) stream(ctx context.Context, path, accept string) (io.ReadClo
 	}
 	resp, err := (&http.Client{Transport: c.http.Transport}).Do(req)
 	if err != nil {
-		return nil, &hintError{err: fmt.Errorf("reach drover at %s: %w", c.base, err),
-			hint: "start it with `drover dev`, or set DROVER_URL to where it runs"}
+		return nil, c.unreachable(err)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()

@@ -100,7 +100,7 @@ func runAttached(ctx context.Context, s Streams, c *apiClient, o runOptions) err
 			answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 			return answerError(resp.StatusCode, answer)
 		}
-		return &hintError{err: fmt.Errorf("reach drover at %s: %w", c.base, err), hint: "start it with `drover dev`, or set DROVER_URL to where it runs"}
+		return c.unreachable(err)
 	}
 	defer ws.Close()
 	var mu sync.Mutex

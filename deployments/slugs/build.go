@@ -658,11 +658,7 @@ func hasNpmScript(dir, name string) bool {
 }
 
 func procTypes(p pipelines.Procfile) string {
-	types := make([]string, len(p))
-	for i, proc := range p {
-		types[i] = proc.Type
-	}
-	return "(" + strings.Join(types, ", ") + ")"
+	return "(" + strings.Join(p.Types(), ", ") + ")"
 }
 
 func lastLines(s string, n int) string {

@@ -76,11 +76,7 @@ func (r *Region) releasesByVersion(ctx context.Context, app string) (map[uint64]
 }
 
 func allocProcess(a *api.AllocationListStub, release int) regions.Process {
-	index := 0
-	if m := allocIndexRE.FindStringSubmatch(a.Name); m != nil {
-		index, _ = strconv.Atoi(m[1])
-	}
-	p := regions.Process{Dyno: a.TaskGroup + "." + strconv.Itoa(index+1), Type: a.TaskGroup, Release: release}
+	p := regions.Process{Dyno: allocDyno(a), Type: a.TaskGroup, Release: release}
 	// drover's groups run one task, named for the process type.
 	ts := a.TaskStates[a.TaskGroup]
 	if ts == nil {
