@@ -29,7 +29,15 @@ require (
 	modernc.org/sqlite v1.62.0
 )
 
-require github.com/creack/pty v1.1.24
+require (
+	github.com/creack/pty v1.1.24
+	github.com/tsenart/vegeta/v12 v12.13.0
+)
+
+require (
+	github.com/influxdata/tdigest v0.0.1 // indirect
+	github.com/rs/dnscache v0.0.0-20230804202142-fc85eb664529 // indirect
+)
 
 require (
 	cel.dev/expr v0.25.2 // indirect

@@ -142,9 +142,45 @@ type Store interface {
 
 	// RecordDelivery notes a webhook delivery ID and reports whether it was new.
 	RecordDelivery(ctx context.Context, id, event string) (bool, error)
+	// AcceptPush is a push delivery's whole intake in one write: it
+	// records the delivery ID and, unless that was seen before or app
+	// already released or is deploying commit, queues the push.
+	AcceptPush(ctx context.Context, p Push) (PushIntake, error)
+	// WaitingForCI records that workflow waits for CI of repo's commit;
+	// CIWaiters names the workflows that do; CIWaitOver forgets the wait.
+	WaitingForCI(ctx context.Context, workflow, repo, commit string) error
+	CIWaiters(ctx context.Context, repo, commit string) ([]string, error)
+	CIWaitOver(ctx context.Context, workflow string) error
 	// ForgetDelivery removes a delivery ID whose work could not be started,
 	// so GitHub's redelivery of it is acted on.
 	ForgetDelivery(ctx context.Context, id string) error
 
 	Close() error
+}
+
+// Push is one push delivery to intake: its delivery ID (empty when the
+// sender gave none) and the app and commit it would deploy.
+type Push struct {
+	Delivery, Event   string
+	App, Repo, Commit string
+}
+
+// PushVerdict is what intake made of a push.
+type PushVerdict int
+
+const (
+	// PushQueued: new; hand it to the app's queue.
+	PushQueued PushVerdict = iota
+	// PushRedelivered: the delivery ID was received before.
+	PushRedelivered
+	// PushReleased: the app already released the commit (PushIntake.Release).
+	PushReleased
+	// PushInFlight: an earlier push of the commit is still being deployed.
+	PushInFlight
+)
+
+// PushIntake is AcceptPush's answer.
+type PushIntake struct {
+	Verdict PushVerdict
+	Release pipelines.Release
 }

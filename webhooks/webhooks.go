@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/go-github/v60/github"
 
+	"github.com/drover/drover/deployments"
 	"github.com/drover/drover/gh"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/workflows"
@@ -31,9 +32,9 @@ const MaxConcurrentBodies = 8
 // Deployer queues a deploy of a commit to an app.
 type Deployer interface {
 	Deploy(ctx context.Context, app string, req workflows.DeployRequest) error
-	// SignalCI tells the deploy of commit to app, if one waits for CI,
-	// that the commit's checks changed; it reports whether one was waiting.
-	SignalCI(ctx context.Context, app, commit string) (bool, error)
+	// SignalCI tells deploy workflow id, which waits for CI, that its
+	// commit's checks changed; it reports whether the deploy still runs.
+	SignalCI(ctx context.Context, id string) (bool, error)
 	// ReviewEvent hands a pull request event to its review app's
 	// workflow, starting it if needed.
 	ReviewEvent(ctx context.Context, start workflows.ReviewInput, ev workflows.PREvent) error
@@ -47,14 +48,13 @@ type Deployer interface {
 type Deliveries interface {
 	RecordDelivery(ctx context.Context, id, event string) (bool, error)
 	ForgetDelivery(ctx context.Context, id string) error
-	// ReleaseOfCommit returns app's newest succeeded release of commit,
-	// or an error wrapping pipelines.ErrNotFound.
-	ReleaseOfCommit(ctx context.Context, app, commit string) (pipelines.Release, error)
-	// QueuePush records a push of commit to app, reporting false while an
-	// earlier push of it is still in flight; ForgetPush drops one that
-	// could not be queued.
-	QueuePush(ctx context.Context, app, repo, commit string) (bool, error)
+	// AcceptPush records a push delivery and, unless it is a redelivery
+	// or the app released or is deploying its commit, queues the push, in
+	// one write; ForgetPush drops a push that could not be queued.
+	AcceptPush(ctx context.Context, p deployments.Push) (deployments.PushIntake, error)
 	ForgetPush(ctx context.Context, app, commit string) error
+	// CIWaiters names the workflows waiting for CI of repo's commit.
+	CIWaiters(ctx context.Context, repo, commit string) ([]string, error)
 }
 
 // Handler serves POST /webhooks/github.
@@ -117,14 +117,17 @@ func (h *Handler) Serve(c *gin.Context) {
 	}
 	// Bodies are read, to verify them, a few at a time, so signed-looking
 	// junk cannot make drover hold many of them in memory at once.
+	// The slot is held only while the body is read and verified: a
+	// verified delivery is GitHub's, and waiting on the store or Temporal
+	// must not hold back the next one.
 	select {
 	case h.readers <- struct{}{}:
-		defer func() { <-h.readers }()
 	case <-c.Request.Context().Done():
 		return
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
 	payload, err := github.ValidatePayload(c.Request, h.secret)
+	<-h.readers
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -197,36 +200,28 @@ func (h *Handler) push(c *gin.Context, log *slog.Logger, delivery string, ev *gi
 		return
 	}
 	out := answer{App: stage.App, Commit: commit, Operation: workflows.DeployWorkflowID(stage.App, commit)}
-	if !h.fresh(c, log, delivery, "push", &out) {
-		return
-	}
-	// A delivery ID is not signed: a signed push replayed under a new one
-	// must start nothing for a commit the app already released, however
-	// long ago. A commit whose deploy failed may be pushed again.
 	if h.deliveries != nil {
-		rel, err := h.deliveries.ReleaseOfCommit(c.Request.Context(), stage.App, commit)
-		switch {
-		case err == nil:
-			out.Status, out.Message = "ignored", fmt.Sprintf("%s already released %s as %s; use drover rollback to go back to it", stage.App, commit, rel.Name())
+		// One write, from the store: the delivery ID, and whether the
+		// commit is new to the app. A storm of one commit (GitHub's
+		// redeliveries, or the same signed body under new IDs, which are
+		// not signed) is answered here; one push of it goes to the app's
+		// queue. A commit whose deploy failed may be pushed again.
+		in, err := h.deliveries.AcceptPush(c.Request.Context(), deployments.Push{Delivery: delivery, Event: "push", App: stage.App, Repo: repo, Commit: commit})
+		if err != nil {
+			log.Error("accept push", "app", stage.App, "commit", commit, "error", err)
+			c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not record the delivery; redeliver the webhook once drover's database is back"})
+			return
+		}
+		switch in.Verdict {
+		case deployments.PushRedelivered:
+			out.Status, out.Message = "duplicate", "delivery "+delivery+" was already received; nothing started"
 			c.JSON(http.StatusOK, out)
 			return
-		case !errors.Is(err, pipelines.ErrNotFound):
-			log.Error("look up releases of commit", "app", stage.App, "commit", commit, "error", err)
-			h.forget(c, log, delivery)
-			c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not read the ledger; redeliver the webhook"})
+		case deployments.PushReleased:
+			out.Status, out.Message = "ignored", fmt.Sprintf("%s already released %s as %s; use drover rollback to go back to it", stage.App, commit, in.Release.Name())
+			c.JSON(http.StatusOK, out)
 			return
-		}
-		// A storm of one commit (the same signed body under new delivery
-		// IDs) is answered here, from the store: one push of it goes to
-		// the app's queue, the rest wait on nothing.
-		fresh, err := h.deliveries.QueuePush(c.Request.Context(), stage.App, repo, commit)
-		if err != nil {
-			log.Error("record queued push", "app", stage.App, "commit", commit, "error", err)
-			h.forget(c, log, delivery)
-			c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not read the ledger; redeliver the webhook"})
-			return
-		}
-		if !fresh {
+		case deployments.PushInFlight:
 			out.Status, out.Message = "duplicate", fmt.Sprintf("duplicate commit: %s is already deploying %s", stage.App, commit)
 			c.JSON(http.StatusOK, out)
 			return
@@ -354,29 +349,17 @@ func (h *Handler) ci(c *gin.Context, log *slog.Logger, event string, payload []b
 		return
 	}
 	var repo, sha string
-	// prs are the pull requests the checks ran for: their review apps
-	// may wait on them. Status events do not say; those deploys poll.
-	var prs []*github.PullRequest
 	// A field set to null decodes to a nil pointer: read every one
 	// through a nil-safe getter.
 	switch e := ev.(type) {
 	case *github.CheckSuiteEvent:
 		repo, sha = e.GetRepo().GetFullName(), e.GetCheckSuite().GetHeadSHA()
-		if e.CheckSuite != nil {
-			prs = e.CheckSuite.PullRequests
-		}
 	case *github.CheckRunEvent:
 		repo, sha = e.GetRepo().GetFullName(), e.GetCheckRun().GetHeadSHA()
-		if e.CheckRun != nil {
-			prs = e.CheckRun.PullRequests
-		}
 	case *github.StatusEvent:
 		repo, sha = e.GetRepo().GetFullName(), e.GetSHA()
 	case *github.WorkflowRunEvent:
 		repo, sha = e.GetRepo().GetFullName(), e.GetWorkflowRun().GetHeadSHA()
-		if e.WorkflowRun != nil {
-			prs = e.WorkflowRun.PullRequests
-		}
 	}
 	if repo == "" || sha == "" {
 		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: event + " payload has no repository or commit"})
@@ -386,33 +369,29 @@ func (h *Handler) ci(c *gin.Context, log *slog.Logger, event string, payload []b
 		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: fmt.Sprintf("%s payload: commit %q is not a SHA (40 lowercase hex digits)", event, clip(sha))})
 		return
 	}
+	if h.deliveries == nil {
+		c.JSON(http.StatusOK, answer{Status: "ignored", Commit: sha, Message: "drover keeps no waits for CI without its store"})
+		return
+	}
+	// The deploys waiting for this commit's CI recorded their wait in the
+	// store before they read GitHub (whatever started them: a push, a
+	// review app, a missed push), so CI nobody waits on costs one read.
+	waiting, err := h.deliveries.CIWaiters(c.Request.Context(), repo, sha)
+	if err != nil {
+		log.Error("read waits for CI", "commit", sha, "error", err)
+		c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not read which deploys wait for CI; redeliver the webhook once drover's database is back"})
+		return
+	}
 	woken := 0
-	for _, p := range h.config.Pipelines {
-		if !strings.EqualFold(p.Repo, repo) {
-			continue
+	for _, id := range waiting {
+		ok, err := h.deployer.SignalCI(c.Request.Context(), id)
+		if err != nil {
+			log.Error("signal CI", "workflow", id, "commit", sha, "error", err)
+			c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not reach the waiting deploy; redeliver the webhook"})
+			return
 		}
-		var apps []string
-		for _, st := range p.Stages {
-			switch {
-			case !st.WaitForCI:
-			case st.Name == pipelines.StageReview:
-				for _, pr := range prs {
-					apps = append(apps, pipelines.ReviewAppName(p.Name, pr.GetNumber()))
-				}
-			case st.Branch != "":
-				apps = append(apps, st.App)
-			}
-		}
-		for _, app := range apps {
-			ok, err := h.deployer.SignalCI(c.Request.Context(), app, sha)
-			if err != nil {
-				log.Error("signal CI", "app", app, "commit", sha, "error", err)
-				c.JSON(http.StatusServiceUnavailable, answer{Status: "error", Message: "could not reach the waiting deploy; redeliver the webhook"})
-				return
-			}
-			if ok {
-				woken++
-			}
+		if ok {
+			woken++
 		}
 	}
 	if woken == 0 {

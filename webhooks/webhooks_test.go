@@ -26,6 +26,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/drover/drover/deployments"
 	"github.com/drover/drover/pipelines"
 	"github.com/drover/drover/webhooks"
 	"github.com/drover/drover/workflows"
@@ -75,7 +76,7 @@ type fakeDeployer struct {
 	mu    sync.Mutex
 	calls []call
 	err   error
-	// waiting are the app/commit pairs with a deploy waiting for CI.
+	// waiting are the deploy workflows that still run.
 	waiting map[string]bool
 	signals []string
 	// reviews are the pull request events handed to review apps, and
@@ -84,13 +85,13 @@ type fakeDeployer struct {
 	running map[string]bool
 }
 
-func (d *fakeDeployer) SignalCI(ctx context.Context, app, commit string) (bool, error) {
+func (d *fakeDeployer) SignalCI(ctx context.Context, id string) (bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.waiting[app+"/"+commit] {
+	if !d.waiting[id] {
 		return false, nil
 	}
-	d.signals = append(d.signals, app+"/"+commit)
+	d.signals = append(d.signals, id)
 	return true, nil
 }
 
@@ -147,19 +148,44 @@ type memDeliveries struct {
 	released map[string]int
 	// queued is app/commit of pushes queued and not forgotten.
 	queued map[string]bool
+	// waits is repo@commit → the deploy workflows waiting for its CI.
+	waits map[string][]string
+	// err fails every push's intake, as a database that is down does.
+	err error
 }
 
-func (m *memDeliveries) QueuePush(ctx context.Context, app, repo, commit string) (bool, error) {
+// AcceptPush is the store's intake, in memory: redelivery, released,
+// in flight, else queued.
+func (m *memDeliveries) AcceptPush(ctx context.Context, p deployments.Push) (deployments.PushIntake, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.err != nil {
+		return deployments.PushIntake{}, m.err
+	}
+	if p.Delivery != "" {
+		if m.seen[p.Delivery] {
+			return deployments.PushIntake{Verdict: deployments.PushRedelivered}, nil
+		}
+		m.seen[p.Delivery] = true
+	}
+	if v, ok := m.released[p.App+"/"+p.Commit]; ok {
+		return deployments.PushIntake{Verdict: deployments.PushReleased, Release: pipelines.Release{App: p.App, Version: v, Commit: p.Commit, Status: pipelines.ReleaseSucceeded}}, nil
+	}
 	if m.queued == nil {
 		m.queued = map[string]bool{}
 	}
-	if m.queued[app+"/"+commit] {
-		return false, nil
+	if m.queued[p.App+"/"+p.Commit] {
+		return deployments.PushIntake{Verdict: deployments.PushInFlight}, nil
 	}
-	m.queued[app+"/"+commit] = true
-	return true, nil
+	m.queued[p.App+"/"+p.Commit] = true
+	return deployments.PushIntake{Verdict: deployments.PushQueued}, nil
+}
+
+// CIWaiters reads waits, keyed by lower-case repo and commit.
+func (m *memDeliveries) CIWaiters(ctx context.Context, repo, commit string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.waits[strings.ToLower(repo)+"@"+commit], nil
 }
 
 func (m *memDeliveries) ForgetPush(ctx context.Context, app, commit string) error {
@@ -167,15 +193,6 @@ func (m *memDeliveries) ForgetPush(ctx context.Context, app, commit string) erro
 	defer m.mu.Unlock()
 	delete(m.queued, app+"/"+commit)
 	return nil
-}
-
-func (m *memDeliveries) ReleaseOfCommit(ctx context.Context, app, commit string) (pipelines.Release, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if v, ok := m.released[app+"/"+commit]; ok {
-		return pipelines.Release{App: app, Version: v, Commit: commit, Status: pipelines.ReleaseSucceeded}, nil
-	}
-	return pipelines.Release{}, pipelines.ErrNotFound
 }
 
 func (m *memDeliveries) RecordDelivery(ctx context.Context, id, event string) (bool, error) {
@@ -307,6 +324,32 @@ func TestPushQueuesTheStage(t *testing.T) {
 	}
 }
 
+// TestPushWhenTheDatabaseIsDown: a push whose intake the store cannot
+// write is answered 503, starts nothing, and its redelivery, once the
+// database is back, is acted on.
+func TestPushWhenTheDatabaseIsDown(t *testing.T) {
+	const sha = "5555555555555555555555555555555555555555"
+	cfg, err := pipelines.LoadConfig(filepath.Join("..", "examples", "drover.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, store := &fakeDeployer{}, &memDeliveries{seen: map[string]bool{}, err: errors.New("database is locked")}
+	h, err := webhooks.New(cfg, secret, d, store, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{engine: gin.New(), deployer: d}
+	h.Register(s.engine)
+	push := mustPush(t, "refs/heads/main", sha)
+	if w := s.send("push", "d-db", push, sign(push, secret)); w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "database") || len(d.calls) != 0 {
+		t.Fatalf("push while the database is down: %d %s, %d deploys", w.Code, w.Body, len(d.calls))
+	}
+	store.err = nil
+	if w := s.send("push", "d-db", push, sign(push, secret)); w.Code != http.StatusAccepted || len(d.calls) != 1 {
+		t.Fatalf("redelivery once the database is back: %d %s, %d deploys", w.Code, w.Body, len(d.calls))
+	}
+}
+
 func TestPushWhenWorkflowsAreDownCanBeRedelivered(t *testing.T) {
 	const sha = "3333333333333333333333333333333333333333"
 	s := newServer(t)
@@ -369,23 +412,40 @@ pipelines:
 	if err != nil {
 		t.Fatal(err)
 	}
+	const (
+		hwSHA     = "ec26c3e57ca3a959ca5aad62de7213c562f8c821" // check_suite, check_run
+		statusSHA = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+		octoSHA   = "3484a3fb816e0859fd6e1cea078d76385ff50625" // workflow_run
+	)
+	hw, review := workflows.DeployWorkflowID("hw-staging", hwSHA), workflows.DeployWorkflowID("hello-pr-2", hwSHA)
 	tests := []struct {
-		fixture, event, waiting string
-		status                  int
+		name, fixture, event string
+		// waits is repo@commit → the deploys that recorded a wait for it;
+		// running the ones whose workflow still runs.
+		waits   map[string][]string
+		running []string
+		want    []string
+		status  int
 	}{
-		{"check_suite.completed", "check_suite", "hw-staging/ec26c3e57ca3a959ca5aad62de7213c562f8c821", http.StatusAccepted},
-		{"check_run.completed", "check_run", "hw-staging/ec26c3e57ca3a959ca5aad62de7213c562f8c821", http.StatusAccepted},
-		{"status", "status", "hw-staging/6113728f27ae82c7b1a177c8d03f9e96e0adf246", http.StatusAccepted},
-		{"workflow_run.completed", "workflow_run", "octo-staging/3484a3fb816e0859fd6e1cea078d76385ff50625", http.StatusAccepted},
-		{"check_suite.completed", "check_suite", "", http.StatusOK}, // nobody waits
-		// The check suite ran for pull request #2: its review app's deploy waits.
-		{"check_suite.completed", "check_suite", "hello-pr-2/ec26c3e57ca3a959ca5aad62de7213c562f8c821", http.StatusAccepted},
-		{"check_run.completed", "check_run", "hello-pr-2/ec26c3e57ca3a959ca5aad62de7213c562f8c821", http.StatusAccepted},
+		{"check_suite", "check_suite.completed", "check_suite", map[string][]string{"codertocat/hello-world@" + hwSHA: {hw}}, []string{hw}, []string{hw}, http.StatusAccepted},
+		{"check_run", "check_run.completed", "check_run", map[string][]string{"codertocat/hello-world@" + hwSHA: {hw}}, []string{hw}, []string{hw}, http.StatusAccepted},
+		{"status", "status", "status", map[string][]string{"codertocat/hello-world@" + statusSHA: {workflows.DeployWorkflowID("hw-staging", statusSHA)}}, []string{workflows.DeployWorkflowID("hw-staging", statusSHA)}, []string{workflows.DeployWorkflowID("hw-staging", statusSHA)}, http.StatusAccepted},
+		{"workflow_run", "workflow_run.completed", "workflow_run", map[string][]string{"octo-org/octo-repo@" + octoSHA: {workflows.DeployWorkflowID("octo-staging", octoSHA)}}, []string{workflows.DeployWorkflowID("octo-staging", octoSHA)}, []string{workflows.DeployWorkflowID("octo-staging", octoSHA)}, http.StatusAccepted},
+		// A staging deploy and a review app's deploy of one commit both wait.
+		{"two waiting", "check_suite.completed", "check_suite", map[string][]string{"codertocat/hello-world@" + hwSHA: {review, hw}}, []string{hw, review}, []string{review, hw}, http.StatusAccepted},
+		{"nobody waits", "check_suite.completed", "check_suite", nil, nil, nil, http.StatusOK},
+		// The same commit waited on in another repository is not woken.
+		{"other repo", "check_suite.completed", "check_suite", map[string][]string{"octo-org/octo-repo@" + hwSHA: {hw}}, []string{hw}, nil, http.StatusOK},
+		// A wait left by a deploy that ended (superseded, timed out).
+		{"ended", "check_suite.completed", "check_suite", map[string][]string{"codertocat/hello-world@" + hwSHA: {hw}}, nil, nil, http.StatusOK},
 	}
 	for _, tt := range tests {
-		t.Run(tt.fixture+"/"+tt.waiting, func(t *testing.T) {
-			d := &fakeDeployer{waiting: map[string]bool{tt.waiting: true}}
-			h, err := webhooks.New(cfg, secret, d, &memDeliveries{seen: map[string]bool{}}, slog.New(slog.DiscardHandler))
+		t.Run(tt.name, func(t *testing.T) {
+			d := &fakeDeployer{waiting: map[string]bool{}}
+			for _, id := range tt.running {
+				d.waiting[id] = true
+			}
+			h, err := webhooks.New(cfg, secret, d, &memDeliveries{seen: map[string]bool{}, waits: tt.waits}, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -399,8 +459,8 @@ pipelines:
 			if w.Code != tt.status {
 				t.Fatalf("status %d, want %d: %s", w.Code, tt.status, w.Body)
 			}
-			if want := map[bool]int{true: 1, false: 0}[tt.waiting != ""]; len(d.signals) != want || (want == 1 && d.signals[0] != tt.waiting) {
-				t.Fatalf("signals = %v, want %q", d.signals, tt.waiting)
+			if fmt.Sprint(d.signals) != fmt.Sprint(tt.want) {
+				t.Fatalf("signals = %v, want %v", d.signals, tt.want)
 			}
 		})
 	}

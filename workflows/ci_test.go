@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/drover/drover/gh"
 	"github.com/drover/drover/gh/ghtest"
@@ -226,5 +227,67 @@ func TestNewerPushSupersedesADeployWaitingForCI(t *testing.T) {
 	}
 	if got := strings.Join(rep.statuses, " "); !strings.Contains(got, "77:inactive:") {
 		t.Fatalf("GitHub statuses = %s; c1's deployment must end inactive", got)
+	}
+}
+
+// memWaits is a CIWaits in memory: workflow → repo@commit.
+type memWaits struct {
+	mu    sync.Mutex
+	waits map[string]string
+	log   []string
+}
+
+func (m *memWaits) WaitingForCI(ctx context.Context, workflow, repo, commit string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.waits[workflow] = repo + "@" + commit
+	m.log = append(m.log, "wait "+workflow)
+	return nil
+}
+
+func (m *memWaits) CIWaiters(ctx context.Context, repo, commit string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ids []string
+	for id, at := range m.waits {
+		if at == repo+"@"+commit {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+func (m *memWaits) CIWaitOver(ctx context.Context, workflow string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.waits, workflow)
+	m.log = append(m.log, "over "+workflow)
+	return nil
+}
+
+// TestCheckCIRecordsTheWait: each CI read first records that its deploy
+// waits (so a webhook for CI that changes after the read finds it), and a
+// verdict the deploy stops waiting on (green or red) forgets the wait; a
+// pending one, or no checks yet (within the grace), keeps it.
+func TestCheckCIRecordsTheWait(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	for _, tt := range []struct {
+		name    string
+		verdict pipelines.CIVerdict
+		kept    bool
+	}{{"pending", pending, true}, {"no checks yet", none, true}, {"green", green, false}, {"red", red, false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			waits := &memWaits{waits: map[string]string{}}
+			acts := &workflows.GitHubActivities{CI: &fakeCI{verdicts: []pipelines.CIVerdict{tt.verdict}}, Waits: waits}
+			env := s.NewTestActivityEnvironment()
+			env.RegisterActivity(acts)
+			if _, err := env.ExecuteActivity(acts.CheckCI, workflows.CheckCIInput{Repo: "o/r", Commit: strings.Repeat("a", 40)}); err != nil {
+				t.Fatal(err)
+			}
+			ids, _ := waits.CIWaiters(context.Background(), "o/r", strings.Repeat("a", 40))
+			if len(waits.log) == 0 || !strings.HasPrefix(waits.log[0], "wait ") || (len(ids) == 1) != tt.kept {
+				t.Fatalf("waits %v after %s (log %v); want kept %v", ids, tt.name, waits.log, tt.kept)
+			}
+		})
 	}
 }

@@ -105,12 +105,12 @@ func (s *Starter) StartOperation(ctx context.Context, app string, op Operation) 
 	return -1, nil
 }
 
-// SignalCI tells the deploy of commit to app that its CI changed. It
-// reports false when no such deploy is running.
-func (s *Starter) SignalCI(ctx context.Context, app, commit string) (bool, error) {
-	ok, err := s.signalRunning(ctx, DeployWorkflowID(app, commit), SignalCI, nil)
+// SignalCI tells deploy workflow id that its commit's CI changed. It
+// reports false when that deploy is not running.
+func (s *Starter) SignalCI(ctx context.Context, id string) (bool, error) {
+	ok, err := s.signalRunning(ctx, id, SignalCI, nil)
 	if err != nil {
-		return false, fmt.Errorf("signal CI of %s to %s: %w", short(commit), app, err)
+		return false, fmt.Errorf("signal CI to %s: %w", id, err)
 	}
 	return ok, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 
+	"go.temporal.io/sdk/activity"
+
 	"github.com/drover/drover/pipelines"
 )
 
@@ -26,6 +28,9 @@ type GitHubActivities struct {
 	Comments Commenter
 	// PullRequests reads pull requests.
 	PullRequests PullRequestReader
+	// Waits, when set, keeps which deploys wait for which commit's CI, so
+	// a CI webhook is signalled only to them.
+	Waits CIWaits
 	// PublicURL is drover's own base URL, for links in reports.
 	PublicURL func() string
 	Logger    *slog.Logger
@@ -47,8 +52,32 @@ func (a *GitHubActivities) CheckCI(ctx context.Context, in CheckCIInput) (pipeli
 	if a.CI == nil {
 		return pipelines.CIVerdict{}, refuse("wait_for_ci is set but drover has no GitHub token (github.token_env)")
 	}
+	// The wait is recorded before GitHub is read: CI that changes after
+	// the read sends a webhook, which then finds this deploy waiting.
+	id := activity.GetInfo(ctx).WorkflowExecution.ID
+	if a.Waits != nil {
+		if err := a.Waits.WaitingForCI(ctx, id, in.Repo, in.Commit); err != nil {
+			return pipelines.CIVerdict{}, err
+		}
+	}
 	v, err := a.CI.CIState(ctx, in.Repo, in.Commit, in.Required)
-	return v, retryAfterRateLimit(err)
+	if err != nil {
+		return v, retryAfterRateLimit(err)
+	}
+	if a.Waits != nil && (v.State == pipelines.CIFailure || v.State == pipelines.CISuccess && !v.None) {
+		// The deploy stops waiting on this verdict.
+		if err := a.Waits.CIWaitOver(ctx, id); err != nil {
+			a.logger().Warn("forget wait for CI", "workflow", id, "error", err)
+		}
+	}
+	return v, nil
+}
+
+// CIWaits keeps the deploys waiting for a commit's CI.
+type CIWaits interface {
+	WaitingForCI(ctx context.Context, workflow, repo, commit string) error
+	CIWaiters(ctx context.Context, repo, commit string) ([]string, error)
+	CIWaitOver(ctx context.Context, workflow string) error
 }
 
 // BranchHead reads the branch's head from GitHub.

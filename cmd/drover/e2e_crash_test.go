@@ -172,7 +172,7 @@ func TestFaultCrashAtEveryStep(t *testing.T) {
 			// CI passes while drover is down; its webhook reaches the new
 			// process.
 			gh.setCI(c, "success")
-			if code, body := s.webhook(ctx, "check_suite", fmt.Sprintf("crash-cs-%d", push), checkSuitePayload(t, c)); code != http.StatusAccepted {
+			if code, body := s.webhook(ctx, "check_suite", fmt.Sprintf("crash-cs-%d", push), checkSuiteFor(t, c)); code != http.StatusAccepted {
 				t.Fatalf("check_suite: %d %s", code, body)
 			}
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -65,16 +64,6 @@ func (g *gitHubStandIn) commitStatuses(sha string) []string { return g.Statuses(
 
 // issueComments returns the bodies of the comments on an issue or PR.
 func (g *gitHubStandIn) issueComments(number int) []string { return g.Comments(e2eRepo, number) }
-
-// checkSuitePayload is GitHub's check_suite example for commit sha.
-func checkSuitePayload(t *testing.T, sha string) []byte {
-	t.Helper()
-	p := fixture(t, "check_suite.completed.payload.json")
-	p["check_suite"].(map[string]any)["head_sha"] = sha
-	p["repository"].(map[string]any)["full_name"] = "octo-org/hello"
-	out, _ := json.Marshal(p)
-	return out
-}
 
 func (s *stack) webhook(ctx context.Context, event, delivery string, payload []byte) (int, string) {
 	s.t.Helper()
@@ -153,7 +142,7 @@ func TestE2EGitHubInTheLoop(t *testing.T) {
 	}
 	// CI passes; the check_suite webhook wakes the waiting deploy.
 	gh.setCI(c1, "success")
-	if code, body := s.webhook(ctx, "check_suite", "cs-1", checkSuitePayload(t, c1)); code != http.StatusAccepted || !strings.Contains(body, "signalled") {
+	if code, body := s.webhook(ctx, "check_suite", "cs-1", checkSuiteFor(t, c1)); code != http.StatusAccepted || !strings.Contains(body, "signalled") {
 		t.Fatalf("check_suite: %d %s", code, body)
 	}
 	v1 := s.waitRelease(ctx, "hello-staging", 1)

@@ -112,7 +112,7 @@ func (b syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
-func startDrover(t *testing.T, name string, env []string, args ...string) *child {
+func startDrover(t testing.TB, name string, env []string, args ...string) *child {
 	t.Helper()
 	argv, _ := json.Marshal(args)
 	c := &child{name: name, log: &bytes.Buffer{}, mu: &sync.Mutex{}}
@@ -138,7 +138,7 @@ func (c *child) output() string {
 	return c.log.String()
 }
 
-func waitReady(ctx context.Context, t *testing.T, base string) {
+func waitReady(ctx context.Context, t testing.TB, base string) {
 	t.Helper()
 	for {
 		if body, err := httpGet(base + "/readyz"); err == nil && strings.Contains(body, `"ready"`) {
@@ -154,16 +154,16 @@ func waitReady(ctx context.Context, t *testing.T, base string) {
 
 // startTemporal runs a Temporal server in its own process, as the team's
 // cluster would be, and returns its frontend's address.
-func startTemporal(ctx context.Context, t *testing.T) string {
+func startTemporal(ctx context.Context, t testing.TB) string {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", freeLocalPort(t))
 	_, port, _ := net.SplitHostPort(addr)
 	startDrover(t, "temporal", nil, "temporal-dev", "--data", t.TempDir(), "--port", port)
 	waitPort(ctx, t, addr)
 	return addr
 }
 
-func waitPort(ctx context.Context, t *testing.T, addr string) {
+func waitPort(ctx context.Context, t testing.TB, addr string) {
 	t.Helper()
 	for {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {

@@ -383,7 +383,7 @@ func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflow
 	}
 	// CI waiting and reporting need GitHub's API; without credentials they
 	// are off, and a stage that waits for CI fails its deploys saying so.
-	ghSteps := &workflows.GitHubActivities{PublicURL: public, Logger: n.Logger}
+	ghSteps := &workflows.GitHubActivities{Waits: n.store, PublicURL: public, Logger: n.Logger}
 	if auth != nil {
 		c := &gh.Client{Auth: auth}
 		acts.Git = auth

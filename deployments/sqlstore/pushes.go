@@ -16,40 +16,31 @@ import (
 // or approval, so only a deploy whose workflow vanished is retried.
 const QueuedPushTTL = 24 * time.Hour
 
-// QueuePush records that app is to deploy commit of repo and reports
-// whether it is news. It is not (false) while an earlier push of the
-// commit is in flight: queued, building, waiting for CI or rolling out.
-// An earlier push that ended without a release of it (its build failed
-// after it was queued, or its release failed, was superseded or skipped)
-// is over, and the commit may be pushed again.
-func (s *Store) QueuePush(ctx context.Context, app, repo, commit string) (bool, error) {
-	now := s.now()
-	fresh := false
-	err := s.tx(ctx, func(c conn) error {
-		res, err := c.exec(ctx, `INSERT INTO queued_pushes (app, commit_sha, queued_at) VALUES (?, ?, ?) ON CONFLICT (app, commit_sha) DO NOTHING`, app, commit, now)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			fresh = true
-			return nil
-		}
-		var queued time.Time
-		if err := c.queryRow(ctx, `SELECT queued_at FROM queued_pushes WHERE app = ? AND commit_sha = ?`, app, commit).Scan(&queued); err != nil {
-			return err
-		}
-		over, err := c.pushEnded(ctx, app, repo, commit, queued.UTC(), now)
-		if err != nil || !over {
-			return err
-		}
-		fresh = true
-		_, err = c.exec(ctx, `UPDATE queued_pushes SET queued_at = ? WHERE app = ? AND commit_sha = ?`, now, app, commit)
-		return err
-	})
+// queuePush records, inside AcceptPush's transaction, that app is to
+// deploy commit of repo and reports whether it is news. It is not (false)
+// while an earlier push of the commit is in flight: queued, building,
+// waiting for CI or rolling out. An earlier push that ended without a
+// release of it (its build failed after it was queued, or its release
+// failed, was superseded or skipped) is over, and the commit may be
+// pushed again.
+func (c conn) queuePush(ctx context.Context, app, repo, commit string, now time.Time) (bool, error) {
+	res, err := c.exec(ctx, `INSERT INTO queued_pushes (app, commit_sha, queued_at) VALUES (?, ?, ?) ON CONFLICT (app, commit_sha) DO NOTHING`, app, commit, now)
 	if err != nil {
-		return false, fmt.Errorf("queue push of %s to %s: %w", commit, app, err)
+		return false, err
 	}
-	return fresh, nil
+	if n, _ := res.RowsAffected(); n == 1 {
+		return true, nil
+	}
+	var queued time.Time
+	if err := c.queryRow(ctx, `SELECT queued_at FROM queued_pushes WHERE app = ? AND commit_sha = ?`, app, commit).Scan(&queued); err != nil {
+		return false, err
+	}
+	over, err := c.pushEnded(ctx, app, repo, commit, queued.UTC(), now)
+	if err != nil || !over {
+		return false, err
+	}
+	_, err = c.exec(ctx, `UPDATE queued_pushes SET queued_at = ? WHERE app = ? AND commit_sha = ?`, now, app, commit)
+	return err == nil, err
 }
 
 // pushEnded reports whether the push of commit queued at queued ended

@@ -745,11 +745,11 @@ func testQueuedPushes(t *testing.T, open func() *sqlstore.Store) {
 	s.SetClock(func() time.Time { return now })
 	queue := func(app, commit string) bool {
 		t.Helper()
-		fresh, err := s.QueuePush(ctx, app, "octo/hello", commit)
+		in, err := s.AcceptPush(ctx, deployments.Push{App: app, Repo: "octo/hello", Commit: commit})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return fresh
+		return in.Verdict == deployments.PushQueued
 	}
 	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
 	if !queue("hello", a) || queue("hello", a) || queue("hello", a) {
@@ -794,6 +794,112 @@ func testQueuedPushes(t *testing.T, open func() *sqlstore.Store) {
 	now = now.Add(sqlstore.QueuedPushTTL + time.Minute)
 	if !queue("hello", b) {
 		t.Fatal("a push past the TTL is news")
+	}
+}
+
+func TestAcceptPushStorm(t *testing.T) { backends(t, testAcceptPushStorm) }
+
+// testAcceptPushStorm: 400 deliveries of one commit at once, half of them
+// redeliveries of the other half's IDs, queue the push once; every other
+// fresh ID is in flight and every repeated one a redelivery, in whatever
+// batches they were written. A released commit is answered with its
+// release.
+func testAcceptPushStorm(t *testing.T, open func() *sqlstore.Store) {
+	ctx := context.Background()
+	s := open()
+	commit := strings.Repeat("c", 40)
+	var mu sync.Mutex
+	verdicts := map[deployments.PushVerdict]int{}
+	var wg sync.WaitGroup
+	for i := range 400 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in, err := s.AcceptPush(ctx, deployments.Push{Delivery: fmt.Sprintf("d-%d", i/2), Event: "push", App: "hello", Repo: "octo/hello", Commit: commit})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			verdicts[in.Verdict]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	want := map[deployments.PushVerdict]int{deployments.PushQueued: 1, deployments.PushInFlight: 199, deployments.PushRedelivered: 200}
+	if fmt.Sprint(verdicts) != fmt.Sprint(want) {
+		t.Fatalf("verdicts %v, want %v", verdicts, want)
+	}
+	if fresh, err := s.RecordDelivery(ctx, "d-7", "push"); err != nil || fresh {
+		t.Fatalf("a delivery AcceptPush recorded is not new to RecordDelivery: %v %v", fresh, err)
+	}
+	r, err := s.CreateRelease(ctx, deployments.NewRelease{App: "hello", Commit: commit, Slug: "s", Regions: []string{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishRelease(ctx, "hello", r.Version, pipelines.ReleaseSucceeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	in, err := s.AcceptPush(ctx, deployments.Push{Delivery: "late", Event: "push", App: "hello", Repo: "octo/hello", Commit: commit})
+	if err != nil || in.Verdict != deployments.PushReleased || in.Release.Version != r.Version {
+		t.Fatalf("a released commit: %+v %v", in, err)
+	}
+	// A caller that gave up is answered with its context's error, and its
+	// push is not queued.
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.AcceptPush(gone, deployments.Push{Delivery: "gone", App: "hello", Repo: "octo/hello", Commit: strings.Repeat("d", 40)}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled intake: %v", err)
+	}
+	if in, err := s.AcceptPush(ctx, deployments.Push{Delivery: "gone", App: "hello", Repo: "octo/hello", Commit: strings.Repeat("d", 40)}); err != nil || in.Verdict != deployments.PushQueued {
+		t.Fatalf("after a cancelled intake: %+v %v", in, err)
+	}
+}
+
+func TestCIWaits(t *testing.T) { backends(t, testCIWaits) }
+
+// testCIWaits: waits are found by repository (in any case) and commit,
+// forgotten one workflow at a time, and pruned after CIWaitTTL.
+func testCIWaits(t *testing.T, open func() *sqlstore.Store) {
+	ctx := context.Background()
+	s := open()
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	s.SetClock(func() time.Time { return now })
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	for _, w := range []struct{ id, repo, commit string }{
+		{"deploy-staging-a", "Octo/Hello", a}, {"deploy-pr-2-a", "octo/hello", a}, {"deploy-staging-b", "octo/hello", b}, {"deploy-other-a", "octo/other", a},
+	} {
+		if err := s.WaitingForCI(ctx, w.id, w.repo, w.commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Recording a wait again (each CI read does) keeps one row.
+	if err := s.WaitingForCI(ctx, "deploy-staging-a", "octo/hello", a); err != nil {
+		t.Fatal(err)
+	}
+	waiters := func(repo, commit string) string {
+		t.Helper()
+		ids, err := s.CIWaiters(ctx, repo, commit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(ids, ",")
+	}
+	if got := waiters("OCTO/hello", a); got != "deploy-pr-2-a,deploy-staging-a" {
+		t.Fatalf("waiters of a = %q", got)
+	}
+	if err := s.CIWaitOver(ctx, "deploy-staging-a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := waiters("octo/hello", a); got != "deploy-pr-2-a" {
+		t.Fatalf("after one wait is over = %q", got)
+	}
+	now = now.Add(sqlstore.CIWaitTTL + time.Hour)
+	if _, err := s.PruneDeliveries(ctx, now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := waiters("octo/hello", b); got != "" {
+		t.Fatalf("a wait past its TTL = %q", got)
 	}
 }
 

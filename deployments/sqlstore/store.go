@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -39,6 +40,14 @@ type Store struct {
 	// sealer, when set, encrypts config vars at rest and opens rows
 	// sealed under its previous keys.
 	sealer *deployments.KeyRing
+
+	// intake batches push deliveries into shared transactions (intake.go).
+	intakeOnce sync.Once
+	intake     chan intakeRequest
+	intakeDone chan struct{}
+
+	// stmts keeps statements prepared (SQLite only; see stmtCache).
+	stmts *stmtCache
 }
 
 // dialect is what differs between the two databases.
@@ -151,11 +160,15 @@ func openSQLite(path string) (*Store, error) {
 	// One connection serialises writers, which is what SQLite does anyway,
 	// and makes "next version" allocation inside a transaction race-free.
 	db.SetMaxOpenConns(1)
-	return &Store{db: db, dialect: sqliteDialect, now: func() time.Time { return time.Now().UTC() }}, nil
+	return &Store{db: db, dialect: sqliteDialect, now: func() time.Time { return time.Now().UTC() }, stmts: newStmtCache()}, nil
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.stopIntake()
+	s.stmts.close()
+	return s.db.Close()
+}
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -164,11 +177,17 @@ func (s *Store) tx(ctx context.Context, fn func(conn) error) error {
 	if err != nil {
 		return err
 	}
-	if err := fn(conn{q: tx, d: s.dialect}); err != nil {
+	if err := fn(conn{q: tx, tx: tx, d: s.dialect, stmts: s.stmts}); err != nil {
 		tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	// The connection is free again: prepare what the transaction ran
+	// unprepared, for the next one.
+	s.stmts.prepareWanted(ctx, s.db)
+	return nil
 }
 
 // lockApp makes concurrent writers of app's numbered rows (releases,
@@ -191,20 +210,135 @@ type querier interface {
 type conn struct {
 	q querier
 	d dialect
+	// tx is q when conn runs inside a transaction.
+	tx *sql.Tx
+	// stmts, when set, keeps queries prepared across calls.
+	stmts *stmtCache
 }
 
-func (s *Store) conn() conn { return conn{q: s.db, d: s.dialect} }
+func (s *Store) conn() conn { return conn{q: s.db, d: s.dialect, stmts: s.stmts} }
 
 func (c conn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := c.prepared(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return c.q.ExecContext(ctx, c.d.rebind(q), args...)
 }
 
 func (c conn) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := c.prepared(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return c.q.QueryContext(ctx, c.d.rebind(q), args...)
 }
 
 func (c conn) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := c.prepared(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return c.q.QueryRowContext(ctx, c.d.rebind(q), args...)
+}
+
+// prepared is q's prepared statement for this conn, or nil to run q
+// unprepared.
+func (c conn) prepared(ctx context.Context, q string) *sql.Stmt {
+	if c.stmts == nil {
+		return nil
+	}
+	if c.tx != nil {
+		st := c.stmts.lookup(q)
+		if st == nil {
+			return nil
+		}
+		return c.tx.StmtContext(ctx, st)
+	}
+	db, ok := c.q.(*sql.DB)
+	if !ok {
+		return nil
+	}
+	return c.stmts.prepare(ctx, db, q)
+}
+
+// stmtCache keeps SQLite's statements prepared: modernc.org/sqlite, like
+// database/sql, parses a query each time it runs, which for the short
+// queries of a webhook storm costs more than running them. (pgx caches
+// PostgreSQL's statements per connection itself.)
+//
+// A statement is prepared on the database, never inside a transaction:
+// with SQLite's one connection, preparing on the database while a
+// transaction holds it would wait for ever. A query a transaction runs
+// unprepared is noted, and prepared once the transaction ends.
+type stmtCache struct {
+	mu     sync.Mutex
+	stmts  map[string]*sql.Stmt
+	wanted map[string]bool
+}
+
+// maxStmts bounds the statements kept: the store's queries are a fixed
+// set, well under it.
+const maxStmts = 512
+
+func newStmtCache() *stmtCache {
+	return &stmtCache{stmts: map[string]*sql.Stmt{}, wanted: map[string]bool{}}
+}
+
+func (c *stmtCache) lookup(q string) *sql.Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.stmts[q]
+	if st == nil && len(c.stmts)+len(c.wanted) < maxStmts {
+		c.wanted[q] = true
+	}
+	return st
+}
+
+func (c *stmtCache) prepare(ctx context.Context, db *sql.DB, q string) *sql.Stmt {
+	c.mu.Lock()
+	st, full := c.stmts[q], len(c.stmts) >= maxStmts
+	c.mu.Unlock()
+	if st != nil || full {
+		return st
+	}
+	st, err := db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil // run unprepared; the error, if real, shows there
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if had := c.stmts[q]; had != nil {
+		st.Close()
+		return had
+	}
+	c.stmts[q] = st
+	delete(c.wanted, q)
+	return st
+}
+
+func (c *stmtCache) prepareWanted(ctx context.Context, db *sql.DB) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	var qs []string
+	for q := range c.wanted {
+		qs = append(qs, q)
+	}
+	c.mu.Unlock()
+	for _, q := range qs {
+		c.prepare(ctx, db, q)
+	}
+}
+
+func (c *stmtCache) close() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for q, st := range c.stmts {
+		st.Close()
+		delete(c.stmts, q)
+	}
 }
 
 // rebind turns ? placeholders into $1, $2, … for PostgreSQL. No query
