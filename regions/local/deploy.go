@@ -241,9 +241,11 @@ func (r *Region) waitHealthy(ctx context.Context, rel *release, progress func(st
 	if !hasWeb {
 		wait = min(time.Second, r.healthTimeout)
 	}
-	deadline := time.Now().Add(wait)
-	// Most apps answer within milliseconds of starting: look soon, then
-	// less and less often, up to healthEvery.
+	started := time.Now()
+	deadline := started.Add(wait)
+	// Most apps answer within milliseconds of starting: look every
+	// healthFirst for the first healthFast, then less and less often, up
+	// to healthEvery.
 	delay := healthFirst
 	for {
 		for _, p := range rel.Procs {
@@ -272,14 +274,19 @@ func (r *Region) waitHealthy(ctx context.Context, rel *release, progress func(st
 			return fmt.Errorf("wait for v%d to start: %w", rel.Version, context.Cause(ctx))
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, healthEvery)
+		if time.Since(started) >= healthFast {
+			delay = min(2*delay, healthEvery)
+		}
 	}
 }
 
-// healthFirst and healthEvery bound how often waitHealthy looks at a
-// starting release: first after healthFirst, doubling up to healthEvery.
+// healthFirst, healthFast and healthEvery bound how often waitHealthy
+// looks at a starting release: every healthFirst for healthFast, then
+// doubling up to healthEvery. A look at a port nobody listens on yet is a
+// refused connect: cheap enough to make often.
 const (
-	healthFirst = 5 * time.Millisecond
+	healthFirst = 2 * time.Millisecond
+	healthFast  = 20 * time.Millisecond
 	healthEvery = 100 * time.Millisecond
 )
 

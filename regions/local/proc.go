@@ -197,8 +197,12 @@ func (r *Region) stopProcs(procs []*proc) {
 			}
 		}
 	}
+	// Most processes exit within milliseconds of SIGTERM, and a deploy
+	// waits for the old release to go: look soon, then less often.
+	delay := time.Millisecond
 	for deadline := time.Now().Add(stopGrace); len(live) > 0 && time.Now().Before(deadline); {
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(delay)
+		delay = min(2*delay, 25*time.Millisecond)
 		live = slices.DeleteFunc(live, func(p *proc) bool { return !ownsGroup(p) })
 	}
 	for _, p := range live {
