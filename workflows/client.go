@@ -241,6 +241,18 @@ func (s *Starter) AppStatus(ctx context.Context, app string) (AppStatus, error) 
 	if err := v.Get(&st); err != nil {
 		return st, fmt.Errorf("ask the queue of %s: %w", app, err)
 	}
+	if st.Running != "" {
+		// The queue learns that its operation ended in its next workflow
+		// task, a moment after the operation itself says so: an operation
+		// that has ended is not running, whatever the queue says yet.
+		status, ok, err := s.status(ctx, st.Running)
+		if err != nil {
+			return st, fmt.Errorf("ask the queue of %s: %w", app, err)
+		}
+		if ok && status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			st.Running = ""
+		}
+	}
 	return st, nil
 }
 

@@ -239,3 +239,30 @@ func checkRolloutPolicy(ctx context.Context, t *testing.T, s *stack, c rolloutCa
 	}
 	return rows
 }
+
+// TestE2EPromoteAsSoonAsTheLastEnds: a promotion whose operation reads
+// succeeded has ended, so the next one is accepted at once. (The app's
+// queue hears of the end a workflow task later; asking it alone answered
+// 409 "is running" in that gap, which a script promoting twice in a row,
+// or bench/run, would hit.)
+func TestE2EPromoteAsSoonAsTheLastEnds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: starts drover dev; skipped by -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	t.Setenv(secretEnv, "e2e-secret")
+	repo := newGitRepo(t)
+	_, s := startDev(t, ctx, writeConfig(t, repo.dir), t.TempDir())
+	c := repo.commit("hello", "web: bin/web\n")
+	if code, body := s.push(ctx, "d-1", pushPayload(t, repo.dir, c)); code != http.StatusAccepted {
+		t.Fatalf("push: %d %s", code, body)
+	}
+	s.waitRelease(ctx, "hello-staging", 1)
+	for range 12 {
+		s.operation(ctx, http.MethodPost, "/api/v1/pipelines/hello/promote", "")
+	}
+	if rs := s.releases(ctx, "hello"); len(rs) != 12 {
+		t.Fatalf("12 promotions made %d releases", len(rs))
+	}
+}
