@@ -381,10 +381,18 @@ func blocking[T any](every time.Duration, beat func(), call func() (T, *api.Quer
 	}
 }
 
+// heldOpen is how long a blocking query must have taken to count as held
+// open by Nomad, rather than answered at once.
+const heldOpen = 250 * time.Millisecond
+
 // nextIndex is the WaitIndex after a blocking query answered at last. When
-// the index did not move (the wait timed out, or the server does not block)
-// it pauses one poll interval so the loop never spins; when it went back
-// (a new leader, a restored snapshot) it starts over, as Nomad advises.
+// the index did not move because Nomad held the query open for its wait,
+// the next query may go at once: it blocks too. When it did not move and
+// the answer came at once (a server that does not block), it pauses one
+// poll interval so the loop never spins; when it went back (a new leader,
+// a restored snapshot) it starts over, as Nomad advises. (Pausing after a
+// held query too made a deployment that succeeded during the pause wait
+// for it: up to a poll interval on every rollout.)
 func (r *Region) nextIndex(ctx context.Context, prev uint64, qm *api.QueryMeta) (uint64, error) {
 	var last uint64
 	if qm != nil {
@@ -392,6 +400,9 @@ func (r *Region) nextIndex(ctx context.Context, prev uint64, qm *api.QueryMeta) 
 	}
 	if last > prev {
 		return last, nil
+	}
+	if last == prev && qm != nil && qm.RequestTime >= heldOpen {
+		return prev, nil
 	}
 	if err := sleep(ctx, r.poll); err != nil {
 		return prev, err

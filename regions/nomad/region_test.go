@@ -931,3 +931,32 @@ func TestDeployConfigVariableRace(t *testing.T) {
 		})
 	}
 }
+
+// TestNextIndexPausesOnlyWhenNomadDidNotBlock: after a blocking query
+// Nomad held open for its wait without news, the next one goes at once
+// (it blocks too); one answered at once without news, or with an index
+// that went back, waits a poll interval, so a loop never spins.
+func TestNextIndexPausesOnlyWhenNomadDidNotBlock(t *testing.T) {
+	const poll = 300 * time.Millisecond
+	for _, tt := range []struct {
+		name   string
+		qm     *api.QueryMeta
+		want   uint64
+		paused bool
+	}{
+		{"news", &api.QueryMeta{LastIndex: 12, RequestTime: time.Millisecond}, 12, false},
+		{"held open, no news", &api.QueryMeta{LastIndex: 10, RequestTime: 3 * time.Second}, 10, false},
+		{"answered at once, no news", &api.QueryMeta{LastIndex: 10, RequestTime: time.Millisecond}, 10, true},
+		{"index went back", &api.QueryMeta{LastIndex: 4, RequestTime: 3 * time.Second}, 0, true},
+		{"no answer", nil, 0, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			got, err := nomad.NextIndex(context.Background(), poll, 10, tt.qm)
+			took := time.Since(start)
+			if err != nil || got != tt.want || (took >= poll) != tt.paused {
+				t.Fatalf("next index %d, %v after %s; want %d, paused %v", got, err, took, tt.want, tt.paused)
+			}
+		})
+	}
+}
