@@ -59,30 +59,56 @@ func public(reason string) string {
 // report tells GitHub a deploy's step. It never fails the deploy: it
 // retries for a while, then logs and carries on.
 func report(ctx workflow.Context, in DeployInput, deployment *int64, state, description, url string) {
+	*deployment = startReport(ctx, in, *deployment, state, description, url)()
+}
+
+// startReport schedules the report of a deploy's step and returns what
+// waits for it: the GitHub Deployment's ID (deployment when the report
+// failed, which is logged).
+func startReport(ctx workflow.Context, in DeployInput, deployment int64, state, description, url string) func() int64 {
 	description = public(description)
 	if in.Environment == "" {
-		return
+		return func() int64 { return deployment }
 	}
 	rctx, _ := workflow.NewDisconnectedContext(ctx)
 	rctx = workflow.WithActivityOptions(rctx, reportOptions())
-	var id int64
-	err := workflow.ExecuteActivity(rctx, gha.Report, ReportInput{
+	f := workflow.ExecuteActivity(rctx, gha.Report, ReportInput{
 		Repo: in.Repo, Commit: in.Commit, Environment: in.Environment, Operation: workflow.GetInfo(ctx).WorkflowExecution.ID,
-		State: state, Description: description, EnvironmentURL: url, Deployment: *deployment,
-	}).Get(rctx, &id)
-	if err != nil {
-		workflow.GetLogger(ctx).Warn("report to GitHub", "state", state, "error", err)
-		return
+		State: state, Description: description, EnvironmentURL: url, Deployment: deployment,
+	})
+	return func() int64 {
+		var id int64
+		if err := f.Get(rctx, &id); err != nil {
+			workflow.GetLogger(ctx).Warn("report to GitHub", "state", state, "error", err)
+			return deployment
+		}
+		return id
 	}
-	*deployment = id
 }
 
 // reported makes an operation's release (a promotion, rollback or change)
 // and tells GitHub how it goes, as a push's deploy is told.
 func reported(ctx workflow.Context, in DeployInput, create CreateReleaseInput, releasePhase bool) (DeployResult, error) {
 	var deployment int64
-	report(ctx, in, &deployment, "in_progress", create.Description, "")
+	if workflow.GetVersion(ctx, versionReportAlongside, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		report(ctx, in, &deployment, "in_progress", create.Description, "")
+		res, err := release(ctx, in, create, releasePhase)
+		return reportEnd(ctx, in, create, deployment, res, err)
+	}
+	// GitHub hears "in progress" while the release is made, rather than
+	// the operation waiting a round trip for it first. The end's report
+	// waits for it, so GitHub still sees the two in order.
+	started := startReport(ctx, in, 0, "in_progress", create.Description, "")
 	res, err := release(ctx, in, create, releasePhase)
+	return reportEnd(ctx, in, create, started(), res, err)
+}
+
+// versionReportAlongside is the GetVersion change ID under which an
+// operation's "in progress" report runs alongside making its release.
+const versionReportAlongside = "report-alongside-release"
+
+// reportEnd tells GitHub how an operation's release ended.
+func reportEnd(ctx workflow.Context, in DeployInput, create CreateReleaseInput, deployment int64, res DeployResult, err error) (DeployResult, error) {
 	if err != nil {
 		report(ctx, in, &deployment, failureState(err), res.Reason, "")
 		return res, err

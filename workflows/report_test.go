@@ -22,6 +22,8 @@ type fakeReporter struct {
 	commit      []string
 	descs       []string
 	fail        bool
+	// onStart, when set, runs as a deployment is created.
+	onStart func()
 }
 
 // descriptions returns every description GitHub was given.
@@ -32,6 +34,9 @@ func (r *fakeReporter) descriptions() []string {
 }
 
 func (r *fakeReporter) StartDeployment(ctx context.Context, repo, sha, env, desc string, release int) (int64, error) {
+	if r.onStart != nil {
+		r.onStart()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fail {
@@ -120,6 +125,40 @@ func TestPromotionIsReportedToGitHub(t *testing.T) {
 	}
 	if got := strings.Join(rep.commit, " "); got != "drover/production:pending drover/production:success" {
 		t.Fatalf("commit statuses = %q", got)
+	}
+}
+
+// TestOperationDoesNotWaitForGitHub: an operation's release is made while
+// GitHub is told it is in progress, not after: a GitHub that takes its
+// time does not hold the release up. GitHub still hears in progress
+// before success.
+func TestOperationDoesNotWaitForGitHub(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.deploy(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	madeWhileReporting := false
+	rep := &fakeReporter{onStart: func() {
+		// Hold the report until the release exists, or give up.
+		for range 100 {
+			if _, err := f.store.Release(context.Background(), production, 1); err == nil {
+				madeWhileReporting = true
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}}
+	f.gh.Reporter = rep
+	in := promote(app, 0)
+	in.Repo, in.Environment = "octo-org/hello", "production"
+	if _, err := f.run(t, workflows.PromoteWorkflow, in); err != nil {
+		t.Fatal(err)
+	}
+	if !madeWhileReporting {
+		t.Fatal("the release was made only once GitHub had been told the operation is in progress")
+	}
+	if got := strings.Join(rep.statuses, " "); got != "77:in_progress: 77:success:http://a.test" {
+		t.Fatalf("deployment statuses = %q", got)
 	}
 }
 
