@@ -67,11 +67,33 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 	if len(in.Regions) == 0 {
 		return DeployResult{}, temporal.NewNonRetryableApplicationError("app "+in.App+" has no regions", errInvalid, nil)
 	}
+	// A step's report to GitHub runs alongside the step it announces (the
+	// build, the release), so the deploy does not wait a round trip for
+	// it; the next report waits for it, so GitHub sees them in order.
+	alongside := workflow.GetVersion(ctx, versionDeployReportsAlongside, workflow.DefaultVersion, 1) != workflow.DefaultVersion
 	var deployment int64
-	report(ctx, in, &deployment, "queued", "building "+short(in.Commit), "")
+	var inFlight func() int64
+	settle := func() {
+		if inFlight != nil {
+			deployment, inFlight = inFlight(), nil
+		}
+	}
+	announce := func(state, description string) {
+		settle()
+		if alongside {
+			inFlight = startReport(ctx, in, deployment, state, description, "")
+			return
+		}
+		report(ctx, in, &deployment, state, description, "")
+	}
+	tell := func(state, description, url string) {
+		settle()
+		report(ctx, in, &deployment, state, description, url)
+	}
+	announce("queued", "building "+short(in.Commit))
 	failed := func(err error) (DeployResult, error) {
 		recordOperation(ctx, string(pipelines.ReleaseFailed))
-		report(ctx, in, &deployment, failureState(err), reason(err), "")
+		tell(failureState(err), reason(err), "")
 		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
 	}
 	var build BuildResult
@@ -87,22 +109,28 @@ func DeployWorkflow(ctx workflow.Context, in DeployInput) (DeployResult, error) 
 		}
 		if err != nil {
 			if newer, ok := supersededBy(err); ok {
+				settle()
 				return superseded(ctx, in, &deployment, newer, err)
 			}
 			return failed(err)
 		}
 	}
-	report(ctx, in, &deployment, "in_progress", "releasing "+short(in.Commit), "")
+	announce("in_progress", "releasing "+short(in.Commit))
 	res, err := release(ctx, in, CreateReleaseInput{
 		App: in.App, Slug: build.Slug, Commit: in.Commit, Procfile: build.Procfile, Description: description, Initial: in.Formation,
 	}, true)
 	if err != nil {
-		report(ctx, in, &deployment, failureState(err), res.Reason, "")
+		tell(failureState(err), res.Reason, "")
 		return res, err
 	}
-	report(ctx, in, &deployment, "success", fmt.Sprintf("v%d is running", res.Version), firstURL(res))
+	tell("success", fmt.Sprintf("v%d is running", res.Version), firstURL(res))
 	return res, nil
 }
+
+// versionDeployReportsAlongside is the GetVersion change ID under which a
+// push deploy's "queued" and "in progress" reports run alongside its build
+// and its release.
+const versionDeployReportsAlongside = "deploy-reports-alongside"
 
 // supersededBy returns the newer commit when err is a wait for CI that a
 // newer push ended.

@@ -128,6 +128,41 @@ func TestPromotionIsReportedToGitHub(t *testing.T) {
 	}
 }
 
+// TestDeployDoesNotWaitForGitHub: a push's build starts while GitHub is
+// told it is queued, not after, and GitHub still hears queued, in
+// progress and success in that order.
+func TestDeployDoesNotWaitForGitHub(t *testing.T) {
+	f := newFixture(t)
+	builtWhileReporting := false
+	rep := &fakeReporter{onStart: func() {
+		for range 100 {
+			f.builder.mu.Lock()
+			n := len(f.builder.builds)
+			f.builder.mu.Unlock()
+			if n > 0 {
+				builtWhileReporting = true
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}}
+	f.gh.Reporter, f.gh.CI = rep, &fakeCI{verdicts: []pipelines.CIVerdict{green}}
+	env := f.env()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
+	env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
+		Repo: "octo-org/hello", CloneURL: "file:///r", Commit: "c1", Regions: []string{"a"}, Environment: "staging",
+		CI: &workflows.CIPolicy{Timeout: time.Hour}}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if !builtWhileReporting {
+		t.Fatal("the build started only once GitHub had been told the deploy is queued")
+	}
+	if got := strings.Join(rep.statuses, " "); got != "77:queued: 77:in_progress: 77:success:http://a.test" {
+		t.Fatalf("deployment statuses = %q", got)
+	}
+}
+
 // TestOperationDoesNotWaitForGitHub: an operation's release is made while
 // GitHub is told it is in progress, not after: a GitHub that takes its
 // time does not hold the release up. GitHub still hears in progress
