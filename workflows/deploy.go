@@ -47,6 +47,28 @@ func shortOptions() workflow.ActivityOptions {
 	}
 }
 
+// storeStep runs a step that is one short write or read of drover's
+// store (making or finishing a release, finding the one to promote or go
+// back to). Since versionLocalStoreSteps it is a local activity: the
+// workflow's own worker runs it within the workflow task and Temporal
+// records its result, so it costs no round trip through Temporal's
+// queues. A worker that dies mid-step has it run again by the next (each
+// such step is idempotent: a release is made once per operation, and
+// finishing one twice is a no-op), as an activity would be.
+func storeStep(ctx workflow.Context, step any, args ...any) workflow.Future {
+	if workflow.GetVersion(ctx, versionLocalStoreSteps, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, shortOptions()), step, args...)
+	}
+	o := shortOptions()
+	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: o.StartToCloseTimeout, RetryPolicy: o.RetryPolicy,
+	}), step, args...)
+}
+
+// versionLocalStoreSteps is the GetVersion change ID under which short
+// store steps run as local activities (storeStep).
+const versionLocalStoreSteps = "local-store-steps"
+
 func longOptions(timeout, heartbeat time.Duration, attempts int32) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
 		StartToCloseTimeout: timeout,
@@ -175,7 +197,7 @@ func release(ctx workflow.Context, in DeployInput, create CreateReleaseInput, re
 	create.Operation = info.WorkflowExecution.ID + "@" + info.WorkflowExecution.RunID
 	create.Regions = in.Regions
 	var rel CreateReleaseResult
-	if err := workflow.ExecuteActivity(short, a.CreateRelease, create).Get(ctx, &rel); err != nil {
+	if err := storeStep(ctx, a.CreateRelease, create).Get(ctx, &rel); err != nil {
 		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
 	}
 	res := DeployResult{Version: rel.Version}
@@ -184,7 +206,7 @@ func release(ctx workflow.Context, in DeployInput, create CreateReleaseInput, re
 		recordOperation(ctx, string(pipelines.ReleaseFailed))
 		res.Status, res.Reason = pipelines.ReleaseFailed, reason(err)
 		dctx, _ := workflow.NewDisconnectedContext(short)
-		if ferr := workflow.ExecuteActivity(dctx, a.FinishRelease, FinishReleaseInput{
+		if ferr := storeStep(dctx, a.FinishRelease, FinishReleaseInput{
 			App: in.App, Version: rel.Version, Status: pipelines.ReleaseFailed, Reason: res.Reason,
 		}).Get(dctx, nil); ferr != nil {
 			log.Error("record failed release", "app", in.App, "version", rel.Version, "error", ferr)
@@ -216,7 +238,7 @@ func release(ctx workflow.Context, in DeployInput, create CreateReleaseInput, re
 		// where it could not.
 		reasonOK = "reverted in " + strings.Join(failures, "; ")
 	}
-	if err := workflow.ExecuteActivity(short, a.FinishRelease, FinishReleaseInput{
+	if err := storeStep(ctx, a.FinishRelease, FinishReleaseInput{
 		App: in.App, Version: rel.Version, Status: pipelines.ReleaseSucceeded, Reason: reasonOK,
 	}).Get(ctx, nil); err != nil {
 		return fail(err)

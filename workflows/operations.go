@@ -49,9 +49,8 @@ type ChangeInput struct {
 // release phase, and rolls it out, as Heroku does for `config:set` and
 // `ps:scale`.
 func ChangeWorkflow(ctx workflow.Context, in ChangeInput) (DeployResult, error) {
-	short := workflow.WithActivityOptions(ctx, shortOptions())
 	var cur SourceRelease
-	if err := workflow.ExecuteActivity(short, a.PromotionSource, SourceInput{App: in.App}).Get(ctx, &cur); err != nil {
+	if err := storeStep(ctx, a.PromotionSource, SourceInput{App: in.App}).Get(ctx, &cur); err != nil {
 		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
 	}
 	in.Commit = cur.Commit
@@ -85,9 +84,8 @@ type RollbackInput struct {
 // stage's app, with that app's own config vars and formation, as Heroku
 // does: promotion carries the build, not the config. Nothing is built.
 func PromoteWorkflow(ctx workflow.Context, in PromoteInput) (DeployResult, error) {
-	short := workflow.WithActivityOptions(ctx, shortOptions())
 	var src SourceRelease
-	if err := workflow.ExecuteActivity(short, a.PromotionSource, SourceInput{App: in.FromApp, Version: in.FromVersion}).Get(ctx, &src); err != nil {
+	if err := storeStep(ctx, a.PromotionSource, SourceInput{App: in.FromApp, Version: in.FromVersion}).Get(ctx, &src); err != nil {
 		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
 	}
 	in.Commit = src.Commit
@@ -100,9 +98,8 @@ func PromoteWorkflow(ctx workflow.Context, in PromoteInput) (DeployResult, error
 // RollbackWorkflow makes release vN+1 from vK's slug, config version and
 // formation, all three together, and rolls it out.
 func RollbackWorkflow(ctx workflow.Context, in RollbackInput) (DeployResult, error) {
-	short := workflow.WithActivityOptions(ctx, shortOptions())
 	var target SourceRelease
-	if err := workflow.ExecuteActivity(short, a.RollbackTarget, SourceInput{App: in.App, Version: in.ToVersion}).Get(ctx, &target); err != nil {
+	if err := storeStep(ctx, a.RollbackTarget, SourceInput{App: in.App, Version: in.ToVersion}).Get(ctx, &target); err != nil {
 		return DeployResult{Status: pipelines.ReleaseFailed, Reason: reason(err)}, err
 	}
 	in.Commit = target.Commit

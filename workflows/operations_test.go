@@ -3,12 +3,16 @@ package workflows_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/drover/drover/pipelines"
@@ -475,5 +479,41 @@ func TestProcessesAsksEveryRegion(t *testing.T) {
 	}
 	if out[1].Region != "b" || len(out[1].Processes) != 0 || !strings.Contains(out[1].Error, "region unavailable") {
 		t.Fatalf("region b = %+v; want it named with why", out[1])
+	}
+}
+
+// TestStoreStepsAreLocal: a promotion's store steps (finding the release
+// to promote, making and finishing its release) run as local activities,
+// within the workflow's own tasks; only the region and GitHub steps go
+// through Temporal's queues.
+func TestStoreStepsAreLocal(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.deploy(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	env := f.env()
+	var mu sync.Mutex
+	var local, queued []string
+	env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+		mu.Lock()
+		defer mu.Unlock()
+		local = append(local, info.ActivityType.Name)
+	})
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		mu.Lock()
+		defer mu.Unlock()
+		queued = append(queued, info.ActivityType.Name)
+	})
+	env.ExecuteWorkflow(workflows.PromoteWorkflow, promote(app, 0))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(local)
+	slices.Sort(queued)
+	if got := strings.Join(local, " "); got != "CreateRelease FinishRelease PromotionSource" {
+		t.Fatalf("local activities %q", got)
+	}
+	if got := strings.Join(queued, " "); got != "DeployRegion DeployRegion ReleasePhase" {
+		t.Fatalf("queued activities %q", got)
 	}
 }

@@ -23,7 +23,7 @@ import (
 
 // minHistories is how many histories testdata holds at least; fewer means
 // one was deleted, and with it the proof that its shape still replays.
-const minHistories = 24
+const minHistories = 30
 
 // TestReplayRecordedHistories replays every history under testdata,
 // recorded on the dev stack (saveHistory in cmd/drover's end-to-end
