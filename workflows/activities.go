@@ -285,40 +285,26 @@ func (a *Activities) CreateRelease(ctx context.Context, in CreateReleaseInput) (
 	if err != nil {
 		return CreateReleaseResult{}, err
 	}
-	formation := pipelines.DefaultFormation(in.Procfile)
-	var from *pipelines.Release
+	var from, current *pipelines.Release
 	if in.From > 0 {
 		r, err := a.Store.Release(ctx, in.App, in.From)
 		if err != nil {
 			return CreateReleaseResult{}, permanent(err)
 		}
 		from = &r
-		cv.Version, formation = r.ConfigVersion, r.Formation
+		cv.Version = r.ConfigVersion
 	}
 	prev := 0
 	cur, err := a.Store.CurrentRelease(ctx, in.App)
 	switch {
 	case err == nil:
-		prev = cur.Version
-		for typ := range formation {
-			if n, ok := cur.Formation[typ]; ok && from == nil {
-				formation[typ] = n
-			}
-		}
+		prev, current = cur.Version, &cur
 	case !errors.Is(err, pipelines.ErrNotFound):
 		return CreateReleaseResult{}, err
-	default:
-		for typ, n := range in.Initial {
-			if _, ok := formation[typ]; ok {
-				formation[typ] = n
-			}
-		}
 	}
-	for typ, n := range in.Scale {
-		if _, ok := formation[typ]; !ok {
-			return CreateReleaseResult{}, refuse("%s has no process type %q; its Procfile has %v", in.App, typ, formation.Types())
-		}
-		formation[typ] = n
+	formation, err := pipelines.NextFormation(in.Procfile, current, from, in.Initial, in.Scale)
+	if err != nil {
+		return CreateReleaseResult{}, refuse("%s has %v", in.App, err)
 	}
 	r, err := a.Store.CreateRelease(ctx, deployments.NewRelease{
 		App: in.App, Slug: in.Slug, Commit: in.Commit, ConfigVersion: cv.Version, Formation: formation,
