@@ -68,6 +68,7 @@ func (s *Server) registerOperations(read, deploy, approve *gin.RouterGroup) {
 		return
 	}
 	read.GET("/pipelines", s.listPipelines)
+	read.GET("/pipelines/:pipeline/promote/preview", s.promotePreview)
 	deploy.POST("/pipelines/:pipeline/promote", s.promote)
 	deploy.POST("/apps/:app/rollback", s.rollback)
 	deploy.POST("/apps/:app/releases", s.rerelease)
@@ -142,9 +143,12 @@ func (s *Server) appInput(app pipelines.App) workflows.DeployInput {
 
 // promote moves staging's current (or named) release to production. The
 // path names the pipeline, or any app of it.
-func (s *Server) promote(c *gin.Context) {
+// promotion reads the :pipeline a promotion is of (by its name or one of
+// its apps'), answering the request when it cannot: unknown, not the
+// token's, or without a staging and a production stage.
+func (s *Server) promotion(c *gin.Context) (p pipelines.Pipeline, from, to pipelines.Stage, ok bool) {
 	name := c.Param("pipeline")
-	p, ok := s.Config.Pipelines[name]
+	p, ok = s.Config.Pipelines[name]
 	if !ok {
 		if app, err := s.Config.App(name); err == nil {
 			p, ok = s.Config.Pipelines[app.Pipeline]
@@ -152,15 +156,23 @@ func (s *Server) promote(c *gin.Context) {
 	}
 	if !ok {
 		fail(c, http.StatusNotFound, "not_found", "no pipeline or app named "+name)
-		return
+		return p, from, to, false
 	}
 	if !allowed(c, p.Name) {
-		return
+		return p, from, to, false
 	}
 	from, okFrom := p.Stages[pipelines.StageStaging]
 	to, okTo := p.Stages[pipelines.StageProduction]
 	if !okFrom || !okTo {
 		fail(c, http.StatusBadRequest, "invalid", "pipeline "+p.Name+" needs a staging and a production stage to promote")
+		return p, from, to, false
+	}
+	return p, from, to, true
+}
+
+func (s *Server) promote(c *gin.Context) {
+	p, from, to, ok := s.promotion(c)
+	if !ok {
 		return
 	}
 	var body struct {

@@ -848,7 +848,23 @@ func TestE2EPromoteAndRollback(t *testing.T) {
 		if st.Status != pipelines.ReleaseSucceeded {
 			t.Fatalf("staging v%d = %s: %s", staging, st.Status, st.Reason)
 		}
-		out := cli("promote", "hello")
+		args := []string{"promote", "hello"}
+		if prod > 1 {
+			// The preview changes nothing; --preview --yes promotes what
+			// it showed.
+			preview := cli("promote", "hello", "--preview")
+			for _, want := range []string{fmt.Sprintf("Promote hello-staging v%d", staging), fmt.Sprintf("to hello (now v%d", prod-1),
+				"Formation: unchanged", "local-a (local): start web.1 (the new release); stop web.1 (v1)"} {
+				if !strings.Contains(preview, want) {
+					t.Fatalf("preview lacks %q:\n%s", want, preview)
+				}
+			}
+			if rs := s.releases(ctx, "hello"); len(rs) != prod-1 {
+				t.Fatalf("a preview made a release: %d", len(rs))
+			}
+			args = append(args, "--preview", "--yes")
+		}
+		out := cli(args...)
 		if !strings.Contains(out, fmt.Sprintf("hello v%d is running in local-a, local-b", prod)) {
 			t.Fatalf("promote said %q", out)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,9 @@ type PromoteOptions struct {
 	OperationOptions
 	Target  string
 	Release string
+	// Preview prints what the promotion would change; with Yes it then
+	// goes ahead, promoting exactly the release previewed.
+	Preview, Yes bool
 }
 
 func newPromoteCmd(s Streams, runF func(context.Context, *PromoteOptions) error) *cobra.Command {
@@ -48,6 +52,13 @@ func newPromoteCmd(s Streams, runF func(context.Context, *PromoteOptions) error)
 				return runF(cmd.Context(), opts)
 			}
 			c := newAPIClient()
+			if opts.Preview {
+				p, err := previewPromotion(cmd.Context(), c, s, opts)
+				if err != nil || !opts.Yes {
+					return err
+				}
+				opts.Release = fmt.Sprintf("v%d", p.From.Version)
+			}
 			var op api.Operation
 			body := map[string]string{}
 			if opts.Release != "" {
@@ -60,8 +71,82 @@ func newPromoteCmd(s Streams, runF func(context.Context, *PromoteOptions) error)
 		},
 	}
 	cmd.Flags().StringVar(&opts.Release, "release", "", "the staging release to promote, e.g. v7 (default: the current one)")
+	cmd.Flags().BoolVar(&opts.Preview, "preview", false, "show what the promotion would change, and change nothing")
+	cmd.Flags().BoolVar(&opts.Yes, "yes", false, "with --preview: then promote the release previewed")
 	opts.flags(cmd)
 	return cmd
+}
+
+// previewPromotion prints what promoting opts.Target would change.
+func previewPromotion(ctx context.Context, c *apiClient, s Streams, opts *PromoteOptions) (api.PromotionPreview, error) {
+	var p api.PromotionPreview
+	path := "/api/v1/pipelines/" + url.PathEscape(opts.Target) + "/promote/preview"
+	if opts.Release != "" {
+		path += "?release=" + url.QueryEscape(opts.Release)
+	}
+	if err := c.get(ctx, path, &p); err != nil {
+		return p, err
+	}
+	if opts.JSON {
+		enc := json.NewEncoder(s.Out)
+		enc.SetIndent("", "  ")
+		return p, enc.Encode(p)
+	}
+	printPreview(s.Out, p)
+	return p, nil
+}
+
+// printPreview writes a promotion preview for people.
+func printPreview(w io.Writer, p api.PromotionPreview) {
+	now := "no release yet"
+	if p.To.Version > 0 {
+		now = fmt.Sprintf("v%d at %s", p.To.Version, shortSHA(p.To.Commit))
+	}
+	fmt.Fprintf(w, "Promote %s v%d (%s, slug %s) to %s (now %s)\n", p.From.App, p.From.Version, shortSHA(p.From.Commit), shortSHA(p.From.Slug), p.To.App, now)
+	switch {
+	case p.Commits.Compared && p.Commits.Count > 0:
+		fmt.Fprintf(w, "Commits: %d\n", p.Commits.Count)
+		for _, c := range p.Commits.Commits {
+			fmt.Fprintf(w, "  %s %s: %s\n", shortSHA(c.SHA), c.Author, c.Message)
+		}
+	default:
+		fmt.Fprintf(w, "Commits: %s\n", p.Commits.Note)
+	}
+	if p.Config.Empty() {
+		fmt.Fprintf(w, "Config: %s and %s set the same vars\n", p.From.App, p.To.App)
+	} else {
+		var parts []string
+		for _, part := range []struct {
+			what string
+			keys []string
+		}{{"only in " + p.From.App, p.Config.OnlyFrom}, {"only in " + p.To.App, p.Config.OnlyTo}, {"different", p.Config.Differ}} {
+			if len(part.keys) > 0 {
+				parts = append(parts, part.what+": "+strings.Join(part.keys, ", "))
+			}
+		}
+		fmt.Fprintf(w, "Config vars that differ (%s keeps its own): %s\n", p.To.App, strings.Join(parts, "; "))
+	}
+	if len(p.Formation) == 0 {
+		fmt.Fprintln(w, "Formation: unchanged")
+	} else {
+		var parts []string
+		for _, f := range p.Formation {
+			parts = append(parts, fmt.Sprintf("%s %d -> %d", f.Type, f.From, f.To))
+		}
+		fmt.Fprintf(w, "Formation: %s\n", strings.Join(parts, ", "))
+	}
+	if p.ReleasePhase != nil {
+		fmt.Fprintf(w, "Release phase: %q would run once\n", p.ReleasePhase.Command)
+	} else {
+		fmt.Fprintln(w, "Release phase: none (the Procfile has no release command)")
+	}
+	for _, r := range p.Regions {
+		stop := "nothing"
+		if len(r.Stop) > 0 {
+			stop = strings.Join(r.Stop, ", ")
+		}
+		fmt.Fprintf(w, "%s (%s): start %s; stop %s\n", r.Region, r.Driver, strings.Join(r.Start, ", "), stop)
+	}
 }
 
 // RollbackOptions are `drover rollback`'s arguments.

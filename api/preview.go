@@ -1,0 +1,191 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/drover/drover/pipelines"
+)
+
+// PromotionPreview is what a promotion would change, before anything
+// does: GET /api/v1/pipelines/PIPELINE/promote/preview?release=vN.
+type PromotionPreview struct {
+	Pipeline string `json:"pipeline"`
+	// From is the staging release that would be promoted.
+	From PreviewRelease `json:"from"`
+	// To is the production app and the release it runs now (Version 0:
+	// it has none yet).
+	To PreviewRelease `json:"to"`
+	// Commits are between the release To runs and From's.
+	Commits CommitRange `json:"commits"`
+	// Config names the config vars that differ between the two apps,
+	// never their values: production keeps its own config.
+	Config pipelines.KeyDiff `json:"config"`
+	// Formation lists the process types whose counts the new release
+	// changes in production; empty when it runs what runs now.
+	Formation []pipelines.FormationChange `json:"formation"`
+	// ReleasePhase says whether the release phase (the Procfile's release
+	// command) would run, and which command.
+	ReleasePhase *PreviewCommand `json:"release_phase,omitempty"`
+	// Regions are production's regions, in rollout order, with what each
+	// would start and stop.
+	Regions []RegionPreview `json:"regions"`
+}
+
+// PreviewRelease is one side of a preview.
+type PreviewRelease struct {
+	App     string `json:"app"`
+	Version int    `json:"version,omitempty"`
+	Commit  string `json:"commit,omitempty"`
+	Slug    string `json:"slug,omitempty"`
+}
+
+// CommitRange is the commits a promotion brings to production: Base is
+// the commit production runs, Head the one it would run. Compared says
+// whether GitHub listed the commits between; without GitHub only the two
+// ends are known.
+type CommitRange struct {
+	Base     string          `json:"base,omitempty"`
+	Head     string          `json:"head"`
+	Compared bool            `json:"compared"`
+	Count    int             `json:"count"`
+	Commits  []PreviewCommit `json:"commits"`
+	Note     string          `json:"note,omitempty"`
+}
+
+// PreviewCommit is one commit of a CommitRange.
+type PreviewCommit struct {
+	SHA     string `json:"sha"`
+	Author  string `json:"author"`
+	Message string `json:"message"`
+}
+
+// PreviewCommand is the release phase a preview says would run.
+type PreviewCommand struct {
+	Command string `json:"command"`
+}
+
+// RegionPreview is what a release would do in one region: the processes
+// it would start (type.N of the new release) and stop (the current one's).
+type RegionPreview struct {
+	Region string   `json:"region"`
+	Driver string   `json:"driver"`
+	Start  []string `json:"start"`
+	Stop   []string `json:"stop"`
+}
+
+func (s *Server) promotePreview(c *gin.Context) {
+	p, from, to, ok := s.promotion(c)
+	if !ok {
+		return
+	}
+	version, ok := s.optionalVersion(c, c.Query("release"))
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	var src pipelines.Release
+	var err error
+	if version == 0 {
+		src, err = s.Ledger.CurrentRelease(ctx, from.App)
+		if errors.Is(err, pipelines.ErrNotFound) {
+			fail(c, http.StatusConflict, "conflict", from.App+" has no succeeded release yet; deploy it first")
+			return
+		}
+	} else {
+		src, err = s.Ledger.Release(ctx, from.App, version)
+	}
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	if src.Status != pipelines.ReleaseSucceeded {
+		fail(c, http.StatusConflict, "conflict", fmt.Sprintf("%s %s is %s; only a succeeded release can be promoted", from.App, src.Name(), src.Status))
+		return
+	}
+	var current *pipelines.Release
+	cur, err := s.Ledger.CurrentRelease(ctx, to.App)
+	switch {
+	case err == nil:
+		current = &cur
+	case !errors.Is(err, pipelines.ErrNotFound):
+		s.failErr(c, err)
+		return
+	}
+	next, err := pipelines.NextFormation(src.Procfile, current, nil, nil, nil)
+	if err != nil {
+		fail(c, http.StatusBadRequest, "invalid", to.App+" has "+err.Error())
+		return
+	}
+	fromVars, err := s.Ledger.ConfigVars(ctx, from.App)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	toVars, err := s.Ledger.ConfigVars(ctx, to.App)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	out := PromotionPreview{
+		Pipeline: p.Name,
+		From:     PreviewRelease{App: from.App, Version: src.Version, Commit: src.Commit, Slug: src.Slug},
+		To:       PreviewRelease{App: to.App},
+		Commits:  CommitRange{Head: src.Commit, Commits: []PreviewCommit{}},
+		Config:   pipelines.DiffKeys(fromVars.Vars, toVars.Vars),
+	}
+	var was pipelines.Formation
+	if current != nil {
+		out.To.Version, out.To.Commit, out.To.Slug = current.Version, current.Commit, current.Slug
+		out.Commits.Base = current.Commit
+		was = current.Formation
+	}
+	out.Formation = pipelines.DiffFormation(was, next)
+	if out.Formation == nil {
+		out.Formation = []pipelines.FormationChange{}
+	}
+	if cmd, ok := src.Procfile.Command(pipelines.ReleaseProcess); ok {
+		out.ReleasePhase = &PreviewCommand{Command: cmd}
+	}
+	switch {
+	case out.Commits.Base == "":
+		out.Commits.Note = to.App + " runs no release yet: everything up to " + shortSHA(src.Commit) + " is new to it"
+	case out.Commits.Base == out.Commits.Head:
+		out.Commits.Compared, out.Commits.Note = true, to.App+" already runs "+shortSHA(src.Commit)
+	default:
+		out.Commits.Note = "GitHub's compare is not read yet; the two ends are " + shortSHA(out.Commits.Base) + " and " + shortSHA(out.Commits.Head)
+	}
+	nextVersion := "the new release"
+	for _, region := range to.Regions {
+		rp := RegionPreview{Region: region, Driver: s.Config.Regions[region].Driver, Start: processes(next, nextVersion), Stop: []string{}}
+		if current != nil && slices.ContainsFunc(current.Regions, func(st pipelines.RegionState) bool {
+			return st.Region == region && st.Status == pipelines.RegionSuccessful
+		}) {
+			rp.Stop = processes(current.Formation, current.Name())
+		}
+		out.Regions = append(out.Regions, rp)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// processes names f's processes (web.1, web.2, worker.1), of release.
+func processes(f pipelines.Formation, release string) []string {
+	out := []string{}
+	for _, typ := range f.Types() {
+		for i := 1; i <= f[typ]; i++ {
+			out = append(out, fmt.Sprintf("%s.%d (%s)", typ, i, release))
+		}
+	}
+	return out
+}
+
+func shortSHA(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}

@@ -1,0 +1,100 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/drover/drover/api"
+	"github.com/drover/drover/deployments"
+	"github.com/drover/drover/pipelines"
+)
+
+// TestPromotePreview: the preview of promoting staging's release names
+// both ends, the config keys that differ (never a value), the formation
+// change, the release phase and, per region, what would start and stop;
+// it changes nothing.
+func TestPromotePreview(t *testing.T) {
+	e, ops, st := newOpsServer(t)
+	ctx := context.Background()
+	release := func(app, commit, slug string, procfile pipelines.Procfile, formation pipelines.Formation, regions ...string) pipelines.Release {
+		t.Helper()
+		r, err := st.CreateRelease(ctx, deployments.NewRelease{App: app, Slug: slug, Commit: commit, Procfile: procfile, Formation: formation, Regions: regions})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, reg := range regions {
+			if err := st.SetRegionState(ctx, app, r.Version, pipelines.RegionState{Region: reg, Status: pipelines.RegionSuccessful}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := st.FinishRelease(ctx, app, r.Version, pipelines.ReleaseSucceeded, ""); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	c0, c1, c2 := strings.Repeat("0", 39)+"a", strings.Repeat("1", 40), strings.Repeat("2", 40)
+	web := pipelines.Procfile{{Type: "web", Command: "bin/web"}}
+	withWorker := pipelines.Procfile{{Type: "web", Command: "bin/web"}, {Type: "worker", Command: "bin/worker"}, {Type: "release", Command: "bin/migrate"}}
+	release("hello", c0, "sha256:old", pipelines.Procfile{{Type: "web", Command: "bin/web"}, {Type: "clock", Command: "bin/clock"}}, pipelines.Formation{"web": 2, "clock": 1}, "local-a", "local-b")
+	release("hello-staging", c1, "sha256:one", web, pipelines.Formation{"web": 1}, "local-a")
+	release("hello-staging", c2, "sha256:two", withWorker, pipelines.Formation{"web": 1, "worker": 0}, "local-a")
+	st.SetConfigVars(ctx, "hello-staging", map[string]string{"DATABASE_URL": "postgres://staging-secret", "DEBUG": "1", "SAME": "x"}, nil)
+	st.SetConfigVars(ctx, "hello", map[string]string{"DATABASE_URL": "postgres://prod-secret", "SAME": "x", "SENTRY_DSN": "https://sentry-secret"}, nil)
+
+	w := do(e, http.MethodGet, "/api/v1/pipelines/hello/promote/preview", "Bearer read-token", "")
+	if w.Code != http.StatusOK {
+		t.Fatalf("preview: %d %s", w.Code, w.Body)
+	}
+	if body := w.Body.String(); strings.Contains(body, "secret") {
+		t.Fatalf("the preview shows a config value: %s", body)
+	}
+	var p api.PromotionPreview
+	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct{ what, got, want string }{
+		{"from", fmt.Sprint(p.From.App, " v", p.From.Version, " ", p.From.Slug), "hello-staging v2 sha256:two"},
+		{"to", fmt.Sprint(p.To.App, " v", p.To.Version, " ", p.To.Slug), "hello v1 sha256:old"},
+		{"commits", fmt.Sprint(p.Commits.Base == c0, p.Commits.Head == c2, p.Commits.Compared), "true true false"},
+		{"config", fmt.Sprint(p.Config.OnlyFrom, p.Config.OnlyTo, p.Config.Differ), "[DEBUG] [SENTRY_DSN] [DATABASE_URL]"},
+		{"formation", fmt.Sprint(p.Formation), "[{clock 1 0}]"},
+		{"release phase", fmt.Sprint(p.ReleasePhase != nil && p.ReleasePhase.Command == "bin/migrate"), "true"},
+		{"regions", fmt.Sprint(p.Regions), "[{local-a local [web.1 (the new release) web.2 (the new release)] [clock.1 (v1) web.1 (v1) web.2 (v1)]} {local-b local [web.1 (the new release) web.2 (the new release)] [clock.1 (v1) web.1 (v1) web.2 (v1)]}]"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %s, want %s", c.what, c.got, c.want)
+		}
+	}
+	// A named release, and nothing was started.
+	w = do(e, http.MethodGet, "/api/v1/pipelines/hello/promote/preview?release=v1", "Bearer read-token", "")
+	if !strings.Contains(w.Body.String(), `"slug":"sha256:one"`) || strings.Contains(w.Body.String(), "release_phase") {
+		t.Fatalf("preview of v1: %d %s", w.Code, w.Body)
+	}
+	if len(ops.started) != 0 {
+		t.Fatalf("a preview started %v", ops.started)
+	}
+	if rs, _ := st.Releases(ctx, "hello", 0); len(rs) != 1 {
+		t.Fatalf("a preview made releases: %d", len(rs))
+	}
+	for _, tt := range []struct {
+		path, token string
+		status      int
+		contains    string
+	}{
+		{"/api/v1/pipelines/nope/promote/preview", "read-token", 404, "no pipeline or app named nope"},
+		{"/api/v1/pipelines/hello/promote/preview?release=seven", "read-token", 400, "vN"},
+		{"/api/v1/pipelines/hello/promote/preview?release=v9", "read-token", 404, ""},
+		{"/api/v1/pipelines/hello/promote/preview", "other-token", 403, ""},
+		{"/api/v1/pipelines/hello/promote/preview", "approve-token", 403, "read scope"},
+	} {
+		w := do(e, http.MethodGet, tt.path, "Bearer "+tt.token, "")
+		if w.Code != tt.status || !strings.Contains(w.Body.String(), tt.contains) {
+			t.Errorf("%s as %s: %d %s; want %d %q", tt.path, tt.token, w.Code, w.Body, tt.status, tt.contains)
+		}
+	}
+}
