@@ -44,6 +44,9 @@ type Server struct {
 	// PullRequests, when set (drover has GitHub credentials), makes a
 	// review app created on purpose deploy exactly the reviewed commit.
 	PullRequests PullRequestReader
+	// Commits, when set (drover has GitHub credentials), lists the commits
+	// a promotion preview would bring.
+	Commits Comparer
 	// Tokens are the bearer tokens allowed to call the API.
 	Tokens []Token
 	// LiveURL, when set, says where app answers in region now (ok false:

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -76,6 +77,12 @@ type RegionPreview struct {
 	Driver string   `json:"driver"`
 	Start  []string `json:"start"`
 	Stop   []string `json:"stop"`
+}
+
+// Comparer reads what lies between two commits of a repository (GitHub's
+// compare API).
+type Comparer interface {
+	Compare(ctx context.Context, repo, base, head string) (pipelines.Comparison, error)
 }
 
 func (s *Server) promotePreview(c *gin.Context) {
@@ -156,8 +163,26 @@ func (s *Server) promotePreview(c *gin.Context) {
 		out.Commits.Note = to.App + " runs no release yet: everything up to " + shortSHA(src.Commit) + " is new to it"
 	case out.Commits.Base == out.Commits.Head:
 		out.Commits.Compared, out.Commits.Note = true, to.App+" already runs "+shortSHA(src.Commit)
+	case s.Commits == nil:
+		out.Commits.Note = "drover has no GitHub credentials to list the commits between " + shortSHA(out.Commits.Base) + " and " + shortSHA(out.Commits.Head)
 	default:
-		out.Commits.Note = "GitHub's compare is not read yet; the two ends are " + shortSHA(out.Commits.Base) + " and " + shortSHA(out.Commits.Head)
+		cmp, err := s.Commits.Compare(ctx, p.Repo, out.Commits.Base, out.Commits.Head)
+		if err != nil {
+			// The preview still answers: the commits are one part of it.
+			s.logger().Warn("compare commits for a preview", "pipeline", p.Name, "error", err)
+			out.Commits.Note = "could not read the commits between " + shortSHA(out.Commits.Base) + " and " + shortSHA(out.Commits.Head) + " from GitHub: " + err.Error()
+			break
+		}
+		out.Commits.Compared, out.Commits.Count = true, cmp.Total
+		for _, pc := range cmp.Commits {
+			out.Commits.Commits = append(out.Commits.Commits, PreviewCommit{SHA: pc.SHA, Author: pc.Author, Message: pc.Message})
+		}
+		switch cmp.Status {
+		case "behind":
+			out.Commits.Note = fmt.Sprintf("%s is behind what %s runs: promoting it takes %s back", shortSHA(out.Commits.Head), to.App, to.App)
+		case "diverged":
+			out.Commits.Note = fmt.Sprintf("%s and what %s runs have diverged: %d commits are new to %s, and those only it runs would be left out", shortSHA(out.Commits.Head), to.App, cmp.Total, to.App)
+		}
 	}
 	nextVersion := "the new release"
 	for _, region := range to.Regions {
@@ -183,9 +208,10 @@ func processes(f pipelines.Formation, release string) []string {
 	return out
 }
 
+// shortSHA is a commit's first 12 hex digits, as the CLI shows them.
 func shortSHA(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
+	if len(sha) > 12 {
+		return sha[:12]
 	}
 	return sha
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/drover/drover/api"
 	"github.com/drover/drover/deployments"
+	"github.com/drover/drover/gh"
+	"github.com/drover/drover/gh/ghtest"
 	"github.com/drover/drover/pipelines"
 )
 
@@ -60,6 +62,7 @@ func TestPromotePreview(t *testing.T) {
 		{"from", fmt.Sprint(p.From.App, " v", p.From.Version, " ", p.From.Slug), "hello-staging v2 sha256:two"},
 		{"to", fmt.Sprint(p.To.App, " v", p.To.Version, " ", p.To.Slug), "hello v1 sha256:old"},
 		{"commits", fmt.Sprint(p.Commits.Base == c0, p.Commits.Head == c2, p.Commits.Compared), "true true false"},
+		{"commits note", p.Commits.Note, "drover has no GitHub credentials to list the commits between 000000000000 and 222222222222"},
 		{"config", fmt.Sprint(p.Config.OnlyFrom, p.Config.OnlyTo, p.Config.Differ), "[DEBUG] [SENTRY_DSN] [DATABASE_URL]"},
 		{"formation", fmt.Sprint(p.Formation), "[{clock 1 0}]"},
 		{"release phase", fmt.Sprint(p.ReleasePhase != nil && p.ReleasePhase.Command == "bin/migrate"), "true"},
@@ -96,5 +99,46 @@ func TestPromotePreview(t *testing.T) {
 		if w.Code != tt.status || !strings.Contains(w.Body.String(), tt.contains) {
 			t.Errorf("%s as %s: %d %s; want %d %q", tt.path, tt.token, w.Code, w.Body, tt.status, tt.contains)
 		}
+	}
+}
+
+// TestPromotePreviewListsCommitsFromGitHub: with GitHub connected, the
+// preview lists the commits between production's release and staging's
+// from GitHub's compare API (a stand-in that answers as GitHub does),
+// oldest first with author and first line; a commit GitHub does not know
+// still gets a preview, which says why the list is missing.
+func TestPromotePreviewListsCommitsFromGitHub(t *testing.T) {
+	g := ghtest.New(t)
+	g.AddRepo("octo-org/hello", "file:///r")
+	auth, err := gh.NewTokenAuth(g.URL, ghtest.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _, st := newOpsServerWith(t, func(s *api.Server) { s.Commits = &gh.Client{Auth: auth} })
+	ctx := context.Background()
+	c0, c1, c2 := strings.Repeat("a", 40), strings.Repeat("b", 40), strings.Repeat("c", 40)
+	g.AddCommit("octo-org/hello", ghtest.Commit{SHA: c0}, ghtest.Commit{SHA: c1, Parent: c0, Author: "ann", Message: "Add the login page\n\nLong body"},
+		ghtest.Commit{SHA: c2, Parent: c1, Author: "bob", Message: "Fix the header"})
+	for _, r := range []struct{ app, commit string }{{"hello", c0}, {"hello-staging", c2}} {
+		rel, err := st.CreateRelease(ctx, deployments.NewRelease{App: r.app, Slug: "s", Commit: r.commit, Procfile: pipelines.Procfile{{Type: "web", Command: "w"}}, Regions: []string{"local-a"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.FinishRelease(ctx, r.app, rel.Version, pipelines.ReleaseSucceeded, "")
+	}
+	var p api.PromotionPreview
+	w := do(e, http.MethodGet, "/api/v1/pipelines/hello/promote/preview", "Bearer read-token", "")
+	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil || w.Code != 200 {
+		t.Fatalf("preview: %d %s", w.Code, w.Body)
+	}
+	if got := fmt.Sprint(p.Commits.Compared, p.Commits.Count, p.Commits.Commits); got != fmt.Sprintf("true 2 [{%s ann Add the login page} {%s bob Fix the header}]", c1, c2) {
+		t.Fatalf("commits = %s", got)
+	}
+	// Production runs a commit GitHub does not know (a force-push).
+	rel, _ := st.CreateRelease(ctx, deployments.NewRelease{App: "hello", Slug: "s", Commit: strings.Repeat("d", 40), Procfile: pipelines.Procfile{{Type: "web", Command: "w"}}, Regions: []string{"local-a"}})
+	st.FinishRelease(ctx, "hello", rel.Version, pipelines.ReleaseSucceeded, "")
+	w = do(e, http.MethodGet, "/api/v1/pipelines/hello/promote/preview", "Bearer read-token", "")
+	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil || w.Code != 200 || p.Commits.Compared || !strings.Contains(p.Commits.Note, "could not read the commits between dddddddddddd and cccccccccccc from GitHub") {
+		t.Fatalf("preview with an unknown commit: %d %+v", w.Code, p.Commits)
 	}
 }

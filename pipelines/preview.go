@@ -105,3 +105,18 @@ func DiffFormation(was, will Formation) []FormationChange {
 	}
 	return out
 }
+
+// Comparison is what lies between two commits of a repository, as
+// GitHub's compare API says: Status is identical, ahead, behind or
+// diverged; Total counts the commits head has that base lacks, of which
+// Commits lists the oldest first (at most a page of them).
+type Comparison struct {
+	Status  string
+	Total   int
+	Commits []CommitInfo
+}
+
+// CommitInfo is one commit of a Comparison; Message is its first line.
+type CommitInfo struct {
+	SHA, Author, Message string
+}

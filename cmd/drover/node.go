@@ -560,6 +560,7 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 	srv.LiveURL, srv.LogReaders, srv.RunRegions = n.liveURLs(reach), n.logReaders(reach), runRegions{n: n, all: reach}
 	if auth != nil {
 		srv.PullRequests = &gh.Client{Auth: auth}
+		srv.Commits = &gh.Client{Auth: auth}
 	}
 	srv.Register(engine)
 	engine.GET("/readyz", gin.WrapF(n.readyz))

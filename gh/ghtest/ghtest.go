@@ -65,6 +65,7 @@ type Server struct {
 type repo struct {
 	fullName, cloneURL, defaultBranch string
 	branches                          map[string]Commit
+	commits                           map[string]Commit     // by SHA, AddCommit
 	runs                              map[string][]checkRun // by sha, oldest first
 	statuses                          map[string][]Status   // by sha, oldest first
 	deployments                       []*deployment         // oldest first
@@ -76,6 +77,9 @@ type repo struct {
 type Commit struct {
 	SHA     string
 	Message string
+	// Author and Parent, for AddCommit: the compare API walks from a
+	// commit to its parent.
+	Author, Parent string
 }
 
 type checkRun struct {
@@ -136,6 +140,20 @@ func (s *Server) repo(fullName string) *repo {
 		s.t.Fatalf("ghtest: no repository %s; AddRepo it first", fullName)
 	}
 	return r
+}
+
+// AddCommit adds commits to a repository's history, each naming its
+// parent, for the compare API.
+func (s *Server) AddCommit(fullName string, commits ...Commit) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.repo(fullName)
+	if r.commits == nil {
+		r.commits = map[string]Commit{}
+	}
+	for _, c := range commits {
+		r.commits[c.SHA] = c
+	}
 }
 
 // SetBranch points a branch at a commit.
@@ -417,6 +435,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 		reply(w, 200, pr)
+	case m == "GET" && len(p) == 2 && p[0] == "compare":
+		s.compare(w, req, r, p[1])
 	case m == "GET" && len(p) == 3 && p[0] == "commits" && p[2] == "check-runs":
 		s.checkRuns(w, req, r, r.resolve(p[1]))
 	case m == "GET" && len(p) == 3 && p[0] == "commits" && p[2] == "status":
@@ -701,4 +721,67 @@ func reply(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
+}
+
+// compare answers GET /repos/{o}/{r}/compare/{base}...{head} as GitHub's
+// "Compare two commits" does, for a history without merges: the commits
+// reachable from head and not from base, oldest first, with status
+// (identical, ahead, behind or diverged), ahead_by, behind_by and
+// total_commits; the commits list pages with per_page (default and most
+// 250) and page. An unknown commit is 404.
+func (s *Server) compare(w http.ResponseWriter, req *http.Request, r *repo, basehead string) {
+	base, head, ok := strings.Cut(basehead, "...")
+	_, okBase := r.commits[base]
+	_, okHead := r.commits[head]
+	if !ok || !okBase || !okHead {
+		reply(w, 404, map[string]any{"message": "Not Found"})
+		return
+	}
+	ancestry := func(from string) []string { // from, its parent, … (newest first)
+		var out []string
+		for sha := from; sha != ""; sha = r.commits[sha].Parent {
+			out = append(out, sha)
+		}
+		return out
+	}
+	headLine, baseLine := ancestry(head), ancestry(base)
+	ahead := slices.Index(headLine, base) // head's commits since base
+	behind := slices.Index(baseLine, head)
+	status := "diverged"
+	switch {
+	case base == head:
+		status, ahead, behind = "identical", 0, 0
+	case ahead > 0:
+		status, behind = "ahead", 0
+	case behind > 0:
+		status, ahead = "behind", 0
+	default:
+		// Diverged: both sides since their newest common ancestor.
+		for i, sha := range headLine {
+			if j := slices.Index(baseLine, sha); j >= 0 {
+				ahead, behind = i, j
+				break
+			}
+		}
+	}
+	var list []any
+	for i := ahead - 1; i >= 0; i-- {
+		c := r.commits[headLine[i]]
+		list = append(list, map[string]any{"sha": c.SHA, "commit": map[string]any{"message": c.Message, "author": map[string]any{"name": c.Author}}})
+	}
+	q := req.URL.Query()
+	per, _ := strconv.Atoi(q.Get("per_page"))
+	if per <= 0 || per > 250 {
+		per = 250
+	}
+	pg, _ := strconv.Atoi(q.Get("page"))
+	if pg <= 0 {
+		pg = 1
+	}
+	lo, hi := min((pg-1)*per, len(list)), min(pg*per, len(list))
+	commits := list[lo:hi]
+	if commits == nil {
+		commits = []any{}
+	}
+	reply(w, 200, map[string]any{"status": status, "ahead_by": ahead, "behind_by": behind, "total_commits": ahead, "commits": commits})
 }

@@ -154,3 +154,43 @@ func TestWriteLatencyDropsAbandonedWrites(t *testing.T) {
 		t.Fatalf("statuses = %v, want [a:success]", got)
 	}
 }
+
+// TestCompareAsGitHubDoes checks the stand-in against GitHub's documented
+// "Compare two commits": commits head has that base lacks, oldest first,
+// status and counts, pages of per_page, 404 for an unknown commit.
+func TestCompareAsGitHubDoes(t *testing.T) {
+	s := ghtest.New(t)
+	s.AddRepo("o/r", "file:///r")
+	// a <- b <- c <- d, and a <- x (a branch off a)
+	s.AddCommit("o/r", ghtest.Commit{SHA: "a"}, ghtest.Commit{SHA: "b", Parent: "a", Message: "b\n\nbody", Author: "ann"},
+		ghtest.Commit{SHA: "c", Parent: "b", Author: "bob"}, ghtest.Commit{SHA: "d", Parent: "c"}, ghtest.Commit{SHA: "x", Parent: "a"})
+	c := client(t, s)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		base, head, want string
+	}{
+		{"a", "d", "ahead 3/0 [b c d]"},
+		{"d", "b", "behind 0/2 []"},
+		{"d", "d", "identical 0/0 []"},
+		{"x", "c", "diverged 2/1 [b c]"},
+	} {
+		cmp, _, err := c.Repositories.CompareCommits(ctx, "o", "r", tt.base, tt.head, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var shas []string
+		for _, rc := range cmp.Commits {
+			shas = append(shas, rc.GetSHA())
+		}
+		if got := fmt.Sprintf("%s %d/%d %v", cmp.GetStatus(), cmp.GetAheadBy(), cmp.GetBehindBy(), shas); got != tt.want || cmp.GetTotalCommits() != cmp.GetAheadBy() {
+			t.Errorf("compare %s...%s = %s (total %d), want %s", tt.base, tt.head, got, cmp.GetTotalCommits(), tt.want)
+		}
+	}
+	cmp, _, err := c.Repositories.CompareCommits(ctx, "o", "r", "a", "d", &github.ListOptions{PerPage: 2, Page: 2})
+	if err != nil || len(cmp.Commits) != 1 || cmp.Commits[0].GetSHA() != "d" || cmp.GetTotalCommits() != 3 {
+		t.Fatalf("page 2 of 2: %+v %v", cmp, err)
+	}
+	if _, _, err := c.Repositories.CompareCommits(ctx, "o", "r", "a", "nope", nil); err == nil {
+		t.Fatal("an unknown commit must be 404")
+	}
+}
