@@ -486,8 +486,8 @@ func TestBuildStepsCannotOutliveTheBuild(t *testing.T) {
 		err               string
 		max               time.Duration
 	}{
-		{"a background child is left behind", "sleep 300 & echo started", time.Minute, "", 30 * time.Second},
-		{"a step runs past the time limit", "sleep 300", 3 * time.Second, "stopped after 3s, the build time limit", 30 * time.Second},
+		{"a background child is left behind", "sleep 317 & echo started", time.Minute, "", 30 * time.Second},
+		{"a step runs past the time limit", "sleep 317", 3 * time.Second, "stopped after 3s, the build time limit", 30 * time.Second},
 	}
 	for _, tt := range tests {
 		for _, boxed := range []bool{false, true} {
@@ -508,9 +508,10 @@ func TestBuildStepsCannotOutliveTheBuild(t *testing.T) {
 				if took > tt.max {
 					t.Fatalf("the build took %v", took)
 				}
-				// No sleep of the build's is left running.
+				// No sleep of the build's is left running (317 s: no other
+				// package's test, which may run meanwhile, sleeps that long).
 				if _, err := exec.LookPath("pgrep"); err == nil {
-					if out, _ := exec.Command("pgrep", "-f", "^sleep 300$").Output(); len(bytes.TrimSpace(out)) > 0 {
+					if out, _ := exec.Command("pgrep", "-f", "^sleep 317$").Output(); len(bytes.TrimSpace(out)) > 0 {
 						t.Fatalf("a build's child outlived it: pids %s", out)
 					}
 				}
