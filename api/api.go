@@ -28,6 +28,7 @@ type Ledger interface {
 	ReleaseByOperation(ctx context.Context, app, operation string) (pipelines.Release, error)
 	FindBuild(ctx context.Context, repo, commit string) (deployments.Build, error)
 	ConfigVars(ctx context.Context, app string) (pipelines.ConfigVars, error)
+	ConfigVarsAt(ctx context.Context, app string, version int) (pipelines.ConfigVars, error)
 	SetConfigVars(ctx context.Context, app string, set map[string]string, unset []string) (pipelines.ConfigVars, error)
 	LiveOutput(ctx context.Context, step string) (output string, total int64, err error)
 }

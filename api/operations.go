@@ -69,6 +69,7 @@ func (s *Server) registerOperations(read, deploy, approve *gin.RouterGroup) {
 	}
 	read.GET("/pipelines", s.listPipelines)
 	read.GET("/pipelines/:pipeline/promote/preview", s.promotePreview)
+	read.GET("/apps/:app/rollback/preview", s.rollbackPreview)
 	deploy.POST("/pipelines/:pipeline/promote", s.promote)
 	deploy.POST("/apps/:app/rollback", s.rollback)
 	deploy.POST("/apps/:app/releases", s.rerelease)
@@ -141,8 +142,6 @@ func (s *Server) appInput(app pipelines.App) workflows.DeployInput {
 	return stageInput(p, app.Name, p.Stages[app.Stage])
 }
 
-// promote moves staging's current (or named) release to production. The
-// path names the pipeline, or any app of it.
 // promotion reads the :pipeline a promotion is of (by its name or one of
 // its apps'), answering the request when it cannot: unknown, not the
 // token's, or without a staging and a production stage.
@@ -170,6 +169,8 @@ func (s *Server) promotion(c *gin.Context) (p pipelines.Pipeline, from, to pipel
 	return p, from, to, true
 }
 
+// promote moves staging's current (or named) release to production. The
+// path names the pipeline, or any app of it.
 func (s *Server) promote(c *gin.Context) {
 	p, from, to, ok := s.promotion(c)
 	if !ok {

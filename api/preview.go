@@ -114,18 +114,8 @@ func (s *Server) promotePreview(c *gin.Context) {
 		fail(c, http.StatusConflict, "conflict", fmt.Sprintf("%s %s is %s; only a succeeded release can be promoted", from.App, src.Name(), src.Status))
 		return
 	}
-	var current *pipelines.Release
-	cur, err := s.Ledger.CurrentRelease(ctx, to.App)
-	switch {
-	case err == nil:
-		current = &cur
-	case !errors.Is(err, pipelines.ErrNotFound):
-		s.failErr(c, err)
-		return
-	}
-	next, err := pipelines.NextFormation(src.Procfile, current, nil, nil, nil)
-	if err != nil {
-		fail(c, http.StatusBadRequest, "invalid", to.App+" has "+err.Error())
+	current, ok := s.currentRelease(c, to.App)
+	if !ok {
 		return
 	}
 	fromVars, err := s.Ledger.ConfigVars(ctx, from.App)
@@ -133,18 +123,110 @@ func (s *Server) promotePreview(c *gin.Context) {
 		s.failErr(c, err)
 		return
 	}
-	toVars, err := s.Ledger.ConfigVars(ctx, to.App)
+	s.answerPreview(c, previewSpec{pipeline: p, fromApp: from.App, toApp: to.App, src: src, current: current,
+		fromVars: fromVars.Vars, releasePhase: true, regions: to.Regions})
+}
+
+// rollbackPreview is what rolling APP back to ?release=vN (default: the
+// release before the current one) would change: GET
+// /api/v1/apps/APP/rollback/preview. The release phase runs only with
+// ?run_release_phase=true, as the rollback itself.
+func (s *Server) rollbackPreview(c *gin.Context) {
+	app, ok := s.app(c)
+	if !ok || !allowed(c, app.Pipeline) {
+		return
+	}
+	version, ok := s.optionalVersion(c, c.Query("release"))
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	var target pipelines.Release
+	var err error
+	if version > 0 {
+		target, err = s.Ledger.Release(ctx, app.Name, version)
+		if err != nil {
+			s.failErr(c, err)
+			return
+		}
+	} else {
+		rs, err := s.Ledger.Releases(ctx, app.Name, 0)
+		if err != nil {
+			s.failErr(c, err)
+			return
+		}
+		if target, ok = pipelines.RollbackTarget(rs); !ok {
+			fail(c, http.StatusConflict, "conflict", app.Name+" has no earlier succeeded release to roll back to")
+			return
+		}
+	}
+	current, ok := s.currentRelease(c, app.Name)
+	if !ok {
+		return
+	}
+	// A rollback brings back the old release's config too.
+	fromVars, err := s.Ledger.ConfigVarsAt(ctx, app.Name, target.ConfigVersion)
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	s.answerPreview(c, previewSpec{pipeline: s.Config.Pipelines[app.Pipeline], fromApp: app.Name, toApp: app.Name, src: target, current: current,
+		rollback: true, fromVars: fromVars.Vars, releasePhase: c.Query("run_release_phase") == "true", regions: app.Regions})
+}
+
+// currentRelease is app's current release, or nil when it has none.
+func (s *Server) currentRelease(c *gin.Context, app string) (*pipelines.Release, bool) {
+	cur, err := s.Ledger.CurrentRelease(c.Request.Context(), app)
+	switch {
+	case err == nil:
+		return &cur, true
+	case errors.Is(err, pipelines.ErrNotFound):
+		return nil, true
+	}
+	s.failErr(c, err)
+	return nil, false
+}
+
+// previewSpec is what a preview compares: src, the release whose slug
+// would run in toApp (from fromApp, with fromVars), against toApp's
+// current release.
+type previewSpec struct {
+	pipeline       pipelines.Pipeline
+	fromApp, toApp string
+	src            pipelines.Release
+	current        *pipelines.Release
+	// rollback: src's own formation and config come back with its slug.
+	rollback     bool
+	fromVars     map[string]string
+	releasePhase bool
+	regions      []string
+}
+
+func (s *Server) answerPreview(c *gin.Context, spec previewSpec) {
+	ctx := c.Request.Context()
+	src, current := spec.src, spec.current
+	var back *pipelines.Release
+	if spec.rollback {
+		back = &src
+	}
+	next, err := pipelines.NextFormation(src.Procfile, current, back, nil, nil)
+	if err != nil {
+		fail(c, http.StatusBadRequest, "invalid", spec.toApp+" has "+err.Error())
+		return
+	}
+	toVars, err := s.Ledger.ConfigVars(ctx, spec.toApp)
 	if err != nil {
 		s.failErr(c, err)
 		return
 	}
 	out := PromotionPreview{
-		Pipeline: p.Name,
-		From:     PreviewRelease{App: from.App, Version: src.Version, Commit: src.Commit, Slug: src.Slug},
-		To:       PreviewRelease{App: to.App},
+		Pipeline: spec.pipeline.Name,
+		From:     PreviewRelease{App: spec.fromApp, Version: src.Version, Commit: src.Commit, Slug: src.Slug},
+		To:       PreviewRelease{App: spec.toApp},
 		Commits:  CommitRange{Head: src.Commit, Commits: []PreviewCommit{}},
-		Config:   pipelines.DiffKeys(fromVars.Vars, toVars.Vars),
+		Config:   pipelines.DiffKeys(spec.fromVars, toVars.Vars),
 	}
+	to := spec.toApp
 	var was pipelines.Formation
 	if current != nil {
 		out.To.Version, out.To.Commit, out.To.Slug = current.Version, current.Commit, current.Slug
@@ -155,21 +237,21 @@ func (s *Server) promotePreview(c *gin.Context) {
 	if out.Formation == nil {
 		out.Formation = []pipelines.FormationChange{}
 	}
-	if cmd, ok := src.Procfile.Command(pipelines.ReleaseProcess); ok {
+	if cmd, ok := src.Procfile.Command(pipelines.ReleaseProcess); ok && spec.releasePhase {
 		out.ReleasePhase = &PreviewCommand{Command: cmd}
 	}
 	switch {
 	case out.Commits.Base == "":
-		out.Commits.Note = to.App + " runs no release yet: everything up to " + shortSHA(src.Commit) + " is new to it"
+		out.Commits.Note = to + " runs no release yet: everything up to " + shortSHA(src.Commit) + " is new to it"
 	case out.Commits.Base == out.Commits.Head:
-		out.Commits.Compared, out.Commits.Note = true, to.App+" already runs "+shortSHA(src.Commit)
+		out.Commits.Compared, out.Commits.Note = true, to+" already runs "+shortSHA(src.Commit)
 	case s.Commits == nil:
 		out.Commits.Note = "drover has no GitHub credentials to list the commits between " + shortSHA(out.Commits.Base) + " and " + shortSHA(out.Commits.Head)
 	default:
-		cmp, err := s.Commits.Compare(ctx, p.Repo, out.Commits.Base, out.Commits.Head)
+		cmp, err := s.Commits.Compare(ctx, spec.pipeline.Repo, out.Commits.Base, out.Commits.Head)
 		if err != nil {
 			// The preview still answers: the commits are one part of it.
-			s.logger().Warn("compare commits for a preview", "pipeline", p.Name, "error", err)
+			s.logger().Warn("compare commits for a preview", "pipeline", spec.pipeline.Name, "error", err)
 			out.Commits.Note = "could not read the commits between " + shortSHA(out.Commits.Base) + " and " + shortSHA(out.Commits.Head) + " from GitHub: " + err.Error()
 			break
 		}
@@ -179,13 +261,13 @@ func (s *Server) promotePreview(c *gin.Context) {
 		}
 		switch cmp.Status {
 		case "behind":
-			out.Commits.Note = fmt.Sprintf("%s is behind what %s runs: promoting it takes %s back", shortSHA(out.Commits.Head), to.App, to.App)
+			out.Commits.Note = fmt.Sprintf("%s is behind what %s runs: this takes %s back", shortSHA(out.Commits.Head), to, to)
 		case "diverged":
-			out.Commits.Note = fmt.Sprintf("%s and what %s runs have diverged: %d commits are new to %s, and those only it runs would be left out", shortSHA(out.Commits.Head), to.App, cmp.Total, to.App)
+			out.Commits.Note = fmt.Sprintf("%s and what %s runs have diverged: %d commits are new to %s, and those only it runs would be left out", shortSHA(out.Commits.Head), to, cmp.Total, to)
 		}
 	}
 	nextVersion := "the new release"
-	for _, region := range to.Regions {
+	for _, region := range spec.regions {
 		rp := RegionPreview{Region: region, Driver: s.Config.Regions[region].Driver, Start: processes(next, nextVersion), Stop: []string{}}
 		if current != nil && slices.ContainsFunc(current.Regions, func(st pipelines.RegionState) bool {
 			return st.Region == region && st.Status == pipelines.RegionSuccessful

@@ -142,3 +142,60 @@ func TestPromotePreviewListsCommitsFromGitHub(t *testing.T) {
 		t.Fatalf("preview with an unknown commit: %d %+v", w.Code, p.Commits)
 	}
 }
+
+// TestRollbackPreview: rolling back brings the old release's slug, config
+// version and formation; the preview names the config vars that come
+// back, go or change (never a value), the formation change, and runs the
+// release phase only when asked to.
+func TestRollbackPreview(t *testing.T) {
+	e, ops, st := newOpsServer(t)
+	ctx := context.Background()
+	procfile := pipelines.Procfile{{Type: "web", Command: "bin/web"}, {Type: "release", Command: "bin/migrate"}}
+	mk := func(commit string, formation pipelines.Formation) pipelines.Release {
+		t.Helper()
+		cv, _ := st.ConfigVars(ctx, "hello")
+		r, err := st.CreateRelease(ctx, deployments.NewRelease{App: "hello", Slug: "sha256:" + commit, Commit: strings.Repeat(commit, 40), Procfile: procfile, Formation: formation, ConfigVersion: cv.Version, Regions: []string{"local-a"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.SetRegionState(ctx, "hello", r.Version, pipelines.RegionState{Region: "local-a", Status: pipelines.RegionSuccessful})
+		st.FinishRelease(ctx, "hello", r.Version, pipelines.ReleaseSucceeded, "")
+		return r
+	}
+	st.SetConfigVars(ctx, "hello", map[string]string{"OLD_FLAG": "secret-1", "TOKEN": "secret-2"}, nil)
+	mk("a", pipelines.Formation{"web": 1})
+	st.SetConfigVars(ctx, "hello", map[string]string{"TOKEN": "secret-3", "NEW_FLAG": "secret-4"}, []string{"OLD_FLAG"})
+	mk("b", pipelines.Formation{"web": 3})
+
+	var p api.PromotionPreview
+	w := do(e, http.MethodGet, "/api/v1/apps/hello/rollback/preview", "Bearer read-token", "")
+	if w.Code != 200 || strings.Contains(w.Body.String(), "secret") || json.Unmarshal(w.Body.Bytes(), &p) != nil {
+		t.Fatalf("rollback preview: %d %s", w.Code, w.Body)
+	}
+	for _, c := range []struct{ what, got, want string }{
+		{"ends", fmt.Sprint(p.From.App, " v", p.From.Version, " -> ", p.To.App, " v", p.To.Version), "hello v1 -> hello v2"},
+		{"config", fmt.Sprint(p.Config.OnlyFrom, p.Config.OnlyTo, p.Config.Differ), "[OLD_FLAG] [NEW_FLAG] [TOKEN]"},
+		{"formation", fmt.Sprint(p.Formation), "[{web 3 1}]"},
+		{"release phase", fmt.Sprint(p.ReleasePhase), "<nil>"},
+		{"regions", fmt.Sprint(p.Regions), "[{local-a local [web.1 (the new release)] [web.1 (v2) web.2 (v2) web.3 (v2)]} {local-b local [web.1 (the new release)] []}]"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %s, want %s", c.what, c.got, c.want)
+		}
+	}
+	w = do(e, http.MethodGet, "/api/v1/apps/hello/rollback/preview?release=v1&run_release_phase=true", "Bearer read-token", "")
+	if !strings.Contains(w.Body.String(), `"release_phase":{"command":"bin/migrate"}`) {
+		t.Fatalf("with the release phase: %s", w.Body)
+	}
+	for _, tt := range []struct {
+		path   string
+		status int
+	}{{"/api/v1/apps/nope/rollback/preview", 404}, {"/api/v1/apps/hello/rollback/preview?release=v9", 404}, {"/api/v1/apps/hello-staging/rollback/preview", 409}} {
+		if w := do(e, http.MethodGet, tt.path, "Bearer read-token", ""); w.Code != tt.status {
+			t.Errorf("%s: %d %s, want %d", tt.path, w.Code, w.Body, tt.status)
+		}
+	}
+	if len(ops.started) != 0 {
+		t.Fatalf("a preview started %v", ops.started)
+	}
+}

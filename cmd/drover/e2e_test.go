@@ -878,6 +878,16 @@ func TestE2EPromoteAndRollback(t *testing.T) {
 	a := pushAndPromote("A", 1, 1)
 	pushAndPromote("B", 2, 2)
 
+	// The rollback's preview changes nothing.
+	preview := cli("rollback", "hello", "--preview")
+	for _, want := range []string{"Roll hello back to v1", "(now v2 at", "Formation: unchanged", "local-b (local): start web.1 (the new release); stop web.1 (v2)"} {
+		if !strings.Contains(preview, want) {
+			t.Fatalf("rollback preview lacks %q:\n%s", want, preview)
+		}
+	}
+	if rs := s.releases(ctx, "hello"); len(rs) != 2 {
+		t.Fatalf("a rollback preview made a release: %d", len(rs))
+	}
 	start := time.Now()
 	out := cli("rollback", "hello")
 	s.answersEverywhere(ctx, "hello", 2, "A from hello v3")

@@ -79,15 +79,20 @@ func newPromoteCmd(s Streams, runF func(context.Context, *PromoteOptions) error)
 
 // previewPromotion prints what promoting opts.Target would change.
 func previewPromotion(ctx context.Context, c *apiClient, s Streams, opts *PromoteOptions) (api.PromotionPreview, error) {
-	var p api.PromotionPreview
 	path := "/api/v1/pipelines/" + url.PathEscape(opts.Target) + "/promote/preview"
 	if opts.Release != "" {
 		path += "?release=" + url.QueryEscape(opts.Release)
 	}
+	return showPreview(ctx, c, s, path, opts.JSON)
+}
+
+// showPreview reads the preview at path and prints it, as JSON with asJSON.
+func showPreview(ctx context.Context, c *apiClient, s Streams, path string, asJSON bool) (api.PromotionPreview, error) {
+	var p api.PromotionPreview
 	if err := c.get(ctx, path, &p); err != nil {
 		return p, err
 	}
-	if opts.JSON {
+	if asJSON {
 		enc := json.NewEncoder(s.Out)
 		enc.SetIndent("", "  ")
 		return p, enc.Encode(p)
@@ -102,7 +107,11 @@ func printPreview(w io.Writer, p api.PromotionPreview) {
 	if p.To.Version > 0 {
 		now = fmt.Sprintf("v%d at %s", p.To.Version, shortSHA(p.To.Commit))
 	}
-	fmt.Fprintf(w, "Promote %s v%d (%s, slug %s) to %s (now %s)\n", p.From.App, p.From.Version, shortSHA(p.From.Commit), shortSHA(p.From.Slug), p.To.App, now)
+	if p.From.App == p.To.App {
+		fmt.Fprintf(w, "Roll %s back to v%d (%s, slug %s) with its config and formation (now %s)\n", p.To.App, p.From.Version, shortSHA(p.From.Commit), shortSHA(p.From.Slug), now)
+	} else {
+		fmt.Fprintf(w, "Promote %s v%d (%s, slug %s) to %s (now %s)\n", p.From.App, p.From.Version, shortSHA(p.From.Commit), shortSHA(p.From.Slug), p.To.App, now)
+	}
 	switch {
 	case p.Commits.Compared && p.Commits.Count > 0:
 		fmt.Fprintf(w, "Commits: %d\n", p.Commits.Count)
@@ -124,7 +133,20 @@ func printPreview(w io.Writer, p api.PromotionPreview) {
 				parts = append(parts, part.what+": "+strings.Join(part.keys, ", "))
 			}
 		}
-		fmt.Fprintf(w, "Config vars that differ (%s keeps its own): %s\n", p.To.App, strings.Join(parts, "; "))
+		keeps := p.To.App + " keeps its own"
+		if p.From.App == p.To.App {
+			parts = nil
+			for _, part := range []struct {
+				what string
+				keys []string
+			}{{"back", p.Config.OnlyFrom}, {"gone", p.Config.OnlyTo}, {"changed back", p.Config.Differ}} {
+				if len(part.keys) > 0 {
+					parts = append(parts, part.what+": "+strings.Join(part.keys, ", "))
+				}
+			}
+			keeps = fmt.Sprintf("v%d's config comes back", p.From.Version)
+		}
+		fmt.Fprintf(w, "Config vars that differ (%s): %s\n", keeps, strings.Join(parts, "; "))
 	}
 	if len(p.Formation) == 0 {
 		fmt.Fprintln(w, "Formation: unchanged")
@@ -155,6 +177,8 @@ type RollbackOptions struct {
 	App             string
 	Release         string
 	RunReleasePhase bool
+	// Preview and Yes are as promote's.
+	Preview, Yes bool
 }
 
 func newRollbackCmd(s Streams, runF func(context.Context, *RollbackOptions) error) *cobra.Command {
@@ -172,6 +196,20 @@ func newRollbackCmd(s Streams, runF func(context.Context, *RollbackOptions) erro
 				return runF(cmd.Context(), opts)
 			}
 			c := newAPIClient()
+			if opts.Preview {
+				q := url.Values{}
+				if opts.Release != "" {
+					q.Set("release", opts.Release)
+				}
+				if opts.RunReleasePhase {
+					q.Set("run_release_phase", "true")
+				}
+				p, err := showPreview(cmd.Context(), c, s, "/api/v1/apps/"+url.PathEscape(opts.App)+"/rollback/preview?"+q.Encode(), opts.JSON)
+				if err != nil || !opts.Yes {
+					return err
+				}
+				opts.Release = fmt.Sprintf("v%d", p.From.Version)
+			}
 			var op api.Operation
 			body := map[string]any{"run_release_phase": opts.RunReleasePhase}
 			if opts.Release != "" {
@@ -184,6 +222,8 @@ func newRollbackCmd(s Streams, runF func(context.Context, *RollbackOptions) erro
 		},
 	}
 	cmd.Flags().BoolVar(&opts.RunReleasePhase, "run-release-phase", false, "run the release command again (it already ran for that slug)")
+	cmd.Flags().BoolVar(&opts.Preview, "preview", false, "show what the rollback would change, and change nothing")
+	cmd.Flags().BoolVar(&opts.Yes, "yes", false, "with --preview: then roll back to the release previewed")
 	opts.flags(cmd)
 	return cmd
 }
