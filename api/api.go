@@ -45,6 +45,8 @@ type Server struct {
 	// PullRequests, when set (drover has GitHub credentials), makes a
 	// review app created on purpose deploy exactly the reviewed commit.
 	PullRequests PullRequestReader
+	// Approvals, when set, enables GET /api/v1/approvals.
+	Approvals ApprovalWaits
 	// Commits, when set (drover has GitHub credentials), lists the commits
 	// a promotion preview would bring.
 	Commits Comparer
@@ -118,6 +120,7 @@ func caller(c *gin.Context) Token {
 func (s *Server) Register(r *gin.Engine) {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	v1 := r.Group("/api/v1", BearerAuth(s.Tokens))
+	v1.GET("/token", whoami)
 	read, config := v1.Group("", need(pipelines.ScopeRead)), v1.Group("", need(pipelines.ScopeConfig))
 	read.GET("/apps", s.listApps)
 	read.GET("/apps/:app", s.getApp)
@@ -132,6 +135,29 @@ func (s *Server) Register(r *gin.Engine) {
 	s.registerOperations(read, deploy, v1.Group("", need(pipelines.ScopeApprove)))
 	s.registerReviewApps(read, deploy)
 	s.registerRuns(read, deploy)
+}
+
+// TokenInfo is what GET /api/v1/token says of the caller's own token:
+// its name, the scopes it has and the pipelines it may act on (nil: all),
+// so a client shows only what the token may do.
+type TokenInfo struct {
+	Name      string   `json:"name"`
+	Scopes    []string `json:"scopes"`
+	Pipelines []string `json:"pipelines,omitempty"`
+}
+
+// May reports whether the token has scope.
+func (t TokenInfo) May(scope string) bool {
+	return slices.Contains(t.Scopes, scope) || slices.Contains(t.Scopes, pipelines.ScopeAdmin)
+}
+
+func whoami(c *gin.Context) {
+	t := caller(c)
+	info := TokenInfo{Name: t.Name, Scopes: t.Scopes, Pipelines: t.Pipelines}
+	if info.Scopes == nil {
+		info.Scopes = []string{pipelines.ScopeAdmin}
+	}
+	c.JSON(http.StatusOK, info)
 }
 
 // Error is the body of every error answer.

@@ -76,6 +76,9 @@ func (s *Server) registerOperations(read, deploy, approve *gin.RouterGroup) {
 	deploy.POST("/apps/:app/formation", s.scale)
 	deploy.POST("/apps/:app/autodeploy", s.autodeploy)
 	approve.POST("/approvals", s.approve)
+	if s.Approvals != nil {
+		read.GET("/approvals", s.listApprovals)
+	}
 	read.GET("/operations/*id", s.getOperation)
 	read.GET("/apps/:app/ps", s.processes)
 }

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -369,5 +370,66 @@ func TestOperationEventStream(t *testing.T) {
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") || events != 2 ||
 		!strings.Contains(string(body), `"state":"running"`) || !strings.Contains(string(body), `"state":"succeeded"`) {
 		t.Fatalf("stream (%s, %d events):\n%s", resp.Header.Get("Content-Type"), events, body)
+	}
+}
+
+// waits answers ApprovalWait from a table of operations that wait.
+type waits map[string]workflows.ApprovalWait
+
+func (w waits) ApprovalWait(ctx context.Context, operation string) (workflows.ApprovalWait, error) {
+	if operation == "promote/hello/broken" {
+		return workflows.ApprovalWait{}, errors.New("temporal is away")
+	}
+	return w[operation], nil
+}
+
+// TestListApprovals: the releases of approval stages that their workflows
+// say wait are listed for tokens that may see the pipeline; pending ones
+// that do not wait, or whose workflow cannot say, are not.
+func TestListApprovals(t *testing.T) {
+	e, _, st := newOpsServerWith(t, func(s *api.Server) {
+		prod := s.Config.Pipelines["hello"].Stages[pipelines.StageProduction]
+		prod.RequireApproval = true
+		s.Config.Pipelines["hello"].Stages[pipelines.StageProduction] = prod
+		s.Approvals = waits{
+			"promote/hello/waits":   {Waiting: true, Version: 2, RequestedBy: "ci"},
+			"promote/hello/decided": {Waiting: false, Version: 3},
+		}
+	})
+	ctx := context.Background()
+	succeeded(t, st, "hello", 1)
+	for _, op := range []string{"promote/hello/waits", "promote/hello/decided", "promote/hello/broken"} {
+		if _, err := st.CreateRelease(ctx, deployments.NewRelease{App: "hello", Slug: "s", Commit: "c0ffee", Operation: op + "@run1", Description: "promote v1 of hello-staging", Regions: []string{"local-a"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := do(e, "GET", "/api/v1/approvals", "Bearer read-token", "")
+	var got []api.PendingApproval
+	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &got) != nil {
+		t.Fatalf("= %d %s", w.Code, w.Body)
+	}
+	if len(got) != 1 || got[0].Operation != "promote/hello/waits" || got[0].Release != 2 || got[0].RequestedBy != "ci" || got[0].Stage != "production" || got[0].Commit != "c0ffee" {
+		t.Fatalf("approvals = %+v", got)
+	}
+	if w := do(e, "GET", "/api/v1/approvals", "Bearer other-token", ""); w.Code != 200 || strings.TrimSpace(w.Body.String()) != "[]" {
+		t.Fatalf("another pipeline's token sees %d %s", w.Code, w.Body)
+	}
+}
+
+// TestWhoami: any valid token may read its own name, scopes and pipelines;
+// a token with no scopes listed has them all.
+func TestWhoami(t *testing.T) {
+	e, _, _ := newOpsServer(t)
+	for _, tt := range []struct{ auth, want string }{
+		{"Bearer " + token, `{"name":"admin","scopes":["admin"]}`},
+		{"Bearer read-token", `{"name":"viewer","scopes":["read"]}`},
+		{"Bearer other-token", `{"name":"ci-other","scopes":["admin"],"pipelines":["other"]}`},
+	} {
+		if w := do(e, "GET", "/api/v1/token", tt.auth, ""); w.Code != 200 || strings.TrimSpace(w.Body.String()) != tt.want {
+			t.Errorf("%s: = %d %s; want %s", tt.auth, w.Code, w.Body, tt.want)
+		}
+	}
+	if w := do(e, "GET", "/api/v1/token", "Bearer nope", ""); w.Code != 401 {
+		t.Errorf("unknown token = %d", w.Code)
 	}
 }

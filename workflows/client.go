@@ -226,6 +226,37 @@ func (s *Starter) Approve(ctx context.Context, operation string, ap Approval) er
 	return nil
 }
 
+// ApprovalWait asks an operation (or a push's deploy) whether its release
+// waits for approval now. An operation that has ended, or never reached
+// its approval step, does not wait; one from before QueryApprovalWait
+// existed is asked who queued it, which it answers only at that step.
+func (s *Starter) ApprovalWait(ctx context.Context, operation string) (ApprovalWait, error) {
+	v, err := s.Client.QueryWorkflow(ctx, operation, "", QueryApprovalWait)
+	if err == nil {
+		var w ApprovalWait
+		if err := v.Get(&w); err != nil {
+			return w, fmt.Errorf("ask %s whether it waits for approval: %w", operation, err)
+		}
+		return w, nil
+	}
+	var nf *serviceerror.NotFound
+	var failed *serviceerror.QueryFailed
+	switch {
+	case errors.As(err, &nf):
+		return ApprovalWait{}, nil
+	case errors.As(err, &failed) && strings.Contains(failed.Message, QueryApprovalWait):
+		// Unknown query type: not at its approval step, or older.
+		v, rerr := s.Client.QueryWorkflow(ctx, operation, "", QueryRequester)
+		if rerr != nil {
+			return ApprovalWait{}, nil
+		}
+		w := ApprovalWait{Waiting: true}
+		_ = v.Get(&w.RequestedBy)
+		return w, nil
+	}
+	return ApprovalWait{}, fmt.Errorf("ask %s whether it waits for approval: %w", operation, err)
+}
+
 // AppStatus asks app's queue what it runs and holds; an app whose queue is
 // not running runs nothing.
 func (s *Starter) AppStatus(ctx context.Context, app string) (AppStatus, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -202,6 +203,21 @@ const SignalApproval = "approval"
 // token queued it ("" for a push).
 const QueryRequester = "requester"
 
+// QueryApprovalWait answers an ApprovalWait: whether the operation's
+// release waits for approval now, and who queued it. The page lists the
+// releases that do. Queries add nothing to a history, so workflows from
+// before it replay unchanged; those answer QueryRequester alone.
+const QueryApprovalWait = "approval-wait"
+
+// ApprovalWait is QueryApprovalWait's answer.
+type ApprovalWait struct {
+	Waiting     bool
+	Version     int
+	RequestedBy string
+	// Deadline is when the release fails if nobody decides.
+	Deadline time.Time
+}
+
 // UpdateApprove approves or rejects a release waiting for approval and
 // answers only once the decision counts: its validator refuses it when
 // the release is not waiting (already decided), or when the approver is
@@ -265,6 +281,12 @@ func awaitApproval(ctx workflow.Context, in DeployInput, version int) error {
 		return err
 	}
 	timedOut := false
+	deadline := workflow.Now(ctx).Add(in.ApprovalTimeout)
+	if err := workflow.SetQueryHandler(ctx, QueryApprovalWait, func() (ApprovalWait, error) {
+		return ApprovalWait{Waiting: got == nil && !decided && !timedOut, Version: version, RequestedBy: in.RequestedBy, Deadline: deadline}, nil
+	}); err != nil {
+		return err
+	}
 	tctx, cancel := workflow.WithCancel(ctx)
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalApproval), func(c workflow.ReceiveChannel, more bool) {

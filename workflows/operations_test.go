@@ -319,6 +319,42 @@ func TestRequesterCannotApproveItsOwnRelease(t *testing.T) {
 	}
 }
 
+// TestApprovalWaitQuery: while the release waits, the query says so, with
+// its version, requester and deadline; once decided, it no longer waits
+// though the workflow runs on.
+func TestApprovalWaitQuery(t *testing.T) {
+	f := newFixture(t)
+	env := f.env()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "deploy/hello-staging/c1"})
+	wait := func() workflows.ApprovalWait {
+		t.Helper()
+		res, err := env.QueryWorkflow(workflows.QueryApprovalWait)
+		var w workflows.ApprovalWait
+		if err != nil || res.Get(&w) != nil {
+			t.Errorf("approval-wait query: %v", err)
+		}
+		return w
+	}
+	var before, after workflows.ApprovalWait
+	env.RegisterDelayedCallback(func() {
+		before = wait()
+		env.SignalWorkflow(workflows.SignalApproval, workflows.Approval{Approved: true, By: "lead"})
+	}, 5*time.Minute)
+	env.RegisterDelayedCallback(func() { after = wait() }, 5*time.Minute+time.Second)
+	start := env.Now()
+	env.ExecuteWorkflow(workflows.DeployWorkflow, workflows.DeployInput{App: app, DeployRequest: workflows.DeployRequest{
+		Repo: "octo-org/hello", CloneURL: "file:///r", Commit: "c1", Description: "promote", Regions: []string{"a"}, ApprovalTimeout: time.Hour, RequestedBy: "ci"}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if !before.Waiting || before.Version != 1 || before.RequestedBy != "ci" || before.Deadline.Sub(start) < 59*time.Minute {
+		t.Errorf("while waiting the query said %+v", before)
+	}
+	if after.Waiting {
+		t.Errorf("after the approval the query said %+v; want not waiting", after)
+	}
+}
+
 func TestApprovalGate(t *testing.T) {
 	tests := []struct {
 		name     string

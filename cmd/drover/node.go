@@ -34,6 +34,7 @@ import (
 	"github.com/drover/drover/regions/local"
 	"github.com/drover/drover/regions/nomad"
 	"github.com/drover/drover/sandbox"
+	"github.com/drover/drover/web"
 	"github.com/drover/drover/webhooks"
 	"github.com/drover/drover/workflows"
 )
@@ -119,6 +120,7 @@ type Node struct {
 	DataDir     string
 
 	temporal    *devstack.Server
+	namespace   string
 	store       *sqlstore.Store
 	slugs       slugs.Artifacts
 	grants      *slugs.Grants
@@ -333,6 +335,7 @@ func (n *Node) connectTemporal(ctx context.Context) error {
 			return err
 		}
 	}
+	n.namespace = opts.Namespace
 	opts.Logger = n.Logger.With("component", "temporal-client")
 	opts.MetricsHandler = n.metrics.Temporal()
 	c, err := dialTemporal(ctx, opts, !n.dev())
@@ -562,7 +565,15 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 		srv.PullRequests = &gh.Client{Auth: auth}
 		srv.Commits = &gh.Client{Auth: auth}
 	}
+	srv.Approvals = starter
 	srv.Register(engine)
+	// The page is a client of the API above, in-process, with the
+	// signed-in user's token.
+	page := &web.Page{API: engine, TemporalUI: n.Options.getenv("DROVER_TEMPORAL_UI"), Namespace: n.namespace,
+		GitHub: githubWebURL(cfg.GitHub.APIURL), Logger: n.Logger.With("component", "web")}
+	if err := page.Register(engine); err != nil {
+		return fmt.Errorf("web page: %w", err)
+	}
 	engine.GET("/readyz", gin.WrapF(n.readyz))
 	if n.Options.MetricsListen == "" {
 		engine.GET("/metrics", api.BearerAuth(tokens), gin.WrapH(n.metrics.Handler()))
@@ -587,6 +598,17 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 		}
 	}()
 	return nil
+}
+
+// githubWebURL is GitHub's web address for an API URL: GitHub
+// Enterprise serves its API under /api/v3 of its web address.
+func githubWebURL(apiURL string) string {
+	if apiURL == "" {
+		return "https://github.com"
+	}
+	u := strings.TrimRight(apiURL, "/")
+	u = strings.TrimSuffix(u, "/api/v3")
+	return strings.Replace(u, "://api.github.com", "://github.com", 1)
 }
 
 // liveURLs says where an app answers now in a Nomad region: behind the
@@ -765,6 +787,7 @@ func (n *Node) PrintBanner(w io.Writer) {
 	fmt.Fprintf(w, "drover %s is running\n", n.Options.Mode)
 	if n.HTTPAddr != "" {
 		fmt.Fprintf(w, "  %-18s http://%s  (POST /webhooks/github, /api/v1, /healthz, /readyz)\n", "HTTP:", n.HTTPAddr)
+		fmt.Fprintf(w, "  %-18s http://%s/  (sign in with an API token)\n", "Web page:", n.HTTPAddr)
 	}
 	if n.MetricsAddr != "" {
 		fmt.Fprintf(w, "  %-18s http://%s/metrics\n", "Metrics:", n.MetricsAddr)
