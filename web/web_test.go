@@ -336,6 +336,10 @@ func TestForms(t *testing.T) {
 			}
 		})
 	}
+	out := s.do(request{method: "POST", path: "/logout", token: deployToken, form: url.Values{"csrf": {deployCSRF}}})
+	if out.Code != 303 || out.Header().Get("Location") != "/login" || !strings.Contains(out.Header().Get("Set-Cookie"), web.SessionCookie+"=; Path=/; Max-Age=0") {
+		t.Fatalf("sign out = %d %q %q", out.Code, out.Header().Get("Location"), out.Header().Get("Set-Cookie"))
+	}
 	last := s.ops.started[len(s.ops.started)-1]
 	if last.Rollback == nil || last.Rollback.ToVersion != 1 || last.Rollback.RequestedBy != "ci" {
 		t.Fatalf("the rollback queued = %+v", last)

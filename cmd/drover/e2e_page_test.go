@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
@@ -199,6 +200,11 @@ func TestE2EPage(t *testing.T) {
 		t.Fatalf("stages show staging %q, production %q; want v2 and v1", st, pr)
 	}
 	run("the pipeline", shot("pipeline"))
+	// Every action is a button of a form, which the keyboard reaches.
+	if ok, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`[...document.querySelectorAll("button")].every(b => b.form !== null && b.tabIndex >= 0)`)); err != nil || !ok {
+		t.Fatalf("a button outside a form, or out of the tab order (%v)", err)
+	}
+	narrowAndDark(t, bctx, shot)
 
 	// The preview first, then the confirm button.
 	run("open the preview",
@@ -277,6 +283,35 @@ func TestE2EPage(t *testing.T) {
 	}
 	if st := text(`article.stage.staging .release`); !strings.Contains(st, "v3") {
 		t.Fatalf("staging shows %q after the approval; want v3", st)
+	}
+}
+
+// narrowAndDark looks at the page 360 px wide and in dark mode: nothing
+// is wider than the screen, and the background turns dark.
+func narrowAndDark(t *testing.T, bctx context.Context, shot func(string) chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if _, err := chromedp.Call(bctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: 360, Height: 740, DeviceScaleFactor: 1, Mobile: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(bctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}}); err != nil {
+		t.Fatal(err)
+	}
+	width, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
+	if err != nil || width > 360 {
+		t.Fatalf("at 360 px the page is %d px wide (%v): it scrolls sideways", width, err)
+	}
+	bg, err := chromedp.Run(bctx, chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`))
+	if err != nil || bg != "rgb(13, 17, 23)" {
+		t.Fatalf("in dark mode the background is %q (%v)", bg, err)
+	}
+	if err := chromedp.Do(bctx, shot("pipeline-360px-dark")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(bctx, emulation.ClearDeviceMetricsOverride, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(bctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}); err != nil {
+		t.Fatal(err)
 	}
 }
 
