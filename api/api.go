@@ -50,6 +50,9 @@ type Server struct {
 	// Commits, when set (drover has GitHub credentials), lists the commits
 	// a promotion preview would bring.
 	Commits Comparer
+	// Plans, when set, puts each Nomad region's own plan of the release
+	// into the promotion and rollback previews.
+	Plans Planner
 	// Tokens are the bearer tokens allowed to call the API.
 	Tokens []Token
 	// LiveURL, when set, says where app answers in region now (ok false:

@@ -10,6 +10,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/regions"
+	"github.com/drover/drover/workflows"
 )
 
 // PromotionPreview is what a promotion would change, before anything
@@ -33,8 +35,13 @@ type PromotionPreview struct {
 	// command) would run, and which command.
 	ReleasePhase *PreviewCommand `json:"release_phase,omitempty"`
 	// Regions are production's regions, in rollout order, with what each
-	// would start and stop.
+	// would start and stop, and for Nomad regions Nomad's own plan.
 	Regions []RegionPreview `json:"regions"`
+	// Warnings say what would go wrong if the release went ahead, such as
+	// "region eu: web: 2 allocations cannot be placed: resources
+	// exhausted on 1 node (memory)": a rollout of it would not become
+	// healthy there.
+	Warnings []string `json:"warnings"`
 }
 
 // PreviewRelease is one side of a preview.
@@ -71,12 +78,24 @@ type PreviewCommand struct {
 }
 
 // RegionPreview is what a release would do in one region: the processes
-// it would start (type.N of the new release) and stop (the current one's).
+// it would start (type.N of the new release) and stop (the current one's)
+// and, in a Nomad region, Nomad's own plan of the job drover would
+// register (Plan), or why there is none (Error).
 type RegionPreview struct {
-	Region string   `json:"region"`
-	Driver string   `json:"driver"`
-	Start  []string `json:"start"`
-	Stop   []string `json:"stop"`
+	Region string        `json:"region"`
+	Driver string        `json:"driver"`
+	Start  []string      `json:"start"`
+	Stop   []string      `json:"stop"`
+	Plan   *regions.Plan `json:"plan,omitempty"`
+	Error  string        `json:"error,omitempty"`
+}
+
+// Planner asks regions' schedulers what a release that does not exist yet
+// would do there (a dry run: nothing is registered); id names that
+// one-off workflow (workflows.PlanWorkflowID). A region that cannot plan
+// is a RegionPlan with its Error, not an error.
+type Planner interface {
+	Plan(ctx context.Context, id string, rel pipelines.Release, regions []string) ([]workflows.RegionPlan, error)
 }
 
 // Comparer reads what lies between two commits of a repository (GitHub's
@@ -267,6 +286,8 @@ func (s *Server) answerPreview(c *gin.Context, spec previewSpec) {
 		}
 	}
 	nextVersion := "the new release"
+	out.Warnings = []string{}
+	plans := s.plans(c, spec, next, toVars.Version)
 	for _, region := range spec.regions {
 		rp := RegionPreview{Region: region, Driver: s.Config.Regions[region].Driver, Start: processes(next, nextVersion), Stop: []string{}}
 		if current != nil && slices.ContainsFunc(current.Regions, func(st pipelines.RegionState) bool {
@@ -274,9 +295,65 @@ func (s *Server) answerPreview(c *gin.Context, spec previewSpec) {
 		}) {
 			rp.Stop = processes(current.Formation, current.Name())
 		}
+		if p, ok := plans[region]; ok {
+			rp.Plan, rp.Error = p.Plan, p.Error
+			if p.Plan != nil {
+				for _, f := range p.Plan.Failures {
+					out.Warnings = append(out.Warnings, fmt.Sprintf("region %s: %s: %s", region, f.Group, f.Reason))
+				}
+			}
+		}
 		out.Regions = append(out.Regions, rp)
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// plans asks the Nomad regions of spec what the release the preview
+// describes would do there, by region name. The preview answers whatever
+// the planner says: a plan that could not be made is each region's
+// Error, and is logged.
+func (s *Server) plans(c *gin.Context, spec previewSpec, next pipelines.Formation, toConfig int) map[string]workflows.RegionPlan {
+	var nomad []string
+	for _, region := range spec.regions {
+		if s.Config.Regions[region].Driver == pipelines.DriverNomad {
+			nomad = append(nomad, region)
+		}
+	}
+	if s.Plans == nil || len(nomad) == 0 {
+		return nil
+	}
+	ctx := c.Request.Context()
+	// The release the operation would make: src's slug and Procfile in
+	// the to-app, numbered after its current release, with the to-app's
+	// own config (toConfig) for a promotion and src's for a rollback.
+	src := spec.src
+	rel := pipelines.Release{App: spec.toApp, Version: 1, Slug: src.Slug, Commit: src.Commit, Procfile: src.Procfile,
+		Formation: next, ConfigVersion: src.ConfigVersion}
+	if spec.current != nil {
+		rel.Version = spec.current.Version + 1
+	}
+	if !spec.rollback {
+		rel.ConfigVersion = toConfig
+	}
+	got, err := s.Plans.Plan(ctx, workflows.PlanWorkflowID(spec.toApp, nonce()), rel, nomad)
+	if err != nil {
+		s.logger().Warn("plan a release for a preview", "app", spec.toApp, "error", err)
+		return planError(nomad, err)
+	}
+	out := make(map[string]workflows.RegionPlan, len(got))
+	for _, p := range got {
+		out[p.Region] = p
+	}
+	return out
+}
+
+// planError is err as the answer of every region in names.
+func planError(names []string, err error) map[string]workflows.RegionPlan {
+	out := make(map[string]workflows.RegionPlan, len(names))
+	for _, n := range names {
+		out[n] = workflows.RegionPlan{Region: n, Error: "could not plan: " + err.Error()}
+	}
+	return out
 }
 
 // processes names f's processes (web.1, web.2, worker.1), of release.

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,9 +11,12 @@ import (
 
 	"github.com/drover/drover/api"
 	"github.com/drover/drover/deployments"
+	"github.com/drover/drover/deployments/sqlstore"
 	"github.com/drover/drover/gh"
 	"github.com/drover/drover/gh/ghtest"
 	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/regions"
+	"github.com/drover/drover/workflows"
 )
 
 // TestPromotePreview: the preview of promoting staging's release names
@@ -66,7 +70,7 @@ func TestPromotePreview(t *testing.T) {
 		{"config", fmt.Sprint(p.Config.OnlyFrom, p.Config.OnlyTo, p.Config.Differ), "[DEBUG] [SENTRY_DSN] [DATABASE_URL]"},
 		{"formation", fmt.Sprint(p.Formation), "[{clock 1 0}]"},
 		{"release phase", fmt.Sprint(p.ReleasePhase != nil && p.ReleasePhase.Command == "bin/migrate"), "true"},
-		{"regions", fmt.Sprint(p.Regions), "[{local-a local [web.1 (the new release) web.2 (the new release)] [clock.1 (v1) web.1 (v1) web.2 (v1)]} {local-b local [web.1 (the new release) web.2 (the new release)] [clock.1 (v1) web.1 (v1) web.2 (v1)]}]"},
+		{"regions", fmt.Sprint(p.Regions), "[{local-a local [web.1 (the new release) web.2 (the new release)] [clock.1 (v1) web.1 (v1) web.2 (v1)] <nil> } {local-b local [web.1 (the new release) web.2 (the new release)] [clock.1 (v1) web.1 (v1) web.2 (v1)] <nil> }]"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -177,7 +181,7 @@ func TestRollbackPreview(t *testing.T) {
 		{"config", fmt.Sprint(p.Config.OnlyFrom, p.Config.OnlyTo, p.Config.Differ), "[OLD_FLAG] [NEW_FLAG] [TOKEN]"},
 		{"formation", fmt.Sprint(p.Formation), "[{web 3 1}]"},
 		{"release phase", fmt.Sprint(p.ReleasePhase), "<nil>"},
-		{"regions", fmt.Sprint(p.Regions), "[{local-a local [web.1 (the new release)] [web.1 (v2) web.2 (v2) web.3 (v2)]} {local-b local [web.1 (the new release)] []}]"},
+		{"regions", fmt.Sprint(p.Regions), "[{local-a local [web.1 (the new release)] [web.1 (v2) web.2 (v2) web.3 (v2)] <nil> } {local-b local [web.1 (the new release)] [] <nil> }]"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %s, want %s", c.what, c.got, c.want)
@@ -197,5 +201,135 @@ func TestRollbackPreview(t *testing.T) {
 	}
 	if len(ops.started) != 0 {
 		t.Fatalf("a preview started %v", ops.started)
+	}
+}
+
+// fakePlanner answers a plan per region from plans, or fails with err,
+// and records what it was asked.
+type fakePlanner struct {
+	plans   map[string]*regions.Plan
+	err     error
+	ids     []string
+	rels    []pipelines.Release
+	regions [][]string
+}
+
+func (f *fakePlanner) Plan(ctx context.Context, id string, rel pipelines.Release, names []string) ([]workflows.RegionPlan, error) {
+	f.ids, f.rels, f.regions = append(f.ids, id), append(f.rels, rel), append(f.regions, names)
+	if f.err != nil {
+		return nil, f.err
+	}
+	var out []workflows.RegionPlan
+	for _, n := range names {
+		out = append(out, workflows.RegionPlan{Region: n, Plan: f.plans[n]})
+	}
+	return out, nil
+}
+
+// withNomadRegion makes local-b a Nomad region and plans with p.
+func withNomadRegion(p *fakePlanner) func(*api.Server) {
+	return func(s *api.Server) {
+		spec := s.Config.Regions["local-b"]
+		spec.Driver = pipelines.DriverNomad
+		s.Config.Regions["local-b"] = spec
+		s.Plans = p
+	}
+}
+
+// mustSucceed makes a succeeded release of app in regs.
+func mustSucceed(t *testing.T, st *sqlstore.Store, r deployments.NewRelease) pipelines.Release {
+	t.Helper()
+	ctx := context.Background()
+	rel, err := st.CreateRelease(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, reg := range r.Regions {
+		st.SetRegionState(ctx, r.App, rel.Version, pipelines.RegionState{Region: reg, Status: pipelines.RegionSuccessful})
+	}
+	if err := st.FinishRelease(ctx, r.App, rel.Version, pipelines.ReleaseSucceeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	return rel
+}
+
+// TestPromotePreviewShowsNomadPlan: in a Nomad region the preview carries
+// Nomad's own plan of the release the promotion would make (production's
+// next version of staging's slug, with production's config and the
+// formation it would run), asked of the Nomad regions only; a group that
+// cannot be placed is a warning that names the region, so a promotion
+// that cannot be placed is known before it starts.
+func TestPromotePreviewShowsNomadPlan(t *testing.T) {
+	planner := &fakePlanner{plans: map[string]*regions.Plan{"local-b": {
+		Groups:   []regions.GroupPlan{{Group: "web", Change: regions.ChangeEdited, Tasks: []regions.TaskChange{{Task: "web", Change: regions.ChangeEdited, Fields: []string{"Artifact.GetterSource"}}}, Create: 2, Destructive: 2}},
+		Failures: []regions.PlacementFailure{{Group: "web", Allocations: 2, Reason: "2 allocations cannot be placed: resources exhausted on 1 node (memory)"}},
+		Warnings: []string{},
+	}}}
+	e, ops, st := newOpsServerWith(t, withNomadRegion(planner))
+	web := pipelines.Procfile{{Type: "web", Command: "bin/web"}}
+	mustSucceed(t, st, deployments.NewRelease{App: "hello", Slug: "sha256:old", Commit: strings.Repeat("0", 40), Procfile: web, Formation: pipelines.Formation{"web": 2}, Regions: []string{"local-a", "local-b"}})
+	src := mustSucceed(t, st, deployments.NewRelease{App: "hello-staging", Slug: "sha256:new", Commit: strings.Repeat("1", 40), Procfile: web, Formation: pipelines.Formation{"web": 1}, Regions: []string{"local-a"}})
+	cv, err := st.SetConfigVars(context.Background(), "hello", map[string]string{"DATABASE_URL": "postgres://prod-secret"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	w := do(e, http.MethodGet, "/api/v1/pipelines/hello/promote/preview", "Bearer read-token", "")
+	var p api.PromotionPreview
+	if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &p) != nil {
+		t.Fatalf("preview: %d %s", w.Code, w.Body)
+	}
+	if len(planner.ids) != 1 || !strings.HasPrefix(planner.ids[0], "plan/hello/") || fmt.Sprint(planner.regions[0]) != "[local-b]" {
+		t.Fatalf("planner asked %v about %v; want one plan of hello in local-b alone", planner.ids, planner.regions)
+	}
+	rel := planner.rels[0]
+	if got := fmt.Sprint(rel.App, " v", rel.Version, " ", rel.Slug, " ", rel.Commit == src.Commit, " ", rel.Formation, " ", rel.ConfigVersion == cv.Version, " ", len(rel.Procfile)); got != "hello v2 sha256:new true map[web:2] true 1" {
+		t.Errorf("planned release = %s", got)
+	}
+	if len(p.Regions) != 2 || p.Regions[0].Plan != nil || p.Regions[0].Error != "" || len(p.Regions[0].Start) != 2 {
+		t.Fatalf("local-a = %+v; want start and stop alone", p.Regions)
+	}
+	b := p.Regions[1]
+	if b.Driver != pipelines.DriverNomad || b.Plan == nil || len(b.Plan.Groups) != 1 || b.Plan.Groups[0].Create != 2 || b.Plan.Placeable() {
+		t.Fatalf("local-b = %+v; want Nomad's plan", b)
+	}
+	if want := "region local-b: web: 2 allocations cannot be placed: resources exhausted on 1 node (memory)"; fmt.Sprint(p.Warnings) != "["+want+"]" {
+		t.Errorf("warnings = %q, want %q", p.Warnings, want)
+	}
+	if !strings.Contains(w.Body.String(), `"in_place":0`) || strings.Contains(w.Body.String(), "secret") {
+		t.Errorf("body: %s", w.Body)
+	}
+	if len(ops.started) != 0 {
+		t.Fatalf("a preview started %v", ops.started)
+	}
+}
+
+// TestPreviewPlanError: a plan that could not be made is the Nomad
+// region's error, and the preview still answers with everything else.
+// A rollback plans the old release's config version.
+func TestPreviewPlanError(t *testing.T) {
+	planner := &fakePlanner{err: errors.New("ask the regions of hello: no drover worker answered")}
+	e, _, st := newOpsServerWith(t, withNomadRegion(planner))
+	web := pipelines.Procfile{{Type: "web", Command: "bin/web"}}
+	st.SetConfigVars(context.Background(), "hello", map[string]string{"A": "1"}, nil)
+	cv, _ := st.ConfigVars(context.Background(), "hello")
+	mustSucceed(t, st, deployments.NewRelease{App: "hello", Slug: "sha256:a", Commit: strings.Repeat("a", 40), Procfile: web, ConfigVersion: cv.Version, Regions: []string{"local-a", "local-b"}})
+	st.SetConfigVars(context.Background(), "hello", map[string]string{"A": "2"}, nil)
+	cv2, _ := st.ConfigVars(context.Background(), "hello")
+	mustSucceed(t, st, deployments.NewRelease{App: "hello", Slug: "sha256:b", Commit: strings.Repeat("b", 40), Procfile: web, ConfigVersion: cv2.Version, Regions: []string{"local-a", "local-b"}})
+
+	w := do(e, http.MethodGet, "/api/v1/apps/hello/rollback/preview", "Bearer read-token", "")
+	var p api.PromotionPreview
+	if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &p) != nil {
+		t.Fatalf("preview with a failed plan: %d %s", w.Code, w.Body)
+	}
+	if len(p.Regions) != 2 || p.Regions[1].Plan != nil || p.Regions[1].Error != "could not plan: ask the regions of hello: no drover worker answered" {
+		t.Fatalf("regions = %+v; want local-b's error", p.Regions)
+	}
+	if p.Regions[0].Error != "" || p.Regions[1].Driver != pipelines.DriverNomad || p.Warnings == nil || len(p.Warnings) != 0 || p.Config.Empty() {
+		t.Errorf("preview = %+v", p)
+	}
+	if rel := planner.rels[0]; rel.Version != 3 || rel.Slug != "sha256:a" || rel.ConfigVersion != cv.Version || cv.Version == cv2.Version {
+		t.Errorf("planned rollback = v%d %s config %d, want v3 sha256:a config %d", rel.Version, rel.Slug, rel.ConfigVersion, cv.Version)
 	}
 }

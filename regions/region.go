@@ -226,3 +226,89 @@ type JobRenderer interface {
 type ProcessLister interface {
 	Processes(ctx context.Context, app string) ([]Process, error)
 }
+
+// Plan changes: what a scheduler's plan says becomes of a group or task.
+const (
+	ChangeAdded   = "added"
+	ChangeEdited  = "edited"
+	ChangeDeleted = "deleted"
+	ChangeNone    = "none"
+)
+
+// Plan is what a region's scheduler says it would do with a Deployment,
+// worked out by its own scheduler in a dry run (Nomad's job plan), before
+// anything is registered: which groups and tasks change, how many
+// allocations would be created, destroyed or updated, and which cannot be
+// placed at all. It is a wire type: the promotion and rollback previews
+// return it.
+type Plan struct {
+	// Groups are the job's groups (one per process type), by name.
+	Groups []GroupPlan `json:"groups"`
+	// Failures are the groups whose allocations the scheduler could not
+	// place (not enough capacity, no eligible node); a deployment of this
+	// plan would not become healthy.
+	Failures []PlacementFailure `json:"failures"`
+	// Warnings are the scheduler's own warnings about the job.
+	Warnings []string `json:"warnings"`
+}
+
+// Placeable reports whether every allocation of the plan can be placed.
+func (p Plan) Placeable() bool { return len(p.Failures) == 0 }
+
+// GroupPlan is one group of a Plan: how it changes, and what the scheduler
+// would do to its allocations.
+type GroupPlan struct {
+	Group string `json:"group"`
+	// Change is ChangeAdded, ChangeEdited, ChangeDeleted or ChangeNone.
+	Change string `json:"change"`
+	// Fields names the group's own changed fields and blocks (Count,
+	// Update.MaxParallel), never their values.
+	Fields []string     `json:"fields,omitempty"`
+	Tasks  []TaskChange `json:"tasks"`
+	// Allocations: created, destroyed, updated in place, replaced
+	// (destroyed and created again), started as canaries, left alone.
+	Create      int `json:"create"`
+	Destroy     int `json:"destroy"`
+	InPlace     int `json:"in_place"`
+	Destructive int `json:"destructive"`
+	Canary      int `json:"canary"`
+	Ignore      int `json:"ignore"`
+	Migrate     int `json:"migrate,omitempty"`
+}
+
+// TaskChange is how one task of a group changes.
+type TaskChange struct {
+	Task string `json:"task"`
+	// Change is ChangeAdded, ChangeEdited, ChangeDeleted or ChangeNone.
+	Change string `json:"change"`
+	// Fields names the changed fields and blocks (Artifact.GetterSource,
+	// Resources.MemoryMB), never their values: config vars are secret.
+	Fields []string `json:"fields,omitempty"`
+	// Annotations are the scheduler's verdict on the change, such as
+	// "forces create/destroy update".
+	Annotations []string `json:"annotations,omitempty"`
+}
+
+// PlacementFailure is a group some of whose allocations the scheduler
+// could not place.
+type PlacementFailure struct {
+	Group string `json:"group"`
+	// Allocations is how many could not be placed.
+	Allocations int `json:"allocations"`
+	// Reason says why in a sentence, e.g. "2 allocations cannot be placed:
+	// resources exhausted on 1 node (memory)".
+	Reason         string `json:"reason"`
+	NodesEvaluated int    `json:"nodes_evaluated"`
+	NodesExhausted int    `json:"nodes_exhausted"`
+	// Exhausted counts, per resource (memory, cpu), the nodes that had
+	// too little of it; Filtered, per constraint or node class, the nodes
+	// it excluded.
+	Exhausted map[string]int `json:"exhausted,omitempty"`
+	Filtered  map[string]int `json:"filtered,omitempty"`
+}
+
+// Planner is a Region whose scheduler can say what a deployment would do
+// before it is made. Plan writes nothing: no job, no config.
+type Planner interface {
+	Plan(ctx context.Context, d Deployment) (Plan, error)
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/drover/drover/api"
 	"github.com/drover/drover/pipelines"
+	"github.com/drover/drover/regions"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden pages under testdata/")
@@ -132,7 +133,14 @@ func TestGoldenPages(t *testing.T) {
 			Config:       pipelines.KeyDiff{OnlyFrom: []string{"DEBUG"}, OnlyTo: []string{"SENTRY_DSN"}, Differ: []string{"DATABASE_URL"}},
 			Formation:    []pipelines.FormationChange{{Type: "worker", From: 0, To: 1}},
 			ReleasePhase: &api.PreviewCommand{Command: "bin/migrate"},
-			Regions:      []api.RegionPreview{{Region: "local-a", Driver: "local", Start: []string{"web.1 (the new release)"}, Stop: []string{"web.1 (v4)"}}}}}
+			Warnings:     []string{"region eu: web: 2 allocations cannot be placed: resources exhausted on 1 node (memory)"},
+			Regions: []api.RegionPreview{{Region: "local-a", Driver: "local", Start: []string{"web.1 (the new release)"}, Stop: []string{"web.1 (v4)"}},
+				{Region: "eu", Driver: "nomad", Plan: &regions.Plan{
+					Groups: []regions.GroupPlan{{Group: "web", Change: regions.ChangeEdited, Create: 2, Canary: 2, Ignore: 2,
+						Tasks: []regions.TaskChange{{Task: "web", Change: regions.ChangeEdited, Fields: []string{"Artifact.GetterSource", "Meta.drover_release"}, Annotations: []string{"forces create/destroy update"}}}},
+						{Group: "worker", Change: regions.ChangeAdded, Create: 1}},
+					Failures: []regions.PlacementFailure{{Group: "web", Allocations: 2, Reason: "2 allocations cannot be placed: resources exhausted on 1 node (memory)"}}}},
+				{Region: "us", Driver: "nomad", Error: "region us is unavailable: dial tcp 10.0.0.1:4646: connection refused"}}}}
 	golden(t, "preview.html", render(t, p, "preview", preview))
 
 	golden(t, "login.html", render(t, p, "login", loginView{Next: "/apps/hello", Message: "Your token is no longer valid; sign in again."}))

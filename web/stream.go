@@ -30,7 +30,11 @@ func (p *Page) events(c *gin.Context, u user) {
 	req.Header.Set("Authorization", "Bearer "+u.token)
 	req.Header.Set("Accept", "text/event-stream")
 	pr, pw := io.Pipe()
-	sw := &streamWriter{header: http.Header{}, w: pw, gone: make(chan bool, 1)}
+	sw := &streamWriter{header: http.Header{}, w: pw, gone: make(chan bool)}
+	go func() {
+		<-c.Request.Context().Done()
+		close(sw.gone)
+	}()
 	go func() {
 		p.API.ServeHTTP(sw, req)
 		pw.Close()

@@ -17,6 +17,7 @@ func Register(w worker.Registry, acts *Activities, gh *GitHubActivities) {
 	w.RegisterWorkflow(ReviewSweepWorkflow)
 	w.RegisterWorkflow(CollectWorkflow)
 	w.RegisterWorkflow(ProcessesWorkflow)
+	w.RegisterWorkflow(PlanWorkflow)
 	w.RegisterActivity(acts)
 	w.RegisterActivity(gh)
 }

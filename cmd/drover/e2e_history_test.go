@@ -147,6 +147,18 @@ func TestE2ERecordHistories(t *testing.T) {
 			}
 			h.keep(t, ctx, "ps.json", id, "ProcessesWorkflow")
 		}},
+		{"plan", func(t *testing.T, s *stack) {
+			// A preview's plan: local regions have no scheduler to ask,
+			// so the region answers why; Nomad regions plan (see the
+			// Nomad contract suite).
+			id := workflows.PlanWorkflowID("hello", "recorded")
+			rel := pipelines.Release{App: "hello", Version: 4, Slug: v4.Slug, Commit: v4.Commit, Formation: pipelines.Formation{"web": 2}, Procfile: v4.Procfile}
+			out, err := (&workflows.Starter{Client: d.client}).Plan(ctx, id, rel, []string{"local-a"})
+			if err != nil || len(out) != 1 || out[0].Plan != nil || !strings.Contains(out[0].Error, "region local-a cannot plan") {
+				t.Fatalf("plan = %+v, %v; want local-a to say it cannot plan", out, err)
+			}
+			h.keep(t, ctx, "plan.json", id, "PlanWorkflow")
+		}},
 		{"manual rollback pauses auto-deploy", func(t *testing.T, s *stack) {
 			// v2 was superseded and never ran: the rollback goes to v3.
 			op := runOperation(t, ctx, "rollback", "hello-staging")

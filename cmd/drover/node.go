@@ -561,6 +561,7 @@ func (n *Node) serve(ctx context.Context, auth gh.Auth, starter *workflows.Start
 		Runs: n.store}
 	reach := n.apiRegions()
 	srv.LiveURL, srv.LogReaders, srv.RunRegions = n.liveURLs(reach), n.logReaders(reach), runRegions{n: n, all: reach}
+	srv.Plans = starter // previews show Nomad regions' own plans
 	if auth != nil {
 		srv.PullRequests = &gh.Client{Auth: auth}
 		srv.Commits = &gh.Client{Auth: auth}

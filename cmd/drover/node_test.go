@@ -203,3 +203,19 @@ func TestBannerShowsNoSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestGitHubWebURL: the page links commits to GitHub, or to the GitHub
+// Enterprise whose API drover.yaml names.
+func TestGitHubWebURL(t *testing.T) {
+	for api, want := range map[string]string{
+		"":                                   "https://github.com",
+		"https://api.github.com/":            "https://github.com",
+		"https://github.example.com/api/v3/": "https://github.example.com",
+		"https://github.example.com/api/v3":  "https://github.example.com",
+		"http://127.0.0.1:9999/ghe/api/v3/":  "http://127.0.0.1:9999/ghe",
+	} {
+		if got := githubWebURL(api); got != want {
+			t.Errorf("githubWebURL(%q) = %q; want %q", api, got, want)
+		}
+	}
+}

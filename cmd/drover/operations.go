@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drover/drover/api"
+	"github.com/drover/drover/regions"
 	"github.com/drover/drover/workflows"
 )
 
@@ -168,6 +169,61 @@ func printPreview(w io.Writer, p api.PromotionPreview) {
 			stop = strings.Join(r.Stop, ", ")
 		}
 		fmt.Fprintf(w, "%s (%s): start %s; stop %s\n", r.Region, r.Driver, strings.Join(r.Start, ", "), stop)
+		printPlan(w, r)
+	}
+	// Last, where they are seen: what would keep the release from running.
+	for _, warning := range p.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", warning)
+	}
+}
+
+// printPlan prints a Nomad region's own plan under its line: per group
+// "+create -destroy ~in-place" and what else Nomad would do, the tasks
+// that change and the fields that do (never values), and each placement
+// failure on a line of its own that says so loudly.
+func printPlan(w io.Writer, r api.RegionPreview) {
+	if r.Error != "" {
+		fmt.Fprintf(w, "  Nomad plan: none: %s\n", r.Error)
+		return
+	}
+	if r.Plan == nil {
+		return
+	}
+	fmt.Fprintln(w, "  Nomad plan:")
+	for _, g := range r.Plan.Groups {
+		line := fmt.Sprintf("    %s (%s): +%d -%d ~%d", g.Group, g.Change, g.Create, g.Destroy, g.InPlace)
+		for _, n := range []struct {
+			count int
+			what  string
+		}{{g.Destructive, "replaced"}, {g.Canary, "canaries"}, {g.Migrate, "migrated"}, {g.Ignore, "unchanged"}} {
+			if n.count > 0 {
+				line += fmt.Sprintf(", %d %s", n.count, n.what)
+			}
+		}
+		if len(g.Fields) > 0 {
+			line += "; changes " + strings.Join(g.Fields, ", ")
+		}
+		fmt.Fprintln(w, line)
+		for _, t := range g.Tasks {
+			// A new group's tasks are new too: nothing more to say.
+			if t.Change == regions.ChangeNone || t.Change == regions.ChangeAdded && g.Change == regions.ChangeAdded {
+				continue
+			}
+			line := fmt.Sprintf("      task %s %s", t.Task, t.Change)
+			if len(t.Fields) > 0 {
+				line += ": " + strings.Join(t.Fields, ", ")
+			}
+			if len(t.Annotations) > 0 {
+				line += " (" + strings.Join(t.Annotations, "; ") + ")"
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	for _, f := range r.Plan.Failures {
+		fmt.Fprintf(w, "  !! CANNOT PLACE %s: %s\n", f.Group, f.Reason)
+	}
+	for _, warning := range r.Plan.Warnings {
+		fmt.Fprintf(w, "    Nomad warns: %s\n", warning)
 	}
 }
 

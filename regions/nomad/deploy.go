@@ -46,17 +46,9 @@ func (r *Region) Deploy(ctx context.Context, d regions.Deployment) (regions.Resu
 	if progress == nil {
 		progress = func(string) {}
 	}
-	if d.Slug.URL == "" {
-		return regions.Result{}, fmt.Errorf("deploy %s v%d in region %s: slug has no URL; Nomad clients download slugs over HTTP (set slug_url): %w",
-			d.App, d.Release, r.spec.Name, pipelines.ErrInvalid)
-	}
-	tmpl, err := r.jobTemplate(ctx, d)
+	job, err := r.renderJob(ctx, "deploy", d)
 	if err != nil {
-		return regions.Result{}, fmt.Errorf("deploy %s v%d in region %s: %w", d.App, d.Release, r.spec.Name, err)
-	}
-	job, err := Render(JobInput{Spec: r.spec, Deployment: d, Commit: d.Commit, Template: tmpl, Update: r.update})
-	if err != nil {
-		return regions.Result{}, fmt.Errorf("deploy %s v%d in region %s: %w", d.App, d.Release, r.spec.Name, err)
+		return regions.Result{}, err
 	}
 
 	var resp *api.JobRegisterResponse
@@ -121,6 +113,25 @@ func (r *Region) Deploy(ctx context.Context, d regions.Deployment) (regions.Resu
 			d.App, d.Release, r.spec.Name, pipelines.ErrConflict)
 	}
 	return r.awaitRollout(ctx, d, cur, progress)
+}
+
+// renderJob renders the job Deploy registers for d, so Plan plans exactly
+// that job; verb names the caller in errors. A slug without URL, or a
+// template or deployment that does not render, matches pipelines.ErrInvalid.
+func (r *Region) renderJob(ctx context.Context, verb string, d regions.Deployment) (*api.Job, error) {
+	if d.Slug.URL == "" {
+		return nil, fmt.Errorf("%s %s v%d in region %s: slug has no URL; Nomad clients download slugs over HTTP (set slug_url): %w",
+			verb, d.App, d.Release, r.spec.Name, pipelines.ErrInvalid)
+	}
+	tmpl, err := r.jobTemplate(ctx, d)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s v%d in region %s: %w", verb, d.App, d.Release, r.spec.Name, err)
+	}
+	job, err := Render(JobInput{Spec: r.spec, Deployment: d, Commit: d.Commit, Template: tmpl, Update: r.update})
+	if err != nil {
+		return nil, fmt.Errorf("%s %s v%d in region %s: %w", verb, d.App, d.Release, r.spec.Name, err)
+	}
+	return job, nil
 }
 
 // carries reports whether job runs d's release and slug, and is not stopped.

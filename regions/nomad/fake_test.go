@@ -69,6 +69,10 @@ type fakeNomad struct {
 	// blockAllocs makes a blocking query of a job's allocations wait, as
 	// Nomad does, until another answer is queued (or a second passes).
 	blockAllocs bool
+	// planBody answers PUT /v1/job/<id>/plan as Nomad would (raw JSON);
+	// plans holds each plan request body as sent.
+	planBody string
+	plans    []map[string]any
 }
 
 // followLog serves GET /v1/client/fs/logs/<alloc>?follow=true as Nomad
@@ -269,6 +273,20 @@ func (f *fakeNomad) serve(w http.ResponseWriter, r *http.Request) {
 			versions = []*api.Job{job}
 		}
 		f.reply(w, f.index, map[string]any{"Versions": versions, "Diffs": nil})
+	case (r.Method == http.MethodPut || r.Method == http.MethodPost) && strings.HasPrefix(path, "/v1/job/") && strings.HasSuffix(path, "/plan"):
+		// Nomad's dry run: it registers nothing and answers the plan.
+		var raw map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&raw); err != nil {
+			fail(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		f.plans = append(f.plans, raw)
+		if f.planBody == "" {
+			fail(w, http.StatusInternalServerError, "no plan queued")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(f.planBody))
 	case strings.HasPrefix(path, "/v1/job/") && strings.HasSuffix(path, "/allocations"):
 		id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/job/"), "/allocations")
 		answers := f.jobAllocs[id]
