@@ -312,6 +312,7 @@ func (r *Region) webURL(ctx context.Context, app string) string {
 		return ""
 	}
 	sort.Slice(regs, func(i, j int) bool { return regs[i].ID < regs[j].ID })
+	regs = r.leaving(ctx, app, regs)
 	if live := liveAddress(regs, app); live != "" {
 		return live
 	}
@@ -322,6 +323,44 @@ func (r *Region) webURL(ctx context.Context, app string) string {
 		}
 	}
 	return ""
+}
+
+// leaving drops, when app has more than one live registration, those of
+// allocations Nomad is stopping: right after a rollout the previous
+// release's allocations stay registered, still tagged live, until they
+// have stopped, and an address picked among them would soon refuse
+// connections. When the allocations cannot be read, regs stand.
+func (r *Region) leaving(ctx context.Context, app string, regs []*api.ServiceRegistration) []*api.ServiceRegistration {
+	live := 0
+	for _, s := range regs {
+		if s.JobID == app && slices.Contains(s.Tags, TagLive) {
+			live++
+		}
+	}
+	if live < 2 {
+		return regs
+	}
+	allocs, _, err := r.client.Jobs().Allocations(app, false, r.queryOpts(ctx))
+	if err != nil {
+		r.log.Warn("read allocations to pick a live address", "app", app, "err", err)
+		return regs
+	}
+	stopping := map[string]bool{}
+	for _, a := range allocs {
+		if a.DesiredStatus != api.AllocDesiredStatusRun || a.ClientStatus != api.AllocClientStatusRunning {
+			stopping[a.ID] = true
+		}
+	}
+	kept := make([]*api.ServiceRegistration, 0, len(regs))
+	for _, s := range regs {
+		if !stopping[s.AllocID] {
+			kept = append(kept, s)
+		}
+	}
+	if len(kept) == 0 {
+		return regs
+	}
+	return kept
 }
 
 // liveAddress is the first live (promoted, not canary) registration of

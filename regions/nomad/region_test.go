@@ -117,7 +117,9 @@ func TestDeployURL(t *testing.T) {
 	canary := &api.ServiceRegistration{ID: "_nomad-task-0", ServiceName: "hello-web", Namespace: "apps", JobID: "hello",
 		Address: "10.0.0.9", Port: 11111, Tags: []string{nomad.TagCanary}}
 	live := &api.ServiceRegistration{ID: "_nomad-task-1", ServiceName: "hello-web", Namespace: "apps", JobID: "hello",
-		Address: "10.0.0.7", Port: 23456, Tags: []string{nomad.TagLive}}
+		Address: "10.0.0.7", Port: 23456, Tags: []string{nomad.TagLive}, AllocID: "new-alloc"}
+	old := &api.ServiceRegistration{ID: "_nomad-task-0-old", ServiceName: "hello-web", Namespace: "apps", JobID: "hello",
+		Address: "10.0.0.5", Port: 10101, Tags: []string{nomad.TagLive}, AllocID: "old-alloc"}
 	tests := []struct {
 		name    string
 		regs    []*api.ServiceRegistration
@@ -127,12 +129,19 @@ func TestDeployURL(t *testing.T) {
 		{"live, not the canary", []*api.ServiceRegistration{canary, live}, "", "http://10.0.0.7:23456"},
 		{"only a canary", []*api.ServiceRegistration{canary}, "", ""},
 		{"behind the ingress", []*api.ServiceRegistration{canary, live}, "https://hello.example.com", "https://hello.example.com"},
+		// The previous release's allocation is still registered, live,
+		// while it stops: its address is not the app's.
+		{"not an allocation that is stopping", []*api.ServiceRegistration{old, live}, "", "http://10.0.0.7:23456"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeNomad(t)
 			f.steps = steps("d1", 1, api.DeploymentStatusSuccessful)
 			f.services["hello-web"] = tt.regs
+			f.jobAllocs["hello"] = [][]*api.AllocationListStub{{
+				{ID: "old-alloc", JobVersion: 0, DesiredStatus: api.AllocDesiredStatusStop, ClientStatus: api.AllocClientStatusRunning},
+				{ID: "new-alloc", JobVersion: 1, DesiredStatus: api.AllocDesiredStatusRun, ClientStatus: api.AllocClientStatusRunning},
+			}}
 			d := deployment(pipelines.Formation{"web": 1, "worker": 0})
 			d.URL = tt.ingress
 			res, err := MustRegion(t, f.srv.URL).Deploy(ctx(t), d)
