@@ -43,15 +43,7 @@ const approvalScan = 5
 func (s *Server) listApprovals(c *gin.Context) {
 	ctx := c.Request.Context()
 	out := []PendingApproval{}
-	names := make([]string, 0, len(s.Config.Pipelines))
-	for name := range s.Config.Pipelines {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		if !caller(c).allows(name) {
-			continue
-		}
+	for _, name := range s.visiblePipelines(c) {
 		p := s.Config.Pipelines[name]
 		for _, stage := range []string{pipelines.StageStaging, pipelines.StageProduction} {
 			st, ok := p.Stages[stage]

@@ -117,18 +117,41 @@ type StageInfo struct {
 	RequireApproval bool     `json:"require_approval,omitempty"`
 }
 
+// visiblePipelines names, sorted, the pipelines the caller may act on.
+func (s *Server) visiblePipelines(c *gin.Context) []string {
+	names := make([]string, 0, len(s.Config.Pipelines))
+	for name := range s.Config.Pipelines {
+		if caller(c).allows(name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Lines are the operation's progress as lines, as the CLI and the page
+// show it: its release, then one line per region; nil before there is a
+// release.
+func (op Operation) Lines() []string {
+	r := op.Release
+	if r == nil {
+		return nil
+	}
+	lines := []string{fmt.Sprintf("%s %s: %s", r.App, r.Name(), r.Description)}
+	for _, st := range r.Regions {
+		line := fmt.Sprintf("%-12s %s", st.Region, st.Status)
+		if st.Message != "" {
+			line += "  " + st.Message
+		}
+		lines = append(lines, line)
+	}
+	return lines
+}
+
 // listPipelines lists the pipelines the caller may act on, by name.
 func (s *Server) listPipelines(c *gin.Context) {
 	out := []PipelineInfo{}
-	names := make([]string, 0, len(s.Config.Pipelines))
-	for name := range s.Config.Pipelines {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		if !caller(c).allows(name) {
-			continue
-		}
+	for _, name := range s.visiblePipelines(c) {
 		p := s.Config.Pipelines[name]
 		info := PipelineInfo{Name: name, Repo: p.Repo, Stages: map[string]StageInfo{}}
 		for sn, st := range p.Stages {

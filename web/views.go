@@ -379,19 +379,9 @@ func progressLines(op *api.Operation) []string {
 	if op == nil {
 		return nil
 	}
-	lines := []string{op.Kind + " " + op.App + ": " + op.State}
+	head := op.Kind + " " + op.App + ": " + op.State
 	if op.Error != "" {
-		lines[0] += " (" + op.Error + ")"
+		head += " (" + op.Error + ")"
 	}
-	if r := op.Release; r != nil {
-		lines = append(lines, fmt.Sprintf("%s %s: %s", r.App, r.Name(), r.Description))
-		for _, st := range r.Regions {
-			line := fmt.Sprintf("%-12s %s", st.Region, st.Status)
-			if st.Message != "" {
-				line += "  " + st.Message
-			}
-			lines = append(lines, line)
-		}
-	}
-	return lines
+	return append([]string{head}, op.Lines()...)
 }

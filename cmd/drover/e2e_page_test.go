@@ -49,25 +49,21 @@ func screenshotDir(t *testing.T) string {
 	return dir
 }
 
-// writeApprovalConfig is writeConfig with staging's releases waiting for
-// approval, so the page has one to approve.
+// writeApprovalConfig is writeConfig with staging in one region and its
+// releases waiting for approval, so the page has one to approve.
 func writeApprovalConfig(t *testing.T, repoDir string) string {
 	t.Helper()
-	cfg := strings.NewReplacer("DROVER_WEBHOOK_SECRET", secretEnv, "REPO_DIR", repoDir).Replace(`github:
-  webhook_secret_env: DROVER_WEBHOOK_SECRET
-regions:
-  local-a: { driver: local }
-  local-b: { driver: local }
-pipelines:
-  hello:
-    repo: octo-org/hello
-    source: file://REPO_DIR
-    stages:
-      staging:    { app: hello-staging, branch: main, regions: [local-a], require_approval: true }
-      production: { app: hello, regions: [local-a, local-b] }
-`)
-	path := filepath.Join(t.TempDir(), "drover.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+	path := writeConfig(t, repoDir)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const staging = "branch: main, regions: [local-a, local-b] }"
+	if !strings.Contains(string(b), staging) {
+		t.Fatalf("writeConfig's staging changed: %s", b)
+	}
+	b = []byte(strings.Replace(string(b), staging, "branch: main, regions: [local-a], require_approval: true }", 1))
+	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -441,17 +441,12 @@ func newAutoDeployCmd(s Streams) *cobra.Command {
 // progressLines is an operation's state as lines: the release, then one
 // line per region; before there is a release, the operation's state.
 func progressLines(op api.Operation) []string {
-	r := op.Release
-	if r == nil {
+	lines := op.Lines()
+	if lines == nil {
 		return []string{"  " + op.State}
 	}
-	lines := []string{fmt.Sprintf("  %s %s: %s", r.App, r.Name(), r.Description)}
-	for _, st := range r.Regions {
-		line := fmt.Sprintf("  %-12s %s", st.Region, st.Status)
-		if st.Message != "" {
-			line += "  " + st.Message
-		}
-		lines = append(lines, line)
+	for i, l := range lines {
+		lines[i] = "  " + l
 	}
 	return lines
 }
