@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -265,6 +267,14 @@ func TestE2EPage(t *testing.T) {
 		var waiting []api.PendingApproval
 		return s.get(ctx, "/api/v1/approvals", &waiting) == nil && len(waiting) == 1
 	})
+	// The CLI lists it too, with the command that decides it.
+	t.Setenv("DROVER_URL", "")
+	t.Setenv("DROVER_TOKEN", "")
+	var listed bytes.Buffer
+	if code := Run(ctx, []string{"approvals"}, Streams{Out: &listed, Err: io.Discard}); code != exitOK ||
+		!strings.Contains(listed.String(), "hello-staging  v3") || !strings.Contains(listed.String(), "drover approve deploy/hello-staging/") {
+		t.Fatalf("drover approvals: exit %d\n%s", code, listed.String())
+	}
 	run("approve",
 		chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`section.approvals`)),

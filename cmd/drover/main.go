@@ -82,7 +82,7 @@ func newRootCmd(s Streams) *cobra.Command {
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newDevCmd(s, nil), newServerCmd(s, nil), newWorkerCmd(s, nil), newMigrateCmd(s), newTemporalDevCmd(s), newAppsCmd(s), newReleasesCmd(s), newPromoteCmd(s, nil), newRollbackCmd(s, nil), newOperationsCmd(s), newConfigCmd(s), newScaleCmd(s), newAutoDeployCmd(s), newApproveCmd(s, true), newApproveCmd(s, false), newReviewAppsCmd(s), newOpenCmd(s, nil), newPsCmd(s), newLogsCmd(s, nil), newRunCmd(s, nil), newTokensCmd(s), newKeysCmd(s), newBuildSlugCmd(s))
+	root.AddCommand(newDevCmd(s, nil), newServerCmd(s, nil), newWorkerCmd(s, nil), newMigrateCmd(s), newTemporalDevCmd(s), newAppsCmd(s), newReleasesCmd(s), newPromoteCmd(s, nil), newRollbackCmd(s, nil), newOperationsCmd(s), newConfigCmd(s), newScaleCmd(s), newAutoDeployCmd(s), newApprovalsCmd(s), newApproveCmd(s, true), newApproveCmd(s, false), newReviewAppsCmd(s), newOpenCmd(s, nil), newPsCmd(s), newLogsCmd(s, nil), newRunCmd(s, nil), newTokensCmd(s), newKeysCmd(s), newBuildSlugCmd(s))
 	return root
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -465,6 +466,47 @@ func temporalLink(id string) string {
 		return ""
 	}
 	return ui + "/namespaces/default/workflows/" + url.PathEscape(id)
+}
+
+func newApprovalsCmd(s Streams) *cobra.Command {
+	opts := &outputOptions{}
+	cmd := &cobra.Command{
+		Use:   "approvals",
+		Short: "List the releases waiting for approval, oldest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var waiting []api.PendingApproval
+			if err := newAPIClient().get(cmd.Context(), "/api/v1/approvals", &waiting); err != nil {
+				return err
+			}
+			if opts.JSON {
+				return printJSON(s.Out, waiting)
+			}
+			return printApprovals(s.Out, waiting, time.Now())
+		},
+	}
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
+	return cmd
+}
+
+// printApprovals prints one line per release waiting, with the command
+// that decides it.
+func printApprovals(w io.Writer, waiting []api.PendingApproval, now time.Time) error {
+	if len(waiting) == 0 {
+		_, err := fmt.Fprintln(w, "no release waits for approval")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "APP\tRELEASE\tCOMMIT\tREQUESTED BY\tWAITING\tDEADLINE\tDESCRIPTION\tDECIDE")
+	for _, a := range waiting {
+		deadline := "-"
+		if !a.Deadline.IsZero() {
+			deadline = "in " + a.Deadline.Sub(now).Round(time.Minute).String()
+		}
+		fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\t%s\t%s\t%s\tdrover approve %s\n", a.App, a.Release, orDash(shortSHA(a.Commit)), orDash(a.RequestedBy),
+			now.Sub(a.CreatedAt).Round(time.Second), deadline, a.Description, a.Operation)
+	}
+	return tw.Flush()
 }
 
 func newApproveCmd(s Streams, approve bool) *cobra.Command {

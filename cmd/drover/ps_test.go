@@ -42,3 +42,25 @@ run.3: exited 1 50m ago (v11, us-east, by ci): ` + "`rake cleanup`" + `
 		t.Fatalf("printed:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+// TestPrintApprovals: drover approvals prints each waiting release with
+// who queued it, how long it has waited, when it fails, and the command
+// that decides it.
+func TestPrintApprovals(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	if err := printApprovals(&b, []api.PendingApproval{{Operation: "promote/hello/4f2a", App: "hello", Release: 8, Commit: strings.Repeat("c", 40),
+		RequestedBy: "ci", Description: "promote v3 of hello-staging by ci", CreatedAt: now.Add(-90 * time.Second), Deadline: now.Add(29 * time.Minute)}}, now); err != nil {
+		t.Fatal(err)
+	}
+	want := "APP    RELEASE  COMMIT        REQUESTED BY  WAITING  DEADLINE  DESCRIPTION                        DECIDE\n" +
+		"hello  v8       cccccccccccc  ci            1m30s    in 29m0s  promote v3 of hello-staging by ci  drover approve promote/hello/4f2a\n"
+	if b.String() != want {
+		t.Fatalf("printed:\n%s\nwant:\n%s", b.String(), want)
+	}
+	b.Reset()
+	printApprovals(&b, nil, now)
+	if b.String() != "no release waits for approval\n" {
+		t.Fatalf("nothing waiting printed %q", b.String())
+	}
+}
