@@ -160,7 +160,9 @@ func (r *Region) startProc(s startSpec) (*proc, error) {
 		cmd.Wait()
 		p.exitAt = time.Now().UTC()
 		p.exit = cmd.ProcessState
-		close(p.done)
+		// The exit is logged before done closes: whoever waits for done
+		// (a stop, which then may delete the app's dir) finds the line
+		// written, and no write comes after.
 		log := r.log.With("app", s.app, "release", s.version, "proc", p.name(), "pid", pid)
 		code, _ := exitCode(p.exit)
 		if p.stopping.Load() {
@@ -171,6 +173,7 @@ func (r *Region) startProc(s startSpec) (*proc, error) {
 			r.droverLog(s.app, dyno, "Process exited with status %d", code)
 			r.droverLog(s.app, dyno, "State changed from up to crashed")
 		}
+		close(p.done)
 	}()
 	return p, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
@@ -46,20 +47,53 @@ func parseProcStat(path string) (procStat, error) {
 // containers), they would otherwise keep a stopped app "running" forever.
 func groupAlive(pgid int) bool {
 	if syscall.Kill(-pgid, 0) != nil {
+		groupMembers.Delete(pgid)
 		return false
+	}
+	// A stop polls this every few milliseconds per process, and reading
+	// every process's stat each time made stopping five regions' apps at
+	// once cost most of a core. So look first at the group's leader, then
+	// at the members the last full scan found; scan /proc only when
+	// neither is alive while the group still has members.
+	if memberAlive(pgid, pgid) {
+		return true
+	}
+	if known, ok := groupMembers.Load(pgid); ok {
+		for _, pid := range known.([]int) {
+			if memberAlive(pid, pgid) {
+				return true
+			}
+		}
 	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return true
 	}
+	var members []int
 	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err != nil || pid <= 0 {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
 			continue
 		}
 		st, err := parseProcStat("/proc/" + e.Name() + "/stat")
 		if err == nil && st.pgrp == pgid && st.state != 'Z' {
-			return true
+			members = append(members, pid)
 		}
 	}
-	return false
+	if len(members) == 0 {
+		groupMembers.Delete(pgid)
+		return false
+	}
+	groupMembers.Store(pgid, members)
+	return true
+}
+
+// groupMembers remembers, per process group, the live members the last
+// scan of /proc found (pgid → []int).
+var groupMembers sync.Map
+
+// memberAlive reports whether pid is a live, non-zombie member of pgid.
+func memberAlive(pid, pgid int) bool {
+	st, err := readProcStat(pid)
+	return err == nil && st.pgrp == pgid && st.state != 'Z'
 }

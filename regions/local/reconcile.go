@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -178,6 +180,20 @@ func runsFormation(rec *release, d regions.Deployment) bool {
 	return len(counts) == 0
 }
 
+// removeAppDir deletes app's dir once no log pump writes into it: the
+// pumps of its processes go first, and none steps while it is removed.
+func (r *Region) removeAppDir(app string) error {
+	dir := r.appDir(app)
+	r.pumpMu.Lock()
+	defer r.pumpMu.Unlock()
+	for out := range r.pumps {
+		if strings.HasPrefix(out, dir+string(filepath.Separator)) {
+			delete(r.pumps, out)
+		}
+	}
+	return os.RemoveAll(dir)
+}
+
 // Stop stops every process of app, closes its proxy (its port refuses
 // connections afterwards) and deletes its state. Stopping an app this
 // region does not know is not an error.
@@ -204,7 +220,7 @@ func (r *Region) Stop(ctx context.Context, app string) error {
 	}
 	a.state = appState{}
 	a.loaded = true
-	if err := os.RemoveAll(r.appDir(app)); err != nil {
+	if err := r.removeAppDir(app); err != nil {
 		return fmt.Errorf("stop %s: remove state: %w", app, err)
 	}
 	r.log.Info("app stopped", "app", app)
