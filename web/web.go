@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -130,11 +131,15 @@ func (p *Page) session(h handler) gin.HandlerFunc {
 // without a valid one it redirects to the sign-in form and returns false.
 func (p *Page) signedIn(c *gin.Context) (user, bool) {
 	ck, err := c.Request.Cookie(SessionCookie)
-	if err != nil || ck.Value == "" {
+	var token string
+	if err == nil {
+		token, err = tokenOf(ck.Value)
+	}
+	if err != nil || token == "" {
 		p.toLogin(c, "")
 		return user{}, false
 	}
-	u := user{token: ck.Value}
+	u := user{token: token}
 	if err := p.call(c.Request.Context(), u, http.MethodGet, "/api/v1/token", nil, &u.info); err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && ae.status == http.StatusUnauthorized {
@@ -212,7 +217,7 @@ func (p *Page) login(c *gin.Context) {
 		p.render(c, status, "login", loginView{Next: next, Message: msg})
 		return
 	}
-	http.SetCookie(c.Writer, &http.Cookie{Name: SessionCookie, Value: u.token, Path: "/", MaxAge: int(sessionAge.Seconds()),
+	http.SetCookie(c.Writer, &http.Cookie{Name: SessionCookie, Value: SessionValue(u.token), Path: "/", MaxAge: int(sessionAge.Seconds()),
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secure(c.Request)})
 	c.Redirect(http.StatusSeeOther, next)
 }
@@ -225,6 +230,16 @@ func (p *Page) logout(c *gin.Context, _ user) {
 func (p *Page) clearSession(c *gin.Context) {
 	http.SetCookie(c.Writer, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secure(c.Request)})
+}
+
+// SessionValue is the session cookie's value for token: the token in
+// unpadded base64url, since a cookie may not carry every byte a token
+// may hold (quotes, commas, semicolons, spaces).
+func SessionValue(token string) string { return base64.RawURLEncoding.EncodeToString([]byte(token)) }
+
+func tokenOf(value string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(value)
+	return string(b), err
 }
 
 // secure says whether the page is served over TLS, directly or behind a

@@ -71,6 +71,7 @@ const (
 	readToken   = "read-secret-token"
 	deployToken = "deploy-secret-token"
 	leadToken   = "lead-secret-token"
+	oddToken    = `odd "token"; with, odd bytes`
 )
 
 type site struct {
@@ -115,6 +116,7 @@ func newSiteWith(t testing.TB, cfg *pipelines.Config) *site {
 		{Name: "viewer", Value: readToken, Scopes: []string{pipelines.ScopeRead}},
 		{Name: "ci", Value: deployToken, Scopes: []string{pipelines.ScopeRead, pipelines.ScopeDeploy}},
 		{Name: "lead", Value: leadToken, Scopes: []string{pipelines.ScopeRead, pipelines.ScopeApprove}},
+		{Name: "odd", Value: oddToken, Scopes: []string{pipelines.ScopeRead}},
 	}}
 	srv.Register(e)
 	page := &web.Page{API: e, TemporalUI: "http://temporal.example:8233"}
@@ -163,7 +165,7 @@ func (s *site) do(r request) *httptest.ResponseRecorder {
 		req.Header.Set("Sec-Fetch-Site", "same-origin")
 	}
 	if r.token != "" {
-		req.AddCookie(&http.Cookie{Name: web.SessionCookie, Value: r.token})
+		req.AddCookie(&http.Cookie{Name: web.SessionCookie, Value: web.SessionValue(r.token)})
 	}
 	for k, v := range r.header {
 		req.Header.Set(k, v)
@@ -201,12 +203,15 @@ func TestSignIn(t *testing.T) {
 		{"the form", request{method: "GET", path: "/login?next=/apps/hello"}, 200, "", `name="next" value="/apps/hello"`, ""},
 		{"an unknown token", request{method: "POST", path: "/login", form: url.Values{"token": {"nope"}}}, 401, "", "invalid bearer token", ""},
 		{"no token", request{method: "POST", path: "/login", form: url.Values{"token": {""}}}, 400, "", "Paste an API token", ""},
+		{"a token no cookie could carry as it is", request{method: "POST", path: "/login", form: url.Values{"token": {oddToken}}}, 303, "/", "",
+			web.SessionCookie + "=" + web.SessionValue(oddToken) + "; Path=/; Max-Age=43200; HttpOnly; SameSite=Strict"},
+		{"signed in with it", request{method: "GET", path: "/", token: oddToken}, 200, "", "signed in as <b>odd</b>", ""},
 		{"a good token", request{method: "POST", path: "/login", form: url.Values{"token": {readToken}, "next": {"/apps/hello"}}}, 303, "/apps/hello", "",
-			web.SessionCookie + "=" + readToken + "; Path=/; Max-Age=43200; HttpOnly; SameSite=Strict"},
+			web.SessionCookie + "=" + web.SessionValue(readToken) + "; Path=/; Max-Age=43200; HttpOnly; SameSite=Strict"},
 		{"behind TLS the cookie is Secure", request{method: "POST", path: "/login", form: url.Values{"token": {readToken}}, header: map[string]string{"X-Forwarded-Proto": "https"}}, 303, "/", "",
-			web.SessionCookie + "=" + readToken + "; Path=/; Max-Age=43200; HttpOnly; Secure; SameSite=Strict"},
+			web.SessionCookie + "=" + web.SessionValue(readToken) + "; Path=/; Max-Age=43200; HttpOnly; Secure; SameSite=Strict"},
 		{"next stays on this site", request{method: "POST", path: "/login", form: url.Values{"token": {readToken}, "next": {"//evil.example/x"}}}, 303, "/", "",
-			web.SessionCookie + "=" + readToken + "; Path=/; Max-Age=43200; HttpOnly; SameSite=Strict"},
+			web.SessionCookie + "=" + web.SessionValue(readToken) + "; Path=/; Max-Age=43200; HttpOnly; SameSite=Strict"},
 		{"a sign-in from another site", request{method: "POST", path: "/login", form: url.Values{"token": {readToken}}, header: map[string]string{"Sec-Fetch-Site": "cross-site"}}, 403, "", "another site", ""},
 		{"a stale cookie", request{method: "GET", path: "/", token: "revoked"}, 303, "/login?msg=", "", web.SessionCookie + "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"},
 		{"signed in", request{method: "GET", path: "/", token: readToken}, 200, "", "signed in as <b>viewer</b>", ""},
@@ -458,7 +463,7 @@ func TestOperationEvents(t *testing.T) {
 	srv := httptest.NewServer(s.e)
 	defer srv.Close()
 	req, _ := http.NewRequest("GET", srv.URL+"/events/operations/promote/hello/x1", nil)
-	req.AddCookie(&http.Cookie{Name: web.SessionCookie, Value: readToken})
+	req.AddCookie(&http.Cookie{Name: web.SessionCookie, Value: web.SessionValue(readToken)})
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -511,7 +516,7 @@ func TestOperationEvents(t *testing.T) {
 	}
 	// An operation the API does not know is its 404, not a stream.
 	req, _ = http.NewRequest("GET", srv.URL+"/events/operations/bogus", nil)
-	req.AddCookie(&http.Cookie{Name: web.SessionCookie, Value: readToken})
+	req.AddCookie(&http.Cookie{Name: web.SessionCookie, Value: web.SessionValue(readToken)})
 	if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != 404 {
 		t.Fatalf("unknown operation = %v %v", r.StatusCode, err)
 	}
