@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -119,7 +120,7 @@ func (p *Page) board(c *gin.Context, u user) {
 		}
 		if _, ok := pi.Stages[pipelines.StageReview]; ok {
 			var ras []pipelines.ReviewApp
-			if err := p.call(ctx, u, http.MethodGet, "/api/v1/pipelines/"+url.PathEscape(pi.Name)+"/review-apps", nil, &ras); err != nil {
+			if err := p.call(ctx, u, http.MethodGet, "/api/v1/pipelines/"+url.PathEscape(pi.Name)+"/review-apps", nil, &ras); err != nil && !notFound(err) {
 				p.fail(c, u, err)
 				return
 			}
@@ -131,7 +132,8 @@ func (p *Page) board(c *gin.Context, u user) {
 		}
 		v.Pipelines = append(v.Pipelines, pv)
 	}
-	if err := p.call(ctx, u, http.MethodGet, "/api/v1/approvals", nil, &v.Approvals); err != nil {
+	// A server without Temporal's approvals (no such route) has none.
+	if err := p.call(ctx, u, http.MethodGet, "/api/v1/approvals", nil, &v.Approvals); err != nil && !notFound(err) {
 		p.fail(c, u, err)
 		return
 	}
@@ -146,6 +148,12 @@ func (p *Page) board(c *gin.Context, u user) {
 		return
 	}
 	p.render(c, http.StatusOK, "board", v)
+}
+
+// notFound reports whether err is the API's 404.
+func notFound(err error) bool {
+	var ae *apiError
+	return errors.As(err, &ae) && ae.status == http.StatusNotFound
 }
 
 // historyView is an app's release history.

@@ -96,7 +96,7 @@ func newSite(t testing.TB) *site {
 }
 
 // newSiteWith serves the API and the page for cfg.
-func newSiteWith(t testing.TB, cfg *pipelines.Config) *site {
+func newSiteWith(t testing.TB, cfg *pipelines.Config, with ...func(*api.Server)) *site {
 	t.Helper()
 	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "drover.db"))
 	if err != nil {
@@ -118,6 +118,9 @@ func newSiteWith(t testing.TB, cfg *pipelines.Config) *site {
 		{Name: "lead", Value: leadToken, Scopes: []string{pipelines.ScopeRead, pipelines.ScopeApprove}},
 		{Name: "odd", Value: oddToken, Scopes: []string{pipelines.ScopeRead}},
 	}}
+	for _, w := range with {
+		w(srv)
+	}
 	srv.Register(e)
 	page := &web.Page{API: e, TemporalUI: "http://temporal.example:8233"}
 	if err := page.Register(e); err != nil {
@@ -295,6 +298,19 @@ func TestBoard(t *testing.T) {
 	}
 	if r := s.do(request{method: "GET", path: "/?fragment=pipelines", token: readToken}); r.Code != 200 || strings.Contains(r.Body.String(), "<html") || !strings.Contains(r.Body.String(), `class="pipeline"`) {
 		t.Errorf("the pipelines fragment = %d %s", r.Code, r.Body)
+	}
+}
+
+// TestBoardWithoutApprovals: a server that cannot list approvals (no
+// route for it) still shows the board.
+func TestBoardWithoutApprovals(t *testing.T) {
+	cfg, err := pipelines.LoadConfig(filepath.Join("..", "examples", "drover.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSiteWith(t, cfg, func(srv *api.Server) { srv.Approvals = nil })
+	if w := s.do(request{method: "GET", path: "/", token: readToken}); w.Code != 200 || !strings.Contains(w.Body.String(), "hello-staging") {
+		t.Fatalf("= %d %s", w.Code, w.Body)
 	}
 }
 
