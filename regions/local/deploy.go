@@ -181,6 +181,30 @@ func plan(d regions.Deployment) ([]startSpec, string) {
 	return specs, ""
 }
 
+// unpackSlug puts its own copy of slug's tree into dir (which need not
+// exist): copied from the host's slug cache when the region has one, so
+// a slug is unpacked once per host however many releases, release phases
+// and one-off runs use it, else unpacked from the slug itself.
+func (r *Region) unpackSlug(ctx context.Context, slug regions.Slug, dir string) error {
+	if r.slugCache != "" && slug.Digest != "" {
+		cached, err := r.cachedSlug(ctx, slug.Path, slug.Digest)
+		if err != nil {
+			return fmt.Errorf("unpack slug %s: %w", slug.Digest, err)
+		}
+		if err := copyTree(cached, dir); err != nil {
+			return fmt.Errorf("copy slug %s: %w", slug.Digest, err)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("unpack slug: %w", err)
+	}
+	if err := r.unpack(ctx, slug.Path, dir); err != nil {
+		return fmt.Errorf("unpack slug %s: %w", slug.Digest, err)
+	}
+	return nil
+}
+
 // unpackOnce unpacks the slug into <dir>/slug unless a complete unpacking
 // of the same slug is already there: the marker is written last, so a
 // half-unpacked slug is never used.
@@ -203,21 +227,8 @@ func (r *Region) unpackOnce(ctx context.Context, slug regions.Slug, dir string) 
 	if err := os.RemoveAll(slugDir); err != nil {
 		return "", fmt.Errorf("unpack slug: %w", err)
 	}
-	if r.slugCache != "" && slug.Digest != "" {
-		cached, err := r.cachedSlug(ctx, slug.Path, slug.Digest)
-		if err != nil {
-			return "", fmt.Errorf("unpack slug %s: %w", slug.Digest, err)
-		}
-		if err := copyTree(cached, slugDir); err != nil {
-			return "", fmt.Errorf("copy slug %s: %w", slug.Digest, err)
-		}
-	} else {
-		if err := os.MkdirAll(slugDir, 0o755); err != nil {
-			return "", fmt.Errorf("unpack slug: %w", err)
-		}
-		if err := r.unpack(ctx, slug.Path, slugDir); err != nil {
-			return "", fmt.Errorf("unpack slug %s: %w", slug.Digest, err)
-		}
+	if err := r.unpackSlug(ctx, slug, slugDir); err != nil {
+		return "", err
 	}
 	if err := writeFileAtomic(marker, []byte(want)); err != nil {
 		return "", fmt.Errorf("unpack slug: %w", err)

@@ -1317,6 +1317,15 @@ func TestRegionsShareUnpackedSlugs(t *testing.T) {
 	if unpacks != 1 {
 		t.Errorf("3 regions unpacked the slug %d times, want once", unpacks)
 	}
+	// The release phase runs from the cached slug too.
+	res, err := rs[1].RunTask(context.Background(), regions.Task{App: "shared", Release: 1, Name: "release", Command: "cat README",
+		Slug: regions.Slug{Digest: "sha256:shared-1", Path: slugPath}})
+	if err != nil || res.ExitCode != 0 || res.Output != "test slug\n" {
+		t.Fatalf("release phase = %+v, %v", res, err)
+	}
+	if unpacks != 1 {
+		t.Errorf("the release phase unpacked the slug again (%d unpacks)", unpacks)
+	}
 	// Copies, not links: what one region's app writes stays its own.
 	readme := func(i int) string {
 		return filepath.Join(dirs[i], "apps", "shared", "v1", "slug", "README")

@@ -65,11 +65,8 @@ func (r *Region) StartRun(ctx context.Context, o regions.OneOff, stdio *regions.
 		return fail(fmt.Errorf("slug %s has no local path", o.Slug.Digest))
 	}
 	slugDir := filepath.Join(dir, "slug")
-	if err := os.MkdirAll(slugDir, 0o755); err != nil {
+	if err := r.unpackSlug(ctx, o.Slug, slugDir); err != nil {
 		return fail(err)
-	}
-	if err := r.unpack(ctx, o.Slug.Path, slugDir); err != nil {
-		return fail(fmt.Errorf("unpack slug %s: %w", o.Slug.Digest, err))
 	}
 	port, err := r.freePort()
 	if err != nil {

@@ -90,14 +90,11 @@ func (r *Region) RunTask(ctx context.Context, t regions.Task) (regions.TaskResul
 	if err := os.RemoveAll(st.dir); err != nil {
 		return regions.TaskResult{}, wrap(err)
 	}
-	if err := os.MkdirAll(st.app(), 0o755); err != nil {
-		return regions.TaskResult{}, wrap(err)
-	}
 	if t.Slug.Path == "" {
 		return regions.TaskResult{}, wrap(fmt.Errorf("slug %s has no local path", t.Slug.Digest))
 	}
-	if err := r.unpack(ctx, t.Slug.Path, st.app()); err != nil {
-		return regions.TaskResult{}, wrap(fmt.Errorf("unpack slug %s: %w", t.Slug.Digest, err))
+	if err := r.unpackSlug(ctx, t.Slug, st.app()); err != nil {
+		return regions.TaskResult{}, wrap(err)
 	}
 	out, err := os.Create(st.output())
 	if err != nil {
