@@ -460,9 +460,30 @@ func TestPreviewPage(t *testing.T) {
 	if len(s.ops.started) != 0 {
 		t.Fatal("the preview started something")
 	}
+	// A rollback's preview: the old release's slug, config and formation
+	// come back, and its form rolls back to exactly that release.
+	s.release("hello", "c1", "sha256:one", "promote", "local-a", "local-b")
 	r := s.do(request{method: "GET", path: "/apps/hello/rollback?release=v1", token: deployToken})
-	if r.Code != 409 && r.Code != 200 {
-		t.Fatalf("rollback preview = %d %s", r.Code, r.Body)
+	body = r.Body.String()
+	if r.Code != 200 {
+		t.Fatalf("rollback preview = %d %s", r.Code, body)
+	}
+	for _, want := range []string{"Roll hello back to v1", "hello runs v2", "web.1 (v2)", `action="/apps/hello/rollback"`, `name="release" value="v1"`, "Roll back to v1"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the rollback preview lacks %s", want)
+		}
+	}
+	if strings.Contains(body, `name="run_release_phase"`) {
+		t.Error("the rollback's form runs the release phase unasked")
+	}
+	if r := s.do(request{method: "GET", path: "/apps/hello/rollback?release=v1&run_release_phase=true", token: deployToken}); !strings.Contains(r.Body.String(), `name="run_release_phase" value="true"`) {
+		t.Error("a preview with the release phase does not carry it to its form")
+	}
+	if r := s.do(request{method: "GET", path: "/apps/hello/rollback?release=v9", token: deployToken}); r.Code != 404 {
+		t.Errorf("rollback preview of no such release = %d", r.Code)
+	}
+	if len(s.ops.started) != 0 {
+		t.Fatal("a rollback preview started something")
 	}
 }
 
