@@ -95,7 +95,7 @@ func TestGoldenPages(t *testing.T) {
 		Where: []api.RegionInfo{{Region: "eu", Release: 4, Status: pipelines.RegionSuccessful, URL: "https://hello.example.com/"},
 			{Region: "us", Release: 3, Status: pipelines.RegionFailed, Message: "web.1 exited 1: <panic>"}}}
 	review := reviewAppView{ReviewApp: pipelines.ReviewApp{App: "hello-pr-12", Pipeline: "hello", Repo: "octo-org/hello", PR: 12, Title: `Fix "quotes" <script>alert(1)</script>`,
-		Commit: c3, URL: "http://127.0.0.1:5002/", CreatedAt: now.Add(-5 * 24 * time.Hour)},
+		Commit: c3, URL: "http://127.0.0.1:5002/", CreatedAt: now.Add(-5 * 24 * time.Hour), DeployedAt: new(now.Add(-2 * time.Hour))},
 		Info: &api.AppInfo{Where: []api.RegionInfo{{Region: "local-a", Release: 1, Status: pipelines.RegionRunning}}}}
 	op := &api.Operation{ID: "promote/hello/4f2a", Kind: "promote", App: "hello", State: "running",
 		Release: release("hello", 5, pipelines.ReleasePending, c2, "promote v7 of hello-staging by lead", 10*time.Second,

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -60,6 +61,12 @@ func (o *ops) AppStatus(ctx context.Context, app string) (workflows.AppStatus, e
 func (o *ops) Processes(ctx context.Context, id, app string, names []string) ([]workflows.RegionProcesses, error) {
 	return nil, nil
 }
+func (o *ops) ReviewEvent(ctx context.Context, start workflows.ReviewInput, ev workflows.PREvent) error {
+	return nil
+}
+func (o *ops) ReviewClose(ctx context.Context, repo string, number int, ev workflows.PREvent) (bool, error) {
+	return false, nil
+}
 func (o *ops) ApprovalWait(ctx context.Context, operation string) (workflows.ApprovalWait, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -111,7 +118,7 @@ func newSiteWith(t testing.TB, cfg *pipelines.Config, with ...func(*api.Server))
 	o := &ops{state: workflows.OperationState{State: workflows.OperationRunning}, waiting: map[string]workflows.ApprovalWait{}}
 	gin.SetMode(gin.TestMode)
 	e := gin.New()
-	srv := &api.Server{Ledger: st, Config: cfg, Operations: o, Approvals: o, Tokens: []api.Token{
+	srv := &api.Server{Ledger: st, Config: cfg, Operations: o, Approvals: o, Reviews: st, ReviewOps: o, Tokens: []api.Token{
 		{Name: "admin", Value: adminToken},
 		{Name: "viewer", Value: readToken, Scopes: []string{pipelines.ScopeRead}},
 		{Name: "ci", Value: deployToken, Scopes: []string{pipelines.ScopeRead, pipelines.ScopeDeploy}},
@@ -556,5 +563,46 @@ func TestOperationEvents(t *testing.T) {
 	req.AddCookie(&http.Cookie{Name: web.SessionCookie, Value: web.SessionValue(readToken)})
 	if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != 404 {
 		t.Fatalf("unknown operation = %v %v", r.StatusCode, err)
+	}
+}
+
+// TestBoardReviewApps: a pipeline with a review stage shows its review
+// apps first: pull request number and title (escaped), state, commit and
+// app.
+func TestBoardReviewApps(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "drover.yaml")
+	if err := os.WriteFile(path, []byte(`github:
+  webhook_secret: test
+regions:
+  local-a: { driver: local }
+pipelines:
+  hello:
+    repo: octo-org/hello
+    stages:
+      review:     { regions: [local-a], ttl: 72h }
+      staging:    { app: hello-staging, branch: main, regions: [local-a] }
+      production: { app: hello, regions: [local-a] }
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pipelines.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSiteWith(t, cfg)
+	app := pipelines.ReviewAppName("hello", 12)
+	if err := s.store.PutReviewApp(context.Background(), pipelines.ReviewApp{App: app, Pipeline: "hello", Repo: "octo-org/hello", PR: 12,
+		Title: "Fix <script>alert(1)</script>", Branch: "fix", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	body := s.do(request{method: "GET", path: "/", token: readToken}).Body.String()
+	for _, want := range []string{"<h3>Review apps</h3>", `<a href="https://github.com/octo-org/hello/pull/12">#12</a> Fix &lt;script&gt;alert(1)&lt;/script&gt;`,
+		"not deployed yet", `<a href="/apps/` + app + `">` + app + `</a>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the board lacks %s", want)
+		}
+	}
+	if strings.Contains(body, "<script>alert") {
+		t.Error("a pull request's title reached the page unescaped")
 	}
 }
