@@ -462,3 +462,21 @@ func (s *Starter) ReviewClose(ctx context.Context, repo string, number int, ev P
 	}
 	return ok, nil
 }
+
+// runOneOff runs a one-off workflow (a ps, a plan) to its end and returns
+// its result; what names it in errors, which say when no worker answered.
+func runOneOff[T any](ctx context.Context, c client.Client, opts client.StartWorkflowOptions, what string, wf any, in any) (T, error) {
+	var out T
+	run, err := c.ExecuteWorkflow(ctx, opts, wf, in)
+	if err != nil {
+		return out, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := run.Get(ctx, &out); err != nil {
+		var te *temporal.TimeoutError
+		if errors.As(err, &te) {
+			return out, fmt.Errorf("%s: no drover worker answered: %w", what, err)
+		}
+		return out, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}

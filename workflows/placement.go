@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -59,4 +60,27 @@ func stopInRegion(ctx workflow.Context, in StopAppInput) workflow.Future {
 		set.Set(nil, err)
 	})
 	return f
+}
+
+// askRegions runs activity in every region at once, each on its region's
+// task queue, with input(region) as its input, and returns each region's
+// answer in order, or why it has none: a region whose worker does not
+// pick the task up within opts' schedule-to-start timeout is named as
+// unserved, so one region down or away never holds up the others' answers.
+func askRegions[T any](ctx workflow.Context, names []string, opts workflow.ActivityOptions, activity any, input func(region string) any) (answers []T, errs []string) {
+	actx := workflow.WithActivityOptions(ctx, opts)
+	futures := make([]workflow.Future, len(names))
+	for i, region := range names {
+		futures[i] = workflow.ExecuteActivity(inRegion(actx, region), activity, input(region))
+	}
+	answers, errs = make([]T, len(names)), make([]string, len(names))
+	for i, f := range futures {
+		if err := f.Get(ctx, &answers[i]); err != nil {
+			errs[i] = reason(err)
+			if notPickedUp(err) {
+				errs[i] = fmt.Sprintf("no drover worker serving region %s answered within %s", names[i], opts.ScheduleToStartTimeout)
+			}
+		}
+	}
+	return answers, errs
 }

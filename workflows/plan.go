@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -48,27 +47,17 @@ const planPickup = 5 * time.Second
 // URL), each region on its own task queue; one that is down, unserved or
 // cannot plan is reported with why while the others answer.
 func PlanWorkflow(ctx workflow.Context, in PlanInput) ([]RegionPlan, error) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	plans, errs := askRegions[regions.Plan](ctx, in.Regions, workflow.ActivityOptions{
 		ScheduleToStartTimeout: planPickup,
 		StartToCloseTimeout:    30 * time.Second,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 2},
-	})
-	futures := make([]workflow.Future, len(in.Regions))
-	for i, region := range in.Regions {
-		futures[i] = workflow.ExecuteActivity(inRegion(actx, region), a.PlanRegion, PlanRegionInput{Release: in.Release, Region: region})
-	}
+	}, a.PlanRegion, func(region string) any { return PlanRegionInput{Release: in.Release, Region: region} })
 	out := make([]RegionPlan, len(in.Regions))
-	for i, f := range futures {
-		out[i].Region = in.Regions[i]
-		var p regions.Plan
-		if err := f.Get(ctx, &p); err != nil {
-			out[i].Error = reason(err)
-			if notPickedUp(err) {
-				out[i].Error = fmt.Sprintf("no drover worker serving region %s answered within %s", in.Regions[i], planPickup)
-			}
-			continue
+	for i, region := range in.Regions {
+		out[i] = RegionPlan{Region: region, Error: errs[i]}
+		if errs[i] == "" {
+			out[i].Plan = &plans[i]
 		}
-		out[i].Plan = &p
 	}
 	return out, nil
 }
@@ -101,20 +90,8 @@ func (a *Activities) PlanRegion(ctx context.Context, in PlanRegionInput) (region
 // Plan asks regionNames' schedulers what rel would do there, through
 // PlanWorkflow; id names that one-off workflow (PlanWorkflowID).
 func (s *Starter) Plan(ctx context.Context, id string, rel pipelines.Release, regionNames []string) ([]RegionPlan, error) {
-	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: TaskQueue,
-		WorkflowExecutionTimeout: 2 * time.Minute}, PlanWorkflow, PlanInput{Release: rel, Regions: regionNames})
-	if err != nil {
-		return nil, fmt.Errorf("plan %s %s: %w", rel.App, rel.Name(), err)
-	}
-	var out []RegionPlan
-	if err := run.Get(ctx, &out); err != nil {
-		var te *temporal.TimeoutError
-		if errors.As(err, &te) {
-			return nil, fmt.Errorf("plan %s %s: no drover worker answered: %w", rel.App, rel.Name(), err)
-		}
-		return nil, fmt.Errorf("plan %s %s: %w", rel.App, rel.Name(), err)
-	}
-	return out, nil
+	return runOneOff[[]RegionPlan](ctx, s.Client, client.StartWorkflowOptions{ID: id, TaskQueue: TaskQueue, WorkflowExecutionTimeout: 2 * time.Minute},
+		fmt.Sprintf("plan %s %s", rel.App, rel.Name()), PlanWorkflow, PlanInput{Release: rel, Regions: regionNames})
 }
 
 // PlanWorkflowID is the ID of one plan of a release of app (a preview).

@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -43,24 +42,14 @@ const psPickup = 5 * time.Second
 // each region answers on its own task queue, and one that is down or
 // unserved is reported with why while the others answer.
 func ProcessesWorkflow(ctx workflow.Context, in ProcessesInput) ([]RegionProcesses, error) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	procs, errs := askRegions[[]regions.Process](ctx, in.Regions, workflow.ActivityOptions{
 		ScheduleToStartTimeout: psPickup,
 		StartToCloseTimeout:    10 * time.Second,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 2},
-	})
-	futures := make([]workflow.Future, len(in.Regions))
-	for i, region := range in.Regions {
-		futures[i] = workflow.ExecuteActivity(inRegion(actx, region), a.RegionProcesses, RegionProcessesInput{App: in.App, Region: region})
-	}
+	}, a.RegionProcesses, func(region string) any { return RegionProcessesInput{App: in.App, Region: region} })
 	out := make([]RegionProcesses, len(in.Regions))
-	for i, f := range futures {
-		out[i].Region = in.Regions[i]
-		if err := f.Get(ctx, &out[i].Processes); err != nil {
-			out[i].Error = reason(err)
-			if notPickedUp(err) {
-				out[i].Error = fmt.Sprintf("no drover worker serving region %s answered within %s", in.Regions[i], psPickup)
-			}
-		}
+	for i, region := range in.Regions {
+		out[i] = RegionProcesses{Region: region, Processes: procs[i], Error: errs[i]}
 		if out[i].Processes == nil {
 			out[i].Processes = []regions.Process{}
 		}
@@ -88,18 +77,6 @@ func (a *Activities) RegionProcesses(ctx context.Context, in RegionProcessesInpu
 // Processes asks app's regions what runs for it, through
 // ProcessesWorkflow; id names that one-off workflow.
 func (s *Starter) Processes(ctx context.Context, id, app string, regionNames []string) ([]RegionProcesses, error) {
-	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: TaskQueue,
-		WorkflowExecutionTimeout: time.Minute}, ProcessesWorkflow, ProcessesInput{App: app, Regions: regionNames})
-	if err != nil {
-		return nil, fmt.Errorf("ask the regions of %s: %w", app, err)
-	}
-	var out []RegionProcesses
-	if err := run.Get(ctx, &out); err != nil {
-		var te *temporal.TimeoutError
-		if errors.As(err, &te) {
-			return nil, fmt.Errorf("ask the regions of %s: no drover worker answered: %w", app, err)
-		}
-		return nil, fmt.Errorf("ask the regions of %s: %w", app, err)
-	}
-	return out, nil
+	return runOneOff[[]RegionProcesses](ctx, s.Client, client.StartWorkflowOptions{ID: id, TaskQueue: TaskQueue, WorkflowExecutionTimeout: time.Minute},
+		"ask the regions of "+app, ProcessesWorkflow, ProcessesInput{App: app, Regions: regionNames})
 }
