@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/drover/drover/internal/browsertest"
 	"github.com/drover/drover/pipelines"
 )
 
@@ -69,27 +69,13 @@ func BenchmarkBoardFirstRender(b *testing.B) {
 	if testing.Short() {
 		b.Skip("starts Chromium; skipped by -short")
 	}
-	browser := ""
-	for _, p := range []string{os.Getenv("DROVER_TEST_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"} {
-		if p != "" {
-			if _, err := exec.LookPath(p); err == nil {
-				browser = p
-				break
-			}
-		}
-	}
-	if browser == "" {
-		b.Skip("no Chromium here (Debian's chromium package)")
-	}
+	browsertest.Path(b) // skips first, before seeding, where there is no Chromium
 	s := bigSite(b)
 	srv := httptest.NewServer(s.e)
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	actx, cancelA := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU)...)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
+	bctx := browsertest.New(b, ctx)
 	// Signing in sets the cookie the page's loads carry.
 	if err := chromedp.Do(bctx,
 		chromedp.Navigate(srv.URL+"/login"),

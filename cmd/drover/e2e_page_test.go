@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,23 +17,9 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/drover/drover/api"
+	"github.com/drover/drover/internal/browsertest"
 	"github.com/drover/drover/pipelines"
 )
-
-// chromium finds Debian's Chromium, which .ci/run installs.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{os.Getenv("DROVER_TEST_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"} {
-		if p == "" {
-			continue
-		}
-		if _, err := exec.LookPath(p); err == nil {
-			return p
-		}
-	}
-	t.Skip("no Chromium here (Debian's chromium package, which .ci/run installs with apt-get): the browser test of the web page needs a real browser")
-	return ""
-}
 
 // screenshotDir is where the browser test keeps a screenshot of each
 // step: $DROVER_SCREENSHOTS, else drover-page-screenshots under the
@@ -80,7 +65,7 @@ func TestE2EPage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: starts the dev stack and a browser; skipped by -short")
 	}
-	browser := chromium(t)
+	browsertest.Path(t) // skips first, before the stack starts, where there is no Chromium
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	t.Setenv(secretEnv, "e2e-secret")
@@ -122,11 +107,7 @@ func TestE2EPage(t *testing.T) {
 	push("B")
 	approvePush(2)
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 900))...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
-	defer cancelBrowser()
+	bctx := browsertest.New(t, ctx, chromedp.WindowSize(1280, 900))
 	shots := screenshotDir(t)
 	step := 0
 	shot := func(name string) chromedp.Action[chromedp.Void] {
