@@ -18,6 +18,8 @@ import (
 // does: GET /api/v1/pipelines/PIPELINE/promote/preview?release=vN.
 type PromotionPreview struct {
 	Pipeline string `json:"pipeline"`
+	// Repo is the pipeline's GitHub repository, whose commits these are.
+	Repo string `json:"repo"`
 	// From is the staging release that would be promoted.
 	From PreviewRelease `json:"from"`
 	// To is the production app and the release it runs now (Version 0:
@@ -240,6 +242,7 @@ func (s *Server) answerPreview(c *gin.Context, spec previewSpec) {
 	}
 	out := PromotionPreview{
 		Pipeline: spec.pipeline.Name,
+		Repo:     spec.pipeline.Repo,
 		From:     PreviewRelease{App: spec.fromApp, Version: src.Version, Commit: src.Commit, Slug: src.Slug},
 		To:       PreviewRelease{App: spec.toApp},
 		Commits:  CommitRange{Head: src.Commit, Commits: []PreviewCommit{}},

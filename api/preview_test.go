@@ -63,6 +63,7 @@ func TestPromotePreview(t *testing.T) {
 		t.Fatal(err)
 	}
 	checks := []struct{ what, got, want string }{
+		{"pipeline", p.Pipeline + " " + p.Repo, "hello octo-org/hello"},
 		{"from", fmt.Sprint(p.From.App, " v", p.From.Version, " ", p.From.Slug), "hello-staging v2 sha256:two"},
 		{"to", fmt.Sprint(p.To.App, " v", p.To.Version, " ", p.To.Slug), "hello v1 sha256:old"},
 		{"commits", fmt.Sprint(p.Commits.Base == c0, p.Commits.Head == c2, p.Commits.Compared), "true true false"},

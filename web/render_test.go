@@ -125,8 +125,8 @@ func TestGoldenPages(t *testing.T) {
 	history.Releases[0].Reason = "release phase exited 1"
 	golden(t, "history.html", render(t, p, "history", history))
 
-	preview := previewView{frame: newFrame(signedIn, "Promote hello"), Action: "/pipelines/hello/promote", Release: "v7", Repo: "octo-org/hello",
-		Preview: api.PromotionPreview{Pipeline: "hello",
+	preview := previewView{frame: newFrame(signedIn, "Promote hello"), Action: "/pipelines/hello/promote", Release: "v7",
+		Preview: api.PromotionPreview{Pipeline: "hello", Repo: "octo-org/hello",
 			From:         api.PreviewRelease{App: "hello-staging", Version: 7, Commit: c2, Slug: "sha256:" + strings.Repeat("cd", 32)},
 			To:           api.PreviewRelease{App: "hello", Version: 4, Commit: c1, Slug: "sha256:" + strings.Repeat("ab", 32)},
 			Commits:      api.CommitRange{Base: c1, Head: c2, Compared: true, Count: 2, Commits: []api.PreviewCommit{{SHA: c3, Author: "Mona", Message: "Add <b>bold</b>\n\nbody"}, {SHA: c2, Author: "Hubot", Message: "Say hello"}}},

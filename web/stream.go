@@ -86,13 +86,12 @@ func (p *Page) events(c *gin.Context, u user) {
 // sendProgress sends op's progress block as one event, and "done" after
 // the block that shows it ended.
 func (p *Page) sendProgress(c *gin.Context, op *api.Operation) {
-	var buf bytes.Buffer
-	if err := p.pages["board"].ExecuteTemplate(&buf, "progress", op); err != nil {
-		p.logger().Error("render progress", "error", err)
+	html, err := p.part("progress", op)
+	if err != nil {
 		return
 	}
 	fmt.Fprint(c.Writer, "event: progress\n")
-	for _, l := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
+	for _, l := range strings.Split(strings.TrimRight(string(html), "\n"), "\n") {
 		fmt.Fprintf(c.Writer, "data: %s\n", l)
 	}
 	fmt.Fprint(c.Writer, "\n")
@@ -104,14 +103,24 @@ func (p *Page) sendProgress(c *gin.Context, op *api.Operation) {
 
 // renderPart writes one block of the board (for the script to swap in).
 func (p *Page) renderPart(c *gin.Context, name string, data any) {
-	var buf bytes.Buffer
-	if err := p.pages["board"].ExecuteTemplate(&buf, name, data); err != nil {
-		p.logger().Error("render part", "part", name, "error", err)
+	html, err := p.part(name, data)
+	if err != nil {
 		c.String(http.StatusInternalServerError, "drover could not render this part: %v", err)
 		return
 	}
 	c.Header("Cache-Control", "no-store")
-	c.Data(http.StatusOK, "text/html; charset=utf-8", buf.Bytes())
+	c.Data(http.StatusOK, "text/html; charset=utf-8", html)
+}
+
+// part renders one block of the board's templates, logging why it could
+// not.
+func (p *Page) part(name string, data any) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := p.pages["board"].ExecuteTemplate(&buf, name, data); err != nil {
+		p.logger().Error("render part of the page", "part", name, "error", err)
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // streamWriter hands the API's stream to the page through a pipe.

@@ -194,75 +194,64 @@ type previewView struct {
 	frame
 	Preview  api.PromotionPreview
 	Rollback bool
-	Repo     string
 	// Action is the form's target; Release its release field.
 	Action, Release string
 	RunReleasePhase bool
 }
 
 func (p *Page) promotePreview(c *gin.Context, u user) {
-	pl := c.Param("pipeline")
-	q := url.Values{}
-	if r := c.Query("release"); r != "" {
-		q.Set("release", r)
-	}
-	v := previewView{frame: newFrame(u, "Promote "+pl), Action: "/pipelines/" + url.PathEscape(pl) + "/promote"}
-	if err := p.call(c.Request.Context(), u, http.MethodGet, "/api/v1/pipelines/"+url.PathEscape(pl)+"/promote/preview?"+q.Encode(), nil, &v.Preview); err != nil {
-		p.fail(c, u, err)
-		return
-	}
-	v.Release = "v" + strconv.Itoa(v.Preview.From.Version)
-	v.Repo = p.repoOf(c, u, v.Preview.From.App)
-	p.render(c, http.StatusOK, "preview", v)
+	pl := url.PathEscape(c.Param("pipeline"))
+	p.showPreview(c, u, previewView{frame: newFrame(u, "Promote "+c.Param("pipeline")), Action: "/pipelines/" + pl + "/promote"},
+		"/api/v1/pipelines/"+pl+"/promote/preview")
 }
 
 func (p *Page) rollbackPreview(c *gin.Context, u user) {
-	app := c.Param("app")
+	app := url.PathEscape(c.Param("app"))
+	p.showPreview(c, u, previewView{frame: newFrame(u, "Roll back "+c.Param("app")), Rollback: true, Action: "/apps/" + app + "/rollback",
+		RunReleasePhase: c.Query("run_release_phase") == "true"}, "/api/v1/apps/"+app+"/rollback/preview")
+}
+
+// showPreview reads the API's preview at path, for the release and
+// release phase the page was asked about, and shows it with v's form.
+func (p *Page) showPreview(c *gin.Context, u user, v previewView, path string) {
 	q := url.Values{}
 	if r := c.Query("release"); r != "" {
 		q.Set("release", r)
 	}
-	v := previewView{frame: newFrame(u, "Roll back "+app), Rollback: true, Action: "/apps/" + url.PathEscape(app) + "/rollback",
-		RunReleasePhase: c.Query("run_release_phase") == "true"}
 	if v.RunReleasePhase {
 		q.Set("run_release_phase", "true")
 	}
-	if err := p.call(c.Request.Context(), u, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app)+"/rollback/preview?"+q.Encode(), nil, &v.Preview); err != nil {
+	if err := p.call(c.Request.Context(), u, http.MethodGet, path+"?"+q.Encode(), nil, &v.Preview); err != nil {
 		p.fail(c, u, err)
 		return
 	}
 	v.Release = "v" + strconv.Itoa(v.Preview.From.Version)
-	v.Repo = p.repoOf(c, u, app)
 	p.render(c, http.StatusOK, "preview", v)
 }
 
-// repoOf is app's repository, for commit links; "" when it cannot be read.
-func (p *Page) repoOf(c *gin.Context, u user, app string) string {
-	var a api.AppInfo
-	if err := p.call(c.Request.Context(), u, http.MethodGet, "/api/v1/apps/"+url.PathEscape(app), nil, &a); err != nil {
-		return ""
-	}
-	return a.Repo
-}
-
 func (p *Page) promote(c *gin.Context, u user) {
-	var op api.Operation
-	body := map[string]any{"release": c.PostForm("release")}
-	if err := p.call(c.Request.Context(), u, http.MethodPost, "/api/v1/pipelines/"+url.PathEscape(c.Param("pipeline"))+"/promote", body, &op); err != nil {
-		p.fail(c, u, err)
-		return
-	}
-	c.Redirect(http.StatusSeeOther, "/?operation="+url.QueryEscape(op.ID))
+	p.queue(c, u, "/api/v1/pipelines/"+url.PathEscape(c.Param("pipeline"))+"/promote", map[string]any{"release": c.PostForm("release")})
 }
 
 func (p *Page) rollback(c *gin.Context, u user) {
+	p.queue(c, u, "/api/v1/apps/"+url.PathEscape(c.Param("app"))+"/rollback",
+		map[string]any{"release": c.PostForm("release"), "run_release_phase": c.PostForm("run_release_phase") == "true"})
+}
+
+// queue asks the API at path to queue an operation, then shows the board
+// following it.
+func (p *Page) queue(c *gin.Context, u user, path string, body map[string]any) {
 	var op api.Operation
-	body := map[string]any{"release": c.PostForm("release"), "run_release_phase": c.PostForm("run_release_phase") == "true"}
-	if err := p.call(c.Request.Context(), u, http.MethodPost, "/api/v1/apps/"+url.PathEscape(c.Param("app"))+"/rollback", body, &op); err != nil {
+	if err := p.call(c.Request.Context(), u, http.MethodPost, path, body, &op); err != nil {
 		p.fail(c, u, err)
 		return
 	}
-	c.Redirect(http.StatusSeeOther, "/?operation="+url.QueryEscape(op.ID))
+	follow(c, op.ID)
+}
+
+// follow shows the board following operation id.
+func follow(c *gin.Context, id string) {
+	c.Redirect(http.StatusSeeOther, "/?operation="+url.QueryEscape(id))
 }
 
 func (p *Page) approve(c *gin.Context, u user) {
@@ -272,7 +261,7 @@ func (p *Page) approve(c *gin.Context, u user) {
 		p.fail(c, u, err)
 		return
 	}
-	c.Redirect(http.StatusSeeOther, "/?operation="+url.QueryEscape(id))
+	follow(c, id)
 }
 
 // funcs are the templates' helpers.
