@@ -30,7 +30,7 @@ func (p *Page) events(c *gin.Context, u user) {
 	req.Header.Set("Authorization", "Bearer "+u.token)
 	req.Header.Set("Accept", "text/event-stream")
 	pr, pw := io.Pipe()
-	sw := &streamWriter{header: http.Header{}, w: pw, gone: make(chan bool)}
+	sw := &apiWriter{header: http.Header{}, w: pw, gone: make(chan bool)}
 	go func() {
 		<-c.Request.Context().Done()
 		close(sw.gone)
@@ -122,27 +122,3 @@ func (p *Page) part(name string, data any) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
-
-// streamWriter hands the API's stream to the page through a pipe.
-type streamWriter struct {
-	header http.Header
-	status int
-	w      io.Writer
-	gone   chan bool
-}
-
-func (s *streamWriter) Header() http.Header { return s.header }
-func (s *streamWriter) WriteHeader(status int) {
-	if s.status == 0 {
-		s.status = status
-	}
-}
-func (s *streamWriter) Write(b []byte) (int, error) {
-	s.WriteHeader(http.StatusOK)
-	return s.w.Write(b)
-}
-func (s *streamWriter) Flush() {}
-
-// CloseNotify is what gin's streams watch for the reader leaving; the
-// request's context says that here, and ends the API's stream.
-func (s *streamWriter) CloseNotify() <-chan bool { return s.gone }

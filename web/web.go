@@ -283,14 +283,15 @@ func (p *Page) call(ctx context.Context, u user, method, path string, body, out 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	w := &recorder{header: http.Header{}}
+	var answer bytes.Buffer
+	w := &apiWriter{header: http.Header{}, w: &answer}
 	p.API.ServeHTTP(w, req)
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
 	if w.status >= 300 {
 		var e api.Error
-		if json.Unmarshal(w.body.Bytes(), &e) != nil || e.Error.Message == "" {
+		if json.Unmarshal(answer.Bytes(), &e) != nil || e.Error.Message == "" {
 			e.Error = api.ErrorBody{Code: "internal", Message: fmt.Sprintf("%s %s answered %d", method, path, w.status)}
 		}
 		return &apiError{status: w.status, ErrorBody: e.Error}
@@ -298,29 +299,37 @@ func (p *Page) call(ctx context.Context, u user, method, path string, body, out 
 	if out == nil {
 		return nil
 	}
-	if err := json.Unmarshal(w.body.Bytes(), out); err != nil {
+	if err := json.Unmarshal(answer.Bytes(), out); err != nil {
 		return fmt.Errorf("read %s %s: %w", method, path, err)
 	}
 	return nil
 }
 
-// recorder keeps an in-process API answer.
-type recorder struct {
+// apiWriter takes an in-process API answer: its status and headers,
+// and its body written to w (a buffer, or a pipe to follow a stream).
+type apiWriter struct {
 	header http.Header
 	status int
-	body   bytes.Buffer
+	w      io.Writer
+	// gone, when set, closes when the page's own request ends; gin's
+	// streams watch it to stop.
+	gone chan bool
 }
 
-func (r *recorder) Header() http.Header { return r.header }
-func (r *recorder) WriteHeader(status int) {
-	if r.status == 0 {
-		r.status = status
+func (a *apiWriter) Header() http.Header { return a.header }
+func (a *apiWriter) WriteHeader(status int) {
+	if a.status == 0 {
+		a.status = status
 	}
 }
-func (r *recorder) Write(b []byte) (int, error) {
-	r.WriteHeader(http.StatusOK)
-	return r.body.Write(b)
+func (a *apiWriter) Write(b []byte) (int, error) {
+	a.WriteHeader(http.StatusOK)
+	return a.w.Write(b)
 }
+func (a *apiWriter) Flush() {}
+
+// CloseNotify is what gin's streams watch for the reader leaving.
+func (a *apiWriter) CloseNotify() <-chan bool { return a.gone }
 
 // fail shows an API error as a page, with the API's status and message.
 func (p *Page) fail(c *gin.Context, u user, err error) {
