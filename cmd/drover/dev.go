@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -94,6 +95,7 @@ type Dev struct {
 	Options DevOptions
 	Logger  *slog.Logger
 	*Node
+	closeOnce sync.Once
 }
 
 // Start brings the stack up and returns once it accepts webhooks.
@@ -112,11 +114,14 @@ func (d *Dev) Start(ctx context.Context) error {
 	return d.Node.Start(ctx)
 }
 
-// Close stops the stack, if it started at all.
+// Close stops the stack, if it started at all. A second call does
+// nothing, so a test may both close it itself and leave it to a cleanup.
 func (d *Dev) Close() {
-	if d.Node != nil {
-		d.Node.Close()
-	}
+	d.closeOnce.Do(func() {
+		if d.Node != nil {
+			d.Node.Close()
+		}
+	})
 }
 
 // reconcile makes each local region run exactly the current release of

@@ -314,6 +314,10 @@ func startDev(t testing.TB, ctx context.Context, config, data string) (*Dev, *st
 		d.Close()
 		t.Fatal(err)
 	}
+	// Stopped before the test's temp dirs go (cleanups run last first,
+	// and data was made before this), so no app of a test that did not
+	// close it still writes into them, nor outlives it.
+	t.Cleanup(d.Close)
 	t.Logf("drover dev started in %v", time.Since(t0))
 	return d, &stack{t: t, base: "http://" + d.HTTPAddr, token: d.Token, secret: d.Secret, config: config}
 }
