@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drover/drover/devstack"
+	"github.com/drover/drover/internal/benchcost"
 )
 
 func echo(ctx workflow.Context, s string) (string, error) { return "echo: " + s, nil }
@@ -107,16 +108,20 @@ func BenchmarkSequentialWorkflows(b *testing.B) {
 			}
 			defer w.Stop()
 			b.ResetTimer()
-			for i := 0; b.Loop(); i++ {
-				run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "bench"}, pingWorkflow, "x")
-				if err != nil {
-					b.Fatal(err)
-				}
-				var out string
-				if err := run.Get(ctx, &out); err != nil {
-					b.Fatal(err)
-				}
+			m := benchcost.Start(b)
+			for b.Loop() {
+				m.Time(func() {
+					run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "bench"}, pingWorkflow, "x")
+					if err != nil {
+						b.Fatal(err)
+					}
+					var out string
+					if err := run.Get(ctx, &out); err != nil {
+						b.Fatal(err)
+					}
+				})
 			}
+			m.Report()
 		})
 	}
 }

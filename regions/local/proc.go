@@ -200,13 +200,34 @@ func (r *Region) stopProcs(procs []*proc) {
 			}
 		}
 	}
-	// Most processes exit within milliseconds of SIGTERM, and a deploy
-	// waits for the old release to go: look soon, then less often.
-	delay := time.Millisecond
-	for deadline := time.Now().Add(stopGrace); len(live) > 0 && time.Now().Before(deadline); {
-		time.Sleep(delay)
-		delay = min(2*delay, 25*time.Millisecond)
+	deadline := time.Now().Add(stopGrace)
+	// Our own children's leaders are gone when the reaper closes done:
+	// wait for that instead of looking. Until it is reaped, a leader is a
+	// zombie that keeps its group in the kernel, and every look at such a
+	// group read all of /proc for other members (a tenth of a five-region
+	// deploy's CPU).
+	grace := time.NewTimer(stopGrace)
+	defer grace.Stop()
+wait:
+	for _, p := range live {
+		if p.done == nil {
+			continue
+		}
+		select {
+		case <-p.done:
+		case <-grace.C:
+			break wait
+		}
+	}
+	// Then the group's other members, and adopted processes: most exit
+	// within milliseconds of SIGTERM, and a deploy waits for the old
+	// release to go, so look at once, then less often.
+	for delay := time.Millisecond; ; delay = min(2*delay, 25*time.Millisecond) {
 		live = slices.DeleteFunc(live, func(p *proc) bool { return !ownsGroup(p) })
+		if len(live) == 0 || !time.Now().Before(deadline) {
+			break
+		}
+		time.Sleep(min(delay, time.Until(deadline)))
 	}
 	for _, p := range live {
 		r.log.Warn("process ignored SIGTERM; killing it", "proc", p.name(), "pid", p.PID)
@@ -214,14 +235,14 @@ func (r *Region) stopProcs(procs []*proc) {
 	}
 	// Wait for our own children to be reaped, so a caller that returns
 	// finds them gone rather than lingering as zombies.
-	deadline := time.After(2 * time.Second)
+	reaped := time.After(2 * time.Second)
 	for _, p := range procs {
 		if p.done == nil {
 			continue
 		}
 		select {
 		case <-p.done:
-		case <-deadline:
+		case <-reaped:
 			return
 		}
 	}
