@@ -176,20 +176,19 @@ func (s *stack) operationHeard(ctx context.Context, c client.Client, method, pat
 // awaitOperation waits until the API says operation id succeeded.
 func (s *stack) awaitOperation(ctx context.Context, id string) {
 	s.t.Helper()
-	op := api.Operation{ID: id}
 	for {
 		var cur api.Operation
-		if err := s.get(ctx, "/api/v1/operations/"+op.ID, &cur); err != nil {
+		if err := s.get(ctx, "/api/v1/operations/"+id, &cur); err != nil {
 			s.t.Fatal(err)
 		}
 		switch cur.State {
 		case workflows.OperationSucceeded:
 			if cur.Release != nil && cur.Release.Status != pipelines.ReleaseSucceeded {
-				s.t.Fatalf("%s: release %s", op.ID, cur.Release.Status)
+				s.t.Fatalf("%s: release %s", id, cur.Release.Status)
 			}
 			return
 		case workflows.OperationFailed:
-			s.t.Fatalf("%s failed: %s", op.ID, cur.Error)
+			s.t.Fatalf("%s failed: %s", id, cur.Error)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

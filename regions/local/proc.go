@@ -202,11 +202,11 @@ func (r *Region) stopProcs(procs []*proc) {
 	}
 	deadline := time.Now().Add(stopGrace)
 	// Our own children's leaders are gone when the reaper closes done:
-	// wait for that instead of looking. Until it is reaped, a leader is a
-	// zombie that keeps its group in the kernel, and every look at such a
-	// group read all of /proc for other members (a tenth of a five-region
-	// deploy's CPU).
-	grace := time.NewTimer(stopGrace)
+	// wait for that, which wakes the stop at once, rather than sleeping
+	// between looks. (A sandboxed app's inner processes usually outlive
+	// their leader by a moment, so the looks below still read /proc for
+	// them once or twice.)
+	grace := time.NewTimer(time.Until(deadline))
 	defer grace.Stop()
 wait:
 	for _, p := range live {
