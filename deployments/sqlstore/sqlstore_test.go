@@ -808,24 +808,34 @@ func testAcceptPushStorm(t *testing.T, open func() *sqlstore.Store) {
 	ctx := context.Background()
 	s := open()
 	commit := strings.Repeat("c", 40)
-	var mu sync.Mutex
-	verdicts := map[deployments.PushVerdict]int{}
-	var wg sync.WaitGroup
-	for i := range 400 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			in, err := s.AcceptPush(ctx, deployments.Push{Delivery: fmt.Sprintf("d-%d", i/2), Event: "push", App: "hello", Repo: "octo/hello", Commit: commit})
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
-			verdicts[in.Verdict]++
-			mu.Unlock()
-		}()
+	// storm offers every push at once and counts the verdicts.
+	storm := func(pushes []deployments.Push) map[deployments.PushVerdict]int {
+		var mu sync.Mutex
+		verdicts := map[deployments.PushVerdict]int{}
+		var wg sync.WaitGroup
+		for _, p := range pushes {
+			wg.Go(func() {
+				in, err := s.AcceptPush(ctx, p)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if in.Verdict == deployments.PushReleased && in.Release.Commit != p.Commit {
+					t.Errorf("push of %s answered with the release of %s", p.Commit, in.Release.Commit)
+				}
+				mu.Lock()
+				verdicts[in.Verdict]++
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		return verdicts
 	}
-	wg.Wait()
+	var pushes []deployments.Push
+	for i := range 400 {
+		pushes = append(pushes, deployments.Push{Delivery: fmt.Sprintf("d-%d", i/2), Event: "push", App: "hello", Repo: "octo/hello", Commit: commit})
+	}
+	verdicts := storm(pushes)
 	want := map[deployments.PushVerdict]int{deployments.PushQueued: 1, deployments.PushInFlight: 199, deployments.PushRedelivered: 200}
 	if fmt.Sprint(verdicts) != fmt.Sprint(want) {
 		t.Fatalf("verdicts %v, want %v", verdicts, want)
@@ -843,6 +853,26 @@ func testAcceptPushStorm(t *testing.T, open func() *sqlstore.Store) {
 	in, err := s.AcceptPush(ctx, deployments.Push{Delivery: "late", Event: "push", App: "hello", Repo: "octo/hello", Commit: commit})
 	if err != nil || in.Verdict != deployments.PushReleased || in.Release.Version != r.Version {
 		t.Fatalf("a released commit: %+v %v", in, err)
+	}
+	// A storm mixing the released commit with a new one, and with another
+	// app's push of it: each commit of each app is settled on its own,
+	// however the deliveries share batches.
+	other := strings.Repeat("e", 40)
+	pushes = nil
+	for i := range 300 {
+		p := deployments.Push{Delivery: fmt.Sprintf("m-%d", i), Event: "push", App: "hello", Repo: "octo/hello", Commit: commit}
+		switch i % 3 {
+		case 1:
+			p.Commit = other
+		case 2:
+			p.App, p.Commit = "hello-2", commit
+		}
+		pushes = append(pushes, p)
+	}
+	verdicts = storm(pushes)
+	want = map[deployments.PushVerdict]int{deployments.PushReleased: 100, deployments.PushQueued: 2, deployments.PushInFlight: 198}
+	if fmt.Sprint(verdicts) != fmt.Sprint(want) {
+		t.Fatalf("mixed storm: verdicts %v, want %v", verdicts, want)
 	}
 	// A caller that gave up is answered with its context's error, and its
 	// push is not queued.
