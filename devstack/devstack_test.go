@@ -3,6 +3,7 @@ package devstack_test
 import (
 	"context"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -111,7 +112,7 @@ func BenchmarkSequentialWorkflows(b *testing.B) {
 			m := benchcost.Start(b)
 			for b.Loop() {
 				m.Time(func() {
-					run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "bench"}, pingWorkflow, "x")
+					run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "bench", EnableEagerStart: os.Getenv("EAGER") != ""}, pingWorkflow, "x")
 					if err != nil {
 						b.Fatal(err)
 					}
