@@ -3,7 +3,6 @@ package devstack_test
 import (
 	"context"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -78,14 +77,21 @@ func pingWorkflow(ctx workflow.Context, s string) (string, error) {
 // start to result, one after another, on the embedded server: the latency
 // floor of every drover operation on the dev stack.
 func BenchmarkSequentialWorkflows(b *testing.B) {
-	// "temporal-defaults" puts back Temporal's own limit on how often the
-	// one history shard's transfer queue is read (20 a second): the ~80 ms
-	// floor the dev stack had, which its own setting removes (see
-	// queuePollRPS).
+	// Workflows start eagerly, as drover's one-off workflows (ps, plan)
+	// do; "lazy-start" is the same without, its first task going through
+	// matching. "temporal-defaults" puts back Temporal's own limit on how
+	// often the one history shard's transfer queue is read (20 a second):
+	// the ~80 ms floor the dev stack had, which its own setting removes
+	// (see queuePollRPS).
 	for _, tc := range []struct {
-		name string
-		dyn  map[string]any
-	}{{"dev-stack", nil}, {"temporal-defaults", map[string]any{"history.transferProcessorMaxPollRPS": 20}}} {
+		name  string
+		dyn   map[string]any
+		eager bool
+	}{
+		{"dev-stack", nil, true},
+		{"lazy-start", nil, false},
+		{"temporal-defaults", map[string]any{"history.transferProcessorMaxPollRPS": 20}, true},
+	} {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
 			srv, err := devstack.Start(ctx, devstack.Options{
@@ -112,7 +118,7 @@ func BenchmarkSequentialWorkflows(b *testing.B) {
 			m := benchcost.Start(b)
 			for b.Loop() {
 				m.Time(func() {
-					run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "bench", EnableEagerStart: os.Getenv("EAGER") != ""}, pingWorkflow, "x")
+					run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "bench", EnableEagerStart: tc.eager}, pingWorkflow, "x")
 					if err != nil {
 						b.Fatal(err)
 					}

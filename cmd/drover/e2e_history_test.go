@@ -145,7 +145,11 @@ func TestE2ERecordHistories(t *testing.T) {
 			if err != nil || len(out) != 1 || len(out[0].Processes) != 2 || out[0].Processes[0].Dyno != "web.1" || out[0].Processes[0].Release != 3 {
 				t.Fatalf("ps = %+v, %v; want web.1 and web.2 on v3 in local-a", out, err)
 			}
-			h.keep(t, ctx, "ps.json", id, "ProcessesWorkflow")
+			// One-off workflows start eagerly: the dev stack's own worker
+			// got the first task in the start's answer.
+			if events := h.keep(t, ctx, "ps.json", id, "ProcessesWorkflow"); !events[0].GetWorkflowExecutionStartedEventAttributes().GetEagerExecutionAccepted() {
+				t.Fatalf("ps did not start eagerly: %v", events[0])
+			}
 		}},
 		{"plan", func(t *testing.T, s *stack) {
 			// A preview's plan: local regions have no scheduler to ask,
