@@ -293,18 +293,28 @@ func TestDeploySucceeds(t *testing.T) {
 	if _, err := f.store.SetConfigVars(context.Background(), app, map[string]string{"DATABASE_URL": "postgres://x"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	// A driver's progress reaches the ledger while the region deploys.
-	var seen pipelines.RegionState
+	// A driver's progress reaches the ledger while the region deploys, at
+	// most every ProgressEvery, counting from "deploying": a step at once
+	// after it stays out.
+	f.acts.ProgressEvery = 50 * time.Millisecond
+	var early, seen pipelines.RegionState
 	f.regions["b"].during = func(d regions.Deployment) {
-		d.Progress("web: 0/1 healthy")
-		r, err := f.store.Release(context.Background(), app, d.Release)
-		if err == nil {
-			for _, st := range r.Regions {
-				if st.Region == "b" {
-					seen = st
+		state := func() (out pipelines.RegionState) {
+			r, err := f.store.Release(context.Background(), app, d.Release)
+			if err == nil {
+				for _, st := range r.Regions {
+					if st.Region == "b" {
+						out = st
+					}
 				}
 			}
+			return out
 		}
+		d.Progress("unpacking slug")
+		early = state()
+		time.Sleep(60 * time.Millisecond)
+		d.Progress("web: 0/1 healthy")
+		seen = state()
 	}
 	// Region b fetches slugs over HTTP, as Nomad clients do, with a grant.
 	grants := slugs.NewGrants([]byte("config key"))
@@ -325,6 +335,9 @@ func TestDeploySucceeds(t *testing.T) {
 	}
 	if seen.Status != pipelines.RegionRunning || seen.Message != "web: 0/1 healthy" {
 		t.Errorf("region b during its deploy = %+v, want running with the driver's progress", seen)
+	}
+	if early.Status != pipelines.RegionRunning || early.Message != "deploying" {
+		t.Errorf("region b at once after its start = %+v, want running and still deploying", early)
 	}
 	if got := f.regions["a"].lastSlug; got.URL != "" || got.Path == "" {
 		t.Errorf("region a slug = %+v, want a path and no URL", got)
