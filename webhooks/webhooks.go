@@ -168,14 +168,19 @@ func (h *Handler) Serve(c *gin.Context) {
 // fields, rather than go-github's whole PushEvent (every commit, the
 // repository's hundred fields), makes a push about a fifth cheaper to
 // parse and ten times less garbage, which is what a storm of them costs.
+// Before and HeadCommit.ID are not used; they are decoded so that a
+// payload with GitHub's own fields of the wrong type is refused as
+// malformed, as it was when go-github decoded all of it.
 type pushPayload struct {
 	Ref     string `json:"ref"`
+	Before  string `json:"before"`
 	After   string `json:"after"`
 	Deleted bool   `json:"deleted"`
 	Repo    struct {
 		FullName string `json:"full_name"`
 	} `json:"repository"`
 	HeadCommit *struct {
+		ID      string `json:"id"`
 		Message string `json:"message"`
 	} `json:"head_commit"`
 	Pusher *struct {
@@ -188,25 +193,34 @@ type pushPayload struct {
 
 // ciPayload is what drover reads of a check_suite, check_run, status or
 // workflow_run webhook: the repository and the commit, which is all a
-// storm of CI events nobody waits on should cost to parse.
+// storm of CI events nobody waits on should cost to parse. The action,
+// state and names are decoded for their types only, as pushPayload's
+// unused fields are.
 type ciPayload struct {
-	Repo struct {
+	Action string `json:"action"`
+	Repo   struct {
 		FullName string `json:"full_name"`
 	} `json:"repository"`
-	// SHA is a status event's commit.
-	SHA         string   `json:"sha"`
-	CheckSuite  *headSHA `json:"check_suite"`
-	CheckRun    *headSHA `json:"check_run"`
-	WorkflowRun *headSHA `json:"workflow_run"`
+	// SHA, State and Context are a status event's.
+	SHA         string `json:"sha"`
+	State       string `json:"state"`
+	Context     string `json:"context"`
+	CheckSuite  *ciRun `json:"check_suite"`
+	CheckRun    *ciRun `json:"check_run"`
+	WorkflowRun *ciRun `json:"workflow_run"`
 }
 
-type headSHA struct {
-	HeadSHA string `json:"head_sha"`
+// ciRun is a check suite, check run or workflow run.
+type ciRun struct {
+	HeadSHA    string `json:"head_sha"`
+	Name       string `json:"name"`
+	Status     string `json:"status"`
+	Conclusion string `json:"conclusion"`
 }
 
 // commit is the commit a CI event of type event is about.
 func (p ciPayload) commit(event string) string {
-	var h *headSHA
+	var h *ciRun
 	switch event {
 	case "status":
 		return p.SHA
