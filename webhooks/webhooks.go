@@ -166,8 +166,9 @@ func (h *Handler) Serve(c *gin.Context) {
 
 // pushPayload is what drover reads of a push webhook. Decoding only these
 // fields, rather than go-github's whole PushEvent (every commit, the
-// repository's hundred fields), makes a push about a fifth cheaper to
-// parse and ten times less garbage, which is what a storm of them costs.
+// repository's hundred fields), makes a push cheaper to parse and leaves
+// a ninth of the garbage, which is what a storm of them costs (go test
+// -bench Parse).
 // Before and HeadCommit.ID are not used; they are decoded so that a
 // payload with GitHub's own fields of the wrong type is refused as
 // malformed, as it was when go-github decoded all of it.
@@ -235,6 +236,16 @@ func (p ciPayload) commit(event string) string {
 		return ""
 	}
 	return h.HeadSHA
+}
+
+// parseCI reads a CI event of type event: its repository and commit,
+// either "" when the payload has none.
+func parseCI(event string, payload []byte) (repo, sha string, err error) {
+	var ev ciPayload
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return "", "", fmt.Errorf("parse %s payload: %v", event, err)
+	}
+	return ev.Repo.FullName, ev.commit(event), nil
 }
 
 func parsePush(payload []byte) (*pushPayload, error) {
@@ -412,12 +423,11 @@ func (h *Handler) forget(c *gin.Context, log *slog.Logger, delivery string) {
 // ci turns CI webhooks into signals for the deploys waiting on that commit,
 // in every auto-deploy stage of the repository that waits for CI.
 func (h *Handler) ci(c *gin.Context, log *slog.Logger, event string, payload []byte) {
-	var ev ciPayload
-	if err := json.Unmarshal(payload, &ev); err != nil {
-		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: fmt.Sprintf("parse %s payload: %v", event, err)})
+	repo, sha, err := parseCI(event, payload)
+	if err != nil {
+		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: err.Error()})
 		return
 	}
-	repo, sha := ev.Repo.FullName, ev.commit(event)
 	if repo == "" || sha == "" {
 		c.JSON(http.StatusBadRequest, answer{Status: "rejected", Message: event + " payload has no repository or commit"})
 		return

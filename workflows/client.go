@@ -469,7 +469,8 @@ func (s *Starter) ReviewClose(ctx context.Context, repo string, number int, ev P
 // It asks for eager start: where this process also runs a worker of the
 // task queue (drover dev, or a server beside a worker), the start's answer
 // carries the first workflow task to it, skipping a round trip through
-// matching (a workflow with one activity on the dev stack: 25 ms to 18).
+// matching (see BenchmarkSequentialWorkflows: dev-stack against
+// lazy-start).
 // Elsewhere the SDK does not ask, and the start is as before.
 func runOneOff[T any](ctx context.Context, c client.Client, opts client.StartWorkflowOptions, what string, wf any, in any) (T, error) {
 	var out T
