@@ -184,14 +184,16 @@ func report(b *testing.B, ms []*vegeta.Metrics) {
 	}
 	refused := 0
 	for _, m := range ms {
-		for code, n := range m.StatusCodes {
+		n := 0
+		for code, c := range m.StatusCodes {
 			if !strings.HasPrefix(code, "2") {
-				refused += n
+				n += c
 			}
 		}
-		if len(m.Errors) > 0 || refused > 0 {
+		if len(m.Errors) > 0 || n > 0 {
 			b.Logf("answers %v, errors %v", m.StatusCodes, m.Errors)
 		}
+		refused += n
 	}
 	var p99s []string
 	for _, m := range ms {
