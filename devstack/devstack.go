@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/server/chasm/lib/activity"
@@ -82,7 +84,43 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	ports, err := freePorts(opts.Host, 4)
+	sqlConf, err := prepareDatabase(opts.DatabaseFile)
+	if err != nil {
+		return nil, err
+	}
+	// The ports are found free, then let go before the server binds them:
+	// another process (or an outgoing connection) may take one between.
+	// The server then cannot listen, and the start is tried again on
+	// other ports, unless the port that failed is the one asked for.
+	for attempt := 1; ; attempt++ {
+		srv, err := startOn(opts, sqlConf)
+		var le *listenError
+		if errors.As(err, &le) && attempt < startAttempts && (opts.FrontendPort == 0 || le.service != primitives.FrontendService) {
+			opts.Logger.Warn("temporal server could not listen; trying other ports", "error", err, "attempt", attempt)
+			continue
+		}
+		return srv, err
+	}
+}
+
+// startAttempts bounds how many sets of ports Start tries.
+const startAttempts = 3
+
+// listenError is a service of the server that could not bind its port.
+type listenError struct {
+	service primitives.ServiceName
+	msg     string
+}
+
+func (e *listenError) Error() string { return fmt.Sprintf("temporal %s service: %s", e.service, e.msg) }
+
+// pickPorts finds free ports; tests replace it to hand out a taken one.
+var pickPorts = freePorts
+
+// startOn starts the server on newly picked ports (the frontend's on
+// opts.FrontendPort when set).
+func startOn(opts Options, sqlConf *config.SQL) (*Server, error) {
+	ports, err := pickPorts(opts.Host, 5)
 	if err != nil {
 		return nil, err
 	}
@@ -95,16 +133,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		primitives.MatchingService: ports[2],
 		primitives.WorkerService:   ports[3],
 	}
-	httpPorts, err := freePorts(opts.Host, 1)
-	if err != nil {
-		return nil, err
-	}
+	httpPorts := ports[4:]
 	frontend := net.JoinHostPort(opts.Host, strconv.Itoa(opts.FrontendPort))
-
-	sqlConf, err := prepareDatabase(opts.DatabaseFile)
-	if err != nil {
-		return nil, err
-	}
 	conf := &config.Config{}
 	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
 	conf.Global.Membership.BroadcastAddress = opts.Host
@@ -147,7 +177,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 	level := &slog.LevelVar{}
 	level.Set(opts.Level)
-	logger := serverLogger{log: opts.Logger, level: level}
+	logger := serverLogger{log: opts.Logger, level: level, fatal: &fatalGuard{}}
+	logger.fatal.starting.Store(true)
+	defer logger.fatal.starting.Store(false)
 	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
 	if err != nil {
 		return nil, fmt.Errorf("temporal authorizer: %w", err)
@@ -183,22 +215,90 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	for k, v := range opts.DynamicConfig {
 		dyn[dynamicconfig.MakeKey(k)] = v
 	}
-	srv, err := temporal.NewServer(
-		temporal.WithConfig(conf),
-		temporal.ForServices(temporal.DefaultServices),
-		temporal.WithStaticHosts(hosts),
-		temporal.WithLogger(logger),
-		temporal.WithAuthorizer(authorizer),
-		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
-		temporal.WithDynamicConfigClient(dyn),
-	)
+	srv, err := logger.fatal.guard(func() (temporal.Server, error) {
+		return temporal.NewServer(
+			temporal.WithConfig(conf),
+			temporal.ForServices(temporal.DefaultServices),
+			temporal.WithStaticHosts(hosts),
+			temporal.WithLogger(logger),
+			temporal.WithAuthorizer(authorizer),
+			temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
+			temporal.WithDynamicConfigClient(dyn),
+		)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("create temporal server: %w", err)
 	}
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal server on %s: %w", frontend, err)
 	}
+	if err := logger.fatal.err(); err != nil {
+		srv.Stop()
+		return nil, fmt.Errorf("start temporal server on %s: %w", frontend, err)
+	}
 	return &Server{server: srv, frontend: frontend, level: level}, nil
+}
+
+// fatalGuard keeps what the server called fatal while it was being
+// made. The server's logger is told Fatal where it cannot go on (a port
+// it cannot bind) and, as zap's would, is expected not to return; the
+// embedded server's logger returns, so the server carries on with what
+// it could not make (a nil listener) and crashes the process on it, now
+// or in a goroutine later. guard turns that into Start's error instead.
+type fatalGuard struct {
+	starting atomic.Bool
+	mu       sync.Mutex
+	first    error
+}
+
+// record keeps the first fatal reported while starting.
+func (g *fatalGuard) record(msg string, tags []tag.Tag) {
+	if g == nil || !g.starting.Load() {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.first != nil {
+		return
+	}
+	var service, cause string
+	for _, t := range tags {
+		switch t.Key() {
+		case "service":
+			service = fmt.Sprint(t.Value())
+		case "error":
+			cause = fmt.Sprint(t.Value())
+		}
+	}
+	if msg == "Failed to start gRPC listener" {
+		g.first = &listenError{service: primitives.ServiceName(service), msg: cause}
+		return
+	}
+	g.first = fmt.Errorf("temporal: %s: %s", msg, cause)
+}
+
+func (g *fatalGuard) err() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.first
+}
+
+// guard runs build, returning the first fatal it reported as its error,
+// and recovering the panic a fatal leads to.
+func (g *fatalGuard) guard(build func() (temporal.Server, error)) (srv temporal.Server, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if ferr := g.err(); ferr != nil {
+				srv, err = nil, ferr
+				return
+			}
+			panic(p)
+		}
+		if ferr := g.err(); ferr != nil {
+			srv, err = nil, ferr
+		}
+	}()
+	return build()
 }
 
 // FrontendAddress is host:port of the frontend, for clients, the Temporal CLI
@@ -271,6 +371,7 @@ func freePorts(host string, n int) ([]int, error) {
 type serverLogger struct {
 	log   *slog.Logger
 	level *slog.LevelVar
+	fatal *fatalGuard
 }
 
 var _ log.Logger = serverLogger{}
@@ -283,7 +384,10 @@ func (l serverLogger) DPanic(msg string, tags ...tag.Tag) {
 	l.emit(slog.LevelError, msg, tags)
 }
 func (l serverLogger) Panic(msg string, tags ...tag.Tag) { l.emit(slog.LevelError, msg, tags) }
-func (l serverLogger) Fatal(msg string, tags ...tag.Tag) { l.emit(slog.LevelError, msg, tags) }
+func (l serverLogger) Fatal(msg string, tags ...tag.Tag) {
+	l.emit(slog.LevelError, msg, tags)
+	l.fatal.record(msg, tags)
+}
 
 func (l serverLogger) emit(level slog.Level, msg string, tags []tag.Tag) {
 	if level < l.level.Level() || !l.log.Enabled(context.Background(), level) {

@@ -3,7 +3,10 @@ package devstack_test
 import (
 	"context"
 	"log/slog"
+	"net"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,6 +132,61 @@ func BenchmarkSequentialWorkflows(b *testing.B) {
 				})
 			}
 			m.Report()
+		})
+	}
+}
+
+// TestStartOnTakenPorts: a port found free can be taken before the server
+// binds it. A port picked by Start is picked again, a few times; the
+// frontend port the caller asked for is an error. Neither crashes the
+// process, as the server's nil listener once did.
+func TestStartOnTakenPorts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an embedded Temporal server; skipped by -short")
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := taken.Addr().(*net.TCPAddr).Port
+	for _, tc := range []struct {
+		name     string
+		frontend int // the port asked for
+		bad      int // of the picked ports, the index that is taken
+		badPicks int // how many picks hand out the taken port
+		wantErr  string
+		picks    int
+	}{
+		{name: "asked-for frontend taken", frontend: port, bad: -1, wantErr: "temporal frontend service: listen tcp 127.0.0.1:" + strconv.Itoa(port), picks: 1},
+		{name: "picked worker port taken once", bad: 3, badPicks: 1, picks: 2},
+		{name: "picked history port taken every time", bad: 1, badPicks: 3, wantErr: "temporal history service: listen tcp", picks: 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			picks := 0
+			defer devstack.SetPickPorts(func(host string, n int) ([]int, error) {
+				picks++
+				ports, err := devstack.FreePorts(host, n)
+				if err == nil && tc.bad >= 0 && picks <= tc.badPicks {
+					ports[tc.bad] = port
+				}
+				return ports, err
+			})()
+			srv, err := devstack.Start(context.Background(), devstack.Options{
+				DatabaseFile: filepath.Join(t.TempDir(), "temporal.db"), FrontendPort: tc.frontend, Logger: slog.New(slog.DiscardHandler),
+			})
+			if err == nil {
+				srv.Stop()
+			}
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("start: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "address already in use")):
+				t.Fatalf("start: %v; want an error with %q", err, tc.wantErr)
+			}
+			if picks != tc.picks {
+				t.Errorf("ports picked %d times, want %d", picks, tc.picks)
+			}
 		})
 	}
 }
