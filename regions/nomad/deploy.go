@@ -1,7 +1,6 @@
 package nomad
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -504,10 +503,52 @@ func (r *Region) result(ctx context.Context, d regions.Deployment, dep *api.Depl
 		if _, ok := d.Procfile.Command(pipelines.WebProcess); ok {
 			// Behind the stage's ingress the app answers at its URL;
 			// otherwise at a live registration's address.
-			res.URL = cmp.Or(d.URL, r.webURL(ctx, d.App))
+			res.URL = d.URL
+			if res.URL == "" {
+				res.URL = r.deployedURL(ctx, d.App, dep)
+			}
 		}
 	}
 	return res
+}
+
+// deployedURL is where the release dep rolled out answers: a
+// registration of one of dep's own running web allocations. Right after
+// a blue/green promotion the new allocations can still be registered
+// with their canary tags (their client re-registers them a moment
+// later) while the previous release's, still tagged live, are stopping:
+// picking by tag alone then gave the old address, which refused
+// connections seconds later (seen in the contract suite's logs test).
+// dep succeeded, so every allocation of it is promoted. Without dep, or
+// when its allocations cannot be read, the live registration stands.
+func (r *Region) deployedURL(ctx context.Context, app string, dep *api.Deployment) string {
+	if p := r.spec.Nomad.ServiceProvider; dep == nil || (p != "" && p != DefaultServiceProvider) {
+		return r.webURL(ctx, app)
+	}
+	allocs, _, err := r.client.Deployments().Allocations(dep.ID, r.queryOpts(ctx))
+	if err != nil {
+		r.log.Warn("read the deployment's allocations to pick its address", "app", app, "deployment", dep.ID, "err", err)
+		return r.webURL(ctx, app)
+	}
+	ours := map[string]bool{}
+	for _, a := range allocs {
+		if a.TaskGroup == pipelines.WebProcess && a.DesiredStatus == api.AllocDesiredStatusRun && a.ClientStatus == api.AllocClientStatusRunning {
+			ours[a.ID] = true
+		}
+	}
+	if len(ours) > 0 {
+		regs, _, err := r.client.Services().Get(WebServiceName(app), r.queryOpts(ctx))
+		if err != nil && !isNotFound(err) {
+			r.log.Warn("look up web service", "app", app, "err", err)
+		}
+		sort.Slice(regs, func(i, j int) bool { return regs[i].ID < regs[j].ID })
+		for _, s := range regs {
+			if ours[s.AllocID] && s.JobID == app && s.Address != "" && s.Port != 0 {
+				return fmt.Sprintf("http://%s:%d", s.Address, s.Port)
+			}
+		}
+	}
+	return r.webURL(ctx, app)
 }
 
 // deploymentFailure explains a failed or cancelled deployment.

@@ -120,6 +120,8 @@ func TestDeployURL(t *testing.T) {
 		Address: "10.0.0.7", Port: 23456, Tags: []string{nomad.TagLive}, AllocID: "new-alloc"}
 	old := &api.ServiceRegistration{ID: "_nomad-task-0-old", ServiceName: "hello-web", Namespace: "apps", JobID: "hello",
 		Address: "10.0.0.5", Port: 10101, Tags: []string{nomad.TagLive}, AllocID: "old-alloc"}
+	promoted := &api.ServiceRegistration{ID: "_nomad-task-2", ServiceName: "hello-web", Namespace: "apps", JobID: "hello",
+		Address: "10.0.0.8", Port: 22222, Tags: []string{nomad.TagCanary}, AllocID: "promoted-alloc"}
 	tests := []struct {
 		name    string
 		regs    []*api.ServiceRegistration
@@ -132,12 +134,19 @@ func TestDeployURL(t *testing.T) {
 		// The previous release's allocation is still registered, live,
 		// while it stops: its address is not the app's.
 		{"not an allocation that is stopping", []*api.ServiceRegistration{old, live}, "", "http://10.0.0.7:23456"},
+		// Promoted, but its client has not re-registered it with the live
+		// tags yet: the deployment's own allocation, not the old one.
+		{"promoted, still tagged canary", []*api.ServiceRegistration{old, promoted}, "", "http://10.0.0.8:22222"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeNomad(t)
 			f.steps = steps("d1", 1, api.DeploymentStatusSuccessful)
 			f.services["hello-web"] = tt.regs
+			f.depAllocs = []*api.AllocationListStub{
+				{ID: "promoted-alloc", TaskGroup: "web", JobVersion: 1, DesiredStatus: api.AllocDesiredStatusRun, ClientStatus: api.AllocClientStatusRunning},
+				{ID: "promoted-worker", TaskGroup: "worker", JobVersion: 1, DesiredStatus: api.AllocDesiredStatusRun, ClientStatus: api.AllocClientStatusRunning},
+			}
 			f.jobAllocs["hello"] = [][]*api.AllocationListStub{{
 				{ID: "old-alloc", JobVersion: 0, DesiredStatus: api.AllocDesiredStatusStop, ClientStatus: api.AllocClientStatusRunning},
 				{ID: "new-alloc", JobVersion: 1, DesiredStatus: api.AllocDesiredStatusRun, ClientStatus: api.AllocClientStatusRunning},
