@@ -312,9 +312,20 @@ func (r *Region) webURL(ctx context.Context, app string) string {
 		return ""
 	}
 	sort.Slice(regs, func(i, j int) bool { return regs[i].ID < regs[j].ID })
-	regs = r.leaving(ctx, app, regs)
+	regs, dropped := r.leaving(ctx, app, regs)
 	if live := liveAddress(regs, app); live != "" {
 		return live
+	}
+	if dropped {
+		// The only live registrations were leaving: the release that
+		// replaces them is promoted, but its client has not re-tagged it
+		// yet. Its latest deployment, once successful, says which
+		// allocations are the app's now.
+		if dep, _, err := r.client.Jobs().LatestDeployment(app, r.queryOpts(ctx)); err == nil && dep != nil && dep.Status == api.DeploymentStatusSuccessful {
+			if u := r.deploymentAddress(ctx, app, dep); u != "" {
+				return u
+			}
+		}
 	}
 	// Registrations made before drover tagged them carry no tags.
 	for _, s := range regs {
@@ -325,25 +336,26 @@ func (r *Region) webURL(ctx context.Context, app string) string {
 	return ""
 }
 
-// leaving drops, when app has more than one live registration, those of
-// allocations Nomad is stopping: right after a rollout the previous
-// release's allocations stay registered, still tagged live, until they
-// have stopped, and an address picked among them would soon refuse
-// connections. When the allocations cannot be read, regs stand.
-func (r *Region) leaving(ctx context.Context, app string, regs []*api.ServiceRegistration) []*api.ServiceRegistration {
-	live := 0
+// leaving drops, when app has more than one registration, those of
+// allocations Nomad is stopping, and reports whether it dropped any:
+// right after a rollout the previous release's allocations stay
+// registered, still tagged live, until they have stopped, and an address
+// picked among them would soon refuse connections. When the allocations
+// cannot be read, regs stand.
+func (r *Region) leaving(ctx context.Context, app string, regs []*api.ServiceRegistration) ([]*api.ServiceRegistration, bool) {
+	n := 0
 	for _, s := range regs {
-		if s.JobID == app && slices.Contains(s.Tags, TagLive) {
-			live++
+		if s.JobID == app {
+			n++
 		}
 	}
-	if live < 2 {
-		return regs
+	if n < 2 {
+		return regs, false
 	}
 	allocs, _, err := r.client.Jobs().Allocations(app, false, r.queryOpts(ctx))
 	if err != nil {
 		r.log.Warn("read allocations to pick a live address", "app", app, "err", err)
-		return regs
+		return regs, false
 	}
 	stopping := map[string]bool{}
 	for _, a := range allocs {
@@ -358,9 +370,9 @@ func (r *Region) leaving(ctx context.Context, app string, regs []*api.ServiceReg
 		}
 	}
 	if len(kept) == 0 {
-		return regs
+		return regs, false
 	}
-	return kept
+	return kept, len(kept) < len(regs)
 }
 
 // liveAddress is the first live (promoted, not canary) registration of

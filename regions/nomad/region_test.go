@@ -161,6 +161,36 @@ func TestDeployURL(t *testing.T) {
 	}
 }
 
+// TestLiveURLWhileTheOldReleaseStops: between a promotion and the new
+// allocation's re-registration with the live tags, the only live
+// registration is the old allocation's, which is stopping; the app's
+// address is the promoted one's, which its successful deployment names.
+func TestLiveURLWhileTheOldReleaseStops(t *testing.T) {
+	f := newFakeNomad(t)
+	f.steps = steps("d1", 1, api.DeploymentStatusSuccessful)
+	r := MustRegion(t, f.srv.URL)
+	if _, err := r.Deploy(ctx(t), deployment(pipelines.Formation{"web": 1})); err != nil {
+		t.Fatal(err)
+	}
+	old := &api.ServiceRegistration{ID: "_nomad-task-0-old", ServiceName: "hello-web", Namespace: "apps", JobID: "hello",
+		Address: "10.0.0.5", Port: 10101, Tags: []string{nomad.TagLive}, AllocID: "old-alloc"}
+	promoted := &api.ServiceRegistration{ID: "_nomad-task-2", ServiceName: "hello-web", Namespace: "apps", JobID: "hello",
+		Address: "10.0.0.8", Port: 22222, Tags: []string{nomad.TagCanary}, AllocID: "promoted-alloc"}
+	f.mu.Lock()
+	f.services["hello-web"] = []*api.ServiceRegistration{old, promoted}
+	f.jobAllocs["hello"] = [][]*api.AllocationListStub{{
+		{ID: "old-alloc", TaskGroup: "web", JobVersion: 0, DesiredStatus: api.AllocDesiredStatusStop, ClientStatus: api.AllocClientStatusRunning},
+		{ID: "promoted-alloc", TaskGroup: "web", JobVersion: 1, DesiredStatus: api.AllocDesiredStatusRun, ClientStatus: api.AllocClientStatusRunning},
+	}}
+	f.depAllocs = []*api.AllocationListStub{
+		{ID: "promoted-alloc", TaskGroup: "web", JobVersion: 1, DesiredStatus: api.AllocDesiredStatusRun, ClientStatus: api.AllocClientStatusRunning},
+	}
+	f.mu.Unlock()
+	if got, err := r.LiveURL(ctx(t), "hello"); err != nil || got != "http://10.0.0.8:22222" {
+		t.Fatalf("LiveURL = %q, %v; want the promoted allocation's http://10.0.0.8:22222", got, err)
+	}
+}
+
 func TestDeployJobTemplate(t *testing.T) {
 	tests := []struct {
 		name     string
