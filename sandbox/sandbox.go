@@ -87,6 +87,11 @@ type Options struct {
 	Hide []string
 	// Logger gets the warning when ModeAuto finds no bubblewrap.
 	Logger *slog.Logger
+	// StateDir, when set, is a dir of drover's own where the sandbox
+	// keeps the /etc its commands see (etcStage); without it each file
+	// of that /etc is bound on its own, which costs every start twenty
+	// mounts more.
+	StateDir string
 }
 
 // Sandbox makes commands. A nil *Sandbox is ModeNone.
@@ -95,7 +100,8 @@ type Sandbox struct {
 	setpriv string // path to setpriv when dropping root; "" otherwise
 	uid     int    // the user commands run as under bwrap; -1 to keep drover's
 	hide    []string
-	pathRO  []string // bin dirs on PATH outside the system dirs
+	pathRO  []string  // bin dirs on PATH outside the system dirs
+	etc     *etcStage // nil: bind each file of /etc
 }
 
 // New returns the Sandbox for o.Mode. ModeBwrap without bubblewrap is an
@@ -120,6 +126,9 @@ func New(o Options) (*Sandbox, error) {
 		return &Sandbox{uid: -1}, nil
 	}
 	s := &Sandbox{bwrap: bwrap, uid: -1}
+	if o.StateDir != "" {
+		s.etc = &etcStage{dir: filepath.Join(o.StateDir, "etc")}
+	}
 	for _, h := range o.Hide {
 		if h, err := filepath.Abs(h); err == nil {
 			s.hide = append(s.hide, h)
@@ -267,9 +276,17 @@ func (s *Sandbox) bwrapArgs(spec Spec) ([]string, error) {
 	}
 	// Only what programs need of /etc: not the operator's config files,
 	// which may hold drover's own settings.
-	a = append(a, "--perms", "0755", "--dir", "/etc")
-	for _, f := range etcFiles {
-		a = append(a, "--ro-bind-try", "/etc/"+f, "/etc/"+f)
+	if s.etc != nil {
+		etc, err := s.etc.args()
+		if err != nil {
+			return nil, err
+		}
+		a = append(a, etc...)
+	} else {
+		a = append(a, "--perms", "0755", "--dir", "/etc")
+		for _, f := range etcFiles {
+			a = append(a, "--ro-bind-try", "/etc/"+f, "/etc/"+f)
+		}
 	}
 	a = append(a, "--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--tmpfs", "/tmp")
 	a = append(a, "--bind", spec.Dir, AppDir)

@@ -352,7 +352,7 @@ func (n *Node) connectTemporal(ctx context.Context) error {
 // startWorkers opens the regions this process serves and starts the
 // worker on drover's task queue and one per region on the region's own.
 func (n *Node) startWorkers(ctx context.Context, auth gh.Auth, starter *workflows.Starter) error {
-	sb, err := sandbox.New(sandbox.Options{Mode: sandbox.Mode(n.Options.Sandbox), Hide: []string{n.DataDir}, Logger: n.Logger})
+	sb, err := sandbox.New(sandbox.Options{Mode: sandbox.Mode(n.Options.Sandbox), Hide: []string{n.DataDir}, Logger: n.Logger, StateDir: filepath.Join(n.DataDir, "sandbox")})
 	if err != nil {
 		return &hintError{err: err, hint: "install bubblewrap (apt-get install bubblewrap), or pass --sandbox none to run untrusted code unsandboxed"}
 	}
