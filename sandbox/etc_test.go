@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,6 +86,37 @@ func TestStagedEtc(t *testing.T) {
 	stages, _ := filepath.Glob(filepath.Join(state, "etc", "etc-*"))
 	if len(stages) != 2 {
 		t.Errorf("stages %v; want one per distinct contents (2)", stages)
+	}
+}
+
+// TestStagedEtcWithAFileBoundInIt: a command that binds a file of the
+// host's /etc read-only (a build's /etc/pip.conf) reads it there, which
+// a read-only staged /etc could not take as a mount point.
+func TestStagedEtcWithAFileBoundInIt(t *testing.T) {
+	// A file of /etc a sandbox does not see by default.
+	var extra string
+	entries, _ := os.ReadDir("/etc")
+	for _, e := range entries {
+		// Readable by anyone, so by the sandbox's nobody too.
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o004 != 0 && !slices.Contains(sandbox.EtcFiles(), e.Name()) {
+			extra = "/etc/" + e.Name()
+			break
+		}
+	}
+	if extra == "" {
+		t.Skip("no readable file in /etc beyond those a sandbox sees")
+	}
+	s := stagedSandbox(t, t.TempDir())
+	cmd, err := s.Command(context.Background(), sandbox.Spec{
+		Args: []string{"sh", "-c", "head -c 0 " + extra + " && echo ok"}, Dir: t.TempDir(), Env: []string{"PATH=/usr/bin:/bin"},
+		ReadOnly: []string{extra},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "ok\n" {
+		t.Fatalf("a command binding %s: %v\n%s", extra, err, out)
 	}
 }
 

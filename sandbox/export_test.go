@@ -7,3 +7,6 @@ func SetEtcRoot(dir string) (undo func()) {
 	etcRoot = dir
 	return func() { etcRoot = old }
 }
+
+// EtcFiles are the names of /etc a sandbox sees.
+func EtcFiles() []string { return etcFiles }

@@ -276,7 +276,10 @@ func (s *Sandbox) bwrapArgs(spec Spec) ([]string, error) {
 	}
 	// Only what programs need of /etc: not the operator's config files,
 	// which may hold drover's own settings.
-	if s.etc != nil {
+	// A dir or file bound read-only inside /etc (a build's
+	// /etc/pip.conf) needs a mount point there, which the staged /etc,
+	// read-only, cannot be given: such a command binds /etc file by file.
+	if s.etc != nil && !slices.ContainsFunc(spec.ReadOnly, func(d string) bool { return within(filepath.Clean(d), "/etc") }) {
 		etc, err := s.etc.args()
 		if err != nil {
 			return nil, err
