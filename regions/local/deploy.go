@@ -37,17 +37,43 @@ func (r *Region) Deploy(ctx context.Context, d regions.Deployment) (regions.Resu
 	if err != nil {
 		return regions.Result{}, fmt.Errorf("deploy %s v%d: %w", d.App, d.Release, err)
 	}
-	defer unlock()
 	ctx, cancel := r.opContext(ctx)
 	defer cancel()
 	if err := r.load(a); err != nil {
+		unlock()
 		return regions.Result{}, fmt.Errorf("deploy %s v%d: %w", d.App, d.Release, err)
 	}
-	return r.deploy(ctx, a, d)
+	res, settle, err := r.deployOnly(ctx, a, d)
+	if settle == nil {
+		unlock()
+		return res, err
+	}
+	// The new release serves: the old one stops after Deploy returns,
+	// still under the app's lock, so the next call on the app (a
+	// deploy, a stop, Close) waits for it to be gone, and no region's
+	// rollout waits for its old processes' SIGTERM and teardown.
+	go func() {
+		defer unlock()
+		settle()
+	}()
+	return res, err
 }
 
-// deploy is Deploy with a locked and loaded.
+// deploy is Deploy with a locked and loaded, the previous release
+// stopped before it returns.
 func (r *Region) deploy(ctx context.Context, a *app, d regions.Deployment) (regions.Result, error) {
+	res, settle, err := r.deployOnly(ctx, a, d)
+	if settle != nil {
+		settle()
+	}
+	return res, err
+}
+
+// deployOnly is deploy, but once the new release serves it returns
+// settle, which stops the previous release and whatever else of the app
+// should not run, and prunes its old dirs; the caller runs it holding
+// a's lock. settle is nil when there is nothing to do after.
+func (r *Region) deployOnly(ctx context.Context, a *app, d regions.Deployment) (regions.Result, func(), error) {
 	log := r.log.With("app", d.App, "release", d.Release)
 	progress := func(format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
@@ -65,14 +91,14 @@ func (r *Region) deploy(ctx context.Context, a *app, d regions.Deployment) (regi
 
 	if cur := a.cur; cur != nil && cur.Version == d.Release && cur.Slug == d.Slug.Digest && allAlive(cur) {
 		if err := r.serve(a, cur); err != nil {
-			return regions.Result{}, wrap(err)
+			return regions.Result{}, nil, wrap(err)
 		}
 		progress("v%d is already running", d.Release)
-		return r.result(a, cur), nil
+		return r.result(a, cur), nil, nil
 	}
 	specs, reason := plan(d)
 	if reason != "" {
-		return regions.Result{}, fail(reason)
+		return regions.Result{}, nil, fail(reason)
 	}
 	if cur := a.cur; cur != nil && cur.Version == d.Release {
 		// Redeploying the running release (some of it died, or its slug
@@ -89,14 +115,14 @@ func (r *Region) deploy(ctx context.Context, a *app, d regions.Deployment) (regi
 	// Processes recorded for this release but not current were left by a
 	// drover that died mid-deploy; overwriting the record would orphan them.
 	if stale, err := readRecord(dir); err != nil {
-		return regions.Result{}, wrap(err)
+		return regions.Result{}, nil, wrap(err)
 	} else if stale != nil {
 		r.stopRelease(stale)
 	}
 	progress("unpacking slug")
 	slugDir, err := r.unpackOnce(ctx, d.Slug, dir)
 	if err != nil {
-		return regions.Result{}, wrap(err)
+		return regions.Result{}, nil, wrap(err)
 	}
 
 	rel := &release{App: d.App, Version: d.Release, Slug: d.Slug.Digest, dir: dir}
@@ -105,7 +131,7 @@ func (r *Region) deploy(ctx context.Context, a *app, d regions.Deployment) (regi
 		port, err := r.freePort()
 		if err != nil {
 			abort()
-			return regions.Result{}, wrap(err)
+			return regions.Result{}, nil, wrap(err)
 		}
 		s.dir, s.port = slugDir, port
 		s.logPath = outName(dir, s.typ, s.index)
@@ -114,14 +140,14 @@ func (r *Region) deploy(ctx context.Context, a *app, d regions.Deployment) (regi
 		p, err := r.startProc(s)
 		if err != nil {
 			abort()
-			return regions.Result{}, wrap(err)
+			return regions.Result{}, nil, wrap(err)
 		}
 		rel.Procs = append(rel.Procs, p)
 		// Recorded after each start, so a crash of drover right here still
 		// leaves every process findable.
 		if err := writeRecord(rel); err != nil {
 			abort()
-			return regions.Result{}, wrap(err)
+			return regions.Result{}, nil, wrap(err)
 		}
 	}
 	if err := r.waitHealthy(ctx, rel, progress); err != nil {
@@ -130,9 +156,9 @@ func (r *Region) deploy(ctx context.Context, a *app, d regions.Deployment) (regi
 		if errors.As(err, &de) {
 			de.Region, de.App, de.Release = r.name, d.App, d.Release
 			log.Warn("release failed", "reason", de.Reason)
-			return regions.Result{}, de
+			return regions.Result{}, nil, de
 		}
-		return regions.Result{}, wrap(err)
+		return regions.Result{}, nil, wrap(err)
 	}
 
 	for _, p := range rel.Procs {
@@ -145,18 +171,20 @@ func (r *Region) deploy(ctx context.Context, a *app, d regions.Deployment) (regi
 	if err := r.serve(a, rel); err != nil {
 		a.state = prev
 		abort()
-		return regions.Result{}, wrap(err)
+		return regions.Result{}, nil, wrap(err)
 	}
 	old := a.cur
 	a.cur = rel
-	if old != nil {
-		progress("stopping v%d", old.Version)
-		r.stopRelease(old)
-	}
-	r.stopOthers(a, rel)
-	r.pruneReleases(d.App, d.Release)
 	progress("v%d is running", d.Release)
-	return r.result(a, rel), nil
+	settle := func() {
+		if old != nil {
+			log.Info(fmt.Sprintf("stopping v%d", old.Version))
+			r.stopRelease(old)
+		}
+		r.stopOthers(a, rel)
+		r.pruneReleases(d.App, d.Release)
+	}
+	return r.result(a, rel), settle, nil
 }
 
 // plan lists the processes d runs, or says why it cannot run.

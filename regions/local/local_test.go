@@ -332,6 +332,42 @@ func TestDeploySwitchesReleasesBehindOneURL(t *testing.T) {
 	mustAnswer(t, res3.URL, "v1 again")
 }
 
+// TestDeployDoesNotWaitForTheOldReleaseToStop: a release whose process
+// takes its time over SIGTERM does not hold up the next release's
+// deploy, which returns once the new one serves; the old one is gone
+// soon after, and the app's next call waits for that.
+func TestDeployDoesNotWaitForTheOldReleaseToStop(t *testing.T) {
+	t.Parallel()
+	r := newRegion(t, t.TempDir(), 10*time.Second)
+	slow := webApp("slowstop", 1, "v1")
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	slow.Procfile = pipelines.Procfile{{Type: "web", Command: `trap 'sleep 1; exit 0' TERM; echo $$ > "$PID_FILE"; ./server & wait`}}
+	slow.Env["PID_FILE"] = pidFile
+	res := mustDeploy(t, r, slow)
+	mustAnswer(t, res.URL, "v1")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shell, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	res = mustDeploy(t, r, webApp("slowstop", 2, "v2"))
+	if took := time.Since(start); took > 700*time.Millisecond {
+		t.Errorf("the deploy of v2 took %v: it waited for v1's second-long stop", took)
+	}
+	mustAnswer(t, res.URL, "v2")
+	if _, err := r.Status(context.Background(), "slowstop"); err != nil {
+		t.Fatal(err)
+	}
+	if !gone(shell) {
+		t.Errorf("v1's shell %d still runs once Status answered", shell)
+	}
+}
+
 func containsPrefix(list []string, prefix string) bool {
 	for _, s := range list {
 		if strings.HasPrefix(s, prefix) {
@@ -908,6 +944,11 @@ func TestOldReleaseDirsArePruned(t *testing.T) {
 	r := newRegion(t, dir, 10*time.Second)
 	for v := 1; v <= 5; v++ {
 		mustDeploy(t, r, webApp("shop", v, fmt.Sprintf("v%d", v)))
+	}
+	// The old release stops, and its dirs go, after Deploy returns;
+	// Status waits for that.
+	if _, err := r.Status(context.Background(), "shop"); err != nil {
+		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir(filepath.Join(dir, "apps", "shop"))
 	var got []string
