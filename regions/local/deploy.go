@@ -37,25 +37,30 @@ func (r *Region) Deploy(ctx context.Context, d regions.Deployment) (regions.Resu
 	if err != nil {
 		return regions.Result{}, fmt.Errorf("deploy %s v%d: %w", d.App, d.Release, err)
 	}
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			unlock()
+		}
+	}()
 	ctx, cancel := r.opContext(ctx)
 	defer cancel()
 	if err := r.load(a); err != nil {
-		unlock()
 		return regions.Result{}, fmt.Errorf("deploy %s v%d: %w", d.App, d.Release, err)
 	}
 	res, settle, err := r.deployOnly(ctx, a, d)
-	if settle == nil {
-		unlock()
-		return res, err
+	if settle != nil {
+		// The new release serves: the old one stops after Deploy
+		// returns, still under the app's lock, so the next call on the
+		// app (a deploy, a stop, Close) waits for it to be gone, and no
+		// region's rollout waits for its old processes' SIGTERM and
+		// teardown.
+		handedOff = true
+		go func() {
+			defer unlock()
+			settle()
+		}()
 	}
-	// The new release serves: the old one stops after Deploy returns,
-	// still under the app's lock, so the next call on the app (a
-	// deploy, a stop, Close) waits for it to be gone, and no region's
-	// rollout waits for its old processes' SIGTERM and teardown.
-	go func() {
-		defer unlock()
-		settle()
-	}()
 	return res, err
 }
 
