@@ -522,17 +522,21 @@ func (r *Region) result(ctx context.Context, d regions.Deployment, dep *api.Depl
 // dep succeeded, so every allocation of it is promoted. Without dep, or
 // when its allocations cannot be read, the live registration stands.
 func (r *Region) deployedURL(ctx context.Context, app string, dep *api.Deployment) string {
-	if p := r.spec.Nomad.ServiceProvider; dep != nil && (p == "" || p == DefaultServiceProvider) {
-		if u := r.deploymentAddress(ctx, app, dep); u != "" {
+	regs, ok := r.webRegistrations(ctx, app)
+	if !ok {
+		return ""
+	}
+	if dep != nil {
+		if u := r.deploymentAddress(ctx, app, dep, regs); u != "" {
 			return u
 		}
 	}
-	return r.webURL(ctx, app)
+	return r.pickURL(ctx, app, regs)
 }
 
-// deploymentAddress is the address of a registration of one of dep's
-// running web allocations, or "".
-func (r *Region) deploymentAddress(ctx context.Context, app string, dep *api.Deployment) string {
+// deploymentAddress is the address of the first of regs that belongs to
+// one of dep's running web allocations, or "".
+func (r *Region) deploymentAddress(ctx context.Context, app string, dep *api.Deployment, regs []*api.ServiceRegistration) string {
 	allocs, _, err := r.client.Deployments().Allocations(dep.ID, r.queryOpts(ctx))
 	if err != nil {
 		r.log.Warn("read the deployment's allocations to pick its address", "app", app, "deployment", dep.ID, "err", err)
@@ -544,20 +548,7 @@ func (r *Region) deploymentAddress(ctx context.Context, app string, dep *api.Dep
 			ours[a.ID] = true
 		}
 	}
-	if len(ours) == 0 {
-		return ""
-	}
-	regs, _, err := r.client.Services().Get(WebServiceName(app), r.queryOpts(ctx))
-	if err != nil && !isNotFound(err) {
-		r.log.Warn("look up web service", "app", app, "err", err)
-	}
-	sort.Slice(regs, func(i, j int) bool { return regs[i].ID < regs[j].ID })
-	for _, s := range regs {
-		if ours[s.AllocID] && s.JobID == app && s.Address != "" && s.Port != 0 {
-			return fmt.Sprintf("http://%s:%d", s.Address, s.Port)
-		}
-	}
-	return ""
+	return addressOf(regs, app, func(s *api.ServiceRegistration) bool { return ours[s.AllocID] })
 }
 
 // deploymentFailure explains a failed or cancelled deployment.

@@ -287,9 +287,6 @@ func hasWeb(job *api.Job) bool {
 	return false
 }
 
-// webURL is where web answers, from Nomad's service catalog; "" when the
-// service is registered elsewhere (consul) or not at all. A lookup failure
-// is logged, not returned: the URL is a courtesy.
 // LiveURL returns where app's web process answers now: a live (promoted)
 // registration's address, or "" when there is none (or the service is in
 // Consul, which drover does not read).
@@ -300,18 +297,37 @@ func (r *Region) LiveURL(ctx context.Context, app string) (string, error) {
 	return r.webURL(ctx, app), nil
 }
 
+// webURL is where web answers, from Nomad's service catalog; "" when the
+// service is registered elsewhere (consul) or not at all. A lookup failure
+// is logged, not returned: the URL is a courtesy.
 func (r *Region) webURL(ctx context.Context, app string) string {
-	if p := r.spec.Nomad.ServiceProvider; p != "" && p != DefaultServiceProvider {
+	regs, ok := r.webRegistrations(ctx, app)
+	if !ok {
 		return ""
+	}
+	return r.pickURL(ctx, app, regs)
+}
+
+// webRegistrations are app's web service registrations in Nomad's
+// catalog, in a stable order; false when the service is registered
+// elsewhere or cannot be read (which is logged).
+func (r *Region) webRegistrations(ctx context.Context, app string) ([]*api.ServiceRegistration, bool) {
+	if p := r.spec.Nomad.ServiceProvider; p != "" && p != DefaultServiceProvider {
+		return nil, false
 	}
 	regs, _, err := r.client.Services().Get(WebServiceName(app), r.queryOpts(ctx))
 	if err != nil {
 		if !isNotFound(err) {
 			r.log.Warn("look up web service", "app", app, "err", err)
 		}
-		return ""
+		return nil, false
 	}
 	sort.Slice(regs, func(i, j int) bool { return regs[i].ID < regs[j].ID })
+	return regs, true
+}
+
+// pickURL is the address among regs that webURL returns.
+func (r *Region) pickURL(ctx context.Context, app string, regs []*api.ServiceRegistration) string {
 	regs, dropped := r.leaving(ctx, app, regs)
 	if live := liveAddress(regs, app); live != "" {
 		return live
@@ -322,18 +338,13 @@ func (r *Region) webURL(ctx context.Context, app string) string {
 		// yet. Its latest deployment, once successful, says which
 		// allocations are the app's now.
 		if dep, _, err := r.client.Jobs().LatestDeployment(app, r.queryOpts(ctx)); err == nil && dep != nil && dep.Status == api.DeploymentStatusSuccessful {
-			if u := r.deploymentAddress(ctx, app, dep); u != "" {
+			if u := r.deploymentAddress(ctx, app, dep, regs); u != "" {
 				return u
 			}
 		}
 	}
 	// Registrations made before drover tagged them carry no tags.
-	for _, s := range regs {
-		if s.JobID == app && s.Address != "" && s.Port != 0 && len(s.Tags) == 0 {
-			return fmt.Sprintf("http://%s:%d", s.Address, s.Port)
-		}
-	}
-	return ""
+	return addressOf(regs, app, func(s *api.ServiceRegistration) bool { return len(s.Tags) == 0 })
 }
 
 // leaving drops, when app has more than one registration, those of
@@ -378,8 +389,14 @@ func (r *Region) leaving(ctx context.Context, app string, regs []*api.ServiceReg
 // liveAddress is the first live (promoted, not canary) registration of
 // app's web service.
 func liveAddress(regs []*api.ServiceRegistration, app string) string {
+	return addressOf(regs, app, func(s *api.ServiceRegistration) bool { return slices.Contains(s.Tags, TagLive) })
+}
+
+// addressOf is the URL of the first of regs that is app's, has an
+// address, and is one keep wants; "" when none is.
+func addressOf(regs []*api.ServiceRegistration, app string, keep func(*api.ServiceRegistration) bool) string {
 	for _, s := range regs {
-		if s.JobID == app && s.Address != "" && s.Port != 0 && slices.Contains(s.Tags, TagLive) {
+		if s.JobID == app && s.Address != "" && s.Port != 0 && keep(s) {
 			return fmt.Sprintf("http://%s:%d", s.Address, s.Port)
 		}
 	}
