@@ -44,5 +44,6 @@ func (s *Store) RecordBuild(ctx context.Context, b deployments.Build) error {
 	if err != nil {
 		return fmt.Errorf("record build of %s at %s: %w", b.Repo, b.Commit, err)
 	}
+	s.settled.forget() // a failed build ends the pushes of its commit
 	return nil
 }

@@ -81,6 +81,7 @@ func (s *Store) PruneDeliveries(ctx context.Context, before time.Time) (int, err
 	if _, err := s.conn().exec(ctx, `DELETE FROM queued_pushes WHERE queued_at < ?`, cutoff); err != nil {
 		return 0, fmt.Errorf("prune queued pushes: %w", err)
 	}
+	s.settled.forget()
 	if _, err := s.conn().exec(ctx, `DELETE FROM ci_waits WHERE since < ?`, s.now().Add(-CIWaitTTL)); err != nil {
 		return 0, fmt.Errorf("prune waits for CI: %w", err)
 	}

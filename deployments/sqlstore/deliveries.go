@@ -6,8 +6,7 @@ import (
 )
 
 func (s *Store) RecordDelivery(ctx context.Context, id, event string) (bool, error) {
-	res, err := s.conn().exec(ctx, `INSERT INTO deliveries (id, event, received_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		id, event, s.now())
+	res, err := s.conn().exec(ctx, insertDelivery, id, event, s.now())
 	if err != nil {
 		return false, fmt.Errorf("record delivery %s: %w", id, err)
 	}

@@ -34,3 +34,6 @@ func (s *Store) SetRawConfigVars(t *testing.T, app string, version int, raw stri
 // SetClock makes the store read the time from now, for tests of what
 // depends on when.
 func (s *Store) SetClock(now func() time.Time) { s.now = now }
+
+// SettledTTL is how long a settled push's answer is reused.
+const SettledTTL = settledTTL

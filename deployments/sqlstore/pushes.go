@@ -31,16 +31,29 @@ func (c conn) queuePush(ctx context.Context, app, repo, commit string, now time.
 	if n, _ := res.RowsAffected(); n == 1 {
 		return true, nil
 	}
-	var queued time.Time
-	if err := c.queryRow(ctx, `SELECT queued_at FROM queued_pushes WHERE app = ? AND commit_sha = ?`, app, commit).Scan(&queued); err != nil {
+	queued, inFlight, err := c.queuedPush(ctx, app, repo, commit, now)
+	switch {
+	case err != nil || inFlight:
 		return false, err
-	}
-	over, err := c.pushEnded(ctx, app, repo, commit, queued.UTC(), now)
-	if err != nil || !over {
-		return false, err
+	case !queued: // forgotten since the insert, by another transaction
+		return false, fmt.Errorf("push of %s to %s was forgotten while it was queued; redeliver it", commit, app)
 	}
 	_, err = c.exec(ctx, `UPDATE queued_pushes SET queued_at = ? WHERE app = ? AND commit_sha = ?`, now, app, commit)
 	return err == nil, err
+}
+
+// queuedPush reports whether app has a queued push of commit, and
+// whether it is still in flight (see queuePush).
+func (c conn) queuedPush(ctx context.Context, app, repo, commit string, now time.Time) (queued, inFlight bool, err error) {
+	var at time.Time
+	switch err := c.queryRow(ctx, `SELECT queued_at FROM queued_pushes WHERE app = ? AND commit_sha = ?`, app, commit).Scan(&at); {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, false, nil
+	case err != nil:
+		return false, false, err
+	}
+	over, err := c.pushEnded(ctx, app, repo, commit, at.UTC(), now)
+	return true, !over, err
 }
 
 // pushEnded reports whether the push of commit queued at queued ended
@@ -79,5 +92,6 @@ func (s *Store) ForgetPush(ctx context.Context, app, commit string) error {
 	if _, err := s.conn().exec(ctx, `DELETE FROM queued_pushes WHERE app = ? AND commit_sha = ?`, app, commit); err != nil {
 		return fmt.Errorf("forget push of %s to %s: %w", commit, app, err)
 	}
+	s.settled.forget()
 	return nil
 }

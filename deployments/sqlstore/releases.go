@@ -166,6 +166,8 @@ func (s *Store) ReleaseOfCommit(ctx context.Context, app, commit string) (pipeli
 }
 
 func (s *Store) FinishRelease(ctx context.Context, app string, version int, status pipelines.ReleaseStatus, reason string) error {
+	// A push of the release's commit is over, or released, from now on.
+	defer s.settled.forget()
 	return s.tx(ctx, func(tx conn) error {
 		var cur pipelines.ReleaseStatus
 		if err := lockedColumn(ctx, tx, "status", app, version, &cur); err != nil {

@@ -34,7 +34,11 @@ const maxOutput = 1 << 20
 
 // Store is a deployments.Store on SQLite or PostgreSQL.
 type Store struct {
-	db      *sql.DB
+	db *sql.DB
+	// read runs reads that need not wait for a writer: on SQLite, a pool
+	// of query-only connections beside db's one, which WAL lets read
+	// while db writes; on PostgreSQL, db itself.
+	read    *sql.DB
 	dialect dialect
 	now     func() time.Time
 	// sealer, when set, encrypts config vars at rest and opens rows
@@ -45,9 +49,18 @@ type Store struct {
 	intakeOnce sync.Once
 	intake     chan intakeRequest
 	intakeDone chan struct{}
+	// intakeExited is closed when the intake loop has returned, having
+	// written its last deferred deliveries; nil if it never started.
+	intakeExited chan struct{}
+	// deferred are the delivery rows of pushes answered without a
+	// transaction, waiting for the intake loop's next one, and settled
+	// what the store last found of pushed commits (intake.go, settled.go).
+	deferred deferredDeliveries
+	settled  settledPushes
 
-	// stmts keeps statements prepared (SQLite only; see stmtCache).
-	stmts *stmtCache
+	// stmts keeps statements prepared (SQLite only; see stmtCache), and
+	// readStmts those of read.
+	stmts, readStmts *stmtCache
 }
 
 // dialect is what differs between the two databases.
@@ -119,7 +132,7 @@ func openPostgres(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("open postgres store %s: %w", Redact(url), err)
 	}
 	db.SetMaxOpenConns(10)
-	s := &Store{db: db, dialect: postgresDialect, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	s := &Store{db: db, read: db, dialect: postgresDialect, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to postgres store %s: %w", Redact(url), err)
@@ -160,14 +173,35 @@ func openSQLite(path string) (*Store, error) {
 	// One connection serialises writers, which is what SQLite does anyway,
 	// and makes "next version" allocation inside a transaction race-free.
 	db.SetMaxOpenConns(1)
-	return &Store{db: db, dialect: sqliteDialect, now: func() time.Time { return time.Now().UTC() }, stmts: newStmtCache()}, nil
+	// Readers of a WAL database see the last commit while the writer
+	// writes: a webhook storm's duplicates are answered from them
+	// without queueing behind the intake's transactions. query_only
+	// keeps them readers.
+	read, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=query_only(1)")
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s for reading: %w", path, err)
+	}
+	read.SetMaxOpenConns(readConns)
+	return &Store{db: db, read: read, dialect: sqliteDialect, now: func() time.Time { return time.Now().UTC() }, stmts: newStmtCache(), readStmts: newStmtCache()}, nil
 }
 
-// Close closes the database.
+// readConns bounds SQLite's reading connections: each answer from them
+// is a few indexed lookups, and the machine has few cores to run more.
+const readConns = 4
+
+// Close closes the database, once the intake has written what it holds.
 func (s *Store) Close() error {
 	s.stopIntake()
 	s.stmts.close()
-	return s.db.Close()
+	s.readStmts.close()
+	err := s.db.Close()
+	if s.read != s.db {
+		if rerr := s.read.Close(); err == nil {
+			err = rerr
+		}
+	}
+	return err
 }
 
 type scanner interface{ Scan(dest ...any) error }
@@ -217,6 +251,10 @@ type conn struct {
 }
 
 func (s *Store) conn() conn { return conn{q: s.db, d: s.dialect, stmts: s.stmts} }
+
+// reader is a conn for reads that may see the last commit rather than
+// wait for a write in progress.
+func (s *Store) reader() conn { return conn{q: s.read, d: s.dialect, stmts: s.readStmts} }
 
 func (c conn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	if st := c.prepared(ctx, q); st != nil {
