@@ -2,14 +2,19 @@ package devstack_test
 
 import (
 	"context"
+	"database/sql"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -65,6 +70,168 @@ func TestStartRunsWorkflowsAndKeepsHistory(t *testing.T) {
 	if got := run(); got != "echo: hi" {
 		t.Fatalf("after restart = %q", got)
 	}
+	// Its visibility record is in a file of its own.
+	if n := visibilityRows(t, devstack.VisibilityFile(db), "echo-1"); n == 0 {
+		t.Fatalf("no visibility records of echo-1 in %s", devstack.VisibilityFile(db))
+	}
+	if n := visibilityRows(t, db, ""); n != 0 {
+		t.Fatalf("%d visibility records in the main file, want none", n)
+	}
+}
+
+// TestVisibilityMovesToItsOwnFile: a dev stack from before the split
+// keeps its visibility records in the main file; the first start after
+// copies them into the new file, so the workflow is still listed.
+func TestVisibilityMovesToItsOwnFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an embedded Temporal server; skipped by -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db := filepath.Join(t.TempDir(), "temporal.db")
+	start := func() (*devstack.Server, client.Client) {
+		srv, err := devstack.Start(ctx, devstack.Options{DatabaseFile: db, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		c, err := client.DialContext(ctx, client.Options{HostPort: srv.FrontendAddress(), Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv, c
+	}
+	srv, c := start()
+	w := worker.New(c, "test", worker.Options{})
+	w.RegisterWorkflow(echo)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "echo-old", TaskQueue: "test"}, echo, "hi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Visibility records are written after the workflow closes.
+	for visibilityRows(t, devstack.VisibilityFile(db), "echo-old") == 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.Stop()
+	c.Close()
+	srv.Stop()
+
+	// The layout before the split: the records in the main file, no
+	// visibility file. It is made in another directory (the server's
+	// connections to a file outlive its Stop within one process).
+	if err := devstack.CopyVisibility(db, devstack.VisibilityFile(db)); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(t.TempDir(), "temporal.db")
+	for _, suffix := range []string{"", "-wal"} {
+		b, err := os.ReadFile(db + suffix)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if err == nil {
+			if err := os.WriteFile(old+suffix, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := visibilityRows(t, old, "echo-old"); n != 1 {
+		t.Fatalf("the old layout has %d records of echo-old in the main file", n)
+	}
+	db = old
+	// The first start's preparation copies them; the server itself may
+	// also write again what its visibility queue had not acknowledged,
+	// so the file is checked before it starts.
+	if _, err := devstack.PrepareVisibility(devstack.VisibilityFile(db), true, db); err != nil {
+		t.Fatal(err)
+	}
+	if n := visibilityRows(t, devstack.VisibilityFile(db), "echo-old"); n != 1 {
+		t.Fatalf("the new visibility file has %d records of echo-old, want 1", n)
+	}
+	srv, c = start()
+	defer srv.Stop()
+	defer c.Close()
+	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: `WorkflowId = "echo-old"`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Executions) != 1 {
+		t.Fatalf("after the move, listing finds %d runs of echo-old, want 1", len(resp.Executions))
+	}
+}
+
+// TestHistoryLongPollIsShort: a client waiting for a running workflow's
+// close is answered within the dev stack's long-poll interval (250 ms),
+// not Temporal's 20 s, so a close the history service failed to notify
+// costs no more than that.
+func TestHistoryLongPollIsShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an embedded Temporal server; skipped by -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := devstack.Start(ctx, devstack.Options{DatabaseFile: filepath.Join(t.TempDir(), "temporal.db"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	c, err := client.DialContext(ctx, client.Options{HostPort: srv.FrontendAddress(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w := worker.New(c, "test", worker.Options{})
+	w.RegisterWorkflow(waitForSignal)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "test"}, waitForSignal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.TerminateWorkflow(context.Background(), run.GetID(), run.GetRunID(), "test over")
+	// Let the first workflow task finish, so the poll waits on nothing.
+	time.Sleep(300 * time.Millisecond)
+	started := time.Now()
+	resp, err := c.WorkflowService().GetWorkflowExecutionHistory(ctx, &workflowservice.GetWorkflowExecutionHistoryRequest{
+		Namespace: devstack.Namespace, Execution: &commonpb.WorkflowExecution{WorkflowId: run.GetID(), RunId: run.GetRunID()},
+		WaitNewEvent: true, HistoryEventFilterType: enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(started); took > 2*time.Second {
+		t.Fatalf("a long poll of a running workflow's close held for %v, want about 250 ms", took)
+	}
+	if len(resp.GetHistory().GetEvents()) != 0 {
+		t.Fatalf("the poll returned events of a running workflow: %v", resp.GetHistory().GetEvents())
+	}
+}
+
+func waitForSignal(ctx workflow.Context) error {
+	workflow.GetSignalChannel(ctx, "go").Receive(ctx, nil)
+	return nil
+}
+
+// visibilityRows counts the visibility records of workflow id (of any
+// workflow when "") in a SQLite file.
+func visibilityRows(t *testing.T, file, id string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+file+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM executions_visibility WHERE ? = '' OR workflow_id = ?`, id, id).Scan(&n); err != nil {
+		t.Fatalf("count visibility records in %s: %v", file, err)
+	}
+	return n
 }
 
 func ping(ctx context.Context, s string) (string, error) { return s, nil }

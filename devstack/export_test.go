@@ -10,3 +10,10 @@ func SetPickPorts(f func(host string, n int) ([]int, error)) (restore func()) {
 
 // FreePorts is the real port finder.
 var FreePorts = freePorts
+
+// CopyVisibility copies the visibility records of one SQLite file into
+// another's.
+var CopyVisibility = copyVisibility
+
+// PrepareVisibility makes the visibility file as Start does.
+var PrepareVisibility = prepareVisibility

@@ -25,7 +25,7 @@ func (s *Store) WaitingForCI(ctx context.Context, workflow, repo, commit string)
 
 // CIWaiters names the workflows waiting for CI of repo's commit.
 func (s *Store) CIWaiters(ctx context.Context, repo, commit string) ([]string, error) {
-	rows, err := s.conn().query(ctx, `SELECT workflow_id FROM ci_waits WHERE commit_sha = ? AND repo = ? ORDER BY workflow_id`, commit, strings.ToLower(repo))
+	rows, err := s.reader().query(ctx, `SELECT workflow_id FROM ci_waits WHERE commit_sha = ? AND repo = ? ORDER BY workflow_id`, commit, strings.ToLower(repo))
 	if err != nil {
 		return nil, fmt.Errorf("deploys waiting for CI of %s: %w", commit, err)
 	}
