@@ -90,15 +90,7 @@ func TestVisibilityMovesToItsOwnFile(t *testing.T) {
 	defer cancel()
 	db := filepath.Join(t.TempDir(), "temporal.db")
 	start := func() (*devstack.Server, client.Client) {
-		srv, err := devstack.Start(ctx, devstack.Options{DatabaseFile: db, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatalf("start: %v", err)
-		}
-		c, err := client.DialContext(ctx, client.Options{HostPort: srv.FrontendAddress(), Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return srv, c
+		return startWithClient(t, ctx, devstack.Options{DatabaseFile: db})
 	}
 	srv, c := start()
 	w := worker.New(c, "test", worker.Options{})
@@ -174,15 +166,8 @@ func TestHistoryLongPollIsShort(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := devstack.Start(ctx, devstack.Options{DatabaseFile: filepath.Join(t.TempDir(), "temporal.db"), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, c := startWithClient(t, ctx, devstack.Options{DatabaseFile: filepath.Join(t.TempDir(), "temporal.db")})
 	defer srv.Stop()
-	c, err := client.DialContext(ctx, client.Options{HostPort: srv.FrontendAddress(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer c.Close()
 	w := worker.New(c, "test", worker.Options{})
 	w.RegisterWorkflow(waitForSignal)
@@ -211,6 +196,23 @@ func TestHistoryLongPollIsShort(t *testing.T) {
 	if len(resp.GetHistory().GetEvents()) != 0 {
 		t.Fatalf("the poll returned events of a running workflow: %v", resp.GetHistory().GetEvents())
 	}
+}
+
+// startWithClient starts a server, its logs discarded, and a client of it;
+// the caller stops both.
+func startWithClient(tb testing.TB, ctx context.Context, opts devstack.Options) (*devstack.Server, client.Client) {
+	tb.Helper()
+	opts.Logger = slog.New(slog.DiscardHandler)
+	srv, err := devstack.Start(ctx, opts)
+	if err != nil {
+		tb.Fatalf("start: %v", err)
+	}
+	c, err := client.DialContext(ctx, client.Options{HostPort: srv.FrontendAddress(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		srv.Stop()
+		tb.Fatal(err)
+	}
+	return srv, c
 }
 
 func waitForSignal(ctx workflow.Context) error {
@@ -264,18 +266,8 @@ func BenchmarkSequentialWorkflows(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
-			srv, err := devstack.Start(ctx, devstack.Options{
-				DatabaseFile: filepath.Join(b.TempDir(), "temporal.db"), Logger: slog.New(slog.DiscardHandler),
-				DynamicConfig: tc.dyn,
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
+			srv, c := startWithClient(b, ctx, devstack.Options{DatabaseFile: filepath.Join(b.TempDir(), "temporal.db"), DynamicConfig: tc.dyn})
 			defer srv.Stop()
-			c, err := client.DialContext(ctx, client.Options{HostPort: srv.FrontendAddress(), Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				b.Fatal(err)
-			}
 			defer c.Close()
 			w := worker.New(c, "bench", worker.Options{})
 			w.RegisterWorkflow(pingWorkflow)
