@@ -157,7 +157,7 @@ func TestVisibilityMovesToItsOwnFile(t *testing.T) {
 }
 
 // TestHistoryLongPollIsShort: a client waiting for a running workflow's
-// close is answered within the dev stack's long-poll interval (250 ms),
+// close is answered within the dev stack's long-poll interval (100 ms),
 // not Temporal's 20 s, so a close the history service failed to notify
 // costs no more than that.
 func TestHistoryLongPollIsShort(t *testing.T) {
@@ -191,7 +191,7 @@ func TestHistoryLongPollIsShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	if took := time.Since(started); took > 2*time.Second {
-		t.Fatalf("a long poll of a running workflow's close held for %v, want about 250 ms", took)
+		t.Fatalf("a long poll of a running workflow's close held for %v, want about 100 ms", took)
 	}
 	if len(resp.GetHistory().GetEvents()) != 0 {
 		t.Fatalf("the poll returned events of a running workflow: %v", resp.GetHistory().GetEvents())
