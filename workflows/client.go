@@ -479,7 +479,14 @@ func runOneOff[T any](ctx context.Context, c client.Client, opts client.StartWor
 	if err != nil {
 		return out, fmt.Errorf("%s: %w", what, err)
 	}
-	if err := run.Get(ctx, &out); err != nil {
+	closed := func(ctx context.Context) (bool, error) {
+		d, err := c.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
+		if err != nil {
+			return false, err
+		}
+		return d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
+	}
+	if err := awaitResult(ctx, resultCheck, func(ctx context.Context) error { return run.Get(ctx, &out) }, closed); err != nil {
 		var te *temporal.TimeoutError
 		if errors.As(err, &te) {
 			return out, fmt.Errorf("%s: no drover worker answered: %w", what, err)
@@ -487,4 +494,49 @@ func runOneOff[T any](ctx context.Context, c client.Client, opts client.StartWor
 		return out, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
+}
+
+// resultCheck is how often a wait for a one-off's result asks whether the
+// workflow has closed: one-offs mostly end well within it, so a wait
+// rarely asks at all.
+const resultCheck = 2 * time.Second
+
+// awaitResult waits for get, a long poll of a workflow's result. Every
+// interval it asks closed whether the workflow has ended; a get still
+// waiting a whole interval after the workflow was seen closed is asked
+// again, and its answer comes at once. Temporal's history service can
+// drop the close of a workflow whose client waits for it (its long poll
+// then sleeps out history.longPollExpirationInterval, 20 s by default;
+// see devstack), so without this a `drover ps` on a cluster could hang
+// for as long.
+func awaitResult(ctx context.Context, interval time.Duration, get func(context.Context) error, closed func(context.Context) (bool, error)) error {
+	for {
+		gctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- get(gctx) }()
+		tick := time.NewTicker(interval)
+		seenClosed, again := false, false
+		for !again {
+			select {
+			case err := <-done:
+				tick.Stop()
+				cancel()
+				return err
+			case <-tick.C:
+				if seenClosed {
+					again = true
+					continue
+				}
+				if ok, err := closed(ctx); err == nil && ok {
+					seenClosed = true
+				}
+			}
+		}
+		tick.Stop()
+		cancel()
+		<-done
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
 }
